@@ -1,0 +1,69 @@
+"""The serving stack: Triton (TensorRT-LLM backend) or trtllm-serve, under one set of names.
+
+Latency histograms keep the upstream's own bucket boundaries. Where a runtime only keeps
+cumulative sums and counts, the histogram carries just the +Inf bucket, so averages work and
+quantiles honestly do not.
+"""
+
+from exporter.catalog.model import counter, gauge, histogram, info
+
+_SRV = ("triton", "trtllm_serve", "simulated")
+_M = ("model", "version")
+
+METRICS = [
+    gauge("blackwell_serving_up", "1 when the serving runtime's metrics endpoint answered the last poll.",
+          ("runtime", "endpoint"), sources=_SRV),
+    gauge("blackwell_serving_ready", "1 when the runtime's readiness endpoint says ready.",
+          ("runtime", "endpoint"), sources=_SRV),
+    info("blackwell_serving_runtime_info",
+         "What is on the other side: runtime (triton, trtllm-serve) and flavour (trtllm-cpp-backend, "
+         "python-backend, llmapi, unknown).",
+         ("runtime", "endpoint", "flavour", "server_version"), sources=_SRV),
+    gauge("blackwell_serving_model_ready", "1 when the model reports ready.", _M, sources=_SRV),
+    counter("blackwell_serving_request_success_total", "Requests that completed successfully.",
+            _M, sources=_SRV),
+    counter("blackwell_serving_request_failure_total",
+            "Failed requests by reason (REJECTED, CANCELED, BACKEND, OTHER).",
+            ("model", "version", "reason"), sources=_SRV),
+    counter("blackwell_serving_inference_count_total", "Inferences performed (a batch of n counts n).",
+            _M, sources=_SRV),
+    counter("blackwell_serving_execution_count_total", "Model executions (a batch counts once).",
+            _M, sources=_SRV),
+    counter("blackwell_serving_request_duration_seconds_total",
+            "Cumulative end-to-end request handling time inside the server.", _M, sources=_SRV, unit="seconds"),
+    counter("blackwell_serving_queue_duration_seconds_total", "Cumulative time requests waited in the queue.",
+            _M, sources=_SRV, unit="seconds"),
+    counter("blackwell_serving_compute_duration_seconds_total",
+            "Cumulative compute time by phase (input, infer, output).",
+            ("model", "version", "phase"), sources=_SRV, unit="seconds"),
+    gauge("blackwell_serving_pending_requests", "Requests waiting in the server's queue.", _M, sources=_SRV),
+    histogram("blackwell_serving_ttft_seconds", "Time to first token, with the upstream's own buckets.",
+              ("model",), sources=_SRV, unit="seconds"),
+    histogram("blackwell_serving_inter_token_latency_seconds",
+              "Time between consecutive output tokens (time per output token).",
+              ("model",), sources=_SRV, unit="seconds"),
+    histogram("blackwell_serving_e2e_latency_seconds", "End-to-end request latency as the runtime measures it.",
+              ("model",), sources=_SRV, unit="seconds"),
+    histogram("blackwell_serving_queue_time_seconds", "Time a request spent queued before scheduling.",
+              ("model",), sources=_SRV, unit="seconds"),
+    counter("blackwell_serving_prompt_tokens_total", "Input (prompt) tokens processed.", ("model",), sources=_SRV),
+    counter("blackwell_serving_generation_tokens_total", "Output tokens generated; rate() gives tokens/s.",
+            ("model",), sources=_SRV),
+    histogram("blackwell_serving_prompt_length_tokens", "Prompt length per request.", ("model",),
+              sources=_SRV, unit="tokens"),
+    gauge("blackwell_serving_batch_requests",
+          "In-flight batcher requests by state (active, max, scheduled, context, generation, waiting, paused).",
+          ("model", "state"), sources=_SRV),
+    gauge("blackwell_serving_kv_cache_blocks", "KV-cache blocks by state (max, used, free).",
+          ("model", "state"), sources=_SRV),
+    gauge("blackwell_serving_kv_cache_reused_blocks", "KV-cache blocks reused from the prefix cache.",
+          ("model",), sources=_SRV),
+    gauge("blackwell_serving_kv_cache_tokens_per_block", "Tokens held by one KV-cache block.",
+          ("model",), sources=_SRV),
+    gauge("blackwell_serving_kv_cache_hit_ratio", "Prefix-cache hit rate reported by the runtime (0-1).",
+          ("model",), sources=_SRV, unit="ratio"),
+    gauge("blackwell_serving_runtime_memory_bytes", "Runtime memory by memory_type (gpu, cpu, pinned).",
+          ("model", "memory_type"), sources=_SRV, unit="bytes"),
+    counter("blackwell_serving_iterations_total", "Engine iterations (in-flight batcher iteration counter).",
+            ("model",), sources=_SRV),
+]

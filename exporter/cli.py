@@ -1,0 +1,164 @@
+"""Command line: run | generate | preflight | config check | version."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from exporter import __version__
+from exporter import config as config_mod
+from exporter.snapshot import Family, SnapshotStore
+from exporter.sources.registry import SOURCES
+
+log = logging.getLogger("exporter")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="blackwell-exporter", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the exporter daemon")
+    run.add_argument("--config", type=Path, help="YAML config file")
+    run.add_argument("--listen", help="HOST:PORT (default :9402)")
+    run.add_argument("--simulate", metavar="PROFILE", help="simulate a box instead of reading hardware")
+    run.add_argument("--scenario", metavar="NAME", help="simulation scenario to start in (default healthy)")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    cfg = sub.add_parser("config", help="configuration tools")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
+    check = cfg_sub.add_parser("check", help="validate a config file and print every error with its key path")
+    check.add_argument("file", type=Path)
+
+    gen = sub.add_parser("generate", help="write alerts/, dashboards/ and runbooks/ from the mixin")
+    gen.add_argument("--check", action="store_true", help="fail if committed outputs differ")
+    gen.add_argument("--config", type=Path, help="config file whose mixin: section sets thresholds")
+    gen.add_argument("--output", type=Path, default=Path("."), help="directory to write into")
+
+    pre = sub.add_parser("preflight", help="run the production checklist")
+    pre.add_argument("--config", type=Path)
+    pre.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def _load(path: Path | None, flags: dict) -> config_mod.Config:
+    try:
+        return config_mod.load(path, flags=flags)
+    except config_mod.ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_config_check(path: Path) -> int:
+    try:
+        config_mod.load(path, environ={})
+    except config_mod.ConfigError as exc:
+        for problem in exc.problems:
+            print(problem)
+        print(f"{path}: {len(exc.problems)} error(s)")
+        return 1
+    print(f"{path}: ok")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    flags: dict = config_mod.simulate_flags(args.simulate, args.scenario)
+    if args.listen:
+        flags["listen"] = args.listen
+    if args.log_level:
+        flags["log_level"] = args.log_level
+    config = _load(args.config, flags)
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run(config, args.config)
+
+
+def run(config: config_mod.Config, config_path: Path | None) -> int:
+    from exporter.scheduler import Scheduler
+    from exporter.server import ExporterHTTPServer
+
+    enabled = config.enabled_sources()
+    if not enabled:
+        print("config error: no source is enabled; give --simulate PROFILE or enable one under sources:",
+              file=sys.stderr)
+        return 2
+    sources = []
+    for name in enabled:
+        sources.append(SOURCES[name](getattr(config.sources, name)))
+    simulation = next((s for s in sources if s.name == "simulated"), None)
+    mode = "simulated" if simulation is not None else "hardware"
+
+    def scenario_family() -> list[Family]:
+        if simulation is None:
+            return []
+        family = Family("blackwell_exporter_simulation_scenario")
+        return [family.add((simulation.profile.name, simulation.scenario), 1)]  # type: ignore[attr-defined]
+
+    scheduler = Scheduler(sources, SnapshotStore(), mode, scenario_family)
+    host, port = config_mod.parse_listen(config.listen)
+    try:
+        server = ExporterHTTPServer((host, port), scheduler,
+                                    simulation.set_scenario if simulation is not None else None)  # type: ignore[attr-defined]
+    except OSError as exc:
+        print(f"cannot listen on {config.listen}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+
+    def on_term(signum: int, _frame: object) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    def on_hup(_signum: int, _frame: object) -> None:
+        try:
+            fresh = config_mod.load(config_path, flags=config_mod.simulate_flags(None, None))
+        except config_mod.ConfigError as exc:
+            log.error("SIGHUP: config not reloaded: %s", "; ".join(exc.problems))
+            return
+        if simulation is not None and fresh.sources.simulated.scenario != simulation.scenario:  # type: ignore[attr-defined]
+            try:
+                simulation.set_scenario(fresh.sources.simulated.scenario)  # type: ignore[attr-defined]
+                log.info("SIGHUP: scenario is now %s", simulation.scenario)  # type: ignore[attr-defined]
+            except ValueError as exc:
+                log.error("SIGHUP: %s", exc)
+        else:
+            log.info("SIGHUP: config re-read; source settings other than the scenario apply on restart")
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, on_hup)
+    scheduler.start()
+    server.serve_in_thread()
+    log.info("blackwell-exporter %s (%s) listening on %s, sources: %s", __version__, mode, config.listen,
+             ", ".join(enabled))
+    while not stop.wait(1.0):
+        pass
+    server.shutdown()
+    server.server_close()
+    scheduler.shutdown()
+    log.info("stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "version":
+        print(f"blackwell-exporter {__version__}")
+        return 0
+    if args.command == "config":
+        return cmd_config_check(args.file)
+    if args.command == "run":
+        return cmd_run(args)
+    if args.command == "generate":
+        from exporter.mixin.generate import main as generate_main
+
+        return generate_main(args)
+    if args.command == "preflight":
+        from exporter.preflight import main as preflight_main
+
+        return preflight_main(args)
+    raise AssertionError(args.command)

@@ -1,0 +1,190 @@
+"""Configuration: a YAML file, then BLACKWELL_EXPORTER_* variables, then command-line flags.
+
+Later layers override earlier ones key by key. Every layer is validated by the same pydantic
+models, which reject unknown keys; :class:`ConfigError` carries one message per problem, each
+starting with the key path (``sources.nvml.interval: ...``) and where the value came from.
+
+Environment keys nest with a double underscore: ``BLACKWELL_EXPORTER_SOURCES__NVML__INTERVAL=5``.
+Values are read as YAML scalars, so ``true`` and ``5`` mean what they look like.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, create_model, field_validator
+
+from exporter.mixin.config import MixinConfig
+from exporter.sources.base import StrictModel
+from exporter.sources.registry import SOURCES
+
+ENV_PREFIX = "BLACKWELL_EXPORTER_"
+
+# Sources the simulation stands in for: --simulate turns these off.
+SIMULATED_SOURCES = ("nvml", "dcgm", "triton", "trtllm_serve")
+
+SourcesConfig = create_model(  # type: ignore[call-overload]
+    "SourcesConfig",
+    __base__=StrictModel,
+    **{name: (cls.config_model, Field(default_factory=cls.config_model)) for name, cls in SOURCES.items()},
+)
+
+
+class Config(StrictModel):
+    listen: str = Field(":9402", description="HOST:PORT to serve on; an empty host means every interface")
+    web_config_file: Path | None = Field(
+        None, description="exporter-toolkit style web config (tls_server_config, basic_auth_users)"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    sources: SourcesConfig = Field(default_factory=SourcesConfig)  # type: ignore[valid-type]
+    mixin: MixinConfig = Field(default_factory=MixinConfig)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_has_port(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @property
+    def simulated(self) -> bool:
+        return bool(self.sources.simulated.enabled)  # type: ignore[attr-defined]
+
+    def enabled_sources(self) -> list[str]:
+        return [name for name in SOURCES if getattr(self.sources, name).enabled]
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``":9402"`` -> ("", 9402); ``"[::1]:9402"`` -> ("::1", 9402)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT (for example :9402 or 127.0.0.1:9402)")
+    return host.strip("[]"), int(port)
+
+
+def _merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:
+    for key in path[:-1]:
+        target = target.setdefault(key, {})
+        if not isinstance(target, dict):
+            raise ValueError(f"{'.'.join(path)} collides with a scalar value")
+    target[path[-1]] = value
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read config file: {exc.strerror or exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping, got {type(data).__name__}"])
+    return data
+
+
+def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``BLACKWELL_EXPORTER_A__B=v`` -> {"a": {"b": v}}. Shortcuts SIMULATE and SCENARIO exist."""
+    layer: dict[str, Any] = {}
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        raw = environ[name]
+        key = name[len(ENV_PREFIX):].lower()
+        if key == "simulate":
+            _set_path(layer, ["sources", "simulated", "profile"], raw)
+            _set_path(layer, ["sources", "simulated", "enabled"], True)
+            continue
+        if key == "scenario":
+            _set_path(layer, ["sources", "simulated", "scenario"], raw)
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        _set_path(layer, [part for part in key.split("__")], value)
+    return layer
+
+
+def _describe(errors: ValidationError, origin: str) -> list[str]:
+    problems = []
+    for err in errors.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        problems.append(f"{path}: {message} (from {origin})")
+    return problems
+
+
+def load(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the effective config; raise ConfigError listing every problem found."""
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if path is not None:
+        layers.append((str(path), read_file(path)))
+    layers.append(("environment", from_env(os.environ if environ is None else environ)))
+    layers.append(("command line", dict(flags or {})))
+
+    problems: list[str] = []
+    merged: dict[str, Any] = {}
+    for origin, layer in layers:
+        try:
+            Config.model_validate(layer)
+        except ValidationError as exc:
+            problems.extend(_describe(exc, origin))
+        merged = _merge(merged, layer)
+    if not problems:
+        try:
+            Config.model_validate(merged)
+        except ValidationError as exc:
+            problems.extend(_describe(exc, "the combined configuration"))
+    if problems:
+        raise ConfigError(problems)
+    config = Config.model_validate(merged)
+    if config.simulated:
+        config = _simulation_replaces_hardware(config, merged)
+    return config
+
+
+def _simulation_replaces_hardware(config: Config, merged: dict[str, Any]) -> Config:
+    sources = dict(merged.get("sources", {}))
+    for name in SIMULATED_SOURCES:
+        if name in sources or name in SOURCES:
+            sources[name] = {**sources.get(name, {}), "enabled": False}
+    return Config.model_validate({**merged, "sources": {k: v for k, v in sources.items() if k in SOURCES}})
+
+
+def simulate_flags(profile: str | None, scenario: str | None) -> dict[str, Any]:
+    """Command-line --simulate/--scenario as a config layer."""
+    simulated: dict[str, Any] = {}
+    if profile is not None:
+        simulated.update(enabled=True, profile=profile)
+    if scenario is not None:
+        simulated["scenario"] = scenario
+    return {"sources": {"simulated": simulated}} if simulated else {}

@@ -1,0 +1,1 @@
+"""The monitoring mixin: alert and recording rules, dashboards and runbooks, generated from code."""

@@ -1,0 +1,230 @@
+"""Metric families, immutable per-source snapshots, and the store /metrics reads from.
+
+A source's poll returns families; the scheduler wraps them in a :class:`Snapshot` (pre-rendered
+per family, in the poll's worker thread) and hands it to :class:`SnapshotStore`, which swaps it
+in and re-renders the whole exposition once. A scrape only reads the last rendered bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from exporter import catalog
+from exporter.catalog import Metric, MetricType
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class HistogramValue:
+    """A cumulative histogram: ``buckets`` are (upper bound, cumulative count), ascending, +Inf last."""
+
+    buckets: tuple[tuple[float, float], ...]
+    sum: float
+    count: float
+
+    def __post_init__(self) -> None:
+        if not self.buckets or not math.isinf(self.buckets[-1][0]):
+            raise ValueError("a histogram needs a +Inf bucket")
+        if self.buckets[-1][1] != self.count:
+            raise ValueError("the +Inf bucket must equal count")
+        bounds = [b for b, _ in self.buckets]
+        counts = [c for _, c in self.buckets]
+        if bounds != sorted(bounds) or len(set(bounds)) != len(bounds):
+            raise ValueError("histogram bucket bounds must be strictly ascending")
+        if counts != sorted(counts):
+            raise ValueError("histogram bucket counts must be cumulative")
+
+    @classmethod
+    def sum_count_only(cls, total: float, count: float) -> HistogramValue:
+        """For runtimes that keep only cumulative sums and counts: averages work, quantiles don't."""
+        return cls(((math.inf, count),), total, count)
+
+
+class Family:
+    """Samples of one catalog metric. Label values are given in the catalog's label order."""
+
+    __slots__ = ("metric", "samples")
+
+    def __init__(self, name: str) -> None:
+        self.metric: Metric = catalog.get(name)
+        self.samples: list[tuple[tuple[str, ...], float | HistogramValue]] = []
+
+    def add(self, labels: Sequence[str] | Mapping[str, str], value: float | HistogramValue) -> Family:
+        metric = self.metric
+        if isinstance(labels, Mapping):
+            if set(labels) != set(metric.labels):
+                raise ValueError(f"{metric.name}: labels {sorted(labels)} != declared {list(metric.labels)}")
+            values = tuple(str(labels[k]) for k in metric.labels)
+        else:
+            values = tuple(str(v) for v in labels)
+            if len(values) != len(metric.labels):
+                raise ValueError(f"{metric.name}: {len(values)} label values for labels {list(metric.labels)}")
+        if (metric.type is MetricType.HISTOGRAM) != isinstance(value, HistogramValue):
+            raise TypeError(f"{metric.name}: {metric.type.value} got a {type(value).__name__} value")
+        self.samples.append((values, value))
+        return self
+
+
+def _escape(value: str) -> str:
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return value
+
+
+def _number(value: float) -> str:
+    if isinstance(value, int) or (value == value and not math.isinf(value) and value.is_integer() and abs(value) < 1e15):
+        return str(int(value))
+    if value != value:
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
+    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values)]
+    if extra:
+        parts.append(extra)
+    return "{" + ",".join(parts) + "}" if parts else ""
+
+
+def render_samples(family: Family) -> str:
+    """Sample lines of one family; identical in the text and OpenMetrics formats."""
+    metric = family.metric
+    names = metric.labels
+    lines: list[str] = []
+    if metric.type is MetricType.HISTOGRAM:
+        for values, hist in family.samples:
+            assert isinstance(hist, HistogramValue)
+            for bound, count in hist.buckets:
+                le = f'le="{_number(bound)}"'
+                lines.append(f"{metric.name}_bucket{_labels(names, values, le)} {_number(count)}\n")
+            label_text = _labels(names, values)
+            lines.append(f"{metric.name}_sum{label_text} {_number(hist.sum)}\n")
+            lines.append(f"{metric.name}_count{label_text} {_number(hist.count)}\n")
+    else:
+        for values, value in family.samples:
+            lines.append(f"{metric.name}{_labels(names, values)} {_number(value)}\n")  # type: ignore[arg-type]
+    return "".join(lines)
+
+
+def _help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def text_header(metric: Metric) -> str:
+    kind = "gauge" if metric.type is MetricType.INFO else metric.type.value
+    return f"# HELP {metric.name} {_help(metric.help)}\n# TYPE {metric.name} {kind}\n"
+
+
+def openmetrics_header(metric: Metric) -> str:
+    name = metric.family_name
+    header = f"# HELP {name} {_help(metric.help)}\n# TYPE {name} {metric.type.value}\n"
+    if metric.unit and name.endswith("_" + metric.unit):
+        header += f"# UNIT {name} {metric.unit}\n"
+    return header
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one poll of one source produced, rendered once. Never mutated after creation."""
+
+    source: str
+    rendered: Mapping[str, str]  # metric name -> sample lines
+    taken_at: float = field(default_factory=time.time)
+
+    @classmethod
+    def of(cls, source: str, families: Iterable[Family]) -> Snapshot:
+        merged: dict[str, list[str]] = {}
+        for family in families:
+            if source not in family.metric.sources:
+                raise ValueError(f"source {source!r} may not fill {family.metric.name}")
+            if family.samples:
+                merged.setdefault(family.metric.name, []).append(render_samples(family))
+        return cls(source, {name: "".join(parts) for name, parts in merged.items()})
+
+
+@dataclass(frozen=True)
+class Exposition:
+    """One rendered /metrics body in both formats; gzip variants are made on first request."""
+
+    version: int
+    text: bytes
+    openmetrics: bytes
+    _gzip: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def body(self, openmetrics: bool, gzipped: bool) -> bytes:
+        raw = self.openmetrics if openmetrics else self.text
+        if not gzipped:
+            return raw
+        key = "om" if openmetrics else "text"
+        cached = self._gzip.get(key)
+        if cached is None:
+            with self._lock:
+                cached = self._gzip.get(key)
+                if cached is None:
+                    cached = gzip.compress(raw, compresslevel=6, mtime=0)
+                    self._gzip[key] = cached
+        return cached
+
+
+class SnapshotStore:
+    """Latest snapshot per source, plus the exposition rendered from all of them.
+
+    ``publish`` replaces one source's snapshot (or drops it with ``None``) together with the
+    self-metric families and renders once; ``current`` is a lock-free read of the last result.
+    Families that several sources fill (serving metrics from two endpoints) are merged under one
+    HELP/TYPE header, as both formats require.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._snapshots: dict[str, Snapshot] = {}
+        self._self: Snapshot = Snapshot("exporter", {})
+        self._version = 0
+        self._current = self._render()
+
+    def current(self) -> Exposition:
+        return self._current
+
+    def snapshot(self, source: str) -> Snapshot | None:
+        return self._snapshots.get(source)
+
+    def publish(self, source: str, snapshot: Snapshot | None, self_metrics: Callable[[], Snapshot]) -> None:
+        """Swap in ``source``'s snapshot (None drops it) and re-render.
+
+        ``self_metrics`` is called under the lock, so the self-metrics rendered always describe
+        the newest state even when two sources publish at once.
+        """
+        with self._lock:
+            if snapshot is None:
+                self._snapshots.pop(source, None)
+            else:
+                self._snapshots[source] = snapshot
+            self._self = self_metrics()
+            self._version += 1
+            self._current = self._render()
+
+    def _render(self) -> Exposition:
+        parts = [self._self, *(self._snapshots[s] for s in sorted(self._snapshots))]
+        text: list[str] = []
+        om: list[str] = []
+        for name, metric in catalog.CATALOG.items():
+            lines = [p.rendered[name] for p in parts if name in p.rendered]
+            if not lines:
+                continue
+            body = "".join(lines)
+            text.append(text_header(metric))
+            text.append(body)
+            om.append(openmetrics_header(metric))
+            om.append(body)
+        om.append("# EOF\n")
+        return Exposition(self._version, "".join(text).encode(), "".join(om).encode())

@@ -1,0 +1,13 @@
+"""Every source the exporter knows, by config key. Each module owns its config model."""
+
+from __future__ import annotations
+
+from exporter.sources.base import Source
+from exporter.sources.simulated.source import SimulatedSource
+
+SOURCES: dict[str, type[Source]] = {
+    cls.name: cls
+    for cls in (
+        SimulatedSource,
+    )
+}

@@ -1,0 +1,1 @@
+"""Simulation of whole serving boxes and their failure modes (``--simulate PROFILE``)."""

@@ -1,0 +1,157 @@
+"""The boxes the simulation models, with figures from the product brief (REFERENCE.md section 8)
+and, for h200x2, from the real capture in shared/fixtures/nvml/h200x2."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GB = 1_000_000_000
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class GpuModel:
+    name: str
+    architecture: str
+    compute_capability: str
+    memory_bytes: int
+    power_limit_watts: float
+    idle_power_watts: float
+    sm_clock_max_mhz: int
+    memory_clock_mhz: int
+    hbm_peak_bytes_per_second: float
+    nvlink_version: int
+    nvlink_links: int
+    nvlink_link_bytes_per_second: float  # per direction
+    nvlink5_counters: bool  # Blackwell COUNT_* fields answer; Hopper answers the legacy/DL paths
+
+
+B200 = GpuModel(
+    name="NVIDIA B200",
+    architecture="blackwell",
+    compute_capability="10.0",
+    memory_bytes=192 * GB,
+    power_limit_watts=1000.0,
+    idle_power_watts=140.0,
+    sm_clock_max_mhz=1965,
+    memory_clock_mhz=3996,
+    hbm_peak_bytes_per_second=8.0e12,
+    nvlink_version=5,
+    nvlink_links=18,
+    nvlink_link_bytes_per_second=50 * GB,
+    nvlink5_counters=True,
+)
+
+GB200 = GpuModel(
+    name="NVIDIA GB200",
+    architecture="blackwell",
+    compute_capability="10.0",
+    memory_bytes=186 * GB,
+    power_limit_watts=1200.0,
+    idle_power_watts=160.0,
+    sm_clock_max_mhz=2062,
+    memory_clock_mhz=3996,
+    hbm_peak_bytes_per_second=8.0e12,
+    nvlink_version=5,
+    nvlink_links=18,
+    nvlink_link_bytes_per_second=50 * GB,
+    nvlink5_counters=True,
+)
+
+H200 = GpuModel(
+    name="NVIDIA H200",
+    architecture="hopper",
+    compute_capability="9.0",
+    memory_bytes=143771 * MIB,
+    power_limit_watts=700.0,
+    idle_power_watts=75.0,
+    sm_clock_max_mhz=1980,
+    memory_clock_mhz=3201,
+    hbm_peak_bytes_per_second=4.8e12,
+    nvlink_version=4,
+    nvlink_links=18,
+    nvlink_link_bytes_per_second=26.562 * GB,
+    nvlink5_counters=False,
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    gpu: GpuModel
+    gpu_count: int
+    remote: str  # what each NVLink reaches: "switch" (NVSwitch) or "peer" (direct GPU-GPU)
+    grace_count: int
+    model: str
+    tensor_parallel: int
+    # Load at saturation for the whole box (the brief's healthy serving numbers).
+    peak_output_tokens_per_second: float
+    output_tokens_per_request: float
+    prompt_tokens_per_request: float
+    ttft_median_seconds: float
+    itl_median_seconds: float
+    kv_cache_max_blocks: int
+    max_batch_size: int
+
+    @property
+    def c2c(self) -> bool:
+        return self.grace_count > 0
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile(
+            name="hgx-b200",
+            description="HGX B200: 8x B200 over NVSwitch (NV18 all-to-all), Qwen2.5-72B MX-FP4 at TP=8",
+            gpu=B200,
+            gpu_count=8,
+            remote="switch",
+            grace_count=0,
+            model="qwen2.5-72b-mxfp4",
+            tensor_parallel=8,
+            peak_output_tokens_per_second=32_000.0,
+            output_tokens_per_request=300.0,
+            prompt_tokens_per_request=2000.0,
+            ttft_median_seconds=0.025,
+            itl_median_seconds=0.004,
+            kv_cache_max_blocks=65_536,
+            max_batch_size=128,
+        ),
+        Profile(
+            name="gb200-tray",
+            description="GB200 NVL72 compute tray: 4x B200 + 2 Grace, NVLink-C2C on, NVLink5 to the NVL72 switch tray",
+            gpu=GB200,
+            gpu_count=4,
+            remote="switch",
+            grace_count=2,
+            model="qwen2.5-72b-mxfp4",
+            tensor_parallel=4,
+            peak_output_tokens_per_second=17_000.0,
+            output_tokens_per_request=300.0,
+            prompt_tokens_per_request=2000.0,
+            ttft_median_seconds=0.030,
+            itl_median_seconds=0.0045,
+            kv_cache_max_blocks=49_152,
+            max_batch_size=128,
+        ),
+        Profile(
+            name="h200x2",
+            description="2x H200 SXM joined directly by NVLink (NV18), Llama-3.1-70B FP8 at TP=2",
+            gpu=H200,
+            gpu_count=2,
+            remote="peer",
+            grace_count=0,
+            model="llama-3.1-70b-fp8",
+            tensor_parallel=2,
+            peak_output_tokens_per_second=5_200.0,
+            output_tokens_per_request=300.0,
+            prompt_tokens_per_request=2000.0,
+            ttft_median_seconds=0.060,
+            itl_median_seconds=0.012,
+            kv_cache_max_blocks=16_384,
+            max_batch_size=64,
+        ),
+    )
+}

@@ -1,0 +1,86 @@
+"""The simulation as a source: stands in for the nvml and triton sources when --simulate is given."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import ClassVar
+
+from pydantic import Field, field_validator, model_validator
+
+from exporter.snapshot import Family
+from exporter.sources.base import Source, SourceConfig
+from exporter.sources.simulated.model import BoxModel
+from exporter.sources.simulated.profiles import PROFILES
+from exporter.sources.simulated.scenarios import DEFAULT_SCENARIO, SCENARIOS, Scenario
+
+
+class SimulatedConfig(SourceConfig):
+    interval: float = Field(2.0, gt=0, le=3600)
+    timeout: float = Field(2.0, gt=0, le=600)
+    profile: str | None = Field(None, description=f"one of {', '.join(PROFILES)}")
+    scenario: str = Field(DEFAULT_SCENARIO, description=f"one of {', '.join(SCENARIOS)}")
+    seed: int = 0
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, value: str | None) -> str | None:
+        if value is not None and value not in PROFILES:
+            raise ValueError(f"unknown profile {value!r}; choose one of {', '.join(PROFILES)}")
+        return value
+
+    @field_validator("scenario")
+    @classmethod
+    def _known_scenario(cls, value: str) -> str:
+        scenario_named(value)
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> SimulatedConfig:
+        if self.enabled and self.profile is None:
+            raise ValueError("simulation is enabled but no profile is set")
+        if self.profile is not None:
+            check_scenario_fits(SCENARIOS[self.scenario], self.profile)
+        return self
+
+
+def scenario_named(name: str) -> Scenario:
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        raise ValueError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}") from None
+
+
+def check_scenario_fits(scenario: Scenario, profile: str) -> None:
+    if scenario.needs_c2c and not PROFILES[profile].c2c:
+        c2c_profiles = ", ".join(p.name for p in PROFILES.values() if p.c2c)
+        raise ValueError(f"scenario {scenario.name!r} needs a profile with Grace C2C ({c2c_profiles}), not {profile!r}")
+
+
+class SimulatedSource(Source):
+    name: ClassVar[str] = "simulated"
+    config_model: ClassVar[type[SourceConfig]] = SimulatedConfig
+
+    def __init__(self, config: SimulatedConfig, clock=time.monotonic) -> None:
+        super().__init__(config)
+        assert config.profile is not None
+        self.profile = PROFILES[config.profile]
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._model = BoxModel(self.profile, SCENARIOS[config.scenario], seed=config.seed, start=clock())
+
+    @property
+    def scenario(self) -> str:
+        return self._model.scenario.name
+
+    def set_scenario(self, name: str) -> None:
+        """Switch failure mode at run time; ValueError with the choices when it does not apply."""
+        scenario = scenario_named(name)
+        check_scenario_fits(scenario, self.profile.name)
+        with self._lock:
+            self._model.set_scenario(scenario, self._clock())
+
+    def poll(self) -> list[Family]:
+        with self._lock:
+            self._model.advance(self._clock())
+            return self._model.families()
