@@ -1,4 +1,4 @@
-"""Command line: run | generate | preflight | config check | version."""
+"""Command line: run | generate | preflight | demo | config check | version."""
 
 from __future__ import annotations
 
@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     pre = sub.add_parser("preflight", help="run the production checklist")
     pre.add_argument("--config", type=Path)
     pre.add_argument("--json", action="store_true", help="machine-readable output")
+
+    demo = sub.add_parser("demo", help="simulated exporter + Prometheus + Alertmanager on loopback, to watch alerts fire")
+    demo.add_argument("--profile", default="hgx-b200", help="simulation profile")
+    demo.add_argument("--scenario", default="healthy", help="scenario to start in")
 
     sub.add_parser("version", help="print the version")
     return parser
@@ -157,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         from exporter.mixin.generate import main as generate_main
 
         return generate_main(args)
+    if args.command == "demo":
+        from exporter.demo import main as demo_main
+
+        return demo_main(args)
     if args.command == "preflight":
         from exporter.preflight import main as preflight_main
 
