@@ -1,0 +1,138 @@
+"""The real daemon, started as a subprocess on a simulated HGX B200, checked by Debian's promtool and Prometheus."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support import free_port, http_get, running_exporter, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def scrape(base: str) -> dict[str, list]:
+    status, body, _ = http_get(base + "/metrics")
+    assert status == 200
+    out: dict[str, list] = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append(sample)
+    return out
+
+
+@pytest.fixture(scope="module")
+def exporter():
+    with running_exporter("--simulate", "hgx-b200", env={"BLACKWELL_EXPORTER_SOURCES__SIMULATED__INTERVAL": "1",
+                                                         "BLACKWELL_EXPORTER_SOURCES__SIMULATED__TIMEOUT": "1"}) as (base, _):
+        wait_until(lambda: http_get(base + "/readyz")[0] == 200, what="ready")
+        yield base
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="Debian's prometheus package provides promtool")
+def test_promtool_finds_nothing_to_complain_about(exporter):
+    body = http_get(exporter + "/metrics")[1]
+    result = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True)
+    assert result.returncode == 0 and result.stdout == b"" and result.stderr == b"", result.stdout + result.stderr
+
+
+def test_eight_gpus_with_eighteen_links_each(exporter):
+    metrics = scrape(exporter)
+    assert {s.labels["gpu"] for s in metrics["blackwell_gpu_up"]} == {str(i) for i in range(8)}
+    assert len({(s.labels["gpu"], s.labels["link"]) for s in metrics["blackwell_nvlink_link_up"]}) == 144
+
+
+def test_counters_increase_between_scrapes(exporter):
+    first = scrape(exporter)
+    time.sleep(2.2)
+    second = scrape(exporter)
+    for name in ("blackwell_gpu_energy_joules_total", "blackwell_serving_generation_tokens_total",
+                 "blackwell_serving_ttft_seconds_count"):
+        assert sum(s.value for s in second[name]) > sum(s.value for s in first[name]), name
+
+
+def test_self_metrics_describe_the_simulation(exporter):
+    metrics = scrape(exporter)
+    [build] = metrics["blackwell_exporter_build_info"]
+    assert build.labels["mode"] == "simulated"
+    assert metrics["blackwell_exporter_source_up"][0].labels == {"source": "simulated"}
+    assert metrics["blackwell_exporter_source_up"][0].value == 1
+
+
+def test_openmetrics_and_gzip_are_negotiated(exporter):
+    status, body, headers = http_get(exporter + "/metrics", {"Accept": "application/openmetrics-text; version=1.0.0",
+                                                             "Accept-Encoding": "gzip"})
+    assert status == 200
+    assert headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+    assert headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(body).endswith(b"# EOF\n")
+
+
+def test_scenario_switch_at_run_time(exporter):
+    request = urllib.request.Request(exporter + "/-/scenario?name=gpu-lost", method="POST", data=b"")
+    with urllib.request.urlopen(request) as response:
+        assert response.status == 200
+    try:
+        wait_until(lambda: any(s.value == 0 for s in scrape(exporter)["blackwell_gpu_up"]), what="gpu 2 lost")
+        metrics = scrape(exporter)
+        assert len(metrics["blackwell_gpu_power_watts"]) == 7
+    finally:
+        urllib.request.urlopen(urllib.request.Request(exporter + "/-/scenario?name=healthy", method="POST", data=b""))
+
+
+def test_readyz_is_503_until_the_first_poll_then_200():
+    """A poll slower than process start-up makes the 503 window observable: the sim's first poll at
+    hgx-b200 takes milliseconds, so the test starts the daemon with readiness watched from the first
+    byte the server answers and records every status it sees."""
+    seen: list[int] = []
+    with running_exporter("--simulate", "hgx-b200") as (base, _):
+        def record() -> bool:
+            status, body, _ = http_get(base + "/readyz")
+            seen.append(status)
+            if status == 503:
+                assert b"no completed poll yet" in body
+            return status == 200
+        wait_until(record, interval=0.001, what="ready")
+    assert seen[-1] == 200
+    first_ok = seen.index(200)
+    assert set(seen[:first_ok]) <= {503}
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="Debian's prometheus package provides it")
+def test_a_real_prometheus_scrapes_the_exporter(exporter):
+    port = free_port()
+    target = urllib.parse.urlsplit(exporter).netloc
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "prometheus.yml"
+        config.write_text(json.dumps({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [{"job_name": "blackwell", "static_configs": [{"targets": [target]}]}],
+        }))
+        proc = subprocess.Popen(["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp}/data",
+                                 f"--web.listen-address=127.0.0.1:{port}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            def query(expr: str) -> list:
+                url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+                try:
+                    status, body, _ = http_get(url)
+                except OSError:
+                    return []
+                return json.loads(body)["data"]["result"] if status == 200 else []
+
+            up = wait_until(lambda: query('up{job="blackwell"} == 1'), timeout=30, what="up == 1")
+            assert up[0]["metric"]["instance"] == target
+            power = wait_until(lambda: query("blackwell_gpu_power_watts"), timeout=10, what="a GPU metric")
+            assert len(power) == 8
+        finally:
+            proc.terminate()
+            proc.wait(10)

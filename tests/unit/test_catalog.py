@@ -1,0 +1,43 @@
+"""The catalog is the single list of what the exporter can emit; its rules hold for every entry."""
+
+import pytest
+
+from exporter import catalog
+from exporter.catalog.model import MetricType, counter, gauge, info
+
+
+def test_every_metric_follows_the_naming_conventions():
+    for metric in catalog.CATALOG.values():
+        assert metric.name.startswith("blackwell_"), metric.name
+        if metric.type is MetricType.COUNTER:
+            assert metric.name.endswith("_total")
+        assert "hostname" not in metric.labels and "instance" not in metric.labels
+        assert metric.sources, f"{metric.name} names no source that fills it"
+
+
+def test_counters_must_end_in_total():
+    with pytest.raises(ValueError, match="_total"):
+        counter("blackwell_gpu_energy_joules", "x", sources=("nvml",))
+
+
+def test_unit_must_appear_in_the_name():
+    with pytest.raises(ValueError, match="unit"):
+        gauge("blackwell_gpu_power", "x", sources=("nvml",), unit="watts")
+
+
+def test_info_metrics_end_in_info_and_reserved_labels_are_refused():
+    with pytest.raises(ValueError, match="_info"):
+        info("blackwell_gpu_identity", "x", sources=("nvml",))
+    with pytest.raises(ValueError, match="le"):
+        gauge("blackwell_x", "x", ("le",), sources=("nvml",))
+
+
+def test_lookup_of_an_undeclared_metric_names_it():
+    with pytest.raises(KeyError, match="blackwell_not_a_metric"):
+        catalog.get("blackwell_not_a_metric")
+
+
+def test_series_names_include_histogram_parts():
+    names = catalog.series_names()
+    assert "blackwell_serving_ttft_seconds_bucket" in names
+    assert "blackwell_serving_ttft_seconds_count" in names
