@@ -39,7 +39,7 @@ class Config(StrictModel):
     web_config_file: Path | None = Field(
         None, description="exporter-toolkit style web config (tls_server_config, basic_auth_users)"
     )
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log verbosity (stderr)")
     sources: SourcesConfig = Field(default_factory=SourcesConfig)  # type: ignore[valid-type]
     mixin: MixinConfig = Field(default_factory=MixinConfig)
 

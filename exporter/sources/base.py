@@ -22,7 +22,7 @@ class StrictModel(BaseModel):
 
 
 class SourceConfig(StrictModel):
-    enabled: bool = False
+    enabled: bool = Field(False, description="poll this source")
     interval: float = Field(10.0, gt=0, le=3600, description="seconds between polls")
     timeout: float = Field(5.0, gt=0, le=600, description="seconds a poll may take before it is abandoned")
 

@@ -20,7 +20,7 @@ class SimulatedConfig(SourceConfig):
     timeout: float = Field(2.0, gt=0, le=600)
     profile: str | None = Field(None, description=f"one of {', '.join(PROFILES)}")
     scenario: str = Field(DEFAULT_SCENARIO, description=f"one of {', '.join(SCENARIOS)}")
-    seed: int = 0
+    seed: int = Field(0, description="random seed: the same seed and poll times give the same numbers")
 
     @field_validator("profile")
     @classmethod

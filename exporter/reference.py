@@ -1,0 +1,122 @@
+"""Reference documentation generated from the code: the metric catalog and the config models.
+
+``blackwell-exporter generate`` writes these to ``docs/metrics.md`` and ``docs/configuration.md``,
+so the docs cannot drift from what the exporter emits and accepts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from exporter import catalog
+from exporter.catalog.model import Metric
+from exporter.config import Config
+
+_AREAS = {
+    "blackwell_exporter_": "Exporter self-metrics",
+    "blackwell_gpu_": "GPU",
+    "blackwell_c2c_": "Grace NVLink-C2C",
+    "blackwell_nvlink": "NVLink",
+    "blackwell_serving_": "Serving (Triton, trtllm-serve)",
+}
+
+
+def _area(metric: Metric) -> str:
+    for prefix, area in _AREAS.items():
+        if metric.name.startswith(prefix):
+            return area
+    return "Blackwell precision and engine"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def metrics_markdown() -> str:
+    by_area: dict[str, list[Metric]] = {}
+    for metric in catalog.CATALOG.values():
+        by_area.setdefault(_area(metric), []).append(metric)
+    lines = [
+        "# Metric reference",
+        "",
+        "Generated from `exporter/catalog/` by `blackwell-exporter generate`; do not edit by hand.",
+        "Histograms add `_bucket`, `_sum` and `_count` series. `gpu` is the NVML index; join on it with",
+        "`blackwell_gpu_info` for the UUID or model name.",
+        "",
+    ]
+    for area, metrics in by_area.items():
+        lines += [f"## {area}", "", "| metric | type | labels | filled by | meaning |", "| --- | --- | --- | --- | --- |"]
+        for m in metrics:
+            labels = ", ".join(f"`{label}`" for label in m.labels) or "-"
+            sources = ", ".join(m.sources)
+            lines.append(f"| `{m.name}` | {m.type.value} | {labels} | {sources} | {_cell(m.help)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _default(field: FieldInfo) -> str:
+    if field.default_factory is not None:
+        return "(section)"
+    value: Any = field.default
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return f"`{value!r}`" if value else "`''`"
+    if isinstance(value, (list, tuple)) and not value:
+        return "`[]`"
+    return f"`{value}`"
+
+
+def _description(model: type[BaseModel], name: str) -> str:
+    """A subclass that only changes a default inherits the base field's description."""
+    for klass in model.__mro__:
+        fields = getattr(klass, "model_fields", {})
+        if name in fields and fields[name].description:
+            return fields[name].description
+    return ""
+
+
+def _walk(model: type[BaseModel], prefix: str, rows: list[str]) -> None:
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            _walk(annotation, key + ".", rows)
+            continue
+        if get_origin(annotation) is Literal:
+            type_name = " \\| ".join(f"`{choice}`" for choice in get_args(annotation))
+        else:
+            type_name = str(annotation) if get_args(annotation) else getattr(annotation, "__name__", str(annotation))
+            type_name = type_name.replace("typing.", "").replace("pathlib.", "")
+        rows.append(f"| `{key}` | {_cell(type_name)} | {_default(field)} | {_cell(_description(model, name))} |")
+
+
+def configuration_markdown() -> str:
+    rows: list[str] = []
+    _walk(Config, "", rows)
+    return "\n".join([
+        "# Configuration reference",
+        "",
+        "Generated from the config models by `blackwell-exporter generate`; do not edit by hand.",
+        "",
+        "Settings come from a YAML file (`--config FILE`), then `BLACKWELL_EXPORTER_*` environment",
+        "variables, then command-line flags; each layer overrides the one before, key by key. Nested",
+        "keys join with a double underscore in the environment: `sources.nvml.interval` is",
+        "`BLACKWELL_EXPORTER_SOURCES__NVML__INTERVAL`. `BLACKWELL_EXPORTER_SIMULATE=PROFILE` and",
+        "`BLACKWELL_EXPORTER_SCENARIO=NAME` are shortcuts for `--simulate` and `--scenario`.",
+        "Unknown keys are errors; `blackwell-exporter config check FILE` prints every error with its key path.",
+        "",
+        "| key | type | default | meaning |",
+        "| --- | --- | --- | --- |",
+        *rows,
+        "",
+    ])
+
+
+def outputs() -> dict[Path, str]:
+    """Relative path -> content, for generate and its --check."""
+    return {Path("docs/metrics.md"): metrics_markdown(), Path("docs/configuration.md"): configuration_markdown()}
