@@ -15,6 +15,8 @@ from pydantic.fields import FieldInfo
 from exporter import catalog
 from exporter.catalog.model import Metric
 from exporter.config import Config
+from exporter.sources.simulated.profiles import PROFILES
+from exporter.sources.simulated.scenarios import SCENARIOS
 
 _AREAS = {
     "blackwell_exporter_": "Exporter self-metrics",
@@ -117,6 +119,49 @@ def configuration_markdown() -> str:
     ])
 
 
-def outputs() -> dict[Path, str]:
+def scenarios_markdown() -> str:
+    rows = ["| scenario | what happens | alerts it should fire | profiles |", "| --- | --- | --- | --- |"]
+    for scenario in SCENARIOS.values():
+        profiles = [p.name for p in PROFILES.values() if p.c2c or not scenario.needs_c2c]
+        alerts = ", ".join(f"`{a}`" for a in scenario.alerts) or "none (baseline)"
+        rows.append(f"| `{scenario.name}` | {_cell(scenario.description)} | {alerts} | {', '.join(profiles)} |")
+    return "\n".join(rows)
+
+
+README_START, README_END = "<!-- scenarios:start -->", "<!-- scenarios:end -->"
+
+
+def readme_with_scenarios(readme: str) -> str:
+    """README.md with the generated scenario table between its markers."""
+    head, start, rest = readme.partition(README_START)
+    _, end, tail = rest.partition(README_END)
+    if not start or not end:
+        raise ValueError(f"README.md lacks the {README_START} / {README_END} markers")
+    return f"{head}{README_START}\n{scenarios_markdown()}\n{README_END}{tail}"
+
+
+def outputs(root: Path) -> dict[Path, str]:
     """Relative path -> content, for generate and its --check."""
-    return {Path("docs/metrics.md"): metrics_markdown(), Path("docs/configuration.md"): configuration_markdown()}
+    return {
+        Path("docs/metrics.md"): metrics_markdown(),
+        Path("docs/configuration.md"): configuration_markdown(),
+        Path("README.md"): readme_with_scenarios((root / "README.md").read_text()),
+    }
+
+
+def sync(root: Path, check: bool) -> int:
+    """Write the generated docs under ``root``, or with ``check`` report which differ (exit 1)."""
+    drifted = []
+    for relative, content in outputs(root).items():
+        path = root / relative
+        current = path.read_text() if path.exists() else None
+        if current == content:
+            continue
+        if check:
+            drifted.append(str(relative))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+    for name in drifted:
+        print(f"{name} is out of date: run `blackwell-exporter generate` and commit the result")
+    return 1 if drifted else 0
