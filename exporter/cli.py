@@ -159,8 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run(args)
     if args.command == "generate":
         from exporter.mixin.generate import main as generate_main
+        from exporter.reference import sync as sync_reference
 
-        return generate_main(args)
+        return max(generate_main(args), sync_reference(args.output, check=args.check))
     if args.command == "demo":
         from exporter.demo import main as demo_main
 
