@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -15,6 +16,9 @@ from exporter.snapshot import Family, SnapshotStore
 from exporter.sources.registry import SOURCES
 
 log = logging.getLogger("exporter")
+
+# SIGTERM to exit: Kubernetes and Docker wait 10 s before SIGKILL; we promise 5.
+SHUTDOWN_DEADLINE_SECONDS = 4.5
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,8 +87,24 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def run(config: config_mod.Config, config_path: Path | None) -> int:
+    """Serve until SIGTERM/SIGINT, then stop within ``SHUTDOWN_DEADLINE_SECONDS``.
+
+    The shutdown closes the listener, stops the jobs and gives sources 2 s to close; hung polls
+    and open connections live on daemon threads and do not hold the exit. A watchdog ends the
+    process if a step still hangs at the deadline.
+    """
     from exporter.scheduler import Scheduler
     from exporter.server import ExporterHTTPServer
+    from exporter.webconfig import WebConfigError, WebConfigWatcher
+
+    web = None
+    if config.web_config_file is not None:
+        try:
+            web = WebConfigWatcher(config.web_config_file)
+        except WebConfigError as exc:
+            for problem in exc.problems:
+                print(f"web config error: {problem}", file=sys.stderr)
+            return 2
 
     enabled = config.enabled_sources()
     if not enabled:
@@ -107,15 +127,21 @@ def run(config: config_mod.Config, config_path: Path | None) -> int:
     host, port = config_mod.parse_listen(config.listen)
     try:
         server = ExporterHTTPServer((host, port), scheduler,
-                                    simulation.set_scenario if simulation is not None else None)  # type: ignore[attr-defined]
+                                    simulation.set_scenario if simulation is not None else None,  # type: ignore[attr-defined]
+                                    web)
     except OSError as exc:
         print(f"cannot listen on {config.listen}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     stop = threading.Event()
 
     def on_term(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            return
         log.info("received %s, shutting down", signal.Signals(signum).name)
         stop.set()
+        watchdog = threading.Timer(SHUTDOWN_DEADLINE_SECONDS, _force_exit)
+        watchdog.daemon = True
+        watchdog.start()
 
     def on_hup(_signum: int, _frame: object) -> None:
         try:
@@ -137,8 +163,8 @@ def run(config: config_mod.Config, config_path: Path | None) -> int:
     signal.signal(signal.SIGHUP, on_hup)
     scheduler.start()
     server.serve_in_thread()
-    log.info("blackwell-exporter %s (%s) listening on %s, sources: %s", __version__, mode, config.listen,
-             ", ".join(enabled))
+    log.info("blackwell-exporter %s (%s) listening on %s (%s), sources: %s", __version__, mode, config.listen,
+             f"web config {config.web_config_file}" if web is not None else "plain HTTP, no auth", ", ".join(enabled))
     while not stop.wait(1.0):
         pass
     server.shutdown()
@@ -146,6 +172,12 @@ def run(config: config_mod.Config, config_path: Path | None) -> int:
     scheduler.shutdown()
     log.info("stopped")
     return 0
+
+
+def _force_exit() -> None:
+    log.error("shutdown still blocked after %gs; exiting now", SHUTDOWN_DEADLINE_SECONDS)
+    logging.shutdown()
+    os._exit(1)
 
 
 def main(argv: list[str] | None = None) -> int:

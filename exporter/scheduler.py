@@ -2,13 +2,20 @@
 
 One APScheduler job per source calls :meth:`SourceRunner.run_once`. The poll itself runs in a
 fresh daemon thread the job waits on for at most ``timeout`` seconds: Python cannot kill a
-thread, so a hung poll is abandoned (the source is marked down with reason ``timeout``) and no
-new poll of that source starts until the hung one returns. Other sources and scrapes never wait.
+thread, so a hung poll is abandoned (the source is marked down with reason ``timeout``), its
+late result is discarded, and no new poll of that source starts until the hung one returns
+(each run meanwhile counts reason ``busy``). Other sources and scrapes never wait.
 
 After a failure the next attempt waits ``interval * 2**(failures-1)`` seconds, capped at
-``MAX_BACKOFF_SECONDS``. A source's last good snapshot keeps being served until it is older than
-``STALE_INTERVALS`` intervals, then it is dropped, so a brief hiccup does not punch holes in
-rate() while a dead source does not serve stale numbers forever.
+``MAX_BACKOFF_SECONDS``; attempts ride the job's interval grid, so a delay is rounded up to the
+next run. A timeout or an unexpected exception (a bug, a crash, even ``SystemExit``) restarts
+the source: the next attempt calls ``close()`` and ``probe()`` before ``poll()``. A
+:class:`PollError` is an upstream failure the source understands, so only ``ReprobeRequired``
+restarts it.
+
+A source's last good snapshot keeps being served until it is older than ``STALE_INTERVALS``
+intervals, then it is dropped, so a brief hiccup does not punch holes in rate() while a dead
+source does not serve stale numbers forever.
 """
 
 from __future__ import annotations
@@ -35,9 +42,12 @@ STALE_INTERVALS = 3
 MAX_BACKOFF_SECONDS = 300.0
 
 
+SHUTDOWN_CLOSE_SECONDS = 2.0
+
+
 @dataclass
 class _Outcome:
-    families: list[Family] | None = None
+    probed: bool = False
     snapshot: Snapshot | None = None
     error: BaseException | None = None
 
@@ -56,6 +66,8 @@ class SourceRunner:
         self._wall = wall_clock
         self._clock = clock
         self._probed = False
+        self._wake = threading.Event()  # set when the in-flight poll ends, or on shutdown
+        self._stopping = False
         self._inflight: threading.Thread | None = None
         self._next_attempt = 0.0
         self._started = 0.0
@@ -70,10 +82,12 @@ class SourceRunner:
         self.errors: Counter[str] = Counter()
 
     # -- state read by the server and self-metrics -----------------------------------------
+    def age(self) -> float:
+        """Seconds since the last successful poll (0 before the first one)."""
+        return 0.0 if self.last_success_mono is None else self._clock() - self.last_success_mono
+
     def stale(self) -> bool:
-        if self.last_success_mono is None:
-            return False
-        return self._clock() - self.last_success_mono > STALE_INTERVALS * self.interval
+        return self.last_success_mono is not None and self.age() > STALE_INTERVALS * self.interval
 
     def state(self) -> str:
         if not self.completed_once and self.consecutive_failures == 0:
@@ -84,30 +98,52 @@ class SourceRunner:
 
     # -- one scheduled run -----------------------------------------------------------------
     def run_once(self) -> None:
-        now = self._clock()
-        if self._inflight is not None and self._inflight.is_alive():
-            self._fail("timeout", f"previous poll still running after {now - self._started:.1f}s")
-        elif now >= self._next_attempt:
-            self._attempt()
-        self._publish()
+        """One scheduler tick: poll if due, then publish. Never raises, never waits past ``timeout``."""
+        try:
+            if self._stopping:
+                return
+            now = self._clock()
+            if self._inflight is not None and self._inflight.is_alive():
+                self._busy(now - self._started)
+            elif now >= self._next_attempt:
+                self._attempt()
+            self._publish()
+        except Exception:  # noqa: BLE001 - the job must keep running; a bug here is logged, not fatal
+            log.exception("scheduler run of source %s failed", self.name)
+
+    def stop(self) -> None:
+        """Stop polling and release a ``run_once`` that is waiting on a poll."""
+        self._stopping = True
+        self._wake.set()
 
     def _attempt(self) -> None:
         outcome = _Outcome()
+        self._wake.clear()
+        if self._stopping:
+            return
         self._started = self._clock()
-        thread = threading.Thread(target=self._work, args=(outcome,), name=f"poll-{self.name}", daemon=True)
+        thread = threading.Thread(target=self._work, args=(outcome, not self._probed), name=f"poll-{self.name}",
+                                  daemon=True)
         self._inflight = thread
         thread.start()
-        thread.join(self.timeout)
+        self._wake.wait(self.timeout)
         duration = self._clock() - self._started
+        if self._stopping:
+            return
         if thread.is_alive():
+            self._probed = False
             self._fail("timeout", f"poll did not finish within {self.timeout:g}s")
             return
         self._inflight = None
         self.last_duration = duration
+        self._probed = outcome.probed
         if outcome.error is not None:
             err = outcome.error
-            reason = err.reason if isinstance(err, PollError) else ("probe" if not self._probed else "error")
-            if isinstance(err, ReprobeRequired):
+            if isinstance(err, PollError):
+                reason = err.reason
+            else:
+                reason = "error" if outcome.probed else "probe"
+            if not isinstance(err, PollError) or isinstance(err, ReprobeRequired):
                 self._probed = False
             self._fail(reason, f"{type(err).__name__}: {err}")
             return
@@ -119,16 +155,27 @@ class SourceRunner:
         self.last_success_mono = self._clock()
         self._snapshot = outcome.snapshot
 
-    def _work(self, outcome: _Outcome) -> None:
+    def _work(self, outcome: _Outcome, reprobe: bool) -> None:
+        """The poll thread. It only writes ``outcome``: an abandoned poll must not touch runner state."""
         try:
-            if not self._probed:
+            if reprobe:
                 self.source.close()
                 self.source.probe()
-                self._probed = True
+            outcome.probed = True
             families = self.source.poll()
+            if not isinstance(families, (list, tuple)) or not all(isinstance(f, Family) for f in families):
+                raise TypeError(f"poll() must return a list of Family, got {_describe(families)}")
             outcome.snapshot = Snapshot.of(self.name, families)
         except BaseException as exc:  # noqa: BLE001 - a source must never take the daemon down
             outcome.error = exc
+        finally:
+            self._wake.set()
+
+    def _busy(self, running_for: float) -> None:
+        """A hung poll is still running: count it, but do not grow the backoff while we wait."""
+        self.up = False
+        self.errors["busy"] += 1
+        self.last_error = f"poll still running after {running_for:.1f}s (timeout {self.timeout:g}s)"
 
     def _fail(self, reason: str, message: str) -> None:
         if self.up or self.last_error != message:
@@ -169,12 +216,27 @@ class Scheduler:
         self._scheduler.start()
 
     def shutdown(self) -> None:
-        self._scheduler.shutdown(wait=False)
+        """Stop every job and close the sources, giving ``close()`` calls at most 2 s in all.
+
+        A hung poll cannot be interrupted, and a ``close()`` may hang on the same upstream, so
+        closing runs in a daemon thread the process does not wait for past the deadline.
+        """
         for runner in self.runners.values():
-            try:
-                runner.source.close()
-            except Exception:  # noqa: BLE001 - shutting down regardless
-                log.exception("closing source %s", runner.name)
+            runner.stop()
+        self._scheduler.shutdown(wait=False)
+
+        def close_all() -> None:
+            for runner in self.runners.values():
+                try:
+                    runner.source.close()
+                except Exception:  # noqa: BLE001 - shutting down regardless
+                    log.exception("closing source %s", runner.name)
+
+        closer = threading.Thread(target=close_all, name="close-sources", daemon=True)
+        closer.start()
+        closer.join(SHUTDOWN_CLOSE_SECONDS)
+        if closer.is_alive():
+            log.warning("sources still closing after %gs; exiting without them", SHUTDOWN_CLOSE_SECONDS)
 
     def ready(self) -> tuple[bool, list[str]]:
         """Ready once every source completed a poll and none is older than 3 intervals."""
@@ -184,7 +246,7 @@ class Scheduler:
                 reasons.append(f"{runner.name}: no completed poll yet" +
                                (f" (last error: {runner.last_error})" if runner.last_error else ""))
             elif runner.stale():
-                age = time.monotonic() - (runner.last_success_mono or 0.0)
+                age = runner.age()
                 reasons.append(f"{runner.name}: data is {age:.0f}s old (> {STALE_INTERVALS} x {runner.interval:g}s)"
                                + (f"; last error: {runner.last_error}" if runner.last_error else ""))
         return not reasons, reasons
@@ -205,6 +267,13 @@ class Scheduler:
                 errors.add((name, reason), runner.errors[reason])
         build = Family("blackwell_exporter_build_info").add((__version__, self.mode, platform.python_version()), 1)
         return Snapshot.of("exporter", [build, up, duration, last, errors, interval, *self._extra()])
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, (list, tuple)):
+        kinds = sorted({type(v).__name__ for v in value if not isinstance(v, Family)})
+        return f"a {type(value).__name__} holding {', '.join(kinds)}"
+    return type(value).__name__
 
 
 def _now() -> datetime.datetime:
