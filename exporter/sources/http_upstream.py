@@ -1,0 +1,147 @@
+"""One bounded HTTP GET against an upstream runtime: total deadline, size cap, TLS settings.
+
+``urllib``'s timeout bounds each socket operation, not the request: a server that drips one
+byte per second would never time out. :func:`get` checks one deadline for connecting, headers
+and every chunk of the body, and stops reading as soon as the body passes the cap, so a hostile
+or broken upstream costs at most ``timeout`` seconds and ``max_bytes`` of memory.
+
+Every failure is an :class:`UpstreamError` (a :class:`PollError`) whose ``reason`` is one of
+``unreachable``, ``timeout``, ``truncated``, ``too_large``, ``tls`` or ``http_status``, so the scheduler's
+``source_errors_total{reason}`` says what went wrong. Non-2xx answers are returned, not raised,
+when the caller asks (health endpoints answer 503 on purpose). Proxies from the environment are
+not used: the exporter is a sidecar talking to its neighbour.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+
+from exporter.sources.base import PollError, StrictModel
+
+CHUNK = 64 * 1024
+
+
+class UpstreamError(PollError):
+    """An upstream could not be read; ``reason`` labels the failure."""
+
+
+class Endpoint(StrictModel):
+    """Where one upstream lives and how to talk to it. Shared by the serving sources."""
+
+    url: str = Field(description="http(s)://host:port/path of the metrics endpoint")
+    timeout: float | None = Field(None, gt=0, le=600, description="seconds; defaults to the source's timeout")
+    interval: float | None = Field(None, gt=0, le=3600,
+                                   description="seconds between reads; defaults to the source's interval")
+    tls_verify: bool = Field(True, description="verify the server certificate for https URLs")
+    ca_file: Path | None = Field(None, description="CA bundle for https URLs (default: the system's)")
+    max_bytes: int = Field(16 * 1024 * 1024, gt=0, description="responses larger than this are rejected")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http:// or https:// URL with a host")
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+        except ValueError:
+            raise ValueError(f"{value!r} has an invalid port") from None
+        return value
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str
+
+
+def get(url: str, *, timeout: float, max_bytes: int, tls_verify: bool = True, ca_file: Path | None = None,
+        accept: str = "*/*", allow_status: bool = False) -> Response:
+    """GET ``url`` within ``timeout`` seconds in total; raise UpstreamError on failure.
+
+    With ``allow_status`` a non-2xx answer is returned (its body capped like any other);
+    without it, it raises with reason ``http_status``.
+    """
+    deadline = time.monotonic() + timeout
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    conn: http.client.HTTPConnection
+    if parts.scheme == "https":
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        if not tls_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+    try:
+        conn.request("GET", target, headers={"Accept": accept, "Accept-Encoding": "identity",
+                                             "User-Agent": "blackwell-exporter"})
+        # getresponse() drops conn.sock when the server will close; the socket lives on in the response.
+        sock = conn.sock
+        _remaining(deadline, url)
+        response = conn.getresponse()
+        declared = response.getheader("Content-Length")
+        if declared and declared.isdigit() and int(declared) > max_bytes:
+            raise UpstreamError(f"{url}: response of {int(declared)} bytes is over the {max_bytes}-byte cap",
+                                "too_large")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            if sock is not None:
+                sock.settimeout(_remaining(deadline, url))
+            chunk = response.read1(CHUNK)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > max_bytes:
+                raise UpstreamError(f"{url}: response is over the {max_bytes}-byte cap", "too_large")
+            chunks.append(chunk)
+        if response.length:
+            raise http.client.IncompleteRead(b"".join(chunks), response.length)
+        body = b"".join(chunks)
+        status = response.status
+        content_type = response.getheader("Content-Type", "")
+    except UpstreamError:
+        raise
+    except ssl.SSLError as exc:
+        raise UpstreamError(f"{url}: TLS failed: {exc.reason or exc}", "tls") from None
+    except TimeoutError:
+        raise UpstreamError(f"{url}: no complete answer within {timeout:g}s", "timeout") from None
+    except http.client.IncompleteRead as exc:
+        raise UpstreamError(f"{url}: {_describe(exc)}", "truncated") from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise UpstreamError(f"{url}: {_describe(exc)}", "unreachable") from None
+    finally:
+        conn.close()
+    if not allow_status and not 200 <= status < 300:
+        raise UpstreamError(f"{url}: HTTP {status}", "http_status")
+    return Response(status, body, content_type)
+
+
+def _remaining(deadline: float, url: str) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError(url)
+    return left
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve host ({exc.strerror})"
+    if isinstance(exc, http.client.IncompleteRead):
+        return f"connection closed after {len(exc.partial)} bytes of the body"
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return "connection closed before an answer"
+    return f"{type(exc).__name__}: {exc}"
