@@ -1,17 +1,98 @@
-"""Thresholds and objectives the generated rules use; set under ``mixin:`` in the config file."""
+"""Thresholds and objectives the generated rules use; set under ``mixin:`` in the config file.
+
+Every number an alert or recording rule compares against lives here, so a fleet with other
+hardware or another SLO changes one YAML key and regenerates, never edits a rule.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from exporter.sources.base import StrictModel
 
 
 class MixinConfig(StrictModel):
+    # -- where alerts point -------------------------------------------------------------------
     runbook_base_url: str = Field(
         "https://github.com/blackwell-exporter/blackwell-exporter/blob/main/runbooks",
         description="where runbooks/<AlertName>.md are published; alerts link here",
     )
     dashboard_base_url: str = Field("http://grafana.local/d", description="Grafana base URL for dashboard_url")
-    ttft_slo_seconds: float = Field(0.5, gt=0, description="TTFT p95 objective")
+    job: str = Field("blackwell-exporter", description="Prometheus job name the exporter is scraped under")
 
+    # -- serving SLOs -------------------------------------------------------------------------
+    ttft_slo_seconds: float = Field(
+        0.5, gt=0,
+        description="TTFT objective: p95 must stay under it, and it is the good/bad line of the TTFT SLO. "
+        "Must be a bucket bound of blackwell_serving_ttft_seconds (trtllm-serve's: 0.1, 0.25, 0.5, 0.75, 1, 2.5 ...)",
+    )
+    ttft_slo_objective: float = Field(
+        0.99, gt=0, lt=1, description="fraction of requests whose TTFT must be under ttft_slo_seconds"
+    )
+    availability_slo_objective: float = Field(
+        0.999, gt=0, lt=1, description="fraction of requests that must not fail (client cancels excluded)"
+    )
+    ttft_long_prompt_p99_seconds: float = Field(
+        1.0, gt=0, description="TTFT p99 over this while p50 is fine means long prompts stall"
+    )
+    ttft_tail_ratio: float = Field(
+        20.0, gt=1, description="p99/p50 TTFT ratio above which the tail, not the median, is the problem"
+    )
+    cold_start_ttft_seconds: float = Field(10.0, gt=0, description="median TTFT that means a cold engine")
+    kv_cache_occupancy_max: float = Field(0.92, gt=0, le=1, description="KV-cache used/max ratio that warns")
+    throughput_drop_ratio: float = Field(
+        0.30, gt=0, lt=1, description="warn when tokens/s falls this fraction under the same hour yesterday"
+    )
+    throughput_min_tokens_per_second: float = Field(
+        1.0, ge=0, description="yesterday's tokens/s must exceed this for the comparison to count"
+    )
+
+    # -- GPUs and fabric ----------------------------------------------------------------------
+    straggler_utilization_gap: float = Field(
+        0.15, gt=0, lt=1, description="a GPU this far (absolute ratio) under its peers' mean utilization straggles"
+    )
+    straggler_min_peer_utilization: float = Field(
+        0.5, ge=0, lt=1, description="only judge stragglers while the peers are this busy"
+    )
+    underutilized_power_watts: float = Field(
+        800.0, gt=0, description="mean GPU power under this while requests queue means a starved batcher"
+    )
+    underutilized_min_queued_requests: float = Field(5.0, ge=0, description="queued requests that count as queued")
+    throttle_time_ratio: float = Field(
+        0.10, gt=0, le=1, description="fraction of time clocks are held down (thermal or power) that warns"
+    )
+    nvlink_ignored_error_kinds: list[str] = Field(
+        ["symbol"],
+        description="NVLink5 error kinds the NVLink alert ignores: raw symbol errors are corrected by FEC "
+        "and happen at a low rate on healthy links (their BER is on the dashboard)",
+    )
+    critical_xids: list[int] = Field(
+        [48, 61, 62, 63, 64, 74, 79, 92, 94, 95, 119, 120, 140],
+        description="XID codes that page (double-bit ECC, row remap, NVLink, fell off the bus, GSP errors ...)",
+    )
+
+    # -- Blackwell precision and memory tiers ---------------------------------------------------
+    mxfp4_hit_rate_min: float = Field(0.80, gt=0, le=1, description="MX-FP4 share of GEMM launches that warns")
+    fp8_fallback_share_max: float = Field(0.01, gt=0, le=1, description="FP8 share of GEMM launches that warns")
+    te_promotions_per_hour_max: float = Field(100.0, gt=0, description="TE promotion events per hour that warn")
+    te_layer_spike_per_hour: float = Field(
+        50.0, gt=0, description="promotions per hour on one layer that, with most events on it, is a layer spike"
+    )
+    te_layer_spike_share: float = Field(0.5, gt=0, le=1, description="share of all promotions one layer must hold")
+    c2c_read_share_max: float = Field(
+        0.10, gt=0, lt=1, description="Grace C2C share of GPU memory reads that warns while climbing"
+    )
+    c2c_read_share_critical: float = Field(
+        0.25, gt=0, lt=1, description="C2C read share that warns whether or not it still climbs"
+    )
+
+    # -- cost and capacity --------------------------------------------------------------------
+    gpu_hour_price: float = Field(6.0, ge=0, description="price of one GPU-hour (any currency) for cost per 1M tokens")
+    peak_output_tokens_per_second: float = Field(
+        32_000.0, gt=0, description="measured saturation output tokens/s of one box (HGX B200, TP=8: ~32k)"
+    )
+
+    @field_validator("runbook_base_url", "dashboard_base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")

@@ -1,0 +1,100 @@
+"""Small PromQL helpers: durations, time scaling, and metric-name extraction for lint.
+
+Rules are written with production durations (``rate(x[5m])``, ``offset 1d``, ``for: 10m``).
+:func:`scale_expr` rewrites every range, subquery and offset in an expression by one factor,
+so fault drills can run the very same rules in seconds.
+"""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+_DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_RANGE = re.compile(r"\[(\d+(?:ms|s|m|h|d|w|y))(?::(\d+(?:ms|s|m|h|d|w|y))?)?\]")
+_OFFSET = re.compile(r"\boffset\s+(\d+(?:ms|s|m|h|d|w|y))")
+
+
+def seconds(duration: str) -> float:
+    """``'1h30m'`` -> 5400.0; raises ValueError on anything that is not a Prometheus duration."""
+    parts = _DURATION.findall(duration)
+    if not parts or "".join(n + u for n, u in parts) != duration:
+        raise ValueError(f"not a Prometheus duration: {duration!r}")
+    return float(sum(int(n) * _UNITS[u] for n, u in parts))
+
+
+def duration(value: float) -> str:
+    """Seconds -> the shortest exact Prometheus duration (``3600`` -> ``1h``, ``90`` -> ``90s``)."""
+    whole = int(round(value))
+    for unit in ("d", "h", "m"):
+        size = int(_UNITS[unit])
+        if whole >= size and whole % size == 0:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
+
+
+def scale(duration_text: str, factor: float) -> str:
+    """Multiply a duration by ``factor``, rounded to whole seconds and never under 1s."""
+    if factor == 1.0:
+        return duration_text
+    return duration(max(1.0, round(seconds(duration_text) * factor)))
+
+
+def scale_expr(expr: str, factor: float) -> str:
+    """Scale every ``[range]``, ``[range:step]`` and ``offset d`` in a PromQL expression."""
+    if factor == 1.0:
+        return expr
+
+    def _range(match: re.Match[str]) -> str:
+        window = scale(match.group(1), factor)
+        if match.group(0).count(":"):
+            step = match.group(2)
+            return f"[{window}:{scale(step, factor) if step else ''}]"
+        return f"[{window}]"
+
+    expr = _RANGE.sub(_range, expr)
+    return _OFFSET.sub(lambda m: f"offset {scale(m.group(1), factor)}", expr)
+
+
+def le_matcher(bound: float) -> str:
+    """A matcher for one histogram bucket that works whether the exposition wrote 10 or 10.0."""
+    if float(bound).is_integer():
+        whole = int(bound)
+        return f'le=~"{whole}(\\\\.0)?"'
+    return f'le="{bound!r}"'
+
+
+# Words that look like metric names in an expression but are PromQL syntax.
+_KEYWORDS = {
+    "sum", "avg", "min", "max", "count", "stddev", "stdvar", "topk", "bottomk", "quantile", "count_values", "group",
+    "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "offset", "bool",
+    "rate", "irate", "increase", "delta", "idelta", "deriv", "predict_linear", "resets", "changes",
+    "avg_over_time", "min_over_time", "max_over_time", "sum_over_time", "count_over_time", "last_over_time",
+    "quantile_over_time", "stddev_over_time", "present_over_time", "histogram_quantile", "absent",
+    "absent_over_time", "abs", "ceil", "floor", "round", "clamp", "clamp_min", "clamp_max", "scalar", "vector",
+    "time", "timestamp", "label_replace", "label_join", "sort", "sort_desc", "exp", "ln", "log2", "log10", "sqrt",
+    "inf", "nan", "day_of_week", "hour", "minute", "month", "year", "sgn",
+}
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACES = re.compile(r"\{[^{}]*\}")
+_IDENT = re.compile(r"(?<![\w:.$])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![\w:])")
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names an expression selects (label matchers, strings, grouping lists and keywords removed).
+
+    Not a full PromQL parser; it is exact for the expression style this mixin writes
+    (metric names are never used as label names, durations are bracketed).
+    """
+    text = _STRING.sub('""', expr)
+    text = _BRACES.sub("", text)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)", r"\1", text)
+    text = re.sub(r"\[[^\]]*\]", "", text)
+    text = re.sub(r"\boffset\s+\w+", "", text)
+    names = set()
+    for match in _IDENT.finditer(text):
+        word = match.group(1)
+        if word.lower() in _KEYWORDS or re.fullmatch(r"\d+\w*", word):
+            continue
+        names.add(word)
+    return names

@@ -1,0 +1,137 @@
+"""Recording rules: the ratios the exporter deliberately does not compute (DESIGN rule 3).
+
+Names follow ``level:metric:operations``. Levels are the labels kept: ``instance``,
+``instance_gpu``, ``instance_model``, ``job``. ``job`` is always kept so two deployments
+scraped by one Prometheus never mix. Rules later in a group may read rules earlier in it:
+Prometheus evaluates a group's rules in order.
+"""
+
+from __future__ import annotations
+
+from exporter.mixin.config import MixinConfig
+from exporter.mixin.model import Group, Recording
+
+QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+
+# Names other modules and dashboards refer to.
+TOKENS_RATE = "instance_model:blackwell_serving_generation_tokens:rate5m"
+INSTANCE_TOKENS_RATE = "instance:blackwell_serving_generation_tokens:rate5m"
+JOB_TOKENS_RATE = "job:blackwell_serving_generation_tokens:rate5m"
+TOKENS_VS_YESTERDAY = "instance:blackwell_serving_generation_tokens:rate5m_vs_1d"
+COST_PER_MILLION = "instance:blackwell_serving_generation_tokens:cost_per_million_rate5m"
+HEADROOM = "instance:blackwell_serving_generation_tokens:headroom_ratio_rate5m"
+KV_OCCUPANCY = "instance_model:blackwell_serving_kv_cache_blocks:used_ratio"
+GPU_UTIL = "instance_gpu:blackwell_gpu_utilization_ratio:avg5m"
+PEER_UTIL = "instance_gpu:blackwell_gpu_utilization_ratio:peer_avg5m"
+PEER_DEVIATION = "instance_gpu:blackwell_gpu_utilization_ratio:peer_deviation5m"
+INSTANCE_POWER = "instance:blackwell_gpu_power_watts:avg5m"
+NVLINK_ERRORS = "instance_gpu_link:blackwell_nvlink_errors:increase5m"
+C2C_READ_SHARE = "instance_gpu:blackwell_c2c_rx_bytes_per_second:read_share_avg5m"
+GEMM_RATE = "instance_gpu_precision:blackwell_gemm_kernel_launches:rate5m"
+FP4_HIT_RATE = "instance:blackwell_gemm_kernel_launches:fp4_ratio_rate5m"
+FP8_SHARE = "instance:blackwell_gemm_kernel_launches:fp8_ratio_rate5m"
+GPU_FP4_HIT_RATE = "instance_gpu:blackwell_gemm_kernel_launches:fp4_ratio_rate5m"
+GPU_FP8_SHARE = "instance_gpu:blackwell_gemm_kernel_launches:fp8_ratio_rate5m"
+TE_LAYER_1H = "instance_layer:blackwell_te_promotion_events:increase1h"
+TE_INSTANCE_1H = "instance:blackwell_te_promotion_events:increase1h"
+
+
+def ttft_quantile(name: str) -> str:
+    return f"instance_model:blackwell_serving_ttft_seconds:{name}_rate5m"
+
+
+def itl_quantile(name: str) -> str:
+    return f"instance_model:blackwell_serving_inter_token_latency_seconds:{name}_rate5m"
+
+
+def _serving(config: MixinConfig) -> Group:
+    rules = [
+        Recording(TOKENS_RATE,
+                  "sum by (job, instance, model) (rate(blackwell_serving_generation_tokens_total[5m]))"),
+        Recording(INSTANCE_TOKENS_RATE, f"sum by (job, instance) ({TOKENS_RATE})"),
+        Recording(JOB_TOKENS_RATE, f"sum by (job) ({TOKENS_RATE})"),
+        Recording("instance_model:blackwell_serving_prompt_tokens:rate5m",
+                  "sum by (job, instance, model) (rate(blackwell_serving_prompt_tokens_total[5m]))"),
+    ]
+    for label, q in QUANTILES:
+        rules.append(Recording(ttft_quantile(label), f"histogram_quantile({q}, sum by (job, instance, model, le) "
+                                                     "(rate(blackwell_serving_ttft_seconds_bucket[5m])))"))
+    for label, q in QUANTILES:
+        rules.append(Recording(itl_quantile(label), f"histogram_quantile({q}, sum by (job, instance, model, le) "
+                                                    "(rate(blackwell_serving_inter_token_latency_seconds_bucket[5m])))"))
+    rules += [
+        Recording(KV_OCCUPANCY,
+                  'sum by (job, instance, model) (blackwell_serving_kv_cache_blocks{state="used"})\n'
+                  '/ sum by (job, instance, model) (blackwell_serving_kv_cache_blocks{state="max"} > 0)'),
+        Recording(TOKENS_VS_YESTERDAY, f"{INSTANCE_TOKENS_RATE}\n/ ({INSTANCE_TOKENS_RATE} offset 1d > 0)"),
+        # Every GPU of the box is paid for, lost or idle ones included: count gpu_up, not busy GPUs.
+        Recording(COST_PER_MILLION,
+                  f"count by (job, instance) (blackwell_gpu_up) * {_num(config.gpu_hour_price / 3600)}\n"
+                  f"/ on (job, instance) ({INSTANCE_TOKENS_RATE} > 0) * 1e6"),
+        Recording(HEADROOM, f"1 - {INSTANCE_TOKENS_RATE} / {_num(config.peak_output_tokens_per_second)}"),
+    ]
+    return Group("blackwell-serving.rules", rules)
+
+
+def _gpu(config: MixinConfig) -> Group:
+    ignored = "|".join(config.nvlink_ignored_error_kinds)
+    nvlink5_kinds = f'{{kind!~"{ignored}"}}' if ignored else ""
+    # One rule per counter family; the static ``counter`` label keeps their series apart.
+    nvlink = [
+        ("nvlink5_errors",
+         f"sum by (job, instance, gpu, link, kind) (increase(blackwell_nvlink5_errors_total{nvlink5_kinds}[5m]))"),
+        # result="total" already counts the failed recoveries (NVML: successful + failed).
+        ("nvlink5_recovery_events", "sum by (job, instance, gpu, link) "
+                                    '(increase(blackwell_nvlink5_recovery_events_total{result="total"}[5m]))'),
+    ]
+    for name in ("crc_flit", "replay", "recovery", "dl_crc", "dl_replay", "dl_recovery"):
+        nvlink.append((name, f"sum by (job, instance, gpu, link) (increase(blackwell_nvlink_{name}_errors_total[5m]))"))
+    rules = [
+        Recording(GPU_UTIL, "avg by (job, instance, gpu) (avg_over_time(blackwell_gpu_utilization_ratio[5m]))"),
+        # Mean of the other GPUs of the same box: (sum - own) / (count - 1); one-GPU boxes have no peers.
+        Recording(PEER_UTIL,
+                  f"(sum by (job, instance) ({GPU_UTIL}) - on (job, instance) group_right {GPU_UTIL})\n"
+                  f"/ on (job, instance) group_left () ((count by (job, instance) ({GPU_UTIL}) > 1) - 1)"),
+        Recording(PEER_DEVIATION, f"{GPU_UTIL} - {PEER_UTIL}"),
+        Recording("instance:blackwell_gpu_utilization_ratio:avg5m", f"avg by (job, instance) ({GPU_UTIL})"),
+        Recording(INSTANCE_POWER, "avg by (job, instance) (avg_over_time(blackwell_gpu_power_watts[5m]))"),
+        *(Recording(NVLINK_ERRORS, expr, {"counter": name}) for name, expr in nvlink),
+        # HBM reads are not counted directly: DRAM bandwidth utilization x peak approximates
+        # reads + writes (REFERENCE.md section 1), so the share is a lower bound of the truth.
+        Recording(C2C_READ_SHARE,
+                  'avg by (job, instance, gpu) (avg_over_time(blackwell_c2c_rx_bytes_per_second{kind="data"}[5m]))\n'
+                  "/ (\n"
+                  '  avg by (job, instance, gpu) (avg_over_time(blackwell_c2c_rx_bytes_per_second{kind="data"}[5m]))\n'
+                  "  + avg by (job, instance, gpu) (avg_over_time(blackwell_gpu_dram_bandwidth_utilization_ratio[5m])"
+                  " * blackwell_gpu_hbm_peak_bandwidth_bytes_per_second)\n"
+                  ")"),
+    ]
+    return Group("blackwell-gpu.rules", rules)
+
+
+def _precision() -> Group:
+    rules = [
+        Recording(GEMM_RATE,
+                  "sum by (job, instance, gpu, precision) (rate(blackwell_gemm_kernel_launches_total[5m]))"),
+        Recording(GPU_FP4_HIT_RATE, f'sum by (job, instance, gpu) ({GEMM_RATE}{{precision="fp4"}})\n'
+                                    f"/ sum by (job, instance, gpu) ({GEMM_RATE})"),
+        Recording(GPU_FP8_SHARE, f'sum by (job, instance, gpu) ({GEMM_RATE}{{precision="fp8"}})\n'
+                                 f"/ sum by (job, instance, gpu) ({GEMM_RATE})"),
+        Recording(FP4_HIT_RATE, f'sum by (job, instance) ({GEMM_RATE}{{precision="fp4"}})\n'
+                                f"/ sum by (job, instance) ({GEMM_RATE})"),
+        Recording(FP8_SHARE, f'sum by (job, instance) ({GEMM_RATE}{{precision="fp8"}})\n'
+                             f"/ sum by (job, instance) ({GEMM_RATE})"),
+        Recording(TE_LAYER_1H, "sum by (job, instance, layer) (increase(blackwell_te_promotion_events_total[1h]))"),
+        Recording(TE_INSTANCE_1H, f"sum by (job, instance) ({TE_LAYER_1H})"),
+    ]
+    return Group("blackwell-precision.rules", rules)
+
+
+def recording_groups(config: MixinConfig) -> list[Group]:
+    """Every recording group except the SLO ones (see :mod:`exporter.mixin.slo`)."""
+    return [_serving(config), _gpu(config), _precision()]
+
+
+def _num(value: float) -> str:
+    """A number as PromQL text without float noise (0.0016666666666666668 -> 0.00166666666667)."""
+    return f"{value:.12g}"
