@@ -155,6 +155,10 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = f"blackwell-exporter/{__version__}"
     timeout = REQUEST_TIMEOUT_SECONDS
+    # Answer unparseable request lines with a status line too (the stdlib would reply HTTP/0.9 style).
+    default_request_version = "HTTP/1.0"
+    error_message_format = "%(code)d %(message)s: %(explain)s\n"
+    error_content_type = "text/plain; charset=utf-8"
 
     def __init__(self, request: Any, client_address: Any, server: ExporterHTTPServer, web: WebConfig) -> None:
         self.web = web
