@@ -7,6 +7,9 @@ import re
 from dataclasses import dataclass
 
 _NAME = re.compile(r"^blackwell_[a-z0-9_]+$")
+# dcgm-exporter's names, allowed only on metrics a source emits for dcgm-exporter compatibility.
+_COMPAT_NAME = re.compile(r"^DCGM_FI_[A-Z0-9_]+$")
+COMPAT_SOURCE = "dcgm_compat"
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
@@ -34,8 +37,10 @@ class Metric:
     unit: str = ""
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
-            raise ValueError(f"{self.name}: metric names are blackwell_ + snake_case")
+        compat = COMPAT_SOURCE in self.sources and self.type is MetricType.GAUGE and _COMPAT_NAME.match(self.name)
+        if not (_NAME.match(self.name) or compat):
+            raise ValueError(f"{self.name}: metric names are blackwell_ + snake_case "
+                             f"(DCGM_FI_* only for gauges whose sources include {COMPAT_SOURCE!r})")
         if self.type is MetricType.COUNTER and not self.name.endswith("_total"):
             raise ValueError(f"{self.name}: counter names end in _total")
         if self.type is MetricType.INFO and not self.name.endswith("_info"):

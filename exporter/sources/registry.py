@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from exporter.sources.base import Source
+from exporter.sources.nvml.source import NvmlSource
+from exporter.sources.preflight import PreflightSource
 from exporter.sources.simulated.source import SimulatedSource
 
 SOURCES: dict[str, type[Source]] = {
     cls.name: cls
     for cls in (
         SimulatedSource,
+        NvmlSource,
+        PreflightSource,
     )
 }

@@ -1,0 +1,195 @@
+"""What each GPU answers, found once per NVML session and never asked again until re-init.
+
+:func:`probe_gpu` tries every path the source knows on one GPU: the plain per-cycle calls,
+every device and per-link field (one field-values call per link), the legacy per-link error
+counter, GPM, C2C, fabric and platform info. Paths that answer NotSupported (or any other
+non-fatal error) are left out of :class:`GpuCapabilities`, so a poll only makes calls that work.
+A GPU that is lost during its probe raises :class:`~exporter.sources.nvml.backend.NvmlError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from exporter.sources.nvml import fields as nf
+from exporter.sources.nvml.backend import CODE_NAMES, LOST_CODES, SUCCESS, Backend, NvmlError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CLOCK_SM = 1
+CLOCK_MEM = 2
+
+# Plain calls made every cycle, by the name the capability table shows.
+PLAIN_CALLS: dict[str, Callable[[Backend, Any], Any]] = {
+    "memory_info": lambda b, h: b.memory_info(h),
+    "utilization": lambda b, h: b.utilization(h),
+    "power_usage": lambda b, h: b.power_usage_mw(h),
+    "power_limit": lambda b, h: b.power_limit_mw(h),
+    "temperature": lambda b, h: b.temperature_c(h),
+    "sm_clock": lambda b, h: b.clock_mhz(h, CLOCK_SM),
+    "memory_clock": lambda b, h: b.clock_mhz(h, CLOCK_MEM),
+    "performance_state": lambda b, h: b.performance_state(h),
+    "pcie_link_generation": lambda b, h: b.pcie_link_generation(h),
+    "pcie_link_width": lambda b, h: b.pcie_link_width(h),
+    "clocks_event_reasons": lambda b, h: b.clocks_event_reasons(h),
+    "total_energy": lambda b, h: b.total_energy_mj(h),
+    "fabric_info": lambda b, h: b.fabric_info(h),
+}
+
+
+@dataclass(frozen=True)
+class LinkIdentity:
+    version: str
+    remote_device_type: str
+    remote_pci_bus_id: str
+
+
+@dataclass
+class GpuCapabilities:
+    """One GPU's identity and the paths that answered at probe."""
+
+    index: int
+    uuid: str
+    handle: Any
+    name: str = ""
+    pci_bus_id: str = ""
+    architecture: str = "unknown"
+    compute_capability: str = ""
+    vbios_version: str = ""
+    module_id: str = ""
+    plain: set[str] = field(default_factory=set)
+    # The requests of the one batched field-values call, and what each answer fills.
+    field_requests: list[tuple[int, int]] = field(default_factory=list)
+    field_targets: list[tuple[nf.DeviceField | nf.LinkField, int | None]] = field(default_factory=list)
+    # Fall back to one call per link when the driver refused the whole batch at probe.
+    batch_per_link: bool = False
+    link_count: int = 0
+    links: dict[int, LinkIdentity] = field(default_factory=dict)
+    legacy: list[tuple[int, int]] = field(default_factory=list)  # (link, counter) that answer
+    gpm: bool = False
+    c2c: bool = False
+    platform: dict[str, str] | None = None
+    hbm_peak_bytes_per_second: float | None = None
+    unsupported: dict[str, str] = field(default_factory=dict)  # path -> why, for the table
+
+    def table(self) -> str:
+        """The capability table logged at probe: one line per path group."""
+        link_fields = sorted({t.field_id for t, link in self.field_targets if link is not None})
+        device_fields = sorted({t.field_id for t, link in self.field_targets if link is None})
+        legacy_links = sorted({link for link, _ in self.legacy})
+        rows = [
+            f"GPU {self.index} {self.name} {self.uuid} ({self.architecture}, cc {self.compute_capability})",
+            f"  plain calls: {', '.join(sorted(self.plain)) or 'none'}",
+            f"  device fields: {device_fields or 'none'}",
+            f"  link fields ({self.link_count} links, {'per-link calls' if self.batch_per_link else 'one batched call'}, "
+            f"{len(self.field_requests)} entries): {link_fields or 'none'}",
+            f"  legacy nvmlDeviceGetNvLinkErrorCounter: {len(self.legacy)} (link, counter) pairs on links "
+            f"{legacy_links or 'none'}",
+            f"  gpm: {'yes' if self.gpm else 'no'}; c2c: {'yes' if self.c2c else 'no'}; "
+            f"platform info: {'yes' if self.platform is not None else 'no'}",
+        ]
+        if self.unsupported:
+            rows.append("  not answering: " + ", ".join(f"{k} ({v})" for k, v in sorted(self.unsupported.items())))
+        return "\n".join(rows)
+
+
+def _why(exc: NvmlError) -> str:
+    return CODE_NAMES.get(exc.code, f"code {exc.code}")
+
+
+def _try(caps: GpuCapabilities, path: str, fn: Callable[[], T]) -> T | None:
+    """Call fn; a lost GPU propagates, any other NVML error marks the path unsupported."""
+    try:
+        return fn()
+    except NvmlError as exc:
+        if exc.lost:
+            raise
+        caps.unsupported[path] = _why(exc)
+        return None
+
+
+def probe_gpu(backend: Backend, handle: Any, index: int, driver: str = "") -> GpuCapabilities:
+    caps = GpuCapabilities(index=index, uuid=backend.uuid(handle), handle=handle)
+    caps.name = _try(caps, "name", lambda: backend.name(handle)) or ""
+    caps.pci_bus_id = _try(caps, "pci_info", lambda: backend.pci_bus_id(handle)) or ""
+    arch = _try(caps, "architecture", lambda: backend.architecture(handle))
+    caps.architecture = nf.ARCHITECTURES.get(arch, "unknown") if arch is not None else "unknown"
+    cc = _try(caps, "compute_capability", lambda: backend.compute_capability(handle))
+    caps.compute_capability = f"{cc[0]}.{cc[1]}" if cc else ""
+    caps.vbios_version = _try(caps, "vbios_version", lambda: backend.vbios_version(handle)) or ""
+    module = _try(caps, "module_id", lambda: backend.module_id(handle))
+    caps.module_id = "" if module is None else str(module)
+    for path, call in PLAIN_CALLS.items():
+        if _try(caps, path, lambda call=call: call(backend, handle)) is not None:
+            caps.plain.add(path)
+    caps.c2c = bool(_try(caps, "c2c_mode", lambda: backend.c2c_enabled(handle)))
+    caps.platform = _try(caps, "platform_info", lambda: backend.platform_info(handle))
+    caps.gpm = bool(_try(caps, "gpm", lambda: backend.gpm_supported(handle)))
+    max_mem = _try(caps, "max_memory_clock", lambda: backend.max_clock_mhz(handle, CLOCK_MEM))
+    width = _try(caps, "memory_bus_width", lambda: backend.memory_bus_width(handle))
+    if max_mem and width:
+        caps.hbm_peak_bytes_per_second = max_mem * 1e6 * width * 2 / 8
+    _probe_fields(backend, handle, caps)
+    _probe_links(backend, handle, caps)
+    if "total_energy" in caps.plain and any(t.field_id == 83 for t, _ in caps.field_targets):
+        caps.plain.discard("total_energy")  # the field rides in the batched call already
+    log.info("nvml capabilities\n%s", caps.table())
+    return caps
+
+
+def _probe_fields(backend: Backend, handle: Any, caps: GpuCapabilities) -> None:
+    count = _try(caps, "nvlink_link_count", lambda: backend.field_values(handle, [(nf.NVLINK_LINK_COUNT, 0)]))
+    if count and count[0].ret == SUCCESS and count[0].value is not None:
+        caps.link_count = int(count[0].value)
+    device = [(f.field_id, 0) for f in nf.DEVICE_FIELDS]
+    answers = _try(caps, "field_values", lambda: backend.field_values(handle, device))
+    for spec, answer in zip(nf.DEVICE_FIELDS, answers or [], strict=False):
+        if answer.ret == SUCCESS:
+            caps.field_requests.append((spec.field_id, 0))
+            caps.field_targets.append((spec, None))
+    for link in range(caps.link_count):
+        requests = [(f.field_id, link) for f in nf.LINK_FIELDS]
+        answers = _try(caps, f"link {link} fields", lambda r=requests: backend.field_values(handle, r))
+        for spec, answer in zip(nf.LINK_FIELDS, answers or [], strict=False):
+            if answer.ret == SUCCESS:
+                caps.field_requests.append((spec.field_id, link))
+                caps.field_targets.append((spec, link))
+            elif answer.ret in LOST_CODES:
+                raise NvmlError(answer.ret, "nvmlDeviceGetFieldValues")
+    if caps.field_requests:
+        try:
+            backend.field_values(handle, caps.field_requests)
+        except NvmlError as exc:
+            if exc.lost:
+                raise
+            caps.batch_per_link = True
+            caps.unsupported["batched field values"] = _why(exc)
+
+
+def _probe_links(backend: Backend, handle: Any, caps: GpuCapabilities) -> None:
+    version_requests = [(nf.LINK_VERSION, link) for link in range(caps.link_count)]
+    answers = _try(caps, "nvlink_version", lambda: backend.field_values(handle, version_requests)) or []
+    for link in range(caps.link_count):
+        answer = answers[link] if link < len(answers) else None
+        version = str(int(answer.value)) if answer is not None and answer.ret == SUCCESS else ""
+        remote = _try(caps, f"link {link} remote type", lambda link=link: backend.nvlink_remote_device_type(handle, link))
+        bus = _try(caps, f"link {link} remote pci", lambda link=link: backend.nvlink_remote_pci_bus_id(handle, link))
+        caps.links[link] = LinkIdentity(version, nf.NVLINK_REMOTE_TYPES.get(remote, "unknown") if remote is not None
+                                        else "unknown", bus or "")
+        for counter in nf.LEGACY_COUNTERS:
+            ok = _try(caps, f"link {link} legacy counter {counter}",
+                      lambda link=link, counter=counter: backend.nvlink_error_counter(handle, link, counter))
+            if ok is not None:
+                caps.legacy.append((link, counter))
+    # Per-link "not answering" entries would flood the table: fold them into one line per kind.
+    folded: dict[str, set[str]] = {}
+    for path in [p for p in caps.unsupported if p.startswith("link ")]:
+        kind = path.split(" ", 2)[2]
+        folded.setdefault(kind, set()).add(caps.unsupported.pop(path))
+    for kind, why in folded.items():
+        caps.unsupported[f"links: {kind}"] = "/".join(sorted(why))

@@ -1,0 +1,162 @@
+"""One poll of one GPU: the calls its capabilities allow, turned into catalog samples.
+
+A reading is a list of ``(metric, label values, value)``; label values start with the GPU index
+(and the link for per-link metrics) in catalog order. :class:`GpuState` keeps what must survive
+between polls of the same GPU: the last GPM sample and the legacy NVLink counters, which are
+read on their own slower cadence because NVML answers them one link and counter per call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from exporter.sources.nvml import fields as nf
+from exporter.sources.nvml.backend import LOST_CODES, SUCCESS, Backend, NvmlError
+from exporter.sources.nvml.capabilities import CLOCK_MEM, CLOCK_SM, GpuCapabilities
+
+Sample = tuple[str, tuple[str, ...], float]
+
+
+@dataclass
+class GpuState:
+    caps: GpuCapabilities
+    gpm_sample: Any = None
+    legacy_values: dict[tuple[int, int], int] = field(default_factory=dict)
+    legacy_read_at: float | None = None
+
+
+def read_gpu(backend: Backend, state: GpuState, driver: str, now: float, legacy_interval: float) -> list[Sample]:
+    """Everything this GPU answers right now. Raises NvmlError when the GPU is lost."""
+    caps, h = state.caps, state.caps.handle
+    g = str(caps.index)
+    out: list[Sample] = []
+    add = out.append
+    add(("blackwell_gpu_info", (g, caps.uuid, caps.name, caps.pci_bus_id, caps.architecture, caps.compute_capability,
+                                driver, caps.vbios_version, caps.module_id), 1))
+    _read_fields(backend, caps, out)
+    plain = caps.plain
+    if "memory_info" in plain:
+        used, total = backend.memory_info(h)
+        add(("blackwell_gpu_memory_used_bytes", (g,), used))
+        add(("blackwell_gpu_memory_total_bytes", (g,), total))
+    if "utilization" in plain:
+        gpu_util, mem_util = backend.utilization(h)
+        add(("blackwell_gpu_utilization_ratio", (g,), gpu_util / 100))
+        add(("blackwell_gpu_memory_utilization_ratio", (g,), mem_util / 100))
+    if "power_usage" in plain:
+        add(("blackwell_gpu_power_watts", (g,), backend.power_usage_mw(h) / 1000))
+    if "power_limit" in plain:
+        add(("blackwell_gpu_power_limit_watts", (g,), backend.power_limit_mw(h) / 1000))
+    if "total_energy" in plain:
+        add(("blackwell_gpu_energy_joules_total", (g,), backend.total_energy_mj(h) / 1000))
+    if "temperature" in plain:
+        add(("blackwell_gpu_temperature_celsius", (g,), backend.temperature_c(h)))
+    if "sm_clock" in plain:
+        add(("blackwell_gpu_sm_clock_hertz", (g,), backend.clock_mhz(h, CLOCK_SM) * 1e6))
+    if "memory_clock" in plain:
+        add(("blackwell_gpu_memory_clock_hertz", (g,), backend.clock_mhz(h, CLOCK_MEM) * 1e6))
+    if "performance_state" in plain:
+        add(("blackwell_gpu_performance_state", (g,), backend.performance_state(h)))
+    if "pcie_link_generation" in plain:
+        add(("blackwell_gpu_pcie_link_generation", (g,), backend.pcie_link_generation(h)))
+    if "pcie_link_width" in plain:
+        add(("blackwell_gpu_pcie_link_width", (g,), backend.pcie_link_width(h)))
+    if "clocks_event_reasons" in plain:
+        mask = backend.clocks_event_reasons(h)
+        for bit, reason in nf.CLOCK_EVENT_BITS.items():
+            add(("blackwell_gpu_clock_event_active", (g, reason), int(bool(mask & bit))))
+    if "fabric_info" in plain:
+        fabric = backend.fabric_info(h)
+        add(("blackwell_gpu_fabric_info", (g, str(fabric["clique_id"]), str(fabric["cluster_uuid"]),
+                                           nf.FABRIC_STATES.get(int(fabric["state"]), str(fabric["state"])),
+                                           str(fabric["status"])), 1))
+        add(("blackwell_gpu_fabric_health_mask", (g,), int(fabric["health_mask"])))
+    if caps.platform is not None:
+        p = caps.platform
+        add(("blackwell_gpu_platform_info", (g, p["chassis_serial_number"], p["slot_number"], p["tray_index"],
+                                             p["host_id"], p["peer_type"], p["module_id"]), 1))
+    if caps.hbm_peak_bytes_per_second:
+        add(("blackwell_gpu_hbm_peak_bandwidth_bytes_per_second", (g,), caps.hbm_peak_bytes_per_second))
+    add(("blackwell_c2c_enabled", (g,), int(caps.c2c)))
+    for link, ident in sorted(caps.links.items()):
+        add(("blackwell_nvlink_link_info", (g, str(link), ident.version, ident.remote_device_type,
+                                            ident.remote_pci_bus_id), 1))
+    _read_legacy(backend, state, out, now, legacy_interval)
+    if caps.gpm:
+        _read_gpm(backend, state, out)
+    return out
+
+
+def _read_fields(backend: Backend, caps: GpuCapabilities, out: list[Sample]) -> None:
+    if not caps.field_requests:
+        return
+    h, g = caps.handle, str(caps.index)
+    if caps.batch_per_link:
+        answers = []
+        start = 0
+        while start < len(caps.field_requests):
+            scope = caps.field_targets[start][1]
+            end = start
+            while end < len(caps.field_requests) and caps.field_targets[end][1] == scope:
+                end += 1
+            answers.extend(backend.field_values(h, caps.field_requests[start:end]))
+            start = end
+    else:
+        answers = backend.field_values(h, caps.field_requests)
+    for (spec, link), answer in zip(caps.field_targets, answers, strict=True):
+        if answer.ret in LOST_CODES:
+            raise NvmlError(answer.ret, "nvmlDeviceGetFieldValues")
+        if answer.ret != SUCCESS or answer.value is None:
+            continue  # an entry that answered at probe may be briefly unavailable; skip this cycle
+        if link is None:
+            out.append((spec.metric, (g, *spec.labels), answer.value * spec.scale))
+        elif isinstance(spec, nf.LinkField):
+            if spec.field_id == nf.LINK_STATE:
+                value: float = int(answer.value == 1)
+            elif spec.ber:
+                value = nf.decode_ber(int(answer.value))
+            else:
+                value = answer.value * spec.scale
+            out.append((spec.metric, (g, str(link), *spec.labels), value))
+
+
+def _read_legacy(backend: Backend, state: GpuState, out: list[Sample], now: float, interval: float) -> None:
+    caps = state.caps
+    if not caps.legacy:
+        return
+    if state.legacy_read_at is None or now - state.legacy_read_at >= interval:
+        values = {}
+        for link, counter in caps.legacy:
+            try:
+                values[(link, counter)] = backend.nvlink_error_counter(caps.handle, link, counter)
+            except NvmlError as exc:
+                if exc.lost:
+                    raise
+        state.legacy_values = values
+        state.legacy_read_at = now
+    g = str(caps.index)
+    for (link, counter), value in sorted(state.legacy_values.items()):
+        out.append((nf.LEGACY_COUNTERS[counter], (g, str(link)), value))
+
+
+def _read_gpm(backend: Backend, state: GpuState, out: list[Sample]) -> None:
+    caps = state.caps
+    later = backend.gpm_sample(caps.handle)
+    earlier, state.gpm_sample = state.gpm_sample, later
+    if earlier is None:
+        return  # rates need two samples: the first poll only takes one
+    try:
+        link_ids = nf.gpm_link_ids(caps.link_count)
+        device_ids = [i for i in nf.GPM_DEVICE_METRICS if caps.c2c or i not in nf.GPM_C2C_IDS]
+        values = backend.gpm_metrics(earlier, later, [*device_ids, *link_ids])
+    finally:
+        backend.gpm_free(earlier)
+    g = str(caps.index)
+    for metric_id, value in values.items():
+        if metric_id in nf.GPM_DEVICE_METRICS:
+            metric, labels, scale = nf.GPM_DEVICE_METRICS[metric_id]
+            out.append((metric, (g, *labels), value * scale))
+        elif metric_id in link_ids:
+            metric, link = link_ids[metric_id]
+            out.append((metric, (g, str(link)), value * 1024.0 * 1024.0))
