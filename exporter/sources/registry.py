@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from exporter.sources.base import Source
+from exporter.sources.preflight import PreflightSource
 from exporter.sources.nvml.source import NvmlSource
 from exporter.sources.preflight import PreflightSource
 from exporter.sources.simulated.source import SimulatedSource
@@ -11,6 +12,7 @@ SOURCES: dict[str, type[Source]] = {
     cls.name: cls
     for cls in (
         SimulatedSource,
+        PreflightSource,
         NvmlSource,
         PreflightSource,
     )

@@ -1,0 +1,37 @@
+"""Preflight: the production checklist of a Blackwell serving box, as a command and as metrics.
+
+``blackwell-exporter preflight`` reads the box once (NVML, or the simulation when the config
+enables one), the engine directory, the serving process and endpoints and Prometheus, runs
+every check (``run.run_checks``) and prints a table or JSON; the exit code is 1 when a check
+failed. The daemon runs the same checks on an interval through ``exporter.sources.preflight``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(args: argparse.Namespace) -> int:
+    from exporter import config as config_mod
+    from exporter.preflight import boxes, render
+    from exporter.preflight.run import exit_code, gather, run_checks
+
+    try:
+        config = config_mod.load(args.config)
+    except config_mod.ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        return 2
+    cfg = config.sources.preflight  # type: ignore[attr-defined]
+    if "exporter_port" not in cfg.model_fields_set:
+        cfg = cfg.model_copy(update={"exporter_port": config_mod.parse_listen(config.listen)[1]})
+    if config.simulated:
+        read_box = boxes.fresh_simulation(config.sources.simulated)  # type: ignore[attr-defined]
+    else:
+        read_box = boxes.read_nvml
+    inputs = gather(cfg, read_box)
+    results = run_checks(inputs, cfg)
+    origin = inputs.host.origin if inputs.host is not None else "no GPU facts"
+    print(render.as_json(results, origin) if args.json else render.as_table(results, origin), end="")
+    return exit_code(results)

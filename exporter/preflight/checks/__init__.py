@@ -1,0 +1,1 @@
+"""The preflight checks, one small function each, grouped by what they read."""

@@ -1,0 +1,210 @@
+"""Preflight's engine, serving-process and serving-endpoint checks, on real files, a real child
+process and a local HTTP server answering as Triton and trtllm-serve do."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from exporter.preflight import engine_config, process, serving_http
+from exporter.preflight.checks import engine, serving
+from exporter.preflight.checks import process as process_checks
+from exporter.preflight.facts import GpuFacts, HostFacts, ProcessFacts
+from exporter.preflight.result import Status
+from exporter.preflight.settings import PreflightConfig
+from tests.unit.upstream_server import Route, Upstream
+
+CFG = PreflightConfig()
+
+
+# -- engine ------------------------------------------------------------------------------------
+
+def write(directory: Path, name: str, data: dict) -> Path:
+    (directory / name).write_text(json.dumps(data))
+    return directory
+
+
+def test_trt_engine_with_nvfp4_gemms_and_fp8_kv_passes_and_records_its_version(tmp_path: Path) -> None:
+    write(tmp_path, "config.json", {"version": "1.0.0", "pretrained_config": {
+        "quantization": {"quant_algo": "NVFP4", "kv_cache_quant_algo": "FP8"}}})
+    facts = engine_config.read(tmp_path)
+    quant = engine.engine_quantization(facts, CFG)
+    assert quant.status is Status.PASS
+    assert quant.evidence == f"{tmp_path}: GEMMs NVFP4 (fp4), KV cache FP8 (fp8)"
+    version = engine.engine_trtllm_version(facts, CFG)
+    assert (version.status, version.evidence) == (Status.PASS, f"{tmp_path}: built by TensorRT-LLM 1.0.0")
+
+
+def test_fp8_checkpoint_fails_the_fp4_expectation_and_has_no_trtllm_version(tmp_path: Path) -> None:
+    write(tmp_path, "hf_quant_config.json", {"producer": {"name": "modelopt", "version": "0.31"},
+                                             "quantization": {"quant_algo": "FP8", "kv_cache_quant_algo": "FP8"}})
+    facts = engine_config.read(tmp_path)
+    quant = engine.engine_quantization(facts, CFG)
+    assert quant.status is Status.FAIL and "GEMM quantization is not fp4" in quant.evidence
+    assert engine.engine_quantization(facts, PreflightConfig(expected_gemm_quantization=["fp8"])).status is Status.PASS
+    assert engine.engine_trtllm_version(facts, CFG).status is Status.WARN
+
+
+def test_unquantized_kv_cache_fails(tmp_path: Path) -> None:
+    write(tmp_path, "hf_quant_config.json", {"quant_algo": "W4A8_MXFP4_MXFP8"})
+    result = engine.engine_quantization(engine_config.read(tmp_path), CFG)
+    assert result.status is Status.FAIL
+    assert result.evidence.endswith("KV cache unquantized (16bit); KV cache is not fp8/mxfp8")
+
+
+def test_mixed_precision_judges_every_layer(tmp_path: Path) -> None:
+    write(tmp_path, "hf_quant_config.json", {"quantization": {"quant_algo": "MIXED_PRECISION",
+                                                              "kv_cache_quant_algo": "FP8"}})
+    write(tmp_path, "quant_cfg.json", {"quant_algo": "MIXED_PRECISION", "quantized_layers": {
+        "model.layers.0.mlp": {"quant_algo": "NVFP4"}, "model.layers.1.mlp": {"quant_algo": "FP8"}}})
+    result = engine.engine_quantization(engine_config.read(tmp_path), CFG)
+    assert result.status is Status.FAIL
+    assert "1 layer(s) outside fp4: model.layers.1.mlp=FP8" in result.evidence
+
+
+def test_unknown_algorithm_names_fail_without_crashing(tmp_path: Path) -> None:
+    write(tmp_path, "hf_quant_config.json", {"quant_algo": "FP3_FUTURE", "kv_cache_quant_algo": "FP8"})
+    result = engine.engine_quantization(engine_config.read(tmp_path), CFG)
+    assert result.status is Status.FAIL and "FP3_FUTURE (unknown family)" in result.evidence
+
+
+def test_no_engine_dir_skips_and_an_empty_dir_fails(tmp_path: Path) -> None:
+    assert engine.engine_quantization(None, CFG).status is Status.SKIP
+    empty = engine.engine_quantization(engine_config.read(tmp_path), CFG)
+    assert empty.status is Status.FAIL and "no config.json" in empty.evidence
+
+
+# -- serving process environment ---------------------------------------------------------------
+
+@pytest.fixture
+def server_process() -> Iterator[subprocess.Popen]:
+    env = {**os.environ, "NCCL_P2P_LEVEL": "NVL", "CUDA_VISIBLE_DEVICES": "1"}
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
+    yield child
+    child.kill()
+    child.wait()
+
+
+def host_with(pids: dict[int, tuple[int, ...]]) -> HostFacts:
+    return HostFacts("test", "580", "13.0", tuple(
+        GpuFacts(index=i, uuid=f"GPU-{i}000000-aaaa", processes=pids.get(i, ())) for i in range(2)))
+
+
+def test_environment_of_a_real_process_is_read_from_proc(server_process: subprocess.Popen) -> None:
+    facts = process.read(server_process.pid)
+    assert facts.environ is not None and facts.environ["NCCL_P2P_LEVEL"] == "NVL"
+    assert process_checks.nccl_p2p_level(facts, CFG).status is Status.PASS
+    host = host_with({1: (server_process.pid,)})
+    visible = process_checks.cuda_visible_devices(facts, host, CFG)
+    assert visible.status is Status.PASS, visible.evidence
+    assert visible.evidence.endswith("running on GPU 1 as named")
+
+
+def test_a_process_running_on_gpus_it_did_not_name_fails(server_process: subprocess.Popen) -> None:
+    facts = process.read(server_process.pid)
+    result = process_checks.cuda_visible_devices(facts, host_with({0: (server_process.pid,)}), CFG)
+    assert result.status is Status.FAIL and "but it runs on GPU 0" in result.evidence
+
+
+def test_devices_named_by_uuid_prefix_resolve_and_unknown_ones_fail() -> None:
+    host = host_with({0: (42,), 1: (42,)})
+    by_uuid = ProcessFacts(42, "tritonserver", {"CUDA_VISIBLE_DEVICES": "GPU-0000000,GPU-1000000"})
+    assert process_checks.cuda_visible_devices(by_uuid, host, CFG).status is Status.PASS
+    bad = ProcessFacts(42, "tritonserver", {"CUDA_VISIBLE_DEVICES": "0,7"})
+    result = process_checks.cuda_visible_devices(bad, host, CFG)
+    assert result.status is Status.FAIL and "names no GPU of this box: 7" in result.evidence
+
+
+def test_nccl_levels_other_than_nvl_fail_and_unset_warns() -> None:
+    assert process_checks.nccl_p2p_level(ProcessFacts(1, "x", {"NCCL_P2P_LEVEL": "SYS"}), CFG).status is Status.FAIL
+    assert process_checks.nccl_p2p_level(ProcessFacts(1, "x", {"NCCL_P2P_DISABLE": "1"}), CFG).status is Status.FAIL
+    assert process_checks.nccl_p2p_level(ProcessFacts(1, "x", {}), CFG).status is Status.WARN
+
+
+def test_permission_denied_on_environ_skips_with_the_reason(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "77").mkdir()
+    (tmp_path / "77" / "comm").write_text("trtllm-serve\n")
+    (tmp_path / "77" / "environ").write_bytes(b"A=1\0")
+    real_read_bytes = Path.read_bytes
+
+    def denied(self: Path) -> bytes:
+        # root reads any file: stand in for the kernel's ptrace-mode check on another user's environ
+        if self.name == "environ":
+            raise PermissionError(13, "Permission denied")
+        return real_read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    facts = process.read(77, proc=tmp_path)
+    result = process_checks.nccl_p2p_level(facts, CFG)
+    assert result.status is Status.SKIP and "permission denied reading" in result.evidence
+
+
+def test_find_matches_comm_and_scripts_run_by_an_interpreter(tmp_path: Path) -> None:
+    for pid, comm, argv in ((10, "tritonserver", b"/opt/tritonserver/bin/tritonserver\0--model-repo=/m\0"),
+                            (11, "python3", b"python3\0/usr/local/bin/trtllm-serve\0serve\0"),
+                            (12, "bash", b"bash\0")):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "comm").write_text(comm + "\n")
+        (tmp_path / str(pid) / "cmdline").write_bytes(argv)
+    assert process.find("tritonserver", tmp_path) == [10]
+    assert process.find("trtllm-serve", tmp_path) == [11]
+
+
+# -- serving endpoints -------------------------------------------------------------------------
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    server = Upstream()
+    yield server
+    server.close()
+
+
+def triton_stats(*counts: int) -> bytes:
+    return json.dumps({"model_stats": [
+        {"name": f"m{i}", "version": "1", "inference_stats": {"success": {"count": c, "ns": 1000}}}
+        for i, c in enumerate(counts)]}).encode()
+
+
+def test_triton_ready_and_warmed_up(upstream: Upstream) -> None:
+    upstream.routes["/v2/health/ready"] = Route(b"")
+    upstream.routes["/v2/models/stats"] = Route(triton_stats(7, 5), content_type="application/json")
+    facts = serving_http.triton(upstream.url(""), 2.0)
+    assert serving.serving_health([facts], CFG).status is Status.PASS
+    warm = serving.serving_warmup([facts], CFG)
+    assert warm.status is Status.PASS and warm.evidence.startswith("12 requests served since start")
+
+
+def test_triton_not_ready_fails_and_too_few_requests_fail_warmup(upstream: Upstream) -> None:
+    upstream.routes["/v2/health/ready"] = Route(b"", status=400)
+    upstream.routes["/v2/models/stats"] = Route(triton_stats(3), content_type="application/json")
+    facts = serving_http.triton(upstream.url(""), 2.0)
+    health = serving.serving_health([facts], CFG)
+    assert health.status is Status.FAIL and "/v2/health/ready: HTTP 400" in health.evidence
+    warm = serving.serving_warmup([facts], PreflightConfig(warmup_min_requests=3))
+    assert warm.status is Status.FAIL and "need more than 3" in warm.evidence
+
+
+def test_trtllm_serve_health_and_request_counter(upstream: Upstream) -> None:
+    upstream.routes["/health"] = Route(b"")
+    upstream.routes["/prometheus/metrics"] = Route(
+        b"# TYPE trtllm_request_success counter\n"
+        b'trtllm_request_success_total{model_name="m",engine_type="trtllm",finished_reason="stop"} 40\n'
+        b'trtllm_request_success_total{model_name="m",engine_type="trtllm",finished_reason="length"} 2\n')
+    facts = serving_http.trtllm_serve(upstream.url(""), 2.0)
+    assert (facts.ready, facts.requests_served) == (True, 42.0)
+    assert serving.serving_warmup([facts], CFG).status is Status.PASS
+
+
+def test_an_endpoint_that_does_not_answer_fails_health(upstream: Upstream) -> None:
+    url = upstream.url("")
+    upstream.close()
+    facts = serving_http.trtllm_serve(url, 1.0)
+    result = serving.serving_health([facts], CFG)
+    assert result.status is Status.FAIL and "no answer from" in result.evidence
+    assert serving.serving_warmup([facts], CFG).status is Status.SKIP
