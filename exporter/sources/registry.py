@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from exporter.sources.base import Source
-from exporter.sources.preflight import PreflightSource
 from exporter.sources.nvml.source import NvmlSource
 from exporter.sources.preflight import PreflightSource
 from exporter.sources.simulated.source import SimulatedSource
@@ -12,7 +11,6 @@ SOURCES: dict[str, type[Source]] = {
     cls.name: cls
     for cls in (
         SimulatedSource,
-        PreflightSource,
         NvmlSource,
         PreflightSource,
     )
