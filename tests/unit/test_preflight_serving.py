@@ -208,3 +208,14 @@ def test_an_endpoint_that_does_not_answer_fails_health(upstream: Upstream) -> No
     result = serving.serving_health([facts], CFG)
     assert result.status is Status.FAIL and "no answer from" in result.evidence
     assert serving.serving_warmup([facts], CFG).status is Status.SKIP
+
+
+def test_recorded_triton_statistics_count_successful_requests_only(upstream: Upstream) -> None:
+    """The body a real Triton 2.51 returned: 2 successes and 1 failure of the llm_stream model."""
+    recorded = Path(__file__).resolve().parents[1] / "fixtures" / "triton" / "python_backend_stats.json"
+    upstream.routes["/v2/health/ready"] = Route(b"")
+    upstream.routes["/v2/models/stats"] = Route(recorded.read_bytes(), content_type="application/json")
+    facts = serving_http.triton(upstream.url(""), 2.0)
+    assert facts.requests_served == 2
+    warm = serving.serving_warmup([facts], CFG)
+    assert warm.status is Status.FAIL and warm.evidence.startswith("2 requests served since start")
