@@ -15,6 +15,8 @@ METRICS = [
           ("runtime", "endpoint"), sources=_SRV),
     gauge("blackwell_serving_ready", "1 when the runtime's readiness endpoint says ready.",
           ("runtime", "endpoint"), sources=_SRV),
+    gauge("blackwell_serving_live", "1 when the runtime's liveness endpoint answers (live but not ready: "
+          "still loading, or a model failed).", ("runtime", "endpoint"), sources=_SRV),
     info("blackwell_serving_runtime_info",
          "What is on the other side: runtime (triton, trtllm-serve) and flavour (trtllm-cpp-backend, "
          "python-backend, llmapi, unknown).",

@@ -48,6 +48,20 @@ class ReprobeRequired(PollError):
         super().__init__(message, reason)
 
 
+class PartialPollError(PollError):
+    """The upstream failed, yet the source has families worth publishing: the ones that say so.
+
+    A serving source whose runtime is down still knows ``blackwell_serving_up 0``; with several
+    endpoints, the healthy ones still answered. Meant for the scheduler to publish ``families``
+    while counting the failure (source down with ``reason``); a scheduler that does not know it
+    handles it as any PollError (the last good snapshot is served until it goes stale).
+    """
+
+    def __init__(self, message: str, families: list[Family], reason: str = "error") -> None:
+        super().__init__(message, reason)
+        self.families = families
+
+
 class Source(abc.ABC):
     """One area of telemetry. Subclasses set ``name`` and ``config_model``."""
 

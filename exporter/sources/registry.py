@@ -6,6 +6,7 @@ from exporter.sources.base import Source
 from exporter.sources.nvml.source import NvmlSource
 from exporter.sources.preflight import PreflightSource
 from exporter.sources.simulated.source import SimulatedSource
+from exporter.sources.triton import TritonSource
 
 SOURCES: dict[str, type[Source]] = {
     cls.name: cls
@@ -13,5 +14,6 @@ SOURCES: dict[str, type[Source]] = {
         SimulatedSource,
         NvmlSource,
         PreflightSource,
+        TritonSource,
     )
 }

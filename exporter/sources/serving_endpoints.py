@@ -1,0 +1,141 @@
+"""What the serving sources share: several upstream endpoints, each on its own interval.
+
+A serving source (``triton``, ``trtllm_serve``) reads one or more endpoints. The scheduler wakes
+the source every ``interval``; each endpoint is read when its own interval is due (endpoints
+are read in parallel, each bounded by its own timeout), and between reads its last families are
+served again. The families of all endpoints are merged into one family per metric; a series
+that two endpoints both produce (the same model name on two servers) is kept from the first
+endpoint in config order and reported, because a duplicate series would make Prometheus reject
+the whole scrape.
+
+When any endpoint failed, poll raises :class:`PartialPollError` carrying every family, so
+``blackwell_serving_up{endpoint} 0`` is published while the source counts as down.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from pydantic import Field, model_validator
+
+from exporter.snapshot import Family
+from exporter.sources.base import PartialPollError, PollError, Source, SourceConfig
+from exporter.sources.http_upstream import Endpoint
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=Endpoint)
+
+
+class ServingConfig(SourceConfig):
+    """Common checks for a list of endpoints; subclasses narrow ``endpoints``' type and default."""
+
+    endpoints: Sequence[Endpoint] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _endpoints_fit(self) -> ServingConfig:
+        if not self.endpoints:
+            raise ValueError("endpoints: at least one endpoint is needed")
+        urls = [e.url for e in self.endpoints]
+        dupes = sorted({u for u in urls if urls.count(u) > 1})
+        if dupes:
+            raise ValueError(f"endpoints: {', '.join(dupes)} listed more than once")
+        for i, endpoint in enumerate(self.endpoints):
+            if endpoint.timeout is not None and endpoint.timeout > self.timeout:
+                raise ValueError(f"endpoints.{i}.timeout ({endpoint.timeout:g}s) must not exceed the source's "
+                                 f"timeout ({self.timeout:g}s), which bounds the whole poll")
+            if endpoint.interval is not None and endpoint.interval < self.interval:
+                raise ValueError(f"endpoints.{i}.interval ({endpoint.interval:g}s) must not be shorter than the "
+                                 f"source's interval ({self.interval:g}s): the source wakes up that often")
+        return self
+
+
+@dataclass
+class Reading:
+    """What one read of one endpoint produced: families always, an error when it failed."""
+
+    families: list[Family]
+    error: PollError | None = None
+
+
+@dataclass
+class _EndpointState(Generic[E]):
+    endpoint: E
+    due: float = 0.0
+    reading: Reading | None = None
+
+
+class ServingSource(Source, Generic[E], abc.ABC):
+    """A source that reads several endpoints; subclasses implement :meth:`read`."""
+
+    def __init__(self, config: ServingConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(config)
+        self._clock = clock
+        self._states: list[_EndpointState[E]] = [_EndpointState(e) for e in config.endpoints]  # type: ignore[misc]
+        self._duplicates: list[str] = []
+
+    @abc.abstractmethod
+    def read(self, endpoint: E, timeout: float) -> Reading:
+        """Read one endpoint within ``timeout`` seconds. Must not raise: failures go in Reading.error."""
+
+    def endpoint_timeout(self, endpoint: E) -> float:
+        return endpoint.timeout if endpoint.timeout is not None else self.config.timeout
+
+    def endpoint_interval(self, endpoint: E) -> float:
+        return endpoint.interval if endpoint.interval is not None else self.config.interval
+
+    def poll(self) -> list[Family]:
+        now = self._clock()
+        # Scheduler jitter must not skip an endpoint whose interval equals the source's: half an
+        # interval of slack reads it on every poll, and one of 20s under a 5s source every 20s.
+        slack = self.config.interval / 2
+        due = [s for s in self._states if s.reading is None or now + slack >= s.due]
+        if len(due) == 1:
+            due[0].reading = self._read_safely(due[0].endpoint)
+        elif due:
+            with ThreadPoolExecutor(max_workers=len(due), thread_name_prefix=f"{self.name}-endpoint") as pool:
+                readings = list(pool.map(lambda s: self._read_safely(s.endpoint), due))
+            for state, reading in zip(due, readings, strict=True):
+                state.reading = reading
+        for state in due:
+            state.due = now + self.endpoint_interval(state.endpoint)
+        families, duplicates = merge_families([s.reading.families for s in self._states if s.reading])
+        if duplicates and duplicates != self._duplicates:
+            log.warning("%s: series produced by more than one endpoint were kept from the first: %s",
+                        self.name, "; ".join(duplicates[:5]))
+        self._duplicates = duplicates
+        errors = [s.reading.error for s in self._states if s.reading and s.reading.error is not None]
+        if errors:
+            raise PartialPollError("; ".join(str(e) for e in errors), families, errors[0].reason)
+        return families
+
+    def _read_safely(self, endpoint: E) -> Reading:
+        try:
+            return self.read(endpoint, self.endpoint_timeout(endpoint))
+        except PollError as exc:
+            return Reading([], exc)
+
+
+def merge_families(groups: list[list[Family]]) -> tuple[list[Family], list[str]]:
+    """One Family per metric over all endpoints; duplicate series keep the first and are named."""
+    merged: dict[str, Family] = {}
+    seen: dict[str, set[tuple[str, ...]]] = {}
+    duplicates: list[str] = []
+    for families in groups:
+        for family in families:
+            name = family.metric.name
+            target = merged.setdefault(name, Family(name))
+            keys = seen.setdefault(name, set())
+            for labels, value in family.samples:
+                if labels in keys:
+                    duplicates.append(f"{name}{dict(zip(family.metric.labels, labels, strict=True))}")
+                    continue
+                keys.add(labels)
+                target.samples.append((labels, value))
+    return list(merged.values()), duplicates
