@@ -31,7 +31,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         read_box = boxes.read_nvml
     inputs = gather(cfg, read_box)
-    results = run_checks(inputs, cfg)
+    results = run_checks(inputs, cfg, config.mixin.job)
     origin = inputs.host.origin if inputs.host is not None else "no GPU facts"
     print(render.as_json(results, origin) if args.json else render.as_table(results, origin), end="")
     return exit_code(results)

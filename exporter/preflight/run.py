@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from exporter.mixin.config import MixinConfig
 from exporter.preflight import engine_config, process, serving_http
 from exporter.preflight.checks import engine, gpu, nvlink, prometheus, serving
 from exporter.preflight.checks import process as process_checks
@@ -51,8 +52,10 @@ def _serving_process(cfg: PreflightConfig) -> ProcessFacts | None:
     return process.read(pids[0])
 
 
-def run_checks(inputs: Inputs, cfg: PreflightConfig) -> list[CheckResult]:
+def run_checks(inputs: Inputs, cfg: PreflightConfig, job: str | None = None) -> list[CheckResult]:
+    """``job``: the Prometheus job the mixin's rules select (mixin.job); the default config's when None."""
     host = inputs.host
+    job = job or MixinConfig().job
     no_box = "GPUs not read (no NVML and no simulation)"
 
     def on_host(fn: Callable[[HostFacts, PreflightConfig], CheckResult], name: str) -> Callable[[], CheckResult]:
@@ -74,7 +77,7 @@ def run_checks(inputs: Inputs, cfg: PreflightConfig) -> list[CheckResult]:
         ("serving_cuda_visible_devices", lambda: process_checks.cuda_visible_devices(inputs.process, host, cfg)),
         ("serving_health", lambda: serving.serving_health(inputs.servers, cfg)),
         ("serving_warmup", lambda: serving.serving_warmup(inputs.servers, cfg)),
-        ("prometheus_scrapes_exporter", lambda: prometheus.prometheus_scrapes_exporter(cfg)),
+        ("prometheus_scrapes_exporter", lambda: prometheus.prometheus_scrapes_exporter(cfg, job)),
         ("prometheus_scrapes_serving", lambda: prometheus.prometheus_scrapes_serving(cfg)),
         ("prometheus_rules_loaded", lambda: prometheus.prometheus_rules_loaded(cfg)),
     ]

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from exporter import cli
+from exporter.mixin.config import MixinConfig
 from exporter.preflight.checks import prometheus
 from exporter.preflight.result import Status
 from exporter.preflight.settings import PreflightConfig
@@ -22,6 +23,7 @@ from tests.unit.upstream_server import Route, Upstream
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
+JOB = MixinConfig().job
 TRITON_METRICS = ROOT / "tests" / "fixtures" / "triton" / "python_backend_metrics.txt"
 
 
@@ -66,13 +68,15 @@ def test_prometheus_scraping_both_and_holding_the_rules_passes(tmp_path: Path, e
     rule_files = sorted((ROOT / "alerts").glob("*.yaml"))
     assert rule_files, "alerts/ holds the generated rules (blackwell-exporter generate)"
     prom = start_prometheus(tmp_path / "prom", scrape_config(
-        {"blackwell": [f"127.0.0.1:{exporter.port}"], "triton": [f"127.0.0.1:{triton_metrics.port}"]}, rule_files))
+        {JOB: [f"127.0.0.1:{exporter.port}"], "triton": [f"127.0.0.1:{triton_metrics.port}"]}, rule_files))
     try:
         wait_for_scrapes(prom, 2)
         cfg = PreflightConfig(prometheus_url=prom.url, exporter_port=exporter.port, rules_dir=ROOT / "alerts")
-        scrapes = prometheus.prometheus_scrapes_exporter(cfg)
+        scrapes = prometheus.prometheus_scrapes_exporter(cfg, JOB)
         assert scrapes.status is Status.PASS, scrapes.evidence
-        assert scrapes.evidence == f"target(s) blackwell/127.0.0.1:{exporter.port} up"
+        assert scrapes.evidence == f"target(s) {JOB}/127.0.0.1:{exporter.port} up"
+        other_job = prometheus.prometheus_scrapes_exporter(cfg, "gpu-exporters")
+        assert other_job.status is Status.WARN and "the generated rules expect job 'gpu-exporters'" in other_job.evidence
         serving = prometheus.prometheus_scrapes_serving(cfg)
         assert serving.status is Status.PASS, serving.evidence
         assert serving.evidence.startswith(f"triton triton/127.0.0.1:{triton_metrics.port} (")
@@ -92,22 +96,22 @@ def test_prometheus_scraping_both_and_holding_the_rules_passes(tmp_path: Path, e
 
 def test_missing_rules_serving_job_and_a_dead_exporter_each_fail(tmp_path: Path) -> None:
     dead = free_port()  # nothing listens here
-    prom = start_prometheus(tmp_path / "prom", scrape_config({"blackwell": [f"127.0.0.1:{dead}"]}, []))
+    prom = start_prometheus(tmp_path / "prom", scrape_config({JOB: [f"127.0.0.1:{dead}"]}, []))
     try:
         wait_for_scrapes(prom, 1)
         cfg = PreflightConfig(prometheus_url=prom.url, exporter_port=dead, rules_dir=ROOT / "alerts")
-        scrapes = prometheus.prometheus_scrapes_exporter(cfg)
+        scrapes = prometheus.prometheus_scrapes_exporter(cfg, JOB)
         assert scrapes.status is Status.FAIL and "connection refused" in scrapes.evidence
         assert prometheus.prometheus_scrapes_serving(cfg).status is Status.FAIL
         rules = prometheus.prometheus_rules_loaded(cfg)
         assert rules.status is Status.FAIL and rules.evidence.startswith("0 of ")
         other_port = PreflightConfig(prometheus_url=prom.url, exporter_port=dead + 1)
-        assert "none of 1 active targets is this exporter" in prometheus.prometheus_scrapes_exporter(other_port).evidence
+        assert "none of 1 active targets is this exporter" in prometheus.prometheus_scrapes_exporter(other_port, JOB).evidence
     finally:
         prom.stop()
 
 
 def test_an_unreachable_prometheus_fails_with_the_reason() -> None:
     cfg = PreflightConfig(prometheus_url=f"http://127.0.0.1:{free_port()}", http_timeout=1.0)
-    result = prometheus.prometheus_scrapes_exporter(cfg)
+    result = prometheus.prometheus_scrapes_exporter(cfg, JOB)
     assert result.status is Status.FAIL and "no answer from" in result.evidence

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from exporter.preflight.httpget import get
-from exporter.preflight.result import CheckResult, failed, passed, skipped
+from exporter.preflight.result import CheckResult, failed, passed, skipped, warned
 from exporter.preflight.settings import PreflightConfig
 
 _SERVING_SERIES = {"triton": "nv_", "trtllm-serve": "trtllm_"}
@@ -59,7 +59,8 @@ def _is_this_exporter(target: dict[str, Any], cfg: PreflightConfig, here: set[st
     return url.port == cfg.exporter_port and (url.hostname or "").lower() in here
 
 
-def prometheus_scrapes_exporter(cfg: PreflightConfig) -> CheckResult:
+def prometheus_scrapes_exporter(cfg: PreflightConfig, job: str) -> CheckResult:
+    """``job`` is the mixin's job name: the exporter-down alert selects up{job=...}."""
     name = "prometheus_scrapes_exporter"
     if cfg.prometheus_url is None:
         return skipped(name, "no prometheus_url configured")
@@ -79,6 +80,10 @@ def prometheus_scrapes_exporter(cfg: PreflightConfig) -> CheckResult:
         errors = "; ".join(t.get("lastError", "") for t in ours if t.get("lastError"))
         return failed(name, f"target(s) {listed}: {errors or 'not up'}",
                       "Prometheus cannot scrape the exporter: check the listen address, firewall, TLS and basic auth.")
+    if not any(t["labels"].get("job") == job for t in up):
+        return warned(name, f"target(s) {listed}, but the generated rules expect job {job!r}",
+                      f"Scrape the exporter under job_name {job!r}, or set mixin.job and regenerate the rules; "
+                      "otherwise the exporter-down alert never fires for this target.")
     return passed(name, f"target(s) {listed}")
 
 
