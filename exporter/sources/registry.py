@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from exporter.sources.base import Source
+from exporter.sources.dcgm import DcgmSource
 from exporter.sources.nvml.source import NvmlSource
 from exporter.sources.preflight import PreflightSource
 from exporter.sources.simulated.source import SimulatedSource
@@ -13,6 +14,7 @@ SOURCES: dict[str, type[Source]] = {
     for cls in (
         SimulatedSource,
         NvmlSource,
+        DcgmSource,
         PreflightSource,
         TritonSource,
     )

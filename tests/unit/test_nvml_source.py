@@ -336,3 +336,15 @@ def test_close_stops_the_xid_thread_and_shuts_nvml_down(backend: ReplayBackend) 
     assert not [t for t in threading.enumerate() if t.name == "nvml-xid" and t.is_alive()]
     with pytest.raises(NvmlError):
         backend.device_count()  # NVML is shut down: Uninitialized
+
+
+def test_a_binding_error_in_one_probe_path_costs_that_path_only(backend: ReplayBackend) -> None:
+    def broken(handle):  # type: ignore[no-untyped-def]
+        raise TypeError("string argument without an encoding")  # seen from a pynvml struct wrapper
+
+    backend.platform_info = broken  # type: ignore[method-assign]
+    source = make_source(backend)
+    s = samples(source.poll())
+    assert s[("blackwell_gpu_up", ("0", GPU0))] == 1
+    assert not [k for k in s if k[0] == "blackwell_gpu_platform_info"]
+    assert "platform_info" in source._gpus[0].state.caps.unsupported  # noqa: SLF001

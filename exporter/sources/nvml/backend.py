@@ -183,10 +183,10 @@ def _text(value: Any) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
-def _char(value: bytes) -> str:
-    """A one-byte c_char field of the platform info struct, read as the number it holds."""
-    raw = value if isinstance(value, bytes) else bytes(value)
-    return str(raw[0]) if raw else "0"
+def _raw(struct: Any, field: str) -> bytes:
+    """A struct field's bytes straight from memory: pynvml's structs decode char arrays as text."""
+    descriptor = getattr(type(struct), field)
+    return ctypes.string_at(ctypes.addressof(struct) + descriptor.offset, descriptor.size)
 
 
 class PynvmlBackend(Backend):
@@ -265,16 +265,12 @@ class PynvmlBackend(Backend):
         info = struct_type()
         # The wrapper passes its argument through as is: a struct by value segfaults the process.
         self._call("nvmlDeviceGetPlatformInfo", handle, ctypes.byref(info))
-        # GUID and serial are raw bytes, not text: read them from the struct's memory.
-        serial = bytes(info.chassisSerialNumber).split(b"\0", 1)[0]
-        return {
-            "chassis_serial_number": serial.decode(errors="replace"),
-            "slot_number": _char(info.slotNumber),
-            "tray_index": _char(info.trayIndex),
-            "host_id": _char(info.hostId),
-            "peer_type": _char(info.peerType),
-            "module_id": _char(info.moduleId),
-        }
+        # GUID and serial are raw bytes, the one-byte fields small numbers: read the struct's memory.
+        serial = _raw(info, "chassisSerialNumber").split(b"\0", 1)[0]
+        numbers = {key: str(_raw(info, field)[0]) for key, field in (
+            ("slot_number", "slotNumber"), ("tray_index", "trayIndex"), ("host_id", "hostId"),
+            ("peer_type", "peerType"), ("module_id", "moduleId"))}
+        return {"chassis_serial_number": serial.decode(errors="replace"), **numbers}
 
     def fabric_info(self, handle: Any) -> dict[str, str | int]:
         versions = [getattr(self._n, name) for name in ("c_nvmlGpuFabricInfo_v3_t", "c_nvmlGpuFabricInfo_v2_t")
@@ -289,7 +285,7 @@ class PynvmlBackend(Backend):
             except NvmlError as exc:
                 if exc.code != ARGUMENT_VERSION_MISMATCH or struct_type is versions[-1]:
                     raise
-        raw = bytes(info.clusterUuid)
+        raw = _raw(info, "clusterUuid")
         cluster = "-".join(raw[a:b].hex() for a, b in ((0, 4), (4, 6), (6, 8), (8, 10), (10, 16)))
         return {"cluster_uuid": cluster, "clique_id": int(info.cliqueId), "state": int(info.state),
                 "status": int(info.status), "health_mask": int(info.healthMask)}

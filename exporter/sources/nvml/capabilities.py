@@ -103,13 +103,20 @@ def _why(exc: NvmlError) -> str:
 
 
 def _try(caps: GpuCapabilities, path: str, fn: Callable[[], T]) -> T | None:
-    """Call fn; a lost GPU propagates, any other NVML error marks the path unsupported."""
+    """Call fn; a lost GPU propagates, any other NVML error marks the path unsupported.
+
+    An exception from the bindings themselves (a wrapper that does not match this driver) also
+    marks the path unsupported, so one broken wrapper costs one path, not the GPU."""
     try:
         return fn()
     except NvmlError as exc:
         if exc.lost:
             raise
         caps.unsupported[path] = _why(exc)
+        return None
+    except Exception as exc:  # noqa: BLE001 - see docstring
+        log.warning("nvml: %s on GPU %d failed inside the bindings: %r; not asked again", path, caps.index, exc)
+        caps.unsupported[path] = f"binding error {type(exc).__name__}"
         return None
 
 
