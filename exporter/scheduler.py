@@ -15,7 +15,9 @@ restarts it.
 
 A source's last good snapshot keeps being served until it is older than ``STALE_INTERVALS``
 intervals, then it is dropped, so a brief hiccup does not punch holes in rate() while a dead
-source does not serve stale numbers forever.
+source does not serve stale numbers forever. A :class:`PartialPollError` is a failure that still
+carries families (``serving_up 0`` for an endpoint that is down): they replace the snapshot at
+once, while the source counts as down.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from exporter import __version__
 from exporter.snapshot import Family, Snapshot, SnapshotStore
-from exporter.sources.base import PollError, ReprobeRequired, Source
+from exporter.sources.base import PartialPollError, PollError, ReprobeRequired, Source
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ class SourceRunner:
         self._next_attempt = 0.0
         self._started = 0.0
         self._snapshot: Snapshot | None = None
+        self._snapshot_mono = 0.0
         self.up = False
         self.completed_once = False
         self.consecutive_failures = 0
@@ -139,6 +142,8 @@ class SourceRunner:
         self._probed = outcome.probed
         if outcome.error is not None:
             err = outcome.error
+            if outcome.snapshot is not None:  # a PartialPollError: publish what the source still knows
+                self._snapshot, self._snapshot_mono = outcome.snapshot, self._clock()
             if isinstance(err, PollError):
                 reason = err.reason
             else:
@@ -152,7 +157,7 @@ class SourceRunner:
         self.consecutive_failures = 0
         self.last_error = ""
         self.last_success = self._wall()
-        self.last_success_mono = self._clock()
+        self.last_success_mono = self._snapshot_mono = self._clock()
         self._snapshot = outcome.snapshot
 
     def _work(self, outcome: _Outcome, reprobe: bool) -> None:
@@ -166,6 +171,12 @@ class SourceRunner:
             if not isinstance(families, (list, tuple)) or not all(isinstance(f, Family) for f in families):
                 raise TypeError(f"poll() must return a list of Family, got {_describe(families)}")
             outcome.snapshot = Snapshot.of(self.name, families)
+        except PartialPollError as exc:
+            outcome.error = exc
+            try:
+                outcome.snapshot = Snapshot.of(self.name, exc.families)
+            except Exception as bad:  # noqa: BLE001 - garbage in a partial result is an error like any other
+                outcome.error = bad
         except BaseException as exc:  # noqa: BLE001 - a source must never take the daemon down
             outcome.error = exc
         finally:
@@ -188,7 +199,8 @@ class SourceRunner:
         self._next_attempt = self._clock() + backoff
 
     def _publish(self) -> None:
-        if self._snapshot is not None and not self.up and self.stale():
+        too_old = self._clock() - self._snapshot_mono > STALE_INTERVALS * self.interval
+        if self._snapshot is not None and not self.up and too_old:
             self._snapshot = None
         self._store.publish(self.name, self._snapshot, self._self_metrics)
 

@@ -15,7 +15,7 @@ import pytest
 from exporter.scheduler import MAX_BACKOFF_SECONDS, STALE_INTERVALS, Scheduler, SourceRunner
 from exporter.server import ExporterHTTPServer
 from exporter.snapshot import Family, SnapshotStore
-from exporter.sources.base import PollError, ReprobeRequired, Source, SourceConfig
+from exporter.sources.base import PartialPollError, PollError, ReprobeRequired, Source, SourceConfig
 
 
 class FakeClock:
@@ -165,6 +165,45 @@ def test_poll_error_keeps_its_reason_and_does_not_restart_but_reprobe_required_d
     clock.now += 10
     runner.run_once()
     assert source.probes == 2 and runner.up
+
+
+def test_partial_result_publishes_its_families_at_once_while_the_source_counts_as_down() -> None:
+    results: list[object] = [PartialPollError("endpoint b: connection refused", [memory_family(3)], reason="http"),
+                             [memory_family(9)]]
+
+    def poll() -> object:
+        result = results.pop()
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    store = SnapshotStore()
+    clock = FakeClock()
+    runner = runner_for(Scripted(poll, interval=2.0), store, clock)
+    runner.run_once()
+    assert 'blackwell_gpu_memory_used_bytes{gpu="0"} 9' in store.current().text.decode()
+    clock.now += 2
+    runner.run_once()
+    assert not runner.up and runner.errors == {"http": 1}
+    assert 'blackwell_gpu_memory_used_bytes{gpu="0"} 3' in store.current().text.decode(), "replaces the old data"
+    for _ in range(5):  # a source that only ever returns partial results keeps publishing them
+        results.append(PartialPollError("still down", [memory_family(4)], reason="http"))
+        clock.now += 2
+        runner.run_once()
+    assert 'blackwell_gpu_memory_used_bytes{gpu="0"} 4' in store.current().text.decode()
+    assert runner.state() == "stale", "the source itself has not fully succeeded for over 3 intervals"
+
+
+def test_garbage_inside_a_partial_result_is_an_error_and_restarts_the_source() -> None:
+    bad = PartialPollError("down", [Family("blackwell_exporter_source_up").add(("x",), 0)], reason="http")
+    source = Scripted(raiser(bad))
+    clock = FakeClock()
+    runner = runner_for(source, clock=clock)
+    runner.run_once()
+    assert runner.errors == {"error": 1} and "may not fill" in runner.last_error
+    clock.now += 1
+    runner.run_once()
+    assert source.probes == 2
 
 
 def test_failing_probe_counts_reason_probe_and_skips_poll() -> None:

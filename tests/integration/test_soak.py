@@ -1,0 +1,21 @@
+"""The CI soak: bench/soak.py for 60 seconds with the same checks as the committed 30-minute run
+(every scrape answered, no RSS/thread/fd growth, scrape p99, scenario switches seen, upstream
+restarts seen and recovered from, SIGTERM honoured). The only long test in the suite."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import soak
+
+pytestmark = pytest.mark.integration
+
+
+def test_soak_60s_scenarios_cycling_and_an_upstream_that_restarts() -> None:
+    result = soak.run(duration=60, scenario_every=10, restart_every=20, downtime=3, sample_every=2, warmup=15)
+    print(soak.markdown(result))
+    assert result["scenario_switches"] >= 5
+    if soak.triton_registered():
+        assert len(result["upstream_restarts"]) >= 2
+    failed = [name for name, ok in result["checks"].items() if not ok]
+    assert not failed, failed
