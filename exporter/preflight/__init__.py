@@ -10,6 +10,26 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from exporter.config import Config
+    from exporter.preflight.settings import PreflightConfig
+
+
+def effective_settings(config: Config) -> PreflightConfig:
+    """sources.preflight, with what the rest of the config already says filled in where it is unset:
+    the exporter's port from ``listen``, the Triton endpoint from an enabled triton source."""
+    from exporter.config import parse_listen
+
+    cfg: PreflightConfig = config.sources.preflight  # type: ignore[attr-defined]
+    updates: dict[str, object] = {}
+    if "exporter_port" not in cfg.model_fields_set:
+        updates["exporter_port"] = parse_listen(config.listen)[1]
+    triton = getattr(config.sources, "triton", None)
+    if cfg.triton_url is None and triton is not None and triton.enabled and triton.endpoints:
+        updates["triton_url"] = triton.endpoints[0].api_base()
+    return cfg.model_copy(update=updates)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -23,9 +43,7 @@ def main(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"config error: {problem}", file=sys.stderr)
         return 2
-    cfg = config.sources.preflight  # type: ignore[attr-defined]
-    if "exporter_port" not in cfg.model_fields_set:
-        cfg = cfg.model_copy(update={"exporter_port": config_mod.parse_listen(config.listen)[1]})
+    cfg = effective_settings(config)
     if config.simulated:
         read_box = boxes.fresh_simulation(config.sources.simulated)  # type: ignore[attr-defined]
     else:

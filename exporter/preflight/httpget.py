@@ -1,17 +1,22 @@
-"""The few HTTP GETs preflight makes (health endpoints, Prometheus API), with the stdlib only."""
+"""The few HTTP GETs preflight makes (health endpoints, Prometheus API), through the serving
+sources' bounded GET (one deadline for the whole request, a size cap). Failures are answers
+too: a check reports them instead of raising."""
 
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
+
+from exporter.sources.http_upstream import UpstreamError
+from exporter.sources.http_upstream import get as bounded_get
+
+MAX_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class Answer:
-    status: int | None  # None when no HTTP answer came (refused, timeout, DNS)
+    status: int | None  # None when no HTTP answer came (refused, timeout, too large)
     body: bytes
     error: str = ""
 
@@ -24,10 +29,7 @@ class Answer:
 
 def get(url: str, timeout: float) -> Answer:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - URLs come from the config
-            return Answer(response.status, response.read())
-    except urllib.error.HTTPError as exc:
-        return Answer(exc.code, exc.read() or b"")
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return Answer(None, b"", f"no answer from {url}: {reason}")
+        response = bounded_get(url, timeout=timeout, max_bytes=MAX_BYTES, allow_status=True)
+    except UpstreamError as exc:
+        return Answer(None, b"", f"no answer from {url}: {exc}")
+    return Answer(response.status, response.body)

@@ -11,6 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.preflight.facts import ServingFacts
 from exporter.preflight.httpget import get
+from exporter.sources.base import PollError
+from exporter.sources.triton import parse_stats
 
 
 def triton(url: str, timeout: float) -> ServingFacts:
@@ -20,11 +22,11 @@ def triton(url: str, timeout: float) -> ServingFacts:
     stats = get(f"{base}/v2/models/stats", timeout)
     if stats.status == 200:
         try:
-            models = stats.json().get("model_stats", [])
-            served = float(sum(int(m["inference_stats"]["success"]["count"]) for m in models))
+            models = parse_stats(stats.body)
+            served = float(sum(m["inference_stats"]["success"]["count"] for m in models))
             detail = f"successful requests over {len(models)} model(s) from /v2/models/stats"
-        except (ValueError, KeyError, TypeError) as exc:
-            detail = f"/v2/models/stats answered something unexpected: {exc}"
+        except PollError as exc:
+            detail = str(exc)
     else:
         detail = f"/v2/models/stats: {stats.describe()}"
     return ServingFacts("triton", base, None if health.status is None else health.status == 200,

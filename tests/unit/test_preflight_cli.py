@@ -96,3 +96,17 @@ def test_the_source_exports_one_series_per_check_and_a_one_hot_status() -> None:
 def test_warn_counts_as_passing_in_the_check_gauge() -> None:
     fams = families([CheckResult("a", Status.WARN, "e", "f"), CheckResult("b", Status.FAIL, "e", "f")])
     assert fams[0].samples == [(("a",), 1), (("b",), 0)]
+
+
+def test_settings_take_the_listen_port_and_an_enabled_triton_endpoint(tmp_path) -> None:
+    from exporter import config as config_mod
+    from exporter.preflight import effective_settings
+
+    path = tmp_path / "c.yaml"
+    path.write_text("listen: 127.0.0.1:9500\nsources:\n  triton:\n    enabled: true\n    endpoints:\n"
+                    "      - url: http://10.0.0.5:8002/metrics\n")
+    cfg = effective_settings(config_mod.load(path, environ={}))
+    assert (cfg.exporter_port, cfg.triton_url) == (9500, "http://10.0.0.5:8000")
+    path.write_text("sources:\n  preflight:\n    exporter_port: 9999\n    triton_url: http://t:1\n")
+    cfg = effective_settings(config_mod.load(path, environ={}))
+    assert (cfg.exporter_port, cfg.triton_url) == (9999, "http://t:1")

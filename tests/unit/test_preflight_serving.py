@@ -167,7 +167,8 @@ def upstream() -> Iterator[Upstream]:
 
 def triton_stats(*counts: int) -> bytes:
     return json.dumps({"model_stats": [
-        {"name": f"m{i}", "version": "1", "inference_stats": {"success": {"count": c, "ns": 1000}}}
+        {"name": f"m{i}", "version": "1", "inference_stats": {
+            "success": {"count": c, "ns": 1000}, "fail": {"count": 1, "ns": 10}, "queue": {"count": c, "ns": 10}}}
         for i, c in enumerate(counts)]}).encode()
 
 
@@ -219,3 +220,11 @@ def test_recorded_triton_statistics_count_successful_requests_only(upstream: Ups
     assert facts.requests_served == 2
     warm = serving.serving_warmup([facts], CFG)
     assert warm.status is Status.FAIL and warm.evidence.startswith("2 requests served since start")
+
+
+def test_malformed_triton_statistics_leave_warmup_unknown(upstream: Upstream) -> None:
+    upstream.routes["/v2/health/ready"] = Route(b"")
+    upstream.routes["/v2/models/stats"] = Route(b'{"model_stats": [{"name": "m"}]}', content_type="application/json")
+    facts = serving_http.triton(upstream.url(""), 2.0)
+    result = serving.serving_warmup([facts], CFG)
+    assert result.status is Status.SKIP and "m has no inference_stats" in result.evidence
