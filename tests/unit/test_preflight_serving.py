@@ -228,3 +228,45 @@ def test_malformed_triton_statistics_leave_warmup_unknown(upstream: Upstream) ->
     facts = serving_http.triton(upstream.url(""), 2.0)
     result = serving.serving_warmup([facts], CFG)
     assert result.status is Status.SKIP and "m has no inference_stats" in result.evidence
+
+
+# -- the same checks against the simulation profiles -------------------------------------------
+
+def _profile_host(profile: str) -> HostFacts:
+    from tests.unit.test_preflight_box import simulated
+
+    return simulated(profile)
+
+
+@pytest.mark.parametrize("profile", ["hgx-b200", "gb200-tray", "h200x2"])
+def test_serving_environment_against_each_simulated_box(profile: str) -> None:
+    """CUDA_VISIBLE_DEVICES naming every GPU of the box passes; one past the last fails."""
+    from exporter.sources.simulated.profiles import PROFILES
+
+    count = PROFILES[profile].gpu_count
+    host = _profile_host(profile)
+    env = {**os.environ, "NCCL_P2P_LEVEL": "NVL", "CUDA_VISIBLE_DEVICES": ",".join(map(str, range(count)))}
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
+    try:
+        facts = process.read(child.pid)
+        assert process_checks.nccl_p2p_level(facts, CFG).status is Status.PASS
+        ok = process_checks.cuda_visible_devices(facts, host, CFG)
+        # The simulation does not list per-GPU processes: the names are checked, placement is not.
+        assert ok.status is Status.PASS and "per-GPU processes not readable" in ok.evidence
+        past = ProcessFacts(child.pid, "x", {"CUDA_VISIBLE_DEVICES": str(count)})
+        assert process_checks.cuda_visible_devices(past, host, CFG).status is Status.FAIL
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.parametrize("profile, quant, expected", [
+    ("hgx-b200", "W4A8_MXFP4_FP8", Status.PASS),  # qwen2.5-72b-mxfp4: MX-FP4 weights, FP8 activations
+    ("gb200-tray", "W4A8_MXFP4_FP8", Status.PASS),
+    ("h200x2", "FP8", Status.FAIL),  # llama-3.1-70b-fp8 on Hopper: not FP4, as Hopper cannot run FP4
+])
+def test_each_profiles_model_against_the_default_expectations(tmp_path: Path, profile: str, quant: str,
+                                                               expected: Status) -> None:
+    write(tmp_path, "config.json", {"version": "1.0.0", "pretrained_config": {
+        "quantization": {"quant_algo": quant, "kv_cache_quant_algo": "FP8"}}})
+    assert engine.engine_quantization(engine_config.read(tmp_path), CFG).status is expected
