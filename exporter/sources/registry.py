@@ -8,6 +8,7 @@ from exporter.sources.nvml.source import NvmlSource
 from exporter.sources.preflight import PreflightSource
 from exporter.sources.simulated.source import SimulatedSource
 from exporter.sources.triton import TritonSource
+from exporter.sources.trtllm_serve import TrtllmServeSource
 
 SOURCES: dict[str, type[Source]] = {
     cls.name: cls
@@ -17,5 +18,6 @@ SOURCES: dict[str, type[Source]] = {
         DcgmSource,
         PreflightSource,
         TritonSource,
+        TrtllmServeSource,
     )
 }

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,9 +25,10 @@ from typing import Generic, TypeVar
 
 from pydantic import Field, model_validator
 
-from exporter.snapshot import Family
+from exporter.promtext import Exposition
+from exporter.snapshot import Family, HistogramValue
 from exporter.sources.base import PartialPollError, PollError, Source, SourceConfig
-from exporter.sources.http_upstream import Endpoint
+from exporter.sources.http_upstream import Endpoint, Response, UpstreamError, get
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +117,15 @@ class ServingSource(Source, Generic[E], abc.ABC):
             raise PartialPollError("; ".join(str(e) for e in errors), families, errors[0].reason)
         return families
 
+    def fetch(self, endpoint: E, url: str, deadline: float, accept: str = "application/json",
+              allow_status: bool = False) -> Response:
+        """GET ``url`` with ``endpoint``'s TLS and size settings, within what is left of ``deadline``."""
+        left = deadline - self._clock()
+        if left <= 0:
+            raise UpstreamError(f"{url}: no time left in this poll", "timeout")
+        return get(url, timeout=left, max_bytes=endpoint.max_bytes, tls_verify=endpoint.tls_verify,
+                   ca_file=endpoint.ca_file, accept=accept, allow_status=allow_status)
+
     def _read_safely(self, endpoint: E) -> Reading:
         try:
             return self.read(endpoint, self.endpoint_timeout(endpoint))
@@ -139,3 +150,44 @@ def merge_families(groups: list[list[Family]]) -> tuple[list[Family], list[str]]
                 keys.add(labels)
                 target.samples.append((labels, value))
     return list(merged.values()), duplicates
+
+
+class FamilyBuilder:
+    """Families by catalog name, created on first use, in a stable order."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, Family] = {}
+
+    def add(self, name: str, labels: tuple[str, ...], value: float | HistogramValue) -> None:
+        family = self.by_name.get(name)
+        if family is None:
+            family = self.by_name[name] = Family(name)
+        family.add(labels, value)
+
+    def families(self) -> list[Family]:
+        return list(self.by_name.values())
+
+
+def histograms_by_model(metrics: Exposition, family: str, model_label: str = "model",
+                        scale: float = 1.0, rename: Callable[[str], str] = lambda m: m) -> dict[str, HistogramValue]:
+    """Series of histogram ``family`` per model; series of one model with equal buckets are added up.
+
+    ``scale`` only changes the unit (ms -> s): the boundaries stay the upstream's own, never
+    re-bucketed. Series of one model with different boundaries cannot be added; the first is kept
+    and the clash is recorded in ``metrics.problems``.
+    """
+    merged: dict[str, HistogramValue] = {}
+    for hist in metrics.histograms(family):
+        model = rename(hist.labels.get(model_label, ""))
+        value = HistogramValue(tuple((b * scale if math.isfinite(b) else b, c) for b, c in hist.buckets),
+                               hist.sum * scale, hist.count)
+        previous = merged.get(model)
+        if previous is not None:
+            if [b for b, _ in previous.buckets] != [b for b, _ in value.buckets]:
+                metrics.problems.append(f"{family}: series of model {model!r} use different buckets; kept one")
+                continue
+            value = HistogramValue(tuple((b, c1 + c2) for (b, c1), (_, c2) in
+                                         zip(previous.buckets, value.buckets, strict=True)),
+                                   previous.sum + value.sum, previous.count + value.count)
+        merged[model] = value
+    return merged

@@ -24,7 +24,6 @@ backend; a Python-backend model without any of those families is taken to be the
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,8 +36,8 @@ from exporter import promtext
 from exporter.promtext import Exposition, PromParseError
 from exporter.snapshot import Family, HistogramValue
 from exporter.sources.base import PollError, SourceConfig
-from exporter.sources.http_upstream import Endpoint, Response, UpstreamError, get
-from exporter.sources.serving_endpoints import Reading, ServingConfig, ServingSource
+from exporter.sources.http_upstream import Endpoint, UpstreamError
+from exporter.sources.serving_endpoints import FamilyBuilder, Reading, ServingConfig, ServingSource, histograms_by_model
 
 RUNTIME = "triton"
 
@@ -99,22 +98,6 @@ class TritonApi:
     backends: dict[str, str] = field(default_factory=dict)  # model name -> backend
 
 
-class _Families:
-    """Families by catalog name, created on first use, in a stable order."""
-
-    def __init__(self) -> None:
-        self.by_name: dict[str, Family] = {}
-
-    def add(self, name: str, labels: tuple[str, ...], value: float | HistogramValue) -> None:
-        family = self.by_name.get(name)
-        if family is None:
-            family = self.by_name[name] = Family(name)
-        family.add(labels, value)
-
-    def list(self) -> list[Family]:
-        return list(self.by_name.values())
-
-
 def flavour(metrics: Exposition | None, backends: dict[str, str]) -> str:
     if "tensorrtllm" in backends.values():
         return "trtllm-cpp-backend"
@@ -128,7 +111,7 @@ def flavour(metrics: Exposition | None, backends: dict[str, str]) -> str:
 
 def triton_families(url: str, metrics: Exposition | None, api: TritonApi | None) -> list[Family]:
     """Catalog families for one endpoint. ``metrics`` is None when the metrics endpoint failed."""
-    out = _Families()
+    out = FamilyBuilder()
     out.add("blackwell_serving_up", (RUNTIME, url), int(metrics is not None))
     if api is not None:
         out.add("blackwell_serving_live", (RUNTIME, url), int(api.live))
@@ -143,14 +126,14 @@ def triton_families(url: str, metrics: Exposition | None, api: TritonApi | None)
     if metrics is not None:
         _request_metrics(out, metrics)
         _trtllm_metrics(out, metrics)
-    return out.list()
+    return out.families()
 
 
 def _mv(labels: dict[str, str]) -> tuple[str, str]:
     return labels.get("model", ""), labels.get("version", "")
 
 
-def _request_metrics(out: _Families, metrics: Exposition) -> None:
+def _request_metrics(out: FamilyBuilder, metrics: Exposition) -> None:
     for upstream, ours in _COUNTS.items():
         for s in metrics.named(upstream):
             out.add(ours, _mv(s.labels), s.value)
@@ -165,34 +148,12 @@ def _request_metrics(out: _Families, metrics: Exposition) -> None:
             out.add("blackwell_serving_compute_duration_seconds_total", (*_mv(s.labels), phase), s.value / 1e6)
     for s in metrics.named("nv_inference_pending_request_count"):
         out.add("blackwell_serving_pending_requests", _mv(s.labels), s.value)
-    ttft = _by_model(metrics, "nv_inference_first_response_histogram_ms", scale=1e-3)
+    ttft = histograms_by_model(metrics, "nv_inference_first_response_histogram_ms", scale=1e-3)
     for model, hist in ttft.items():
         out.add("blackwell_serving_ttft_seconds", (model,), hist)
 
 
-def _by_model(metrics: Exposition, family: str, scale: float = 1.0) -> dict[str, HistogramValue]:
-    """Histograms of ``family`` per model; versions of one model with equal buckets are added up.
-
-    ``scale`` only changes the unit (ms -> s): bucket boundaries stay the upstream's own.
-    """
-    merged: dict[str, HistogramValue] = {}
-    for hist in metrics.histograms(family):
-        model = hist.labels.get("model", "")
-        value = HistogramValue(tuple((b * scale if math.isfinite(b) else b, c) for b, c in hist.buckets),
-                               hist.sum * scale, hist.count)
-        if model in merged:
-            previous = merged[model]
-            if [b for b, _ in previous.buckets] != [b for b, _ in value.buckets]:
-                metrics.problems.append(f"{family}: versions of model {model!r} use different buckets; kept one")
-                continue
-            value = HistogramValue(tuple((b, c1 + c2) for (b, c1), (_, c2) in
-                                         zip(previous.buckets, value.buckets, strict=True)),
-                                   previous.sum + value.sum, previous.count + value.count)
-        merged[model] = value
-    return merged
-
-
-def _trtllm_metrics(out: _Families, metrics: Exposition) -> None:
+def _trtllm_metrics(out: FamilyBuilder, metrics: Exposition) -> None:
     for upstream, (category, states) in _BATCH.items():
         for s in metrics.named(upstream):
             state = states.get(s.labels.get(category, ""))
@@ -215,7 +176,7 @@ def _trtllm_metrics(out: _Families, metrics: Exposition) -> None:
             out.add("blackwell_serving_iterations_total", (s.labels.get("model", ""),), s.value)
     for family, counter in (("nv_llm_input_token_len", "blackwell_serving_prompt_tokens_total"),
                             ("nv_llm_output_token_len", "blackwell_serving_generation_tokens_total")):
-        per_model = _by_model(metrics, family)
+        per_model = histograms_by_model(metrics, family)
         for model, hist in per_model.items():
             # The histogram's _sum is the running total of tokens: a counter, so tokens/s is a rate().
             out.add(counter, (model,), hist.sum)
@@ -223,7 +184,7 @@ def _trtllm_metrics(out: _Families, metrics: Exposition) -> None:
                 out.add("blackwell_serving_prompt_length_tokens", (model,), hist)
 
 
-def _stats_latency(out: _Families, stats: list[dict[str, Any]]) -> None:
+def _stats_latency(out: FamilyBuilder, stats: list[dict[str, Any]]) -> None:
     """Success and queue time from the statistics API: sums and counts only (no buckets exist)."""
     totals: dict[tuple[str, str], list[float]] = {}
     for entry in stats:
@@ -298,7 +259,7 @@ class TritonSource(ServingSource[TritonEndpoint]):
         error: PollError | None = None
         metrics: Exposition | None = None
         try:
-            body = self._get(endpoint, endpoint.url, deadline, accept="text/plain").body
+            body = self.fetch(endpoint, endpoint.url, deadline, accept="text/plain").body
             metrics = promtext.parse(body, max_bytes=endpoint.max_bytes)
         except UpstreamError as exc:
             error = exc
@@ -315,32 +276,24 @@ class TritonSource(ServingSource[TritonEndpoint]):
                 self._backends.pop(endpoint.url, None)
         return Reading(triton_families(endpoint.url, metrics, api), error)
 
-    def _get(self, endpoint: TritonEndpoint, url: str, deadline: float, accept: str = "application/json",
-             allow_status: bool = False) -> Response:
-        left = deadline - self._clock()
-        if left <= 0:
-            raise UpstreamError(f"{url}: no time left in this poll", "timeout")
-        return get(url, timeout=left, max_bytes=endpoint.max_bytes, tls_verify=endpoint.tls_verify,
-                   ca_file=endpoint.ca_file, accept=accept, allow_status=allow_status)
-
     def _read_api(self, endpoint: TritonEndpoint, deadline: float) -> TritonApi:
         base = endpoint.api_base()
         api = TritonApi()
-        api.live = self._get(endpoint, f"{base}/v2/health/live", deadline, allow_status=True).status == 200
-        api.ready = self._get(endpoint, f"{base}/v2/health/ready", deadline, allow_status=True).status == 200
+        api.live = self.fetch(endpoint, f"{base}/v2/health/live", deadline, allow_status=True).status == 200
+        api.ready = self.fetch(endpoint, f"{base}/v2/health/ready", deadline, allow_status=True).status == 200
         if endpoint.url not in self._versions:
-            self._versions[endpoint.url] = _server_version(self._get(endpoint, f"{base}/v2", deadline).body)
+            self._versions[endpoint.url] = _server_version(self.fetch(endpoint, f"{base}/v2", deadline).body)
         api.version = self._versions[endpoint.url]
-        api.stats = parse_stats(self._get(endpoint, f"{base}/v2/models/stats", deadline).body)
+        api.stats = parse_stats(self.fetch(endpoint, f"{base}/v2/models/stats", deadline).body)
         backends = self._backends.setdefault(endpoint.url, {})
         for entry in api.stats:
             model, version = entry["name"], entry["version"]
             path = f"{base}/v2/models/{quote(model, safe='')}" + (f"/versions/{quote(version, safe='')}"
                                                                    if version else "")
-            api.model_ready[(model, version)] = self._get(endpoint, f"{path}/ready", deadline,
+            api.model_ready[(model, version)] = self.fetch(endpoint, f"{path}/ready", deadline,
                                                           allow_status=True).status == 200
             if model not in backends:
-                config = self._get(endpoint, f"{path}/config", deadline, allow_status=True)
+                config = self.fetch(endpoint, f"{path}/config", deadline, allow_status=True)
                 if config.status == 200:
                     backends[model] = _backend(config.body)
         api.backends = dict(backends)

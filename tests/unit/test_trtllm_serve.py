@@ -1,0 +1,220 @@
+"""The trtllm_serve source: both naming generations, undefined labels, iteration stats, and bad bodies."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from exporter import promtext
+from exporter.snapshot import Snapshot
+from exporter.sources.base import PartialPollError
+from exporter.sources.trtllm_serve import (
+    TrtllmServeConfig,
+    TrtllmServeSource,
+    failure_reason,
+    trtllm_serve_families,
+)
+from tests.unit.upstream_server import Route, Upstream
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "trtllm_serve"
+URL = "http://127.0.0.1:8000/prometheus/metrics"
+QWEN = "Qwen2.5-72B-Instruct-FP4"
+TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+                40.0, 80.0, 160.0, 640.0, 2560.0, math.inf]
+
+
+def values(families):
+    return {(f.metric.name, labels): value for f in families for labels, value in f.samples}
+
+
+def body(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def test_current_generation_with_prefix():
+    metrics = promtext.parse(body("prometheus_prefixed.txt"))
+    got = values(trtllm_serve_families(URL, metrics, 200, "1.2.0", "ignored", None))
+    assert got[("blackwell_serving_request_success_total", (QWEN, ""))] == 4  # summed over finished_reason
+    assert got[("blackwell_serving_prompt_tokens_total", (QWEN,))] == 512 + 2048 + 128 + 8192
+    assert got[("blackwell_serving_generation_tokens_total", (QWEN,))] == 448
+    assert got[("blackwell_serving_request_failure_total", (QWEN, "", "REJECTED"))] == 2
+    assert got[("blackwell_serving_request_failure_total", (QWEN, "", "CANCELED"))] == 1
+    assert got[("blackwell_serving_request_failure_total", (QWEN, "", "BACKEND"))] == 1
+    assert got[("blackwell_serving_batch_requests", (QWEN, "active"))] == 6
+    assert got[("blackwell_serving_batch_requests", (QWEN, "generation"))] == 5
+    assert got[("blackwell_serving_kv_cache_blocks", (QWEN, "used"))] == 1024
+    assert got[("blackwell_serving_kv_cache_reused_blocks", (QWEN,))] == 731
+    assert got[("blackwell_serving_kv_cache_hit_ratio", (QWEN,))] == 0.42
+    assert got[("blackwell_serving_runtime_memory_bytes", (QWEN, "gpu"))] == 170e9
+    assert got[("blackwell_serving_runtime_info", ("trtllm-serve", URL, "pytorch", "1.2.0"))] == 1
+    ttft = got[("blackwell_serving_ttft_seconds", (QWEN,))]
+    assert [b for b, _ in ttft.buckets] == TTFT_BUCKETS  # trtllm-serve's own buckets, untouched
+    assert ttft.count == 4 and ttft.sum == pytest.approx(0.21 + 0.45 + 0.08 + 2.8)
+    for name in ("blackwell_serving_inter_token_latency_seconds", "blackwell_serving_e2e_latency_seconds",
+                 "blackwell_serving_queue_time_seconds"):
+        assert got[(name, (QWEN,))].count == 4
+    Snapshot.of("trtllm_serve", trtllm_serve_families(URL, metrics, 200, "1.2.0", "m", None))
+
+
+def test_first_generation_without_prefix_and_undefined_labels():
+    metrics = promtext.parse(body("prometheus_unprefixed.txt"))
+    got = values(trtllm_serve_families(URL, metrics, 200, "", "llama-3.1-8b", None))
+    assert got[("blackwell_serving_request_success_total", ("llama-3.1-8b", ""))] == 4
+    assert got[("blackwell_serving_e2e_latency_seconds", ("llama-3.1-8b",))].count == 4
+    assert got[("blackwell_serving_inter_token_latency_seconds", ("llama-3.1-8b",))].sum == pytest.approx(0.119)
+    assert got[("blackwell_serving_runtime_info", ("trtllm-serve", URL, "unknown", "unknown"))] == 1
+    assert not any("undefined" in labels for _, labels in got)
+
+
+def test_iteration_stats_fill_what_the_prometheus_endpoint_lacks():
+    metrics = promtext.parse(body("prometheus_unprefixed.txt"))
+    newest = json.loads(body("iteration_stats.json"))[-1]
+    got = values(trtllm_serve_families(URL, metrics, 200, "", "m", newest))
+    assert got[("blackwell_serving_iterations_total", ("m",))] == 40212
+    assert got[("blackwell_serving_batch_requests", ("m", "waiting"))] == 2
+    assert got[("blackwell_serving_batch_requests", ("m", "scheduled"))] == 6
+    assert got[("blackwell_serving_kv_cache_blocks", ("m", "free"))] == 4096 - 1024
+    assert got[("blackwell_serving_kv_cache_hit_ratio", ("m",))] == pytest.approx(0.43)
+    assert got[("blackwell_serving_runtime_memory_bytes", ("m", "pinned"))] == 1e9
+
+
+def test_prometheus_values_win_over_iteration_stats():
+    metrics = promtext.parse(body("prometheus_prefixed.txt"))
+    stale = {**json.loads(body("iteration_stats.json"))[0], "numActiveRequests": 99}
+    got = values(trtllm_serve_families(URL, metrics, 200, "", "m", stale))
+    assert got[("blackwell_serving_batch_requests", (QWEN, "active"))] == 6
+    assert got[("blackwell_serving_iterations_total", (QWEN,))] == 40210
+
+
+@pytest.mark.parametrize("code, reason", [("499", "CANCELED"), ("400", "REJECTED"), ("429", "REJECTED"),
+                                          ("500", "BACKEND"), ("503", "BACKEND"), ("", "OTHER")])
+def test_http_codes_become_failure_reasons(code, reason):
+    assert failure_reason(code) == reason
+
+
+# -- the source against a local server playing trtllm-serve -----------------------------------
+
+@pytest.fixture
+def server():
+    upstream = Upstream()
+    upstream.routes.update({
+        "/prometheus/metrics": Route(body("prometheus_unprefixed.txt")),
+        "/health": Route(b""),
+        "/version": Route(b'{"version": "1.0.0"}', content_type="application/json"),
+        "/v1/models": Route(b'{"object": "list", "data": [{"id": "llama-3.1-8b", "object": "model"}]}',
+                            content_type="application/json"),
+        "/metrics": Route(body("iteration_stats.json"), content_type="application/json"),
+    })
+    yield upstream
+    upstream.close()
+
+
+class Clock:
+    now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def source_for(server: Upstream, clock: Clock | None = None, **endpoint) -> TrtllmServeSource:
+    config = TrtllmServeConfig(enabled=True, interval=5, timeout=2,
+                               endpoints=[{"url": server.url("/prometheus/metrics"), **endpoint}])
+    return TrtllmServeSource(config, clock=clock or Clock())
+
+
+def test_model_name_comes_from_v1_models_when_undefined(server):
+    got = values(source_for(server).poll())
+    url = server.url("/prometheus/metrics")
+    assert got[("blackwell_serving_request_success_total", ("llama-3.1-8b", ""))] == 4
+    assert got[("blackwell_serving_up", ("trtllm-serve", url))] == 1
+    assert got[("blackwell_serving_ready", ("trtllm-serve", url))] == 1
+    assert got[("blackwell_serving_runtime_info", ("trtllm-serve", url, "unknown", "1.0.0"))] == 1
+    assert "/metrics" not in server.hits  # iteration stats are off by default: reading them drains the queue
+
+
+def test_configured_model_name_wins(server):
+    got = values(source_for(server, model="prod-llm").poll())
+    assert got[("blackwell_serving_request_success_total", ("prod-llm", ""))] == 4
+    assert "/v1/models" not in server.hits
+
+
+def test_iteration_stats_keep_the_last_entry_when_the_queue_is_empty(server):
+    clock = Clock()
+    source = source_for(server, clock, iteration_stats=True)
+    first = values(source.poll())
+    assert first[("blackwell_serving_iterations_total", ("llama-3.1-8b",))] == 40212
+    server.routes["/metrics"] = Route(b"[]", content_type="application/json")  # drained: nothing new
+    clock.now += 5
+    again = values(source.poll())
+    assert again[("blackwell_serving_iterations_total", ("llama-3.1-8b",))] == 40212
+    assert server.hits["/metrics"] == 2
+
+
+def test_unhealthy_server_is_live_but_not_ready(server):
+    server.routes["/health"] = Route(b"", status=503)
+    got = values(source_for(server).poll())
+    url = server.url("/prometheus/metrics")
+    assert (got[("blackwell_serving_live", ("trtllm-serve", url))],
+            got[("blackwell_serving_ready", ("trtllm-serve", url))]) == (1, 0)
+
+
+@pytest.mark.parametrize("route, reason", [
+    (Route(b"garbage {{{ not prometheus"), "malformed"),
+    (Route(b"request_success_total{model_name=\"undefined\",finished_reason=\"stop\"} 3\n"
+           b"request_success_total{model_name=\"undefined\",finished_rea"), "malformed"),
+    (Route(b"\x89PNG\r\n\x1a\n\x00\x00binary"), "malformed"),
+    (Route(b"x 1\n" * 50_000), "too_large"),
+    (Route(b"request_success_total 1\n", declared_length=4096), "truncated"),
+    (Route(b"", status=500), "http_status"),
+    (Route(b"a 1\n" * 20, drip_seconds=0.2), "timeout"),
+])
+def test_bad_prometheus_bodies_mark_the_endpoint_down_without_crashing(server, route, reason):
+    server.routes["/prometheus/metrics"] = route
+    with pytest.raises(PartialPollError) as err:
+        source_for(server, max_bytes=100_000).poll()
+    assert err.value.reason == reason
+    got = values(err.value.families)
+    url = server.url("/prometheus/metrics")
+    assert got[("blackwell_serving_up", ("trtllm-serve", url))] == 0
+    assert not any(name == "blackwell_serving_request_success_total" for name, _ in got)
+
+
+@pytest.mark.parametrize("payload", [b"{not json", b'{"iter": 1}', b"[1, 2]", b"[" * 100_000])
+def test_bad_iteration_stats_are_malformed_not_fatal(server, payload):
+    server.routes["/metrics"] = Route(payload, content_type="application/json")
+    with pytest.raises(PartialPollError) as err:
+        source_for(server, iteration_stats=True, max_bytes=200_000).poll()
+    assert err.value.reason == "malformed"
+    got = values(err.value.families)
+    assert got[("blackwell_serving_request_success_total", ("unknown", ""))] == 4  # the Prometheus body still counts
+
+
+def test_server_down(server):
+    source = source_for(server)
+    server.close()
+    with pytest.raises(PartialPollError) as err:
+        source.poll()
+    assert err.value.reason == "unreachable"
+    got = values(err.value.families)
+    url = server.url("/prometheus/metrics")
+    assert (got[("blackwell_serving_up", ("trtllm-serve", url))],
+            got[("blackwell_serving_live", ("trtllm-serve", url))]) == (0, 0)
+
+
+def test_counter_resets_pass_through(server):
+    clock = Clock()
+    source = source_for(server, clock, model="m")
+    assert values(source.poll())[("blackwell_serving_request_success_total", ("m", ""))] == 4
+    server.routes["/prometheus/metrics"] = Route(b'request_success_total{model_name="undefined",'
+                                                 b'engine_type="undefined",finished_reason="stop"} 1.0\n')
+    clock.now += 5
+    assert values(source.poll())[("blackwell_serving_request_success_total", ("m", ""))] == 1
+
+
+def test_default_config():
+    config = TrtllmServeConfig()
+    [endpoint] = config.endpoints
+    assert endpoint.url == "http://127.0.0.1:8000/prometheus/metrics"
+    assert endpoint.iteration_stats is False
+    assert endpoint.base() == "http://127.0.0.1:8000"
