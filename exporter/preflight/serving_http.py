@@ -7,10 +7,10 @@ error) and ``/prometheus/metrics`` (request counters, with or without the ``trtl
 
 from __future__ import annotations
 
-from prometheus_client.parser import text_string_to_metric_families
-
+from exporter import promtext
 from exporter.preflight.facts import ServingFacts
-from exporter.preflight.httpget import get
+from exporter.preflight.httpget import MAX_BYTES, get
+from exporter.promtext import PromParseError
 from exporter.sources.base import PollError
 from exporter.sources.triton import parse_stats
 
@@ -46,11 +46,10 @@ def trtllm_serve(url: str, timeout: float) -> ServingFacts:
     if metrics.status == 200:
         totals: dict[str, float] = {}
         try:
-            for family in text_string_to_metric_families(metrics.body.decode()):
-                for sample in family.samples:
-                    if sample.name in _TRTLLM_REQUEST_SAMPLES:
-                        totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
-        except ValueError as exc:
+            for sample in promtext.parse(metrics.body, max_bytes=MAX_BYTES).samples:
+                if sample.name in _TRTLLM_REQUEST_SAMPLES:
+                    totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+        except PromParseError as exc:
             detail = f"/prometheus/metrics is not Prometheus text: {exc}"
         found = next((name for name in _TRTLLM_REQUEST_SAMPLES if name in totals), None)
         if found is not None:
