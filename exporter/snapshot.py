@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 from exporter import catalog
 from exporter.catalog import Metric, MetricType
@@ -50,24 +51,27 @@ class HistogramValue:
 class Family:
     """Samples of one catalog metric. Label values are given in the catalog's label order."""
 
-    __slots__ = ("metric", "samples")
+    __slots__ = ("metric", "samples", "_width", "_histogram")
 
     def __init__(self, name: str) -> None:
         self.metric: Metric = catalog.get(name)
         self.samples: list[tuple[tuple[str, ...], float | HistogramValue]] = []
+        self._width = len(self.metric.labels)
+        self._histogram = self.metric.type is MetricType.HISTOGRAM
 
     def add(self, labels: Sequence[str] | Mapping[str, str], value: float | HistogramValue) -> Family:
-        metric = self.metric
-        if isinstance(labels, Mapping):
+        # A plain tuple is what every source passes; testing for it first skips the Mapping ABC check.
+        if type(labels) is not tuple and isinstance(labels, Mapping):
+            metric = self.metric
             if set(labels) != set(metric.labels):
                 raise ValueError(f"{metric.name}: labels {sorted(labels)} != declared {list(metric.labels)}")
             values = tuple(str(labels[k]) for k in metric.labels)
         else:
-            values = tuple(str(v) for v in labels)
-            if len(values) != len(metric.labels):
-                raise ValueError(f"{metric.name}: {len(values)} label values for labels {list(metric.labels)}")
-        if (metric.type is MetricType.HISTOGRAM) != isinstance(value, HistogramValue):
-            raise TypeError(f"{metric.name}: {metric.type.value} got a {type(value).__name__} value")
+            values = tuple(map(str, labels))
+            if len(values) != self._width:
+                raise ValueError(f"{self.metric.name}: {len(values)} label values for labels {list(self.metric.labels)}")
+        if self._histogram is not isinstance(value, HistogramValue):
+            raise TypeError(f"{self.metric.name}: {self.metric.type.value} got a {type(value).__name__} value")
         self.samples.append((values, value))
         return self
 
@@ -79,6 +83,11 @@ def _escape(value: str) -> str:
 
 
 def _number(value: float) -> str:
+    if type(value) is float:  # the common case first; the same answers as the general path below
+        if value.is_integer():
+            return str(int(value)) if abs(value) < 1e15 else repr(value)
+        if value == value and not math.isinf(value):
+            return repr(value)
     if isinstance(value, int) or (value == value and not math.isinf(value) and value.is_integer() and abs(value) < 1e15):
         return str(int(value))
     if value != value:
@@ -88,31 +97,57 @@ def _number(value: float) -> str:
     return repr(float(value))
 
 
-def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
-    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values)]
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}" if parts else ""
+def _line_format(sample_name: str, names: Sequence[str]) -> str:
+    """A %-format for one sample line: one ``%s`` per label value, then one for the value.
+
+    Metric and label names are validated identifiers, so the only ``%`` in the result are ours.
+    """
+    if not names:
+        return sample_name + " %s\n"
+    return sample_name + "{" + ",".join(f'{n}="%s"' for n in names) + "} %s\n"
+
+
+_FORMATS: dict[str, tuple[str, str, str, str]] = {}  # metric name -> (plain, bucket, sum, count) line formats
+
+
+def _formats(metric: Metric) -> tuple[str, str, str, str]:
+    formats = _FORMATS.get(metric.name)
+    if formats is None:
+        name, names = metric.name, metric.labels
+        formats = (_line_format(name, names), _line_format(name + "_bucket", (*names, "le")),
+                   _line_format(name + "_sum", names), _line_format(name + "_count", names))
+        _FORMATS[metric.name] = formats
+    return formats
+
+
+def _label_values(family: Family) -> list[tuple[str, ...]]:
+    """Each sample's label values, escaped; the per-value check is skipped when no value needs it."""
+    rows = [values for values, _ in family.samples]
+    joined = "".join(chain.from_iterable(rows))
+    if "\\" in joined or '"' in joined or "\n" in joined:
+        return [tuple(map(_escape, values)) for values in rows]
+    return rows
 
 
 def render_samples(family: Family) -> str:
     """Sample lines of one family; identical in the text and OpenMetrics formats."""
-    metric = family.metric
-    names = metric.labels
-    lines: list[str] = []
-    if metric.type is MetricType.HISTOGRAM:
-        for values, hist in family.samples:
+    plain, bucket, total, count = _formats(family.metric)
+    rows = _label_values(family)
+    if family.metric.type is MetricType.HISTOGRAM:
+        lines: list[str] = []
+        bounds: dict[float, str] = {}
+        for values, (_, hist) in zip(rows, family.samples, strict=True):
             assert isinstance(hist, HistogramValue)
-            for bound, count in hist.buckets:
-                le = f'le="{_number(bound)}"'
-                lines.append(f"{metric.name}_bucket{_labels(names, values, le)} {_number(count)}\n")
-            label_text = _labels(names, values)
-            lines.append(f"{metric.name}_sum{label_text} {_number(hist.sum)}\n")
-            lines.append(f"{metric.name}_count{label_text} {_number(hist.count)}\n")
-    else:
-        for values, value in family.samples:
-            lines.append(f"{metric.name}{_labels(names, values)} {_number(value)}\n")  # type: ignore[arg-type]
-    return "".join(lines)
+            for bound, cumulative in hist.buckets:
+                le = bounds.get(bound)
+                if le is None:
+                    le = bounds[bound] = _number(bound)
+                lines.append(bucket % (*values, le, _number(cumulative)))
+            lines.append(total % (*values, _number(hist.sum)))
+            lines.append(count % (*values, _number(hist.count)))
+        return "".join(lines)
+    return "".join([plain % (*values, _number(value))  # type: ignore[arg-type]
+                    for values, (_, value) in zip(rows, family.samples, strict=True)])
 
 
 def _help(text: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import random
 import uuid
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from exporter.snapshot import Family, HistogramValue
@@ -43,18 +44,14 @@ class Histogram:
         self.sum = 0.0
 
     def observe(self, value: float, weight: float = 1.0) -> None:
-        index = len(self.bounds)
-        for i, bound in enumerate(self.bounds):
-            if value <= bound:
-                index = i
-                break
-        self.counts[index] += weight
+        # The first bound >= value (a value above every bound lands in +Inf), found by bisection.
+        self.counts[bisect_left(self.bounds, value)] += weight
         self.sum += value * weight
 
     def value(self) -> HistogramValue:
         cumulative = []
         running = 0.0
-        for bound, count in zip((*self.bounds, math.inf), self.counts):
+        for bound, count in zip((*self.bounds, math.inf), self.counts, strict=True):
             running += count
             cumulative.append((bound, round(running)))
         return HistogramValue(tuple(cumulative), self.sum, cumulative[-1][1])
@@ -140,30 +137,47 @@ class BoxModel:
         draws = min(MAX_DRAWS_PER_POLL, max(1, int(requests)))
         weight = requests / draws
         cold = sc.cold_start and (self.last - self.scenario_started) < 600
+        # Up to 2000 draws per poll: loop invariants and accumulators are hoisted into locals. The
+        # draws, and the order of every floating-point operation, are the same as a plain loop's.
+        rng, lognormal = self.rng, self.rng.lognormvariate
+        prompt_mu, output_mu = math.log(p.prompt_tokens_per_request), math.log(p.output_tokens_per_request)
+        long_prompt = p.prompt_tokens_per_request * 3
+        itl_factor = 1.0 + 0.3 * (sc.ttft_factor > 1)
+        queue_base = 0.05 * sc.requests_queued / max(1, p.max_batch_size)
+        input_seconds, output_seconds = 0.0002 * weight, 0.0001 * weight
+        ttft_hist, itl_hist, e2e_hist = self.ttft.observe, self.itl.observe, self.e2e.observe
+        queue_hist, prompt_hist = self.queue_time.observe, self.prompt_len.observe
+        prompt_tokens, output_tokens = self.prompt_tokens, self.output_tokens
+        request_seconds, queue_seconds = self.request_seconds, self.queue_seconds
+        compute = self.compute_seconds
+        infer, compute_in, compute_out = compute["infer"], compute["input"], compute["output"]
         for _ in range(draws):
-            prompt = max(16.0, self.rng.lognormvariate(math.log(p.prompt_tokens_per_request), 0.6))
-            output = max(1.0, self.rng.lognormvariate(math.log(p.output_tokens_per_request), 0.5))
+            prompt = max(16.0, lognormal(prompt_mu, 0.6))
+            output = max(1.0, lognormal(output_mu, 0.5))
             ttft = p.ttft_median_seconds * (prompt / p.prompt_tokens_per_request) ** 0.8
-            ttft *= self.rng.lognormvariate(0.0, 0.25) * sc.ttft_factor
-            if prompt > p.prompt_tokens_per_request * 3 and self.rng.random() < sc.long_prompt_share * 10:
+            ttft *= lognormal(0.0, 0.25) * sc.ttft_factor
+            if prompt > long_prompt and rng.random() < sc.long_prompt_share * 10:
                 ttft *= sc.long_prompt_ttft_factor
             if cold:
-                ttft += self.rng.uniform(10.0, 25.0)
-            itl = p.itl_median_seconds * self.rng.lognormvariate(0.0, 0.2) * (1.0 + 0.3 * (sc.ttft_factor > 1))
-            queue = ttft * 0.1 + (0.05 * sc.requests_queued / max(1, p.max_batch_size))
+                ttft += rng.uniform(10.0, 25.0)
+            itl = p.itl_median_seconds * lognormal(0.0, 0.2) * itl_factor
+            queue = ttft * 0.1 + queue_base
             e2e = ttft + itl * (output - 1)
-            self.ttft.observe(ttft, weight)
-            self.itl.observe(itl, weight * (output - 1))
-            self.e2e.observe(e2e, weight)
-            self.queue_time.observe(queue, weight)
-            self.prompt_len.observe(prompt, weight)
-            self.prompt_tokens += prompt * weight
-            self.output_tokens += output * weight
-            self.request_seconds += e2e * weight
-            self.queue_seconds += queue * weight
-            self.compute_seconds["infer"] += (e2e - queue) * weight
-            self.compute_seconds["input"] += 0.0002 * weight
-            self.compute_seconds["output"] += 0.0001 * weight
+            ttft_hist(ttft, weight)
+            itl_hist(itl, weight * (output - 1))
+            e2e_hist(e2e, weight)
+            queue_hist(queue, weight)
+            prompt_hist(prompt, weight)
+            prompt_tokens += prompt * weight
+            output_tokens += output * weight
+            request_seconds += e2e * weight
+            queue_seconds += queue * weight
+            infer += (e2e - queue) * weight
+            compute_in += input_seconds
+            compute_out += output_seconds
+        self.prompt_tokens, self.output_tokens = prompt_tokens, output_tokens
+        self.request_seconds, self.queue_seconds = request_seconds, queue_seconds
+        compute["infer"], compute["input"], compute["output"] = infer, compute_in, compute_out
         failed = requests * 0.0005
         self.requests_failed["CANCELED"] += failed
         self.requests_ok += requests - failed
