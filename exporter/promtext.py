@@ -121,6 +121,10 @@ def _check_histogram(buckets: dict[float, float], total: float | None, count: fl
     return ""
 
 
+def is_metric_name(text: str) -> bool:
+    return bool(_NAME.fullmatch(text))
+
+
 def parse(body: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES,
           max_samples: int = DEFAULT_MAX_SAMPLES) -> Exposition:
     """Parse one exposition body; PromParseError on anything that is not valid."""

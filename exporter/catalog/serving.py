@@ -68,4 +68,8 @@ METRICS = [
           ("model", "memory_type"), sources=_SRV, unit="bytes"),
     counter("blackwell_serving_iterations_total", "Engine iterations (in-flight batcher iteration counter).",
             ("model",), sources=_SRV),
+    counter("blackwell_tma_multicast_loads_total",
+            "TMA multicast loads reported by the runtime, re-exported through the counter mapping "
+            "(no upstream exports it under a standard name).",
+            ("gpu",), sources=("counter_mapping",)),
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from exporter.sources.base import Source
+from exporter.sources.counter_mapping import CounterMappingSource
 from exporter.sources.dcgm import DcgmSource
 from exporter.sources.nvml.source import NvmlSource
 from exporter.sources.preflight import PreflightSource
@@ -19,5 +20,6 @@ SOURCES: dict[str, type[Source]] = {
         PreflightSource,
         TritonSource,
         TrtllmServeSource,
+        CounterMappingSource,
     )
 }

@@ -1,0 +1,181 @@
+"""Re-export counters a runtime already has under the catalog's names (config: ``sources.counter_mapping``).
+
+A deployment whose serving process prints, say, ``trtllm_mx_fp4_kernel_dispatches_total{gpu="3"}``
+or ``trtllm_te2_promotion_events_total{layer="47"}`` lands on the same dashboards and alerts as
+one measured by the exporter's own sources::
+
+    counter_mapping:
+      enabled: true
+      endpoints: [{url: "http://127.0.0.1:8000/prometheus/metrics"}]
+      mappings:
+        - upstream: trtllm_mx_fp4_kernel_dispatches_total
+          metric: blackwell_gemm_kernel_launches_total
+          labels: {gpu: "{gpu}", precision: fp4}
+        - upstream: trtllm_te2_promotion_events_total
+          metric: blackwell_te_promotion_events_total
+          labels: {layer: "{layer}"}
+
+Each mapping names an upstream sample name (a counter's ``_total`` suffix may be left off), an
+optional ``match`` of upstream label values, the catalog counter to fill, and a value for each of
+its labels: a literal, or ``{name}`` templates filled from the upstream sample's labels. Upstream
+samples that land on the same catalog series are added up; values pass through untouched, so an
+upstream counter reset is a reset here too (when several upstream series are added up, a reset
+of one shows as a reset of the sum, which rate() treats as a reset). The catalog metric must be a
+counter whose ``sources`` include ``counter_mapping``; the config is refused otherwise.
+
+An upstream family declared as anything but a counter (or untyped) is not re-exported: a gauge
+that goes up and down would corrupt rate(). That, a missing template label, and a mapping that
+would pass ``max_series`` are reported as a poll failure with reason ``mapping``, while every
+other mapping keeps working.
+"""
+
+from __future__ import annotations
+
+import string
+import time
+from collections.abc import Callable
+from typing import ClassVar
+
+from pydantic import Field, field_validator, model_validator
+
+from exporter import catalog, promtext
+from exporter.catalog import MetricType
+from exporter.promtext import Exposition, PromParseError
+from exporter.snapshot import Family
+from exporter.sources.base import PollError, SourceConfig, StrictModel
+from exporter.sources.http_upstream import Endpoint, UpstreamError
+from exporter.sources.serving_endpoints import Reading, ServingConfig, ServingSource
+
+SOURCE_NAME = "counter_mapping"
+_COUNTER_TYPES = (None, "counter", "untyped", "unknown")
+
+
+class CounterMap(StrictModel):
+    upstream: str = Field(description="upstream sample name, e.g. trtllm_mx_fp4_kernel_dispatches_total")
+    metric: str = Field(description="catalog counter to fill, e.g. blackwell_gemm_kernel_launches_total")
+    labels: dict[str, str] = Field(default_factory=dict,
+                                   description="a value for each of the catalog metric's labels: a literal or "
+                                               "{upstream_label} templates")
+    match: dict[str, str] = Field(default_factory=dict, description="only upstream samples with these label values")
+    max_series: int = Field(1000, gt=0, description="catalog series this mapping may create; more is an error")
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream_name(cls, value: str) -> str:
+        if not promtext.is_metric_name(value):
+            raise ValueError(f"{value!r} is not a Prometheus metric name")
+        return value
+
+    @model_validator(mode="after")
+    def _fits_the_catalog(self) -> CounterMap:
+        try:
+            metric = catalog.get(self.metric)
+        except KeyError as exc:
+            raise ValueError(str(exc.args[0])) from None
+        if metric.type is not MetricType.COUNTER:
+            raise ValueError(f"{self.metric} is a {metric.type.value}; only counters can be mapped")
+        if SOURCE_NAME not in metric.sources:
+            raise ValueError(f"{self.metric} may only be filled by {', '.join(metric.sources)}; its catalog entry "
+                             f"must list {SOURCE_NAME!r} in sources before it can be mapped")
+        if set(self.labels) != set(metric.labels):
+            raise ValueError(f"labels must give exactly {list(metric.labels)} for {self.metric}, "
+                             f"got {sorted(self.labels)}")
+        for label, template in self.labels.items():
+            _template_fields(template, label)
+        return self
+
+    def names(self) -> tuple[str, ...]:
+        """Sample names this mapping reads: ``x`` also matches ``x_total``, and ``x_total`` also ``x``."""
+        if self.upstream.endswith("_total"):
+            return (self.upstream, self.upstream[: -len("_total")])
+        return (self.upstream, self.upstream + "_total")
+
+
+def _template_fields(template: str, label: str) -> list[str]:
+    fields = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ValueError(f"labels.{label}: {template!r} is not a valid template ({exc})") from None
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conversion:
+            raise ValueError(f"labels.{label}: {template!r} may only use {{label_name}} placeholders")
+        fields.append(name)
+    return fields
+
+
+class CounterMappingConfig(ServingConfig):
+    endpoints: list[Endpoint] = Field(  # type: ignore[assignment]
+        default_factory=lambda: [Endpoint(url="http://127.0.0.1:8000/prometheus/metrics")],
+        description="Prometheus endpoints to read the upstream counters from")
+    mappings: list[CounterMap] = Field(default_factory=list, description="upstream counter -> catalog counter")
+
+    @model_validator(mode="after")
+    def _something_to_map(self) -> CounterMappingConfig:
+        if self.enabled and not self.mappings:
+            raise ValueError("mappings: the counter mapping is enabled but maps nothing")
+        return self
+
+
+def map_counters(metrics: Exposition, mappings: list[CounterMap]) -> tuple[list[Family], list[str]]:
+    """Catalog families from one exposition, and a problem per mapping that could not be applied."""
+    totals: dict[str, dict[tuple[str, ...], float]] = {}
+    problems: list[str] = []
+    for mapping in mappings:
+        metric = catalog.get(mapping.metric)
+        series = totals.setdefault(mapping.metric, {})
+        names = mapping.names()
+        declared = next((t for t in (metrics.types.get(n) for n in names) if t is not None), None)
+        if declared not in _COUNTER_TYPES:
+            problems.append(f"{mapping.upstream} is declared {declared}, not a counter; not re-exported")
+            continue
+        created = 0
+        for sample in metrics.samples:
+            if sample.name not in names or any(sample.labels.get(k) != v for k, v in mapping.match.items()):
+                continue
+            try:
+                labels = tuple(mapping.labels[name].format_map(sample.labels) for name in metric.labels)
+            except KeyError as exc:
+                problems.append(f"{mapping.upstream}{dict(sample.labels)} has no label {exc.args[0]!r} for "
+                                f"{mapping.metric}; sample skipped")
+                continue
+            if labels not in series:
+                if created >= mapping.max_series:
+                    problems.append(f"{mapping.upstream} -> {mapping.metric}: more than {mapping.max_series} "
+                                    "series; the rest are dropped")
+                    break
+                created += 1
+            series[labels] = series.get(labels, 0.0) + sample.value
+    families = []
+    for name, series in totals.items():
+        family = Family(name)
+        for labels, value in series.items():
+            family.add(labels, value)
+        families.append(family)
+    return families, problems
+
+
+class CounterMappingSource(ServingSource[Endpoint]):
+    name: ClassVar[str] = SOURCE_NAME
+    config_model: ClassVar[type[SourceConfig]] = CounterMappingConfig
+
+    def __init__(self, config: CounterMappingConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(config, clock)
+        self.mappings = config.mappings
+
+    def read(self, endpoint: Endpoint, timeout: float) -> Reading:
+        deadline = self._clock() + timeout
+        try:
+            metrics = promtext.parse(self.fetch(endpoint, endpoint.url, deadline, "text/plain").body,
+                                     max_bytes=endpoint.max_bytes)
+        except UpstreamError as exc:
+            return Reading([], exc)
+        except PromParseError as exc:
+            return Reading([], PollError(f"{endpoint.url}: malformed exposition: {exc}", "malformed"))
+        families, problems = map_counters(metrics, self.mappings)
+        if problems:
+            shown = "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
+            return Reading(families, PollError(f"{endpoint.url}: {shown}", "mapping"))
+        return Reading(families)

@@ -1,0 +1,165 @@
+"""Counters the runtime already has, re-exported under catalog names (issue 5, part 4)."""
+
+import dataclasses
+
+import pytest
+from pydantic import ValidationError
+
+from exporter import catalog, promtext
+from exporter.snapshot import Snapshot
+from exporter.sources.base import PartialPollError
+from exporter.sources.counter_mapping import (
+    CounterMap,
+    CounterMappingConfig,
+    CounterMappingSource,
+    map_counters,
+)
+from tests.unit.upstream_server import Route, Upstream
+
+RUNTIME_BODY = b"""\
+# HELP trtllm_mx_fp4_kernel_dispatches_total MX-FP4 GEMM kernel dispatches
+# TYPE trtllm_mx_fp4_kernel_dispatches_total counter
+trtllm_mx_fp4_kernel_dispatches_total{gpu="0",model_name="undefined"} 1200
+trtllm_mx_fp4_kernel_dispatches_total{gpu="1",model_name="undefined"} 1180
+# HELP trtllm_fp8_kernel_dispatches_total FP8 GEMM kernel dispatches
+# TYPE trtllm_fp8_kernel_dispatches_total counter
+trtllm_fp8_kernel_dispatches_total{gpu="0",model_name="undefined"} 30
+trtllm_fp8_kernel_dispatches_total{gpu="1",model_name="undefined"} 410
+# HELP trtllm_te2_promotion_events TE promotion events
+# TYPE trtllm_te2_promotion_events counter
+trtllm_te2_promotion_events_total{layer="47",tensor="weight"} 12
+trtllm_te2_promotion_events_total{layer="47",tensor="activation"} 3
+trtllm_te2_promotion_events_total{layer="3",tensor="weight"} 1
+# TYPE trtllm_tma_multicast_loads_total counter
+trtllm_tma_multicast_loads_total{gpu="0"} 5.5e9
+# TYPE trtllm_kv_cache_utilization gauge
+trtllm_kv_cache_utilization{model_name="undefined"} 0.4
+"""
+
+
+@pytest.fixture
+def mappable(monkeypatch):
+    """Let counter_mapping fill the precision counters, as their catalog entries should (see the report)."""
+    for name in ("blackwell_gemm_kernel_launches_total", "blackwell_te_promotion_events_total"):
+        metric = catalog.CATALOG[name]
+        if "counter_mapping" not in metric.sources:
+            monkeypatch.setitem(catalog.CATALOG, name,
+                                dataclasses.replace(metric, sources=(*metric.sources, "counter_mapping")))
+
+
+def values(families):
+    return {(f.metric.name, labels): value for f in families for labels, value in f.samples}
+
+
+BRIEF_MAPPINGS = [
+    {"upstream": "trtllm_mx_fp4_kernel_dispatches_total", "metric": "blackwell_gemm_kernel_launches_total",
+     "labels": {"gpu": "{gpu}", "precision": "fp4"}},
+    {"upstream": "trtllm_fp8_kernel_dispatches", "metric": "blackwell_gemm_kernel_launches_total",
+     "labels": {"gpu": "{gpu}", "precision": "fp8"}},
+    {"upstream": "trtllm_te2_promotion_events_total", "metric": "blackwell_te_promotion_events_total",
+     "labels": {"layer": "{layer}"}},
+    {"upstream": "trtllm_tma_multicast_loads_total", "metric": "blackwell_tma_multicast_loads_total",
+     "labels": {"gpu": "{gpu}"}},
+]
+
+
+def test_the_product_briefs_counters_land_on_catalog_names(mappable):
+    mappings = [CounterMap(**m) for m in BRIEF_MAPPINGS]
+    families, problems = map_counters(promtext.parse(RUNTIME_BODY), mappings)
+    got = values(families)
+    assert problems == []
+    assert got[("blackwell_gemm_kernel_launches_total", ("0", "fp4"))] == 1200
+    assert got[("blackwell_gemm_kernel_launches_total", ("1", "fp8"))] == 410
+    # Upstream series that land on one catalog series (two tensors of layer 47) are added up.
+    assert got[("blackwell_te_promotion_events_total", ("47",))] == 15
+    assert got[("blackwell_te_promotion_events_total", ("3",))] == 1
+    assert got[("blackwell_tma_multicast_loads_total", ("0",))] == 5.5e9
+    Snapshot.of("counter_mapping", families)
+
+
+def test_match_selects_upstream_series():
+    mapping = CounterMap(upstream="trtllm_tma_multicast_loads_total", metric="blackwell_tma_multicast_loads_total",
+                         labels={"gpu": "gpu{gpu}"}, match={"gpu": "1"})
+    families, _ = map_counters(promtext.parse(RUNTIME_BODY), [mapping])
+    assert values(families) == {}
+    mapping = CounterMap(upstream="trtllm_tma_multicast_loads_total", metric="blackwell_tma_multicast_loads_total",
+                         labels={"gpu": "gpu{gpu}"}, match={"gpu": "0"})
+    families, _ = map_counters(promtext.parse(RUNTIME_BODY), [mapping])
+    assert values(families) == {("blackwell_tma_multicast_loads_total", ("gpu0",)): 5.5e9}
+
+
+def test_a_gauge_is_never_re_exported_as_a_counter():
+    mapping = CounterMap(upstream="trtllm_kv_cache_utilization", metric="blackwell_tma_multicast_loads_total",
+                         labels={"gpu": "0"})
+    families, problems = map_counters(promtext.parse(RUNTIME_BODY), [mapping])
+    assert values(families) == {}
+    assert problems == ["trtllm_kv_cache_utilization is declared gauge, not a counter; not re-exported"]
+
+
+def test_missing_template_label_and_series_cap_are_problems():
+    missing = CounterMap(upstream="trtllm_tma_multicast_loads_total", metric="blackwell_tma_multicast_loads_total",
+                         labels={"gpu": "{device}"})
+    _, problems = map_counters(promtext.parse(RUNTIME_BODY), [missing])
+    assert "has no label 'device'" in problems[0]
+    body = "".join(f'x_total{{gpu="{i}"}} 1\n' for i in range(5))
+    capped = CounterMap(upstream="x_total", metric="blackwell_tma_multicast_loads_total", labels={"gpu": "{gpu}"},
+                        max_series=3)
+    families, problems = map_counters(promtext.parse(body), [capped])
+    assert len(families[0].samples) == 3
+    assert "more than 3 series" in problems[0]
+
+
+@pytest.mark.parametrize("mapping, error", [
+    ({"upstream": "x", "metric": "blackwell_nope_total", "labels": {}}, "not declared in exporter.catalog"),
+    ({"upstream": "x", "metric": "blackwell_serving_pending_requests", "labels": {"model": "m", "version": "1"}},
+     "only counters can be mapped"),
+    ({"upstream": "x", "metric": "blackwell_exporter_source_errors_total", "labels": {"source": "a", "reason": "b"}},
+     "must list 'counter_mapping' in sources"),
+    ({"upstream": "x", "metric": "blackwell_tma_multicast_loads_total", "labels": {}}, "labels must give exactly"),
+    ({"upstream": "x", "metric": "blackwell_tma_multicast_loads_total", "labels": {"gpu": "{gpu!r}"}},
+     "may only use"),
+    ({"upstream": "x", "metric": "blackwell_tma_multicast_loads_total", "labels": {"gpu": "{gpu"}},
+     "not a valid template"),
+    ({"upstream": "9bad", "metric": "blackwell_tma_multicast_loads_total", "labels": {"gpu": "0"}},
+     "not a Prometheus metric name"),
+])
+def test_bad_mappings_are_refused_at_config_time(mapping, error):
+    with pytest.raises(ValidationError, match=error):
+        CounterMap(**mapping)
+
+
+def test_enabled_without_mappings_is_an_error():
+    with pytest.raises(ValidationError, match="maps nothing"):
+        CounterMappingConfig(enabled=True)
+
+
+def test_the_source_reads_endpoints_and_reports_problems_without_losing_good_mappings():
+    server = Upstream()
+    try:
+        server.routes["/metrics"] = Route(RUNTIME_BODY)
+        good = BRIEF_MAPPINGS[3]
+        bad = {"upstream": "trtllm_kv_cache_utilization", "metric": "blackwell_tma_multicast_loads_total",
+               "labels": {"gpu": "9"}}
+        config = CounterMappingConfig(enabled=True, interval=5, timeout=2,
+                                      endpoints=[{"url": server.url("/metrics")}], mappings=[good])
+        assert values(CounterMappingSource(config).poll()) == {
+            ("blackwell_tma_multicast_loads_total", ("0",)): 5.5e9}
+        config = config.model_copy(update={"mappings": [CounterMap(**good), CounterMap(**bad)]})
+        with pytest.raises(PartialPollError) as err:
+            CounterMappingSource(config).poll()
+        assert err.value.reason == "mapping"
+        assert values(err.value.families) == {("blackwell_tma_multicast_loads_total", ("0",)): 5.5e9}
+        server.routes["/metrics"] = Route(b"trtllm_tma_multicast_loads_total{gpu=0} 1\n")
+        with pytest.raises(PartialPollError) as err:
+            CounterMappingSource(config).poll()
+        assert err.value.reason == "malformed"
+    finally:
+        server.close()
+
+
+def test_upstream_resets_pass_through():
+    mapping = CounterMap(**BRIEF_MAPPINGS[3])
+    before, _ = map_counters(promtext.parse(RUNTIME_BODY), [mapping])
+    after, _ = map_counters(promtext.parse(b'trtllm_tma_multicast_loads_total{gpu="0"} 7\n'), [mapping])
+    assert values(before)[("blackwell_tma_multicast_loads_total", ("0",))] == 5.5e9
+    assert values(after)[("blackwell_tma_multicast_loads_total", ("0",))] == 7
