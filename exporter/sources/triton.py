@@ -101,6 +101,8 @@ class TritonApi:
 def flavour(metrics: Exposition | None, backends: dict[str, str]) -> str:
     if "tensorrtllm" in backends.values():
         return "trtllm-cpp-backend"
+    if metrics is None:
+        return "unknown"  # which families exist is what tells the rest apart
     has_trtllm_families = metrics is not None and any(n.startswith("nv_trt_llm_") for n in metrics.names())
     if has_trtllm_families:
         return "python-backend" if "python" in backends.values() else "unknown"

@@ -138,6 +138,11 @@ def test_flavour_detection(has_families, backends, expected):
     assert flavour(promtext.parse(body), backends) == expected
 
 
+def test_without_the_metrics_body_only_the_cpp_backend_can_be_told():
+    assert flavour(None, {"tensorrt_llm": "tensorrtllm"}) == "trtllm-cpp-backend"
+    assert flavour(None, {"tensorrt_llm": "python"}) == "unknown"
+
+
 @pytest.mark.parametrize("body, problem", [
     (b"not json", "not JSON"),
     (b"[]", "no model_stats list"),
