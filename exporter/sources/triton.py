@@ -274,8 +274,10 @@ class TritonSource(ServingSource[TritonEndpoint]):
             except PollError as exc:
                 error = error or exc
                 api = TritonApi()
-                self._versions.pop(endpoint.url, None)
-                self._backends.pop(endpoint.url, None)
+        if error is not None:
+            # A server that failed may come back as another build with other models: ask again.
+            self._versions.pop(endpoint.url, None)
+            self._backends.pop(endpoint.url, None)
         return Reading(triton_families(endpoint.url, metrics, api), error)
 
     def _read_api(self, endpoint: TritonEndpoint, deadline: float) -> TritonApi:

@@ -172,7 +172,7 @@ def test_unhealthy_server_is_live_but_not_ready(server):
 def test_bad_prometheus_bodies_mark_the_endpoint_down_without_crashing(server, route, reason):
     server.routes["/prometheus/metrics"] = route
     with pytest.raises(PartialPollError) as err:
-        source_for(server, max_bytes=100_000).poll()
+        source_for(server, max_bytes=100_000, timeout=0.5).poll()
     assert err.value.reason == reason
     got = values(err.value.families)
     url = server.url("/prometheus/metrics")
