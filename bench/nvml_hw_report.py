@@ -299,9 +299,32 @@ def timing(cycles: int) -> dict[str, Any]:
     return results
 
 
+GPM_CHECK = r"""
+import sys, time
+sys.path.insert(0, sys.argv[2])
+from exporter.sources.nvml.backend import PynvmlBackend
+b = PynvmlBackend(); b.init()
+h = b.handle_by_index(0)
+s1 = b.gpm_sample(h); time.sleep(float(sys.argv[1])); s2 = b.gpm_sample(h)
+v = b.gpm_metrics(s1, s2, [5, 7, 10, 2, 3, 62, 63])
+print("ok", len(v))
+"""
+
+
+def gpm_gap_check() -> dict[str, Any]:
+    """nvmlGpmMetricsGet on two samples taken `gap` seconds apart, each in its own process."""
+    out = {}
+    for gap in (0.5, 0.001, 0.0):
+        r = subprocess.run([sys.executable, "-X", "faulthandler", "-c", GPM_CHECK, str(gap), str(ROOT)],
+                           capture_output=True, text=True, timeout=60)
+        out[str(gap)] = {"rc": r.returncode, "output": (r.stdout + r.stderr)[-600:]}
+    return out
+
+
 def start_exporter(port: int, log_path: Path) -> subprocess.Popen:
     env = dict(os.environ)
     env.update({
+        "PYTHONFAULTHANDLER": "1",
         "BLACKWELL_EXPORTER_SOURCES__NVML__INTERVAL": "2",
         "BLACKWELL_EXPORTER_SOURCES__NVML__TIMEOUT": "1.8",
         "BLACKWELL_EXPORTER_SOURCES__NVML__GPU_DEADLINE": "1.5",
@@ -380,6 +403,10 @@ def markdown(report: dict[str, Any]) -> str:
               f"batching alone (serial): {t['ratio_serial_vs_naive_without_legacy']:.3f}. "
               f"With the legacy refresh in both: {t['ratio_full_vs_naive_with_legacy']:.3f} (the legacy counters "
               "have no batched form; the source reads them every `legacy_nvlink_interval`, 60 s by default).",
+              "", "## GPM: two samples `gap` s apart, nvmlGpmMetricsGet, each in its own process", "",
+              "| gap s | exit code | output |", "| --- | --- | --- |",
+              *(f"| {gap} | {r['rc']} | {r['output'].strip().splitlines()[-1] if r['output'].strip() else ''} |"
+                for gap, r in report["gpm_gap_check"].items()),
               "", "## Capability table logged at probe", "", "```", *t["capabilities"], "```", ""]
     return "\n".join(lines)
 
@@ -398,6 +425,7 @@ def main() -> int:
         "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "topology": sh("nvidia-smi topo -m")}}
     report["timing"] = timing(args.cycles)
+    report["gpm_gap_check"] = gpm_gap_check()
     (args.outdir / "nvml_hw_report.json").write_text(json.dumps(report, indent=1, default=str))
     exporter = start_exporter(args.port, args.outdir / "exporter.log")
     try:

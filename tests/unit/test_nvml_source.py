@@ -157,10 +157,15 @@ def test_ber_decoding(raw: int, expected: float) -> None:
 
 
 def test_gpm_needs_two_samples_then_reports_tensor_activity_under_load(backend: ReplayBackend) -> None:
-    source = make_source(backend)
+    clock = Clock()
+    source = make_source(backend, clock)
     first = samples(source.poll())
     assert not [k for k in first if k[0] == "blackwell_gpu_tensor_active_ratio"]
     backend.phase = "load"
+    clock.now += 0.05  # too close to the first sample: no metrics, no new sample
+    assert not [k for k in samples(source.poll()) if k[0] == "blackwell_gpu_tensor_active_ratio"]
+    assert backend.calls["gpm_sample"] == 2
+    clock.now += 10
     s = samples(source.poll())
     assert s[("blackwell_gpu_tensor_active_ratio", ("0", "hmma"))] == pytest.approx(0.541693, abs=1e-4)
     assert s[("blackwell_gpu_tensor_active_ratio", ("0", "any"))] == pytest.approx(0.541693, abs=1e-4)
@@ -169,6 +174,15 @@ def test_gpm_needs_two_samples_then_reports_tensor_activity_under_load(backend: 
     assert 0 < s[("blackwell_gpu_dram_bandwidth_utilization_ratio", ("0",))] <= 1
     assert s[("blackwell_gpu_utilization_ratio", ("0",))] == 0.93
     assert not [k for k in s if k[0].startswith("blackwell_c2c_") and k[0] != "blackwell_c2c_enabled"]
+
+
+def test_gpm_off_in_config_makes_no_gpm_calls(backend: ReplayBackend) -> None:
+    clock = Clock()
+    source = make_source(backend, clock, gpm=False)
+    for _ in range(3):
+        clock.now += 10
+        source.poll()
+    assert backend.calls["gpm_sample"] == 0 and backend.calls["gpm_metrics"] == 0
 
 
 def test_legacy_counters_are_read_on_their_own_interval(backend: ReplayBackend) -> None:
@@ -348,3 +362,31 @@ def test_a_binding_error_in_one_probe_path_costs_that_path_only(backend: ReplayB
     assert s[("blackwell_gpu_up", ("0", GPU0))] == 1
     assert not [k for k in s if k[0] == "blackwell_gpu_platform_info"]
     assert "platform_info" in source._gpus[0].state.caps.unsupported  # noqa: SLF001
+
+
+def test_exposition_passes_promtool_lint(backend: ReplayBackend) -> None:
+    import shutil
+    import subprocess
+
+    from exporter.snapshot import SnapshotStore
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is missing (Debian package prometheus)")
+    backend.make_blackwell(1)
+
+    def lint(compat: bool) -> list[str]:
+        clock = Clock()
+        source = make_source(backend, clock, dcgm_compat_names=compat)
+        source.poll()
+        clock.now += 10  # a second GPM sample, so GPM series are in the exposition too
+        store = SnapshotStore()
+        store.publish("nvml", Snapshot.of("nvml", source.poll()), lambda: Snapshot("exporter", {}))
+        result = subprocess.run([promtool, "check", "metrics"], input=store.current().text, capture_output=True,
+                                timeout=60)
+        return [line for line in (result.stdout + result.stderr).decode().splitlines() if line.strip()]
+
+    assert lint(compat=False) == []
+    # dcgm-exporter's own names break Prometheus' naming advice (camelCase labels, "COUNTER" in a
+    # name); they are kept as they are because dashboards query them by exactly these names.
+    assert all(line.startswith("DCGM_FI_") for line in lint(compat=True))

@@ -8,6 +8,7 @@ read on their own slower cadence because NVML answers them one link and counter 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,17 +18,28 @@ from exporter.sources.nvml.capabilities import CLOCK_MEM, CLOCK_SM, GpuCapabilit
 
 Sample = tuple[str, tuple[str, ...], float]
 
+# GPM metrics are computed from two samples; closer than this NVML has too little to go on (and a
+# pair taken milliseconds apart crashed the process inside nvmlGpmMetricsGet on an H200, driver 580).
+GPM_MIN_GAP_SECONDS = 0.2
+# GPM keeps host-side state per sample; the calls are cheap (tens of µs), so they are serialised
+# across the per-GPU read threads rather than relying on NVML's thread safety there.
+_GPM_LOCK = threading.Lock()
+
 
 @dataclass
 class GpuState:
     caps: GpuCapabilities
     gpm_sample: Any = None
+    gpm_taken_at: float = 0.0
     legacy_values: dict[tuple[int, int], int] = field(default_factory=dict)
     legacy_read_at: float | None = None
 
 
-def read_gpu(backend: Backend, state: GpuState, driver: str, now: float, legacy_interval: float) -> list[Sample]:
-    """Everything this GPU answers right now. Raises NvmlError when the GPU is lost."""
+def read_gpu(backend: Backend, state: GpuState, driver: str, now: float, legacy_interval: float,
+             gpm: bool = True) -> list[Sample]:
+    """Everything this GPU answers right now (GPM only when ``gpm``). Raises NvmlError when the GPU is lost.
+
+    ``now`` is the poll's monotonic time: it paces the legacy counters and the GPM samples."""
     caps, h = state.caps, state.caps.handle
     g = str(caps.index)
     out: list[Sample] = []
@@ -83,8 +95,8 @@ def read_gpu(backend: Backend, state: GpuState, driver: str, now: float, legacy_
         add(("blackwell_nvlink_link_info", (g, str(link), ident.version, ident.remote_device_type,
                                             ident.remote_pci_bus_id), 1))
     _read_legacy(backend, state, out, now, legacy_interval)
-    if caps.gpm:
-        _read_gpm(backend, state, out)
+    if gpm and caps.gpm:
+        _read_gpm(backend, state, out, now)
     return out
 
 
@@ -140,18 +152,22 @@ def _read_legacy(backend: Backend, state: GpuState, out: list[Sample], now: floa
         out.append((nf.LEGACY_COUNTERS[counter], (g, str(link)), value))
 
 
-def _read_gpm(backend: Backend, state: GpuState, out: list[Sample]) -> None:
+def _read_gpm(backend: Backend, state: GpuState, out: list[Sample], now: float) -> None:
     caps = state.caps
-    later = backend.gpm_sample(caps.handle)
-    earlier, state.gpm_sample = state.gpm_sample, later
-    if earlier is None:
-        return  # rates need two samples: the first poll only takes one
-    try:
-        link_ids = nf.gpm_link_ids(caps.link_count)
-        device_ids = [i for i in nf.GPM_DEVICE_METRICS if caps.c2c or i not in nf.GPM_C2C_IDS]
-        values = backend.gpm_metrics(earlier, later, [*device_ids, *link_ids])
-    finally:
-        backend.gpm_free(earlier)
+    earlier = state.gpm_sample
+    if earlier is not None and now - state.gpm_taken_at < GPM_MIN_GAP_SECONDS:
+        return  # too soon after the last sample: keep it and wait for the next poll
+    with _GPM_LOCK:
+        later = backend.gpm_sample(caps.handle)
+        state.gpm_sample, state.gpm_taken_at = later, now
+        if earlier is None:
+            return  # rates need two samples: the first poll only takes one
+        try:
+            link_ids = nf.gpm_link_ids(caps.link_count)
+            device_ids = [i for i in nf.GPM_DEVICE_METRICS if caps.c2c or i not in nf.GPM_C2C_IDS]
+            values = backend.gpm_metrics(earlier, later, [*device_ids, *link_ids])
+        finally:
+            backend.gpm_free(earlier)
     g = str(caps.index)
     for metric_id, value in values.items():
         if metric_id in nf.GPM_DEVICE_METRICS:

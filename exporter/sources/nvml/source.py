@@ -198,7 +198,8 @@ class NvmlSource(Source):
 
             def work(state: GpuState = state, result: _Result = result) -> None:
                 try:
-                    result.samples = read_gpu(backend, state, self._driver, now, self.config.legacy_nvlink_interval)
+                    result.samples = read_gpu(backend, state, self._driver, now, self.config.legacy_nvlink_interval,
+                                              self.config.gpm)
                 except BaseException as exc:  # noqa: BLE001 - handed to the poll thread
                     result.error = exc
                 finally:
