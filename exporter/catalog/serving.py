@@ -18,8 +18,8 @@ METRICS = [
     gauge("blackwell_serving_live", "1 when the runtime's liveness endpoint answers (live but not ready: "
           "still loading, or a model failed).", ("runtime", "endpoint"), sources=_SRV),
     info("blackwell_serving_runtime_info",
-         "What is on the other side: runtime (triton, trtllm-serve) and flavour (trtllm-cpp-backend, "
-         "python-backend, llmapi, unknown).",
+         "What is on the other side: runtime (triton, trtllm-serve) and flavour (Triton: trtllm-cpp-backend, "
+         "python-backend, llmapi; trtllm-serve: its engine_type, e.g. pytorch; unknown when it cannot be told).",
          ("runtime", "endpoint", "flavour", "server_version"), sources=_SRV),
     gauge("blackwell_serving_model_ready", "1 when the model reports ready.", _M, sources=_SRV),
     counter("blackwell_serving_request_success_total", "Requests that completed successfully.",

@@ -210,6 +210,10 @@ def test_killing_triton_keeps_the_exporter_up_and_it_recovers(triton, tmp_path):
                             what="serving counters in the exporter")
         assert before >= 1
         wait_until(lambda: http_get(base + "/readyz")[0] == 200, what="exporter ready")
+        if shutil.which("promtool"):  # the exposition built from a real Triton is valid for Prometheus
+            check = subprocess.run(["promtool", "check", "metrics"], input=http_get(base + "/metrics")[1],
+                                   capture_output=True, timeout=30)
+            assert check.returncode == 0, check.stdout + check.stderr
 
         triton.kill()
         started = time.monotonic()
