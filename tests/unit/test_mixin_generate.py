@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from exporter.mixin.config import MixinConfig
-from exporter.mixin.generate import OUTPUT_DIRS, main, render
+from exporter.mixin.generate import DOCS_FILE, OUTPUT_DIRS, main, render
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,6 +23,8 @@ def _args(output: Path, check: bool = False, config: Path | None = None) -> argp
 def _copy_outputs(tmp_path: Path) -> Path:
     for directory in OUTPUT_DIRS:
         shutil.copytree(REPO / directory, tmp_path / directory)
+    (tmp_path / DOCS_FILE).parent.mkdir()
+    shutil.copy(REPO / DOCS_FILE, tmp_path / DOCS_FILE)
     return tmp_path
 
 
