@@ -5,6 +5,9 @@ from __future__ import annotations
 from exporter.sources.base import Source
 from exporter.sources.counter_mapping import CounterMappingSource
 from exporter.sources.dcgm import DcgmSource
+from exporter.sources.dispatch import DispatchSource
+from exporter.sources.engine import EngineSource
+from exporter.sources.logs import LogsSource
 from exporter.sources.nvml.source import NvmlSource
 from exporter.sources.preflight import PreflightSource
 from exporter.sources.simulated.source import SimulatedSource
@@ -21,5 +24,8 @@ SOURCES: dict[str, type[Source]] = {
         TritonSource,
         TrtllmServeSource,
         CounterMappingSource,
+        EngineSource,
+        DispatchSource,
+        LogsSource,
     )
 }
