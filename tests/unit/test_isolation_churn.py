@@ -1,0 +1,166 @@
+"""Upstream churn through the scheduler and the served exposition: a Triton process that restarts
+(connection refused, then counters reset) and a GPU that falls off the bus and comes back.
+
+The sources' own tests cover their parsing; these check what /metrics shows across the churn.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from exporter import promtext
+from exporter.scheduler import Scheduler, SourceRunner
+from exporter.snapshot import SnapshotStore
+from exporter.sources.nvml.replay import ReplayBackend
+from exporter.sources.nvml.source import NvmlConfig, NvmlSource
+from exporter.sources.triton import TritonConfig, TritonSource
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = (ROOT / "tests" / "fixtures" / "triton" / "cpp_backend_metrics.txt").read_text()
+RECORDING = ROOT.parent / "shared" / "fixtures" / "nvml" / "h200x2" / "nvml_probe.json"
+OVERLAY = ROOT / "tests" / "fixtures" / "nvml" / "h200x2_overlay.json"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def runner(source, clock: Clock) -> tuple[SourceRunner, SnapshotStore]:
+    store = SnapshotStore()
+    scheduler = Scheduler([], store, "hardware")
+    run = SourceRunner(source, store, scheduler.self_snapshot, clock=clock)
+    scheduler.runners[run.name] = run
+    return run, store
+
+
+def served(store: SnapshotStore) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    exposition = promtext.parse(store.current().text)  # strict: a duplicate series would fail here
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for s in exposition.samples}
+
+
+class FakeTriton:
+    """Triton's metrics endpoint as a server that can be stopped and started again on its port."""
+
+    def __init__(self) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.body = FIXTURE
+        self.server: ThreadingHTTPServer | None = None
+
+    def start(self) -> None:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+                body = fake.body.encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def stop(self) -> None:
+        assert self.server is not None
+        self.server.shutdown()
+        self.server.server_close()
+        self.server = None
+
+
+@pytest.fixture
+def triton() -> Iterator[FakeTriton]:
+    fake = FakeTriton()
+    fake.start()
+    yield fake
+    if fake.server is not None:
+        fake.stop()
+
+
+def test_triton_restart_shows_serving_down_then_reset_counters_and_recovers(triton: FakeTriton) -> None:
+    clock = Clock()
+    url = f"http://127.0.0.1:{triton.port}/metrics"
+    source = TritonSource(TritonConfig(enabled=True, interval=1, timeout=1, endpoints=[{"url": url, "api": False}]),
+                          clock=clock)
+    run, store = runner(source, clock)
+    success = ("blackwell_serving_request_success_total", (("model", "tensorrt_llm"), ("version", "1")))
+    up = ("blackwell_serving_up", (("endpoint", url), ("runtime", "triton")))
+    source_up = ("blackwell_exporter_source_up", (("source", "triton"),))
+
+    run.run_once()
+    before = served(store)
+    assert before[success] == 120 and before[up] == 1 and before[source_up] == 1
+
+    triton.stop()  # the Triton process exits: connection refused
+    clock.now += 1
+    run.run_once()
+    during = served(store)
+    assert during[up] == 0, "serving_up 0 is published at once (BlackwellServingDown)"
+    assert during[source_up] == 0
+    assert success not in during, "no counters are served while the upstream is down"
+    assert run.errors.get("unreachable") == 1
+
+    triton.body = FIXTURE.replace('nv_inference_request_success{model="tensorrt_llm",version="1"} 120',
+                                  'nv_inference_request_success{model="tensorrt_llm",version="1"} 3')
+    triton.start()  # a fresh process: counters start over
+    clock.now += 2  # one failure: the next attempt waits one interval
+    run.run_once()
+    after = served(store)
+    assert after[up] == 1 and after[source_up] == 1
+    assert after[success] == 3, "the reset passes through as is; Prometheus' rate() treats a drop as a reset"
+
+
+@pytest.fixture
+def nvml() -> ReplayBackend:
+    if not RECORDING.exists():
+        pytest.fail(f"the H200 NVML recording is missing: {RECORDING}")
+    return ReplayBackend(json.loads(RECORDING.read_text()), json.loads(OVERLAY.read_text())["calls"])
+
+
+def test_gpu_lost_and_back_through_the_scheduler(nvml: ReplayBackend) -> None:
+    from exporter.sources.nvml.backend import GPU_IS_LOST
+
+    clock = Clock()
+    source = NvmlSource(NvmlConfig(enabled=True, interval=10, timeout=5, xid_events=False, gpu_deadline=0.5),
+                        backend=nvml, clock=clock)
+    run, store = runner(source, clock)
+    run.run_once()
+    gpus = {labels for name, labels in served(store) if name == "blackwell_gpu_up"}
+    assert len(gpus) == 2
+    gpu1 = next(labels for labels in gpus if ("gpu", "1") in labels)
+
+    nvml.lose_gpu(1)
+    nvml.fail(1, None, GPU_IS_LOST)
+    clock.now += 10
+    run.run_once()
+    lost = served(store)
+    assert lost[("blackwell_gpu_up", gpu1)] == 0, "BlackwellGPULost fires on gpu_up == 0"
+    assert lost[("blackwell_exporter_source_up", (("source", "nvml"),))] == 1, "one lost GPU is not a source failure"
+    assert not [k for k in lost if k[0].startswith("blackwell_gpu_") and ("gpu", "1") in k[1]
+                and k[0] != "blackwell_gpu_up"], "the lost GPU's other series are gone, not frozen"
+    assert lost[("blackwell_gpu_power_watts", (("gpu", "0"),))] > 0
+
+    nvml.restore_gpu(1)
+    for _ in range(4):  # re-init follows the source's own backoff
+        clock.now += 10
+        run.run_once()
+    back = served(store)
+    assert back[("blackwell_gpu_up", gpu1)] == 1
+    assert back[("blackwell_gpu_power_watts", (("gpu", "1"),))] > 0
+
