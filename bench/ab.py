@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 import types
@@ -24,33 +23,13 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.workload import profile_with  # noqa: E402
+from bench.workload import load_at, profile_with  # noqa: E402
 from exporter.snapshot import Snapshot  # noqa: E402
 from exporter.sources.simulated import model as new_model  # noqa: E402
 from exporter.sources.simulated import profiles  # noqa: E402
 from exporter.sources.simulated.scenarios import SCENARIOS  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
 STAGES = ("advance", "families", "snapshot", "publish", "gzip")
-
-
-def load_at(rev: str, path: str, name: str, overrides: dict[str, types.ModuleType]) -> types.ModuleType:
-    """Execute ``path`` as it was at ``rev`` as module ``name``, with ``overrides`` seen as its imports."""
-    source = subprocess.check_output(["git", "show", f"{rev}:{path}"], cwd=REPO, text=True)
-    module = types.ModuleType(name)
-    module.__file__ = f"{rev}:{path}"
-    sys.modules[name] = module  # dataclasses look their module up while the class is made
-    saved = {key: sys.modules.get(key) for key in overrides}
-    sys.modules.update(overrides)
-    try:
-        exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - our own file at rev
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                sys.modules.pop(key, None)
-            else:
-                sys.modules[key] = value
-    return module
 
 
 class Side:

@@ -2,9 +2,11 @@
 
 Both sides hold the same samples (the simulation's families, plus with ``--every-family`` every
 other catalog family, mirrored into a prometheus_client registry through a custom collector).
-Each HTTP server runs in its own child process and this process is the client, so neither server
-shares a GIL with the client or with the other (freeing one side's garbage cannot stall the other). Scrapes alternate (ours, theirs, ours, ...) over loopback, one new connection per
-scrape, and the time is taken from connect to the last byte. The child also times the work behind
+Each HTTP server runs in its own child process and this process is the client, so no server
+shares a GIL with the client or with another (freeing one side's garbage cannot stall the other).
+Scrapes alternate between the sides over loopback, one new connection per scrape, timed from
+connect to the last byte. ``--base REV`` adds a third side: the same server over the snapshot
+module as it was at REV, the A/B for changes to the cache itself. The child also times the work behind
 a scrape in-process: our cached ``body()``, our full re-render (``publish``, done once per poll,
 not per scrape) and ``generate_latest`` (done by prometheus_client on every scrape).
 
@@ -41,7 +43,7 @@ from prometheus_client.core import (  # noqa: E402
     InfoMetricFamily,
 )
 
-from bench.workload import every_family, simulated_source  # noqa: E402
+from bench.workload import every_family, load_at, publish_all, simulated_source  # noqa: E402
 from exporter.catalog import MetricType  # noqa: E402
 from exporter.snapshot import Family, HistogramValue, Snapshot, SnapshotStore  # noqa: E402
 
@@ -77,20 +79,13 @@ class MirrorCollector:
             yield out
 
 
-def build(gpus: int, every: bool) -> tuple[SnapshotStore, dict[str, list[Family]]]:
-    """Our store with the samples published, and the same families by source for the mirror."""
-    store = SnapshotStore()
+def families_for(gpus: int, every: bool) -> dict[str, list[Family]]:
+    """The benchmark's samples, by the source that fills them."""
     if every:
-        _, groups = every_family(gpus)
-    else:
-        source = simulated_source(gpus)
-        source.poll()
-        groups = {"simulated": source.poll()}
-    own = Snapshot.of("exporter", groups.get("exporter", []))
-    for name, families in groups.items():
-        if name != "exporter":
-            store.publish(name, Snapshot.of(name, families), lambda: own)
-    return store, groups
+        return every_family(gpus)[1]
+    source = simulated_source(gpus)
+    source.poll()
+    return {"simulated": source.poll()}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -107,29 +102,39 @@ def _median_ms(fn, repeat: int) -> float:
     return statistics.median(times) * 1e3
 
 
-def serve(side: str, gpus: int, every: bool, pipe: Connection) -> None:
-    """Child process: one side's server over the samples; the "ours" child also answers timing requests."""
+def serve(side: str, gpus: int, every: bool, base: str | None, pipe: Connection) -> None:
+    """Child process: one side's HTTP server over the samples, answering control messages until "stop".
+
+    "cached" serves this tree's SnapshotStore, "base" the SnapshotStore of the ``base`` revision's
+    snapshot module (same server code), "generate_latest" prometheus_client's own server.
+    """
     from exporter.scheduler import Scheduler
     from exporter.server import ExporterHTTPServer
 
-    store, groups = build(gpus, every)
-    families = [f for fams in groups.values() for f in fams]
-    registry = CollectorRegistry()
-    registry.register(MirrorCollector(families))
-    if side == "ours":
+    groups = families_for(gpus, every)
+    snapshot_mod = sys.modules[SnapshotStore.__module__]
+    if side == "base":
+        assert base is not None
+        snapshot_mod = load_at(base, "exporter/snapshot.py", "base_snapshot", {})
+        snapshot_mod.HistogramValue = HistogramValue  # the samples were made with this tree's class
+    store = snapshot_mod.SnapshotStore()
+    publish_all(store, groups, snapshot_mod.Snapshot)
+    if side == "generate_latest":
+        registry = CollectorRegistry()
+        registry.register(MirrorCollector([f for fams in groups.values() for f in fams]))
+        server, _ = start_http_server(0, addr="127.0.0.1", registry=registry)
+    else:
         server = ExporterHTTPServer(("127.0.0.1", 0), Scheduler([], store, "simulated"))
         server.serve_in_thread()
-    else:
-        server, _ = start_http_server(0, addr="127.0.0.1", registry=registry)
     text = store.current().text
-    series = sum(1 for line in text.splitlines() if line and not line.startswith(b"#"))
-    pipe.send({"port": server.server_address[1], "series": series,
+    pipe.send({"port": server.server_address[1],
+               "series": sum(1 for line in text.splitlines() if line and not line.startswith(b"#")),
                "families": sum(1 for line in text.splitlines() if line.startswith(b"# TYPE"))})
-    own = Snapshot.of("exporter", groups.get("exporter", []))
     source = next(name for name in groups if name != "exporter")
+    own = snapshot_mod.Snapshot.of("exporter", groups.get("exporter", []))
     while (request := pipe.recv()) != "stop":
-        if request == "publish":  # a poll finished: the next scrape sees a new version (no-op for theirs)
-            if side == "ours":
+        if request == "publish":  # a poll finished: the next scrape sees a new version
+            if side != "generate_latest":
                 store.publish(source, store.snapshot(source), lambda: own)
             pipe.send("ok")
         else:
@@ -138,7 +143,7 @@ def serve(side: str, gpus: int, every: bool, pipe: Connection) -> None:
 
 
 def _render_times(store: SnapshotStore, groups: dict[str, list[Family]], repeat: int) -> dict[str, float]:
-    """Median in-process ms of what sits behind a scrape, on each side."""
+    """Median in-process ms of the work behind a scrape: ours (cached body, re-render, gzip) and theirs."""
     own = Snapshot.of("exporter", groups.get("exporter", []))
     source = next(name for name in groups if name != "exporter")
     snapshot = store.snapshot(source)
@@ -147,7 +152,8 @@ def _render_times(store: SnapshotStore, groups: dict[str, list[Family]], repeat:
     return {
         "cached_body": _median_ms(lambda: store.current().body(openmetrics=False, gzipped=True), 1000),
         "publish": _median_ms(lambda: store.publish(source, snapshot, lambda: own), repeat),
-        "gzip_once": _median_ms(lambda: gzip.compress(store.current().text, compresslevel=6, mtime=0), repeat),
+        "gzip_level1": _median_ms(lambda: gzip.compress(store.current().text, compresslevel=1, mtime=0), repeat),
+        "gzip_level6": _median_ms(lambda: gzip.compress(store.current().text, compresslevel=6, mtime=0), repeat),
         "generate_latest": _median_ms(lambda: generate_latest(registry), repeat),
         "generate_latest_gzip": _median_ms(lambda: gzip.compress(generate_latest(registry)), repeat),
     }
@@ -182,80 +188,71 @@ def main() -> None:
     parser.add_argument("--openmetrics", action="store_true", help="ask for OpenMetrics, as Prometheus prefers")
     parser.add_argument("--fresh", action="store_true",
                         help="publish a new version before every scrape, as when each scrape follows a poll")
+    parser.add_argument("--base", help="also serve a base git revision's snapshot module (A/B of the cache)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--out", type=Path, help="also write the JSON result here")
     args = parser.parse_args()
 
+    sides = ["cached", *(["base"] if args.base else []), "generate_latest"]
     ctx = multiprocessing.get_context("spawn")
     pipes, children = {}, []
-    for side in ("ours", "theirs"):
+    for side in sides:
         pipes[side], child_end = ctx.Pipe()
-        children.append(ctx.Process(target=serve, args=(side, args.gpus, args.every_family, child_end), daemon=True))
+        children.append(ctx.Process(target=serve, args=(side, args.gpus, args.every_family, args.base, child_end),
+                                    daemon=True))
         children[-1].start()
-    info = pipes["ours"].recv()
-    ours_port, theirs_port = info["port"], pipes["theirs"].recv()["port"]
-    pipe = pipes["ours"]
+    infos = {side: pipes[side].recv() for side in sides}
+    times: dict[str, list[float]] = {side: [] for side in sides}
+    sizes: dict[str, int] = {}
     try:
-        for _ in range(20):  # warm-up both
-            scrape_once(ours_port, args.gzip, args.openmetrics)
-            scrape_once(theirs_port, args.gzip, args.openmetrics)
-        ours_t, theirs_t = [], []
-        ours_bytes = theirs_bytes = 0
-        for _ in range(args.scrapes):
-            if args.fresh:
-                pipe.send("publish")
-                pipe.recv()
-            t, ours_bytes = scrape_once(ours_port, args.gzip, args.openmetrics)
-            ours_t.append(t)
-            t, theirs_bytes = scrape_once(theirs_port, args.gzip, args.openmetrics)
-            theirs_t.append(t)
-        pipe.send("render")
-        render = pipe.recv()
+        for n in range(20 + args.scrapes):  # 20 warm-up rounds, then measured rounds
+            for side in sides:
+                if args.fresh:
+                    pipes[side].send("publish")
+                    pipes[side].recv()
+                elapsed, sizes[side] = scrape_once(infos[side]["port"], args.gzip, args.openmetrics)
+                if n >= 20:
+                    times[side].append(elapsed)
+        pipes["cached"].send("render")
+        render = pipes["cached"].recv()
     finally:
-        for side, child in zip(("ours", "theirs"), children, strict=True):
+        for side, child in zip(sides, children, strict=True):
             pipes[side].send("stop")
             child.join(10)
 
-    def stats(times: list[float]) -> dict[str, float]:
-        return {"p50": percentile(times, 0.5) * 1e3, "p99": percentile(times, 0.99) * 1e3,
-                "max": max(times) * 1e3}
+    def stats(values: list[float]) -> dict[str, float]:
+        return {"p50": percentile(values, 0.5) * 1e3, "p99": percentile(values, 0.99) * 1e3,
+                "max": max(values) * 1e3}
 
+    info = infos["cached"]
+    http = {side: stats(times[side]) for side in sides}
     result = {
         "command": "python " + " ".join([sys.argv[0], *sys.argv[1:]]),
-        "gpus": args.gpus,
-        "every_family": args.every_family,
-        "families": info["families"],
-        "series": info["series"],
-        "scrapes": args.scrapes,
-        "gzip": args.gzip,
-        "openmetrics": args.openmetrics,
-        "fresh": args.fresh,
-        "bytes": {"cached": ours_bytes, "generate_latest": theirs_bytes},
-        "http_ms": {"cached": stats(ours_t), "generate_latest": stats(theirs_t)},
-        "render_ms": render,
+        "gpus": args.gpus, "every_family": args.every_family, "families": info["families"],
+        "series": info["series"], "scrapes": args.scrapes, "gzip": args.gzip, "openmetrics": args.openmetrics,
+        "fresh": args.fresh, "base": args.base, "bytes": sizes, "http_ms": http, "render_ms": render,
+        "ratio_p50": {side: http[side]["p50"] / http["cached"]["p50"] for side in sides if side != "cached"},
+        "ratio_p99": {side: http[side]["p99"] / http["cached"]["p99"] for side in sides if side != "cached"},
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.python_implementation()} "
                    f"{platform.python_version()}",
         "loadavg_1m": os.getloadavg()[0],
     }
-    result["ratio_p50"] = result["http_ms"]["generate_latest"]["p50"] / result["http_ms"]["cached"]["p50"]
-    result["ratio_p99"] = result["http_ms"]["generate_latest"]["p99"] / result["http_ms"]["cached"]["p99"]
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    h = result["http_ms"]
     encoding = "gzip" if args.gzip else "identity"
     fmt = "OpenMetrics" if args.openmetrics else "text 0.0.4"
-    print(f"{args.gpus} GPUs{' (every family)' if args.every_family else ''}{' (fresh)' if args.fresh else ''}: "
-          f"{info['families']} families, "
-          f"{info['series']} series, {ours_bytes} bytes ({fmt}, {encoding}), {args.scrapes} scrapes each, "
+    print(f"{args.gpus} GPUs{' every family' if args.every_family else ''}{', fresh' if args.fresh else ''}: "
+          f"{info['families']} families, {info['series']} series, {fmt}, {encoding}, {args.scrapes} scrapes each, "
           f"load {result['loadavg_1m']:.2f}")
-    print(f"  cached /metrics     p50 {h['cached']['p50']:.3f} ms  p99 {h['cached']['p99']:.3f} ms")
-    print(f"  generate_latest     p50 {h['generate_latest']['p50']:.3f} ms  p99 {h['generate_latest']['p99']:.3f} ms"
-          f"  ({theirs_bytes} bytes)")
-    print(f"  ratio (theirs/ours) p50 {result['ratio_p50']:.1f}x  p99 {result['ratio_p99']:.1f}x")
-    print("  in-process ms       " + "  ".join(f"{k} {v:.4g}" for k, v in render.items()))
+    for side in sides:
+        ratio = "" if side == "cached" else (f"  x{result['ratio_p50'][side]:.1f} p50, "
+                                             f"x{result['ratio_p99'][side]:.1f} p99 vs cached")
+        print(f"  {side:16} p50 {http[side]['p50']:8.3f} ms  p99 {http[side]['p99']:8.3f} ms  "
+              f"{sizes[side]:>8} bytes{ratio}")
+    print("  in-process ms    " + "  ".join(f"{k} {v:.4g}" for k, v in render.items()))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import subprocess
+import sys
+import types
 from collections.abc import Iterator
+from pathlib import Path
 
 from exporter import catalog
 from exporter.catalog import MetricType
@@ -19,6 +23,7 @@ from exporter.snapshot import Family, HistogramValue, Snapshot, SnapshotStore
 from exporter.sources.simulated import profiles
 from exporter.sources.simulated.source import SimulatedConfig, SimulatedSource
 
+REPO = Path(__file__).resolve().parent.parent
 LINKS = 18
 OTHER_LABEL_VALUES = 3  # values per label that is neither gpu nor link (reason, kind, rule, ...)
 
@@ -86,9 +91,33 @@ def every_family(gpus: int) -> tuple[SimulatedSource, dict[str, list[Family]]]:
     return source, groups
 
 
-def publish_all(store: SnapshotStore, groups: dict[str, list[Family]], self_source: str = "exporter") -> None:
-    """Publish one snapshot per source; self-metric fillers stand in for the scheduler's own."""
-    own = Snapshot.of(self_source, groups.get(self_source, []))
+def publish_all(store: SnapshotStore, groups: dict[str, list[Family]],
+                snapshot_cls: type[Snapshot] = Snapshot) -> None:
+    """Publish one snapshot per source; the "exporter" group stands in for the scheduler's self-metrics.
+
+    ``snapshot_cls`` is the Snapshot class of the store's own module (bench/ab.py and
+    bench/scrape.py --base load an older snapshot module beside this tree's).
+    """
+    own = snapshot_cls.of("exporter", groups.get("exporter", []))
     for name, families in groups.items():
-        if name != self_source:
-            store.publish(name, Snapshot.of(name, families), lambda: own)
+        if name != "exporter":
+            store.publish(name, snapshot_cls.of(name, families), lambda: own)
+
+
+def load_at(rev: str, path: str, name: str, overrides: dict[str, types.ModuleType]) -> types.ModuleType:
+    """Execute ``path`` as it was at ``rev`` as module ``name``, with ``overrides`` seen as its imports."""
+    source = subprocess.check_output(["git", "show", f"{rev}:{path}"], cwd=REPO, text=True)
+    module = types.ModuleType(name)
+    module.__file__ = f"{rev}:{path}"
+    sys.modules[name] = module  # dataclasses look their module up while the class is made
+    saved = {key: sys.modules.get(key) for key in overrides}
+    sys.modules.update(overrides)
+    try:
+        exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - our own file at rev
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                sys.modules.pop(key, None)
+            else:
+                sys.modules[key] = value
+    return module
