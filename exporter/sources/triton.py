@@ -237,8 +237,8 @@ def _int(value: Any, model: str, kind: str) -> int:
         number = int(value)
     except ValueError:
         raise PollError(f"statistics: {model} inference_stats.{kind} has {value!r}", "malformed") from None
-    if number < 0:
-        raise PollError(f"statistics: {model} inference_stats.{kind} is negative", "malformed")
+    if not 0 <= number < 2**64:
+        raise PollError(f"statistics: {model} inference_stats.{kind} is outside 0..2^64", "malformed")
     return number
 
 

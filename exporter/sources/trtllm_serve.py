@@ -23,6 +23,7 @@ status becomes the failure reason: 499 CANCELED, other 4xx REJECTED, 5xx BACKEND
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -173,7 +174,9 @@ def _iteration_rows(stats: dict[str, Any], model: str) -> list[tuple[str, tuple[
     rows: list[tuple[str, tuple[str, ...], float]] = []
 
     def put(name: str, labels: tuple[str, ...], value: Any) -> None:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # JSON may hold NaN, Infinity or integers too large for a float: such a field is left out.
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and -2**63 <= value <= 2**64 \
+                and math.isfinite(value):
             rows.append((name, labels, float(value)))
 
     put("blackwell_serving_iterations_total", (model,), stats.get("iter"))

@@ -5,11 +5,13 @@ import math
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from exporter import promtext
 from exporter.snapshot import HistogramValue, Snapshot
-from exporter.sources.base import PartialPollError
+from exporter.sources.base import PartialPollError, PollError
 from exporter.sources.triton import (
     TritonApi,
     TritonConfig,
@@ -349,3 +351,22 @@ def test_config_defaults_and_checks():
         TritonConfig(endpoints=[])
     with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
         TritonConfig(endpoints=[{"url": URL, "tls_verfy": False}])
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-2**70, max_value=2**70) | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["model_stats", "name", "version", "inference_stats", "success", "fail", "queue", "count",
+                         "ns", "x"]), inner, max_size=5),
+    max_leaves=25)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_any_json_statistics_body_is_parsed_or_refused_as_malformed(data):
+    try:
+        stats = parse_stats(json.dumps(data).encode())
+    except PollError as exc:
+        assert exc.reason == "malformed"
+        return
+    Snapshot.of("triton", triton_families(URL, None, TritonApi(stats=stats)))

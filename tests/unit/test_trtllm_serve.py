@@ -5,6 +5,8 @@ import math
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exporter import promtext
 from exporter.snapshot import Snapshot
@@ -218,3 +220,22 @@ def test_default_config():
     assert endpoint.url == "http://127.0.0.1:8000/prometheus/metrics"
     assert endpoint.iteration_stats is False
     assert endpoint.base() == "http://127.0.0.1:8000"
+
+
+iteration_fields = st.dictionaries(
+    st.sampled_from(["iter", "numActiveRequests", "numQueuedRequests", "maxNumActiveRequests", "gpuMemUsage",
+                     "kvCacheStats", "inflightBatchingStats", "maxNumBlocks", "usedNumBlocks", "cacheHitRate"]),
+    st.none() | st.booleans() | st.integers(min_value=-2**80, max_value=2**80) | st.floats() | st.text(max_size=3)
+    | st.dictionaries(st.sampled_from(["maxNumBlocks", "usedNumBlocks", "numGenRequests", "cacheHitRate"]),
+                      st.integers(min_value=-2**80, max_value=2**80) | st.floats(), max_size=4),
+    max_size=10)
+
+
+@settings(max_examples=300, deadline=None)
+@given(iteration_fields)
+def test_any_iteration_stats_entry_yields_valid_families(entry):
+    families = trtllm_serve_families(URL, None, 200, "", "m", entry)
+    Snapshot.of("trtllm_serve", families)
+    for family in families:
+        for _, value in family.samples:
+            assert math.isfinite(value)
