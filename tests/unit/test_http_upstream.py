@@ -1,6 +1,8 @@
 """The bounded GET: whole-request deadline, size cap, clear reasons for every failure."""
 
+import shutil
 import socket
+import subprocess
 import time
 
 import pytest
@@ -81,3 +83,31 @@ def test_tls_to_a_plain_http_server_is_a_tls_error(upstream):
 def test_endpoint_urls_are_validated(url):
     with pytest.raises(ValueError):
         Endpoint(url=url)
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return str(cert), str(key)
+
+
+def test_tls_verification_is_on_by_default_and_can_use_a_ca_file_or_be_switched_off(certificate):
+    server = Upstream(tls=certificate)
+    try:
+        server.routes["/metrics"] = Route(b"a 1\n")
+        url = server.url("/metrics")
+        assert url.startswith("https://")
+        with pytest.raises(UpstreamError, match="TLS failed") as err:
+            get(url, timeout=2, max_bytes=100)
+        assert err.value.reason == "tls"
+        assert get(url, timeout=2, max_bytes=100, ca_file=certificate[0]).body == b"a 1\n"
+        assert get(url, timeout=2, max_bytes=100, tls_verify=False).body == b"a 1\n"
+    finally:
+        server.close()
