@@ -311,6 +311,51 @@ print("ok", len(v))
 """
 
 
+UNIT_CHECK = r"""
+import json, sys, time, torch
+sys.path.insert(0, sys.argv[1])
+from exporter.sources.nvml.backend import PynvmlBackend
+b = PynvmlBackend(); b.init()
+hs = [b.handle_by_index(i) for i in range(2)]
+ids = [(138, 0), (139, 0), (140, 0), (141, 0)]
+src = torch.empty(1 << 30, dtype=torch.uint8, device="cuda:0")
+dst = torch.empty(1 << 30, dtype=torch.uint8, device="cuda:1")
+dst.copy_(src); torch.cuda.synchronize(0); torch.cuda.synchronize(1)
+time.sleep(2)
+before = [[v.value for v in b.field_values(h, ids)] for h in hs]
+s0 = [b.gpm_sample(h) for h in hs]; t0 = time.monotonic()
+n = 20
+t = time.monotonic()
+for _ in range(n):
+    dst.copy_(src)
+torch.cuda.synchronize(0); torch.cuda.synchronize(1)
+copy_s = time.monotonic() - t
+time.sleep(2)
+s1 = [b.gpm_sample(h) for h in hs]; window = time.monotonic() - t0
+after = [[v.value for v in b.field_values(h, ids)] for h in hs]
+gpm = [b.gpm_metrics(a, c, [60, 61]) for a, c in zip(s0, s1)]
+print(json.dumps({"bytes_copied": n * (1 << 30), "copy_seconds": copy_s, "window_seconds": window,
+                  "field_deltas_gpu0_gpu1_138_139_140_141": [[a - c for a, c in zip(x, y)] for x, y in zip(after, before)],
+                  "gpm_total_rx_tx_mib_per_s_gpu0_gpu1": [[g.get(60), g.get(61)] for g in gpm]}))
+"""
+
+
+def throughput_unit_check() -> dict[str, Any]:
+    """Copy exactly 20 GiB GPU0->GPU1 and see how far fields 138-141 and GPM's NVLink totals move."""
+    r = subprocess.run([sys.executable, "-c", UNIT_CHECK, str(ROOT)], capture_output=True, text=True, timeout=120)
+    try:
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return {"error": (r.stdout + r.stderr)[-1500:]}
+    tx_delta = out["field_deltas_gpu0_gpu1_138_139_140_141"][0][0]
+    rx_delta = out["field_deltas_gpu0_gpu1_138_139_140_141"][1][1]
+    out["bytes_per_unit_gpu0_tx_data"] = out["bytes_copied"] / tx_delta if tx_delta else None
+    out["bytes_per_unit_gpu1_rx_data"] = out["bytes_copied"] / rx_delta if rx_delta else None
+    gpm_tx = out["gpm_total_rx_tx_mib_per_s_gpu0_gpu1"][0][1]
+    out["gpm_gpu0_tx_bytes_over_window"] = None if gpm_tx is None else gpm_tx * 2**20 * out["window_seconds"]
+    return out
+
+
 def gpm_gap_check() -> dict[str, Any]:
     """nvmlGpmMetricsGet on two samples taken `gap` seconds apart, each in its own process."""
     out = {}
@@ -403,6 +448,8 @@ def markdown(report: dict[str, Any]) -> str:
               f"batching alone (serial): {t['ratio_serial_vs_naive_without_legacy']:.3f}. "
               f"With the legacy refresh in both: {t['ratio_full_vs_naive_with_legacy']:.3f} (the legacy counters "
               "have no batched form; the source reads them every `legacy_nvlink_interval`, 60 s by default).",
+              "", "## Units of NVLink throughput fields 138-141 (exactly 20 GiB copied GPU0->GPU1)", "",
+              "```", json.dumps(report["throughput_unit_check"], indent=1), "```",
               "", "## GPM: two samples `gap` s apart, nvmlGpmMetricsGet, each in its own process", "",
               "| gap s | exit code | output |", "| --- | --- | --- |",
               *(f"| {gap} | {r['rc']} | {r['output'].strip().splitlines()[-1] if r['output'].strip() else ''} |"
@@ -426,6 +473,7 @@ def main() -> int:
         "topology": sh("nvidia-smi topo -m")}}
     report["timing"] = timing(args.cycles)
     report["gpm_gap_check"] = gpm_gap_check()
+    report["throughput_unit_check"] = throughput_unit_check()
     (args.outdir / "nvml_hw_report.json").write_text(json.dumps(report, indent=1, default=str))
     exporter = start_exporter(args.port, args.outdir / "exporter.log")
     try:

@@ -77,7 +77,7 @@ def test_h200_recording_yields_identity_gauges_and_links(backend: ReplayBackend)
                                      "96.00.A5.00.1A", "1"))] == 1
     assert s[("blackwell_gpu_power_watts", ("0",))] == pytest.approx(81.447)
     assert s[("blackwell_gpu_power_limit_watts", ("0",))] == 700
-    assert s[("blackwell_gpu_energy_joules_total", ("0",))] == pytest.approx(5472.925)  # field 83, mJ
+    assert s[("blackwell_gpu_energy_joules_total", ("0",))] == pytest.approx(5456.646)  # mJ in NVML
     assert s[("blackwell_gpu_memory_total_bytes", ("0",))] == 150754820096
     assert s[("blackwell_gpu_memory_temperature_celsius", ("1",))] == 40
     assert s[("blackwell_gpu_sm_clock_hertz", ("0",))] == 345e6
@@ -92,6 +92,24 @@ def test_h200_recording_yields_identity_gauges_and_links(backend: ReplayBackend)
     assert s[("blackwell_nvlink_link_info", ("0", "0", "6", "switch", "FFFFFFFF:FF:FF.0"))] == 1
     # Throughput fields are KiB in NVML, bytes here.
     assert s[("blackwell_nvlink_throughput_bytes_total", ("0", "tx", "raw"))] == 247 * 1024
+
+
+def test_link_speed_is_read_at_probe_and_again_when_the_link_state_changes(backend: ReplayBackend) -> None:
+    source = make_source(backend)
+    requests = {r for g in source._gpus for r in g.state.caps.field_requests}  # noqa: SLF001
+    assert not [r for r in requests if r[0] == nf.LINK_SPEED]
+    source.poll()
+    backend.set_field(0, nf.LINK_STATE, 0, scope=4)  # link 4 goes down
+    backend.set_field(0, nf.LINK_SPEED, 0, scope=4)
+    s = samples(source.poll())
+    assert s[("blackwell_nvlink_link_up", ("0", "4"))] == 0
+    assert s[("blackwell_nvlink_link_speed_bytes_per_second", ("0", "4"))] == 0
+    assert s[("blackwell_nvlink_link_speed_bytes_per_second", ("0", "5"))] == 26562e6
+    backend.set_field(0, nf.LINK_STATE, 1, scope=4)  # and retrains at a lower rate
+    backend.set_field(0, nf.LINK_SPEED, 13281, scope=4)
+    s = samples(source.poll())
+    assert s[("blackwell_nvlink_link_up", ("0", "4"))] == 1
+    assert s[("blackwell_nvlink_link_speed_bytes_per_second", ("0", "4"))] == 13281e6
 
 
 def test_both_nvlink_error_paths_are_exported_under_their_own_names(backend: ReplayBackend) -> None:
@@ -202,9 +220,9 @@ def test_legacy_counters_are_read_on_their_own_interval(backend: ReplayBackend) 
 
 def test_a_counter_that_resets_is_exported_as_read(backend: ReplayBackend) -> None:
     source = make_source(backend)
-    backend.set_field(0, 83, 9_000_000)
+    backend.set_plain(0, "total_energy_mj", 9_000_000)
     assert samples(source.poll())[("blackwell_gpu_energy_joules_total", ("0",))] == 9000
-    backend.set_field(0, 83, 1_000)  # driver reload: the counter starts again, Prometheus sees a reset
+    backend.set_plain(0, "total_energy_mj", 1_000)  # driver reload: the counter restarts, Prometheus sees a reset
     s = samples(source.poll())
     assert s[("blackwell_gpu_energy_joules_total", ("0",))] == 1
     assert s[("blackwell_gpu_up", ("0", GPU0))] == 1
@@ -329,7 +347,7 @@ def test_dcgm_exporter_compatible_names(backend: ReplayBackend) -> None:
     assert s[("DCGM_FI_DEV_POWER_USAGE", labels)] == pytest.approx(81.447)
     assert s[("DCGM_FI_DEV_GPU_UTIL", labels)] == 0
     assert s[("DCGM_FI_DEV_SM_CLOCK", labels)] == 345
-    assert s[("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", labels)] == pytest.approx(5472925)
+    assert s[("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", labels)] == pytest.approx(5456646)
     assert s[("DCGM_FI_DEV_FB_USED", labels)] == pytest.approx(644939776 / 2**20)
     assert s[("DCGM_FI_DEV_FB_FREE", labels)] == pytest.approx((150754820096 - 644939776) / 2**20)
     assert s[("DCGM_FI_DEV_XID_ERRORS", labels)] == 0

@@ -70,6 +70,7 @@ class GpuCapabilities:
     batch_per_link: bool = False
     link_count: int = 0
     links: dict[int, LinkIdentity] = field(default_factory=dict)
+    link_speeds: dict[int, float] = field(default_factory=dict)  # bytes/s per direction, refreshed on state change
     legacy: list[tuple[int, int]] = field(default_factory=list)  # (link, counter) that answer
     gpm: bool = False
     c2c: bool = False
@@ -179,11 +180,14 @@ def _probe_fields(backend: Backend, handle: Any, caps: GpuCapabilities) -> None:
 
 
 def _probe_links(backend: Backend, handle: Any, caps: GpuCapabilities) -> None:
-    version_requests = [(nf.LINK_VERSION, link) for link in range(caps.link_count)]
-    answers = _try(caps, "nvlink_version", lambda: backend.field_values(handle, version_requests)) or []
+    requests = [(field_id, link) for link in range(caps.link_count) for field_id in (nf.LINK_VERSION, nf.LINK_SPEED)]
+    answers = _try(caps, "nvlink_version_speed", lambda: backend.field_values(handle, requests)) or []
     for link in range(caps.link_count):
-        answer = answers[link] if link < len(answers) else None
+        answer = answers[2 * link] if 2 * link < len(answers) else None
         version = str(int(answer.value)) if answer is not None and answer.ret == SUCCESS else ""
+        speed = answers[2 * link + 1] if 2 * link + 1 < len(answers) else None
+        if speed is not None and speed.ret == SUCCESS and speed.value is not None:
+            caps.link_speeds[link] = float(speed.value) * 1e6
         remote = _try(caps, f"link {link} remote type", lambda link=link: backend.nvlink_remote_device_type(handle, link))
         bus = _try(caps, f"link {link} remote pci", lambda link=link: backend.nvlink_remote_pci_bus_id(handle, link))
         caps.links[link] = LinkIdentity(version, nf.NVLINK_REMOTE_TYPES.get(remote, "unknown") if remote is not None

@@ -28,7 +28,8 @@ class DeviceField:
 # Device-wide counters and gauges that NVML answers through field values: these ride in the
 # one batched call per GPU per cycle instead of separate calls.
 DEVICE_FIELDS: tuple[DeviceField, ...] = (
-    DeviceField(83, "blackwell_gpu_energy_joules_total", scale=1e-3),  # TOTAL_ENERGY_CONSUMPTION, mJ
+    # Energy is not read through field 83 (TOTAL_ENERGY_CONSUMPTION): the driver reported 6.6 ms for
+    # that field on an H200 against 3.3 ms for nvmlDeviceGetTotalEnergyConsumption.
     DeviceField(82, "blackwell_gpu_memory_temperature_celsius"),  # MEMORY_TEMP
     DeviceField(3, "blackwell_gpu_ecc_errors_total", ("corrected", "volatile")),  # ECC_SBE_VOL_TOTAL
     DeviceField(4, "blackwell_gpu_ecc_errors_total", ("uncorrected", "volatile")),  # ECC_DBE_VOL_TOTAL
@@ -79,12 +80,13 @@ class LinkField:
 
 
 LINK_STATE = 165  # NVLINK_GET_STATE: 0 inactive, 1 active, 2 sleep
+# Speed and version are line properties that only change when a link retrains: they are read at
+# probe and again for a link whose state changed, not every cycle (~0.33 ms per link each on H200).
 LINK_SPEED = 164  # NVLINK_GET_SPEED, MB/s per direction
 LINK_VERSION = 166  # NVLINK_GET_VERSION
 
 LINK_FIELDS: tuple[LinkField, ...] = (
     LinkField(LINK_STATE, "blackwell_nvlink_link_up"),
-    LinkField(LINK_SPEED, "blackwell_nvlink_link_speed_bytes_per_second", scale=1e6),
     # Hopper data-link counters 161-163: what nvidia-smi nvlink -e prints there.
     LinkField(161, "blackwell_nvlink_dl_replay_errors_total"),
     LinkField(162, "blackwell_nvlink_dl_recovery_errors_total"),

@@ -32,6 +32,7 @@ class GpuState:
     gpm_sample: Any = None
     gpm_taken_at: float = 0.0
     legacy_values: dict[tuple[int, int], int] = field(default_factory=dict)
+    link_states: dict[int, int] = field(default_factory=dict)
     legacy_read_at: float | None = None
 
 
@@ -46,7 +47,7 @@ def read_gpu(backend: Backend, state: GpuState, driver: str, now: float, legacy_
     add = out.append
     add(("blackwell_gpu_info", (g, caps.uuid, caps.name, caps.pci_bus_id, caps.architecture, caps.compute_capability,
                                 driver, caps.vbios_version, caps.module_id), 1))
-    _read_fields(backend, caps, out)
+    _read_fields(backend, state, out)
     plain = caps.plain
     if "memory_info" in plain:
         used, total = backend.memory_info(h)
@@ -94,13 +95,16 @@ def read_gpu(backend: Backend, state: GpuState, driver: str, now: float, legacy_
     for link, ident in sorted(caps.links.items()):
         add(("blackwell_nvlink_link_info", (g, str(link), ident.version, ident.remote_device_type,
                                             ident.remote_pci_bus_id), 1))
+    for link, speed in sorted(caps.link_speeds.items()):
+        add(("blackwell_nvlink_link_speed_bytes_per_second", (g, str(link)), speed))
     _read_legacy(backend, state, out, now, legacy_interval)
     if gpm and caps.gpm:
         _read_gpm(backend, state, out, now)
     return out
 
 
-def _read_fields(backend: Backend, caps: GpuCapabilities, out: list[Sample]) -> None:
+def _read_fields(backend: Backend, state: GpuState, out: list[Sample]) -> None:
+    caps = state.caps
     if not caps.field_requests:
         return
     h, g = caps.handle, str(caps.index)
@@ -116,6 +120,7 @@ def _read_fields(backend: Backend, caps: GpuCapabilities, out: list[Sample]) -> 
             start = end
     else:
         answers = backend.field_values(h, caps.field_requests)
+    changed: list[int] = []
     for (spec, link), answer in zip(caps.field_targets, answers, strict=True):
         if answer.ret in LOST_CODES:
             raise NvmlError(answer.ret, "nvmlDeviceGetFieldValues")
@@ -126,11 +131,21 @@ def _read_fields(backend: Backend, caps: GpuCapabilities, out: list[Sample]) -> 
         elif isinstance(spec, nf.LinkField):
             if spec.field_id == nf.LINK_STATE:
                 value: float = int(answer.value == 1)
+                if state.link_states.get(link, answer.value) != answer.value:
+                    changed.append(link)
+                state.link_states[link] = int(answer.value)
             elif spec.ber:
                 value = nf.decode_ber(int(answer.value))
             else:
                 value = answer.value * spec.scale
             out.append((spec.metric, (g, str(link), *spec.labels), value))
+    if changed:
+        speeds = backend.field_values(h, [(nf.LINK_SPEED, link) for link in changed])
+        for link, answer in zip(changed, speeds, strict=True):
+            if answer.ret == SUCCESS and answer.value is not None:
+                caps.link_speeds[link] = float(answer.value) * 1e6
+            else:
+                caps.link_speeds.pop(link, None)
 
 
 def _read_legacy(backend: Backend, state: GpuState, out: list[Sample], now: float, interval: float) -> None:
