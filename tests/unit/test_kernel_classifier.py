@@ -74,3 +74,9 @@ def test_a_table_with_a_bad_rule_is_refused_with_the_rule_named(tmp_path):
     table.write_text("version: 2\n")
     with pytest.raises(ValueError, match="version: 1"):
         KernelClassifier.load(table)
+
+
+def test_every_rule_of_the_table_is_documented():
+    doc = (Path(__file__).parents[2] / "docs" / "precision.md").read_text()
+    names = [r.name for r in (*CLASSIFIER.not_gemm, *CLASSIFIER.gemm, *CLASSIFIER.precision)]
+    assert [n for n in names if f"`{n}`" not in doc] == []

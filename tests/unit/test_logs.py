@@ -201,3 +201,8 @@ def test_bad_rules_are_refused_when_the_config_is_loaded(rule, message):
 def test_the_default_rule_set_loads_and_every_rule_compiles():
     names = [r.name for r in LogsConfig().all_rules()]
     assert {"te_promotion", "fp8_fallback", "cuda_oom", "nccl_error", "engine_load"} <= set(names)
+
+
+def test_every_default_rule_is_documented():
+    doc = (Path(__file__).parents[2] / "docs" / "precision.md").read_text()
+    assert [r.name for r in LogsConfig().all_rules() if f"`{r.name}`" not in doc] == []
