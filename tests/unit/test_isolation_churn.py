@@ -164,3 +164,158 @@ def test_gpu_lost_and_back_through_the_scheduler(nvml: ReplayBackend) -> None:
     assert back[("blackwell_gpu_up", gpu1)] == 1
     assert back[("blackwell_gpu_power_watts", (("gpu", "1"),))] > 0
 
+
+
+# -- log files rotated, truncated, deleted ---------------------------------------------------------
+
+def _autotune_count(store: SnapshotStore) -> float:
+    return served(store).get(("blackwell_engine_cold_start_events_total", (("event", "autotune"),)), 0)
+
+
+def test_log_rotation_and_truncation_lose_no_line_and_count_none_twice(tmp_path: Path) -> None:
+    from exporter.sources.logs import LogsConfig, LogsSource
+
+    log = tmp_path / "server.log"
+    log.write_text("")
+    clock = Clock()
+    run, store = runner(LogsSource(LogsConfig(enabled=True, interval=1, timeout=1, paths=[str(log)])), clock)
+    run.run_once()
+    with log.open("a") as f:
+        f.write("autotuning kernels 1\nautotuning kernels 2\n")
+    clock.now += 1
+    run.run_once()
+    assert _autotune_count(store) == 2
+
+    with log.open("a") as f:
+        f.write("autotuning kernels 3\n")  # written just before logrotate renames the file
+    log.rename(tmp_path / "server.log.1")
+    log.write_text("autotuning kernels 4\n")
+    clock.now += 1
+    run.run_once()
+    assert _autotune_count(store) == 4, "the old file is read to its end, then the new one from its start"
+    assert served(store)[("blackwell_log_reopens_total", (("path", str(log)), ("reason", "rotated")))] == 1
+
+    log.write_text("")  # copytruncate; seen because the file is shorter than the read offset at the next poll
+    clock.now += 1
+    run.run_once()
+    with log.open("a") as f:
+        f.write("autotuning kernels 5\n")
+    clock.now += 1
+    run.run_once()
+    assert _autotune_count(store) == 5
+    assert served(store)[("blackwell_log_reopens_total", (("path", str(log)), ("reason", "truncated")))] == 1
+    assert run.up
+
+
+def test_a_deleted_log_file_is_followed_again_when_it_reappears(tmp_path: Path) -> None:
+    from exporter.sources.logs import LogsConfig, LogsSource
+
+    log = tmp_path / "server.log"
+    log.write_text("")
+    clock = Clock()
+    run, store = runner(LogsSource(LogsConfig(enabled=True, interval=1, timeout=1, paths=[str(log)])), clock)
+    run.run_once()
+    log.unlink()
+    clock.now += 1
+    run.run_once()
+    assert run.up, "a missing log file is not a failure: the serving process may not have started yet"
+    log.write_text("autotuning kernels again\n")
+    clock.now += 1
+    run.run_once()
+    assert _autotune_count(store) == 1
+
+
+@pytest.mark.xfail(strict=True, reason="logs.Tail keeps a deleted file open until a new file appears at its path: "
+                                       "a log deleted to free disk space stays allocated while the exporter runs")
+def test_a_deleted_log_file_is_released(tmp_path: Path) -> None:
+    import os
+
+    from exporter.sources.logs import LogsConfig, LogsSource
+
+    log = tmp_path / "server.log"
+    log.write_text("x\n")
+    source = LogsSource(LogsConfig(enabled=True, interval=1, timeout=1, paths=[str(log)]))
+    source.poll()
+    log.unlink()
+    source.poll()
+    source.poll()
+    held = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+            if os.path.exists(f"/proc/self/fd/{fd}")]
+    assert not [p for p in held if p.startswith(str(log))], held
+
+
+# -- an engine directory replaced during a deploy --------------------------------------------------
+
+def test_engine_directory_swapped_during_a_deploy(tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    from exporter.sources.engine import EngineConfig, EngineSource
+
+    engines = ROOT / "tests" / "fixtures" / "engines"
+    shutil.copytree(engines / "hf_modelopt_fp8_legacy", tmp_path / "v1")
+    shutil.copytree(engines / "hf_modelopt_nvfp4_flat", tmp_path / "v2")
+    current = tmp_path / "current"
+    current.symlink_to(tmp_path / "v1")
+    clock = Clock()
+    run, store = runner(EngineSource(EngineConfig(enabled=True, interval=30, timeout=5,
+                                                  engines=[{"path": str(current), "name": "llama"}])), clock)
+
+    def quant_algo() -> str | None:
+        infos = [dict(labels) for name, labels in served(store) if name == "blackwell_engine_info"]
+        return infos[0]["quant_algo"] if infos else None
+
+    run.run_once()
+    assert quant_algo() == "FP8"
+
+    current.unlink()  # mid-deploy: the path is briefly missing
+    clock.now += 30
+    run.run_once()
+    assert not run.up and run.errors.get("invalid") == 1
+    assert quant_algo() == "FP8", "the last good description is served while the deploy is in flight"
+
+    os.symlink(tmp_path / "v2", current)  # the new engine is in place
+    clock.now += 30
+    run.run_once()
+    assert run.up and quant_algo() == "NVFP4"
+
+    (tmp_path / "v2" / "hf_quant_config.json").write_text('{"quant_algo": ')  # a half-written file
+    clock.now += 30
+    run.run_once()
+    assert not run.up and quant_algo() == "NVFP4"
+    clock.now += 4 * 30
+    run.run_once()
+    assert quant_algo() is None, "after 3 intervals without a good read the engine's series are dropped"
+
+
+# -- the serving process (dispatch sampler) restarts ------------------------------------------------
+
+def test_dispatch_writer_restart_resets_its_counters_and_a_dead_writer_goes_stale(tmp_path: Path) -> None:
+    from exporter.inprocess.state import FORMAT, VERSION, write_atomic
+    from exporter.sources.dispatch import DispatchConfig, DispatchSource
+
+    def state(pid: int, launches: int, at: float) -> dict:
+        return {"format": FORMAT, "version": VERSION, "pid": pid, "updated_at": at, "windows": 1,
+                "sampled_seconds": 1.0, "records": launches, "dropped_records": 0, "duty_cycle": 0.1,
+                "gpus": {"0": {"kernels": launches, "kernel_seconds": 1.0, "gemm_launches": {"fp4": launches},
+                               "gemm_seconds": {"fp4": 0.5}}}}
+
+    wall = [1_800_000_000.0]
+    clock = Clock()
+    source = DispatchSource(DispatchConfig(enabled=True, interval=10, timeout=5, state_dir=tmp_path, stale_after=60),
+                            clock=lambda: wall[0])
+    run, store = runner(source, clock)
+    fp4 = ("blackwell_gemm_kernel_launches_total", (("gpu", "0"), ("precision", "fp4")))
+    write_atomic(tmp_path / "serving.json", state(100, 5000, wall[0]))
+    run.run_once()
+    assert served(store)[fp4] == 5000
+
+    wall[0] += 90  # the serving process died: its file stops changing
+    clock.now += 10
+    run.run_once()
+    assert not run.up and run.errors.get("stale") == 1
+
+    write_atomic(tmp_path / "serving.json", state(200, 40, wall[0]))  # restarted: counting from zero
+    clock.now += 20
+    run.run_once()
+    assert run.up and served(store)[fp4] == 40
