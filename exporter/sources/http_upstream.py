@@ -116,7 +116,7 @@ def get(url: str, *, timeout: float, max_bytes: int, tls_verify: bool = True, ca
     except ssl.SSLError as exc:
         raise UpstreamError(f"{url}: TLS failed: {exc.reason or exc}", "tls") from None
     except TimeoutError:
-        raise UpstreamError(f"{url}: no complete answer within {timeout:g}s", "timeout") from None
+        raise UpstreamError(f"{url}: no complete answer within {timeout:.3g}s", "timeout") from None
     except http.client.IncompleteRead as exc:
         raise UpstreamError(f"{url}: {_describe(exc)}", "truncated") from None
     except (OSError, http.client.HTTPException) as exc:

@@ -87,7 +87,10 @@ class ServingSource(Source, Generic[E], abc.ABC):
         """Read one endpoint within ``timeout`` seconds. Must not raise: failures go in Reading.error."""
 
     def endpoint_timeout(self, endpoint: E) -> float:
-        return endpoint.timeout if endpoint.timeout is not None else self.config.timeout
+        """An endpoint gets at most 90% of the source's timeout: a hung upstream must be reported by
+        the source (``up 0``) before the scheduler's deadline abandons the whole poll."""
+        budget = self.config.timeout * 0.9
+        return min(endpoint.timeout, budget) if endpoint.timeout is not None else budget
 
     def endpoint_interval(self, endpoint: E) -> float:
         return endpoint.interval if endpoint.interval is not None else self.config.interval

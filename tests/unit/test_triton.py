@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from exporter import promtext
-from exporter.snapshot import HistogramValue, Snapshot
+from exporter.scheduler import SourceRunner
+from exporter.snapshot import HistogramValue, Snapshot, SnapshotStore
 from exporter.sources.base import PartialPollError, PollError
 from exporter.sources.triton import (
     TritonApi,
@@ -370,3 +371,15 @@ def test_any_json_statistics_body_is_parsed_or_refused_as_malformed(data):
         assert exc.reason == "malformed"
         return
     Snapshot.of("triton", triton_families(URL, None, TritonApi(stats=stats)))
+
+
+def test_a_hung_triton_is_reported_by_the_source_before_the_scheduler_gives_up(triton):
+    triton.set_metrics(b"nv_inference_count 1\n" * 50, drip_seconds=0.05)  # would take 50 s
+    store = SnapshotStore()
+    source = TritonSource(TritonConfig(enabled=True, interval=2, timeout=1, endpoints=[triton.endpoint(api=False)]))
+    runner = SourceRunner(source, store, lambda: Snapshot("exporter", {}))
+    runner.run_once()
+    assert runner.errors == {"timeout": 1}
+    assert "no complete answer within 0.9s" in runner.last_error  # the source's message, not "did not finish"
+    assert 'blackwell_serving_up{runtime="triton"' in store.current().text.decode()
+    assert f'endpoint="{triton.server.url("/metrics")}"}} 0' in store.current().text.decode()
