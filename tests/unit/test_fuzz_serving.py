@@ -297,3 +297,55 @@ def test_deeply_nested_server_metadata_is_a_malformed_poll_error(upstream: Upstr
         source.poll()
     assert caught.value.reason == "malformed"
 
+
+
+# -- trtllm-serve through its public source class -------------------------------------------------
+
+TRTLLM_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "trtllm_serve"
+
+
+def test_trtllm_serve_source_poll_against_garbage_answers_returns_families_or_a_poll_error(upstream: Upstream) -> None:
+    from exporter.sources.trtllm_serve import TrtllmServeConfig, TrtllmServeSource
+
+    recorded = [(TRTLLM_FIXTURES / n).read_bytes() for n in ("prometheus_prefixed.txt", "prometheus_unprefixed.txt")]
+    stats = (TRTLLM_FIXTURES / "iteration_stats.json").read_bytes()
+    bodies = st.one_of(st.binary(max_size=200), json_values.map(lambda v: json.dumps(v).encode()),
+                       st.sampled_from([*recorded, stats]),
+                       st.sampled_from(recorded).flatmap(lambda body: st.integers(0, len(body)).map(
+                           lambda cut: body[:cut])))
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(bodies, bodies, bodies, bodies, st.sampled_from([200, 404, 503]))
+    def run(tick: Callable[[], None], metrics: bytes, version: bytes, models: bytes, iterations: bytes,
+            status: int) -> None:
+        tick()
+        upstream.routes.update({
+            "/prometheus/metrics": Route(metrics), "/health": Route(b"", status=status),
+            "/version": Route(version, content_type="application/json"),
+            "/v1/models": Route(models, content_type="application/json"),
+            "/metrics": Route(iterations, content_type="application/json")})
+        source = TrtllmServeSource(TrtllmServeConfig(enabled=True, interval=5, timeout=2, endpoints=[
+            {"url": upstream.url("/prometheus/metrics"), "iteration_stats": True}]))
+        try:
+            families = source.poll()
+        except PollError as exc:
+            families = getattr(exc, "families", [])
+        served(Snapshot.of("trtllm_serve", families))
+
+    counted("trtllm-serve source: garbage upstream answers", lambda tick: run(tick))
+
+
+@pytest.mark.xfail(strict=True, reason="trtllm_serve._json_field/_first_model catch ValueError, not RecursionError: "
+                                       "deeply nested JSON from /version or /v1/models escapes the source as "
+                                       "RecursionError (reason error + restart) instead of a PollError")
+@pytest.mark.parametrize("path", ["/version", "/v1/models"])
+def test_trtllm_serve_deeply_nested_metadata_is_a_poll_error(upstream: Upstream, path: str) -> None:
+    from exporter.sources.trtllm_serve import TrtllmServeConfig, TrtllmServeSource
+
+    upstream.routes.update({"/prometheus/metrics": Route((TRTLLM_FIXTURES / "prometheus_prefixed.txt").read_bytes()),
+                            "/health": Route(b""), "/version": Route(b'{"version": "1.0"}'),
+                            "/v1/models": Route(b'{"data": [{"id": "m"}]}'), path: Route(b"[" * 100000)})
+    source = TrtllmServeSource(TrtllmServeConfig(enabled=True, interval=5, timeout=2, endpoints=[
+        {"url": upstream.url("/prometheus/metrics")}]))
+    with pytest.raises(PollError):
+        source.poll()
