@@ -449,6 +449,9 @@ def markdown(report: dict[str, Any]) -> str:
               f"With the legacy refresh in both: {t['ratio_full_vs_naive_with_legacy']:.3f} (the legacy counters "
               "have no batched form; the source reads them every `legacy_nvlink_interval`, 60 s by default).",
               "", "## Units of NVLink throughput fields 138-141 (exactly 20 GiB copied GPU0->GPU1)", "",
+              "`field_deltas_*` are raw link-0-scoped answers of fields 138-141; `exporter_*_delta_bytes` is the "
+              "exported per-GPU series (sum over links, KiB x 1024) across the same copy (scraped before and "
+              "after; the matmul load had ended).", "",
               "```", json.dumps(report["throughput_unit_check"], indent=1), "```",
               "", "## GPM: two samples `gap` s apart, nvmlGpmMetricsGet, each in its own process", "",
               "| gap s | exit code | output |", "| --- | --- | --- |",
@@ -473,7 +476,6 @@ def main() -> int:
         "topology": sh("nvidia-smi topo -m")}}
     report["timing"] = timing(args.cycles)
     report["gpm_gap_check"] = gpm_gap_check()
-    report["throughput_unit_check"] = throughput_unit_check()
     (args.outdir / "nvml_hw_report.json").write_text(json.dumps(report, indent=1, default=str))
     exporter = start_exporter(args.port, args.outdir / "exporter.log")
     try:
@@ -485,6 +487,16 @@ def main() -> int:
                                               if n.startswith("DCGM_FI_"))[:20]
         report["load"] = load_phase(args.port, args.load_seconds)
         report["source_up"] = get(scrape(args.port), "blackwell_exporter_source_up", source="nvml")
+        time.sleep(2.5)  # a poll after the load ended
+        before = scrape(args.port)
+        report["throughput_unit_check"] = throughput_unit_check()
+        time.sleep(2.5)  # one more poll
+        after = scrape(args.port)
+        for key, gpu, direction in (("exporter_gpu0_tx_data_delta_bytes", "0", "tx"),
+                                    ("exporter_gpu1_rx_data_delta_bytes", "1", "rx")):
+            a = get(before, "blackwell_nvlink_throughput_bytes_total", gpu=gpu, direction=direction, kind="data")
+            b = get(after, "blackwell_nvlink_throughput_bytes_total", gpu=gpu, direction=direction, kind="data")
+            report["throughput_unit_check"][key] = None if a is None or b is None else b - a
     finally:
         exporter.terminate()
         try:

@@ -68,7 +68,7 @@ def samples(families: list[Family]) -> dict[tuple[str, tuple[str, ...]], float]:
     return out
 
 
-def test_h200_recording_yields_identity_gauges_and_links(backend: ReplayBackend) -> None:
+def test_h200_recording_yields_identity_gauges_and_links(backend: ReplayBackend, recording: dict) -> None:
     source = make_source(backend)
     s = samples(source.poll())
     assert s[("blackwell_gpu_up", ("0", GPU0))] == 1
@@ -90,8 +90,11 @@ def test_h200_recording_yields_identity_gauges_and_links(backend: ReplayBackend)
             assert s[("blackwell_nvlink_link_up", (gpu, str(link)))] == 1
             assert s[("blackwell_nvlink_link_speed_bytes_per_second", (gpu, str(link)))] == 26562e6
     assert s[("blackwell_nvlink_link_info", ("0", "0", "6", "switch", "FFFFFFFF:FF:FF.0"))] == 1
-    # Throughput fields are KiB in NVML, bytes here.
-    assert s[("blackwell_nvlink_throughput_bytes_total", ("0", "tx", "raw"))] == 247 * 1024
+    # Throughput fields 138-141 are per link, in KiB: the per-GPU series is the sum over the 18 links.
+    scoped = recording["devices"][0]["fieldvalues_scoped_by_link"]
+    raw_tx = sum(scoped[str(link)]["values"]["NVML_FI_DEV_NVLINK_THROUGHPUT_RAW_TX"]["value"] for link in range(18))
+    assert raw_tx > 18 * 247 - 1
+    assert s[("blackwell_nvlink_throughput_bytes_total", ("0", "tx", "raw"))] == raw_tx * 1024
 
 
 def test_link_speed_is_read_at_probe_and_again_when_the_link_state_changes(backend: ReplayBackend) -> None:

@@ -58,11 +58,6 @@ DEVICE_FIELDS: tuple[DeviceField, ...] = (
     DeviceField(181, "blackwell_gpu_pcie_errors_total", ("unsupported_request",)),
     DeviceField(182, "blackwell_gpu_pcie_errors_total", ("lcrc",)),
     DeviceField(183, "blackwell_gpu_pcie_errors_total", ("lane",)),
-    # NVLink throughput of the whole GPU, cumulative KiB (the scope is ignored by the driver).
-    DeviceField(138, "blackwell_nvlink_throughput_bytes_total", ("tx", "data"), 1024.0),
-    DeviceField(139, "blackwell_nvlink_throughput_bytes_total", ("rx", "data"), 1024.0),
-    DeviceField(140, "blackwell_nvlink_throughput_bytes_total", ("tx", "raw"), 1024.0),
-    DeviceField(141, "blackwell_nvlink_throughput_bytes_total", ("rx", "raw"), 1024.0),
     # Grace C2C (GB200): link count 170 is read at probe; status here.
     DeviceField(171, "blackwell_c2c_link_up"),  # C2C_LINK_GET_STATUS
 )
@@ -77,6 +72,8 @@ class LinkField:
     labels: tuple[str, ...] = ()  # label values after ``gpu`` and ``link``
     scale: float = 1.0
     ber: bool = False  # value is NVML's encoded bit error rate
+    # Exported as one per-GPU series, the sum over links (labels then follow ``gpu`` directly).
+    sum_over_links: bool = False
 
 
 LINK_STATE = 165  # NVLINK_GET_STATE: 0 inactive, 1 active, 2 sleep
@@ -111,6 +108,13 @@ LINK_FIELDS: tuple[LinkField, ...] = (
     LinkField(221, "blackwell_nvlink5_errors_total", ("symbol",)),
     LinkField(222, "blackwell_nvlink5_bit_error_rate", ("symbol",), ber=True),
     *(LinkField(235 + n, "blackwell_nvlink5_fec_history_total", (str(n),)) for n in range(16)),
+    # Throughput 138-141, cumulative KiB. These are per link: asked with scope = link they count
+    # that link only (20 GiB copied GPU0->GPU1 over 18 links moved the link-0 counter by 1/18 of it,
+    # bench/results/nvml_hw_report.md). The catalog's per-GPU series is the sum over links.
+    LinkField(138, "blackwell_nvlink_throughput_bytes_total", ("tx", "data"), 1024.0, sum_over_links=True),
+    LinkField(139, "blackwell_nvlink_throughput_bytes_total", ("rx", "data"), 1024.0, sum_over_links=True),
+    LinkField(140, "blackwell_nvlink_throughput_bytes_total", ("tx", "raw"), 1024.0, sum_over_links=True),
+    LinkField(141, "blackwell_nvlink_throughput_bytes_total", ("rx", "raw"), 1024.0, sum_over_links=True),
 )
 
 # The legacy per-link call nvmlDeviceGetNvLinkErrorCounter(handle, link, counter): counter id -> metric.

@@ -121,6 +121,7 @@ def _read_fields(backend: Backend, state: GpuState, out: list[Sample]) -> None:
     else:
         answers = backend.field_values(h, caps.field_requests)
     changed: list[int] = []
+    sums: dict[tuple[str, tuple[str, ...]], float] = {}
     for (spec, link), answer in zip(caps.field_targets, answers, strict=True):
         if answer.ret in LOST_CODES:
             raise NvmlError(answer.ret, "nvmlDeviceGetFieldValues")
@@ -129,6 +130,10 @@ def _read_fields(backend: Backend, state: GpuState, out: list[Sample]) -> None:
         if link is None:
             out.append((spec.metric, (g, *spec.labels), answer.value * spec.scale))
         elif isinstance(spec, nf.LinkField):
+            if spec.sum_over_links:
+                key = (spec.metric, (g, *spec.labels))
+                sums[key] = sums.get(key, 0.0) + answer.value * spec.scale
+                continue
             if spec.field_id == nf.LINK_STATE:
                 value: float = int(answer.value == 1)
                 if state.link_states.get(link, answer.value) != answer.value:
@@ -139,6 +144,7 @@ def _read_fields(backend: Backend, state: GpuState, out: list[Sample]) -> None:
             else:
                 value = answer.value * spec.scale
             out.append((spec.metric, (g, str(link), *spec.labels), value))
+    out.extend((metric, labels, value) for (metric, labels), value in sums.items())
     if changed:
         speeds = backend.field_values(h, [(nf.LINK_SPEED, link) for link in changed])
         for link, answer in zip(changed, speeds, strict=True):
