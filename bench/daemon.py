@@ -1,0 +1,22 @@
+"""Run the real daemon with the hgx-b200 model widened to ``--gpus`` GPUs (the CLI knows only named boxes).
+
+    python bench/daemon.py --gpus 72 run --simulate hgx-b200-x72 --listen 127.0.0.1:9402
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.workload import profile_with  # noqa: E402
+from exporter.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    argv = sys.argv[1:]
+    if argv[:1] == ["--gpus"]:
+        profile_with(int(argv[1]))
+        argv = argv[2:]
+    sys.exit(main(argv))
