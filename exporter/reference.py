@@ -61,9 +61,13 @@ def metrics_markdown() -> str:
 
 
 def _default(field: FieldInfo) -> str:
-    if field.default_factory is not None:
-        return "(section)"
     value: Any = field.default
+    if field.default_factory is not None:
+        value = field.default_factory()  # type: ignore[call-arg]
+        if isinstance(value, BaseModel):
+            return "(section)"
+        if isinstance(value, list) and value:
+            return f"{len(value)} default entr{'y' if len(value) == 1 else 'ies'}"
     if value is None:
         return "-"
     if isinstance(value, str):
@@ -82,12 +86,26 @@ def _description(model: type[BaseModel], name: str) -> str:
     return ""
 
 
+def _list_item_model(annotation: Any) -> type[BaseModel] | None:
+    """The model inside ``list[Model]``, whose keys each list entry takes."""
+    if get_origin(annotation) is list:
+        (item,) = get_args(annotation)
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            return item
+    return None
+
+
 def _walk(model: type[BaseModel], prefix: str, rows: list[str]) -> None:
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             _walk(annotation, key + ".", rows)
+            continue
+        item = _list_item_model(annotation)
+        if item is not None:
+            rows.append(f"| `{key}` | list | {_default(field)} | {_cell(_description(model, name))} |")
+            _walk(item, key + "[].", rows)
             continue
         if get_origin(annotation) is Literal:
             type_name = " \\| ".join(f"`{choice}`" for choice in get_args(annotation))

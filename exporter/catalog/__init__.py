@@ -8,13 +8,13 @@ fails at the point it is produced, not in a dashboard weeks later.
 
 from __future__ import annotations
 
-from exporter.catalog.model import Metric, MetricType
 from exporter.catalog import exporter as _exporter
 from exporter.catalog import gpu as _gpu
 from exporter.catalog import nvlink as _nvlink
 from exporter.catalog import precision as _precision
 from exporter.catalog import preflight as _preflight
 from exporter.catalog import serving as _serving
+from exporter.catalog.model import Metric, MetricType
 
 __all__ = ["CATALOG", "Metric", "MetricType", "get", "series_names"]
 

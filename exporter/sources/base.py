@@ -27,7 +27,7 @@ class SourceConfig(StrictModel):
     timeout: float = Field(5.0, gt=0, le=600, description="seconds a poll may take before it is abandoned")
 
     @model_validator(mode="after")
-    def _timeout_within_interval(self) -> "SourceConfig":
+    def _timeout_within_interval(self) -> SourceConfig:
         if self.timeout > self.interval:
             raise ValueError(f"timeout ({self.timeout}s) must not exceed interval ({self.interval}s)")
         return self
@@ -71,12 +71,12 @@ class Source(abc.ABC):
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
 
-    def probe(self) -> None:
+    def probe(self) -> None:  # noqa: B027 - optional hook, most sources have nothing to probe
         """Find out what the upstream supports. Raise to be retried with backoff."""
 
     @abc.abstractmethod
     def poll(self) -> list[Family]:
         """Read the upstream once and return complete families for this moment."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release handles; called on shutdown and before a re-probe."""

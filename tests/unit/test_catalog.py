@@ -3,11 +3,14 @@
 import pytest
 
 from exporter import catalog
-from exporter.catalog.model import MetricType, counter, gauge, info
+from exporter.catalog.model import COMPAT_SOURCE, MetricType, counter, gauge, info
 
 
 def test_every_metric_follows_the_naming_conventions():
     for metric in catalog.CATALOG.values():
+        if COMPAT_SOURCE in metric.sources:
+            assert metric.name.startswith("DCGM_FI_") and metric.type is MetricType.GAUGE, metric.name
+            continue
         assert metric.name.startswith("blackwell_"), metric.name
         if metric.type is MetricType.COUNTER:
             assert metric.name.endswith("_total")
@@ -41,3 +44,9 @@ def test_series_names_include_histogram_parts():
     names = catalog.series_names()
     assert "blackwell_serving_ttft_seconds_bucket" in names
     assert "blackwell_serving_ttft_seconds_count" in names
+
+
+def test_dcgm_exporter_names_are_allowed_only_for_the_compat_option():
+    with pytest.raises(ValueError, match="DCGM_FI_"):
+        gauge("DCGM_FI_DEV_GPU_UTIL", "x", sources=("nvml",))
+    assert gauge("DCGM_FI_DEV_GPU_UTIL", "x", sources=(COMPAT_SOURCE,)).name == "DCGM_FI_DEV_GPU_UTIL"

@@ -420,7 +420,7 @@ class BoxModel:
         model, version = p.model, "1"
         runtime, endpoint = "triton", "http://127.0.0.1:8002/metrics"
         f = {name: Family(name) for name in (
-            "blackwell_serving_up", "blackwell_serving_ready", "blackwell_serving_runtime_info",
+            "blackwell_serving_up", "blackwell_serving_live", "blackwell_serving_ready", "blackwell_serving_runtime_info",
             "blackwell_serving_model_ready", "blackwell_serving_request_success_total",
             "blackwell_serving_request_failure_total", "blackwell_serving_inference_count_total",
             "blackwell_serving_execution_count_total", "blackwell_serving_request_duration_seconds_total",
@@ -435,6 +435,7 @@ class BoxModel:
             "blackwell_serving_iterations_total",
         )}
         f["blackwell_serving_up"].add((runtime, endpoint), 1)
+        f["blackwell_serving_live"].add((runtime, endpoint), 1)
         f["blackwell_serving_ready"].add((runtime, endpoint), int(sc.serving_ready))
         f["blackwell_serving_runtime_info"].add((runtime, endpoint, "trtllm-cpp-backend", "2.51.0"), 1)
         f["blackwell_serving_model_ready"].add((model, version), int(sc.serving_ready))
