@@ -7,15 +7,17 @@ import json
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import free_port, http_get, running_exporter, wait_until
+from tests.support import REPO, free_port, http_get, running_exporter, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -89,22 +91,45 @@ def test_scenario_switch_at_run_time(exporter):
         urllib.request.urlopen(urllib.request.Request(exporter + "/-/scenario?name=healthy", method="POST", data=b""))
 
 
-def test_readyz_is_503_until_the_first_poll_then_200():
-    """A poll slower than process start-up makes the 503 window observable: the sim's first poll at
-    hgx-b200 takes milliseconds, so the test starts the daemon with readiness watched from the first
-    byte the server answers and records every status it sees."""
-    seen: list[int] = []
-    with running_exporter("--simulate", "hgx-b200") as (base, _):
-        def record() -> bool:
-            status, body, _ = http_get(base + "/readyz")
-            seen.append(status)
-            if status == 503:
-                assert b"no completed poll yet" in body
-            return status == 200
-        wait_until(record, interval=0.001, what="ready")
-    assert seen[-1] == 200
-    first_ok = seen.index(200)
-    assert set(seen[:first_ok]) <= {503}
+def test_readyz_is_503_until_every_source_has_polled_then_200(tmp_path):
+    """A trtllm-serve upstream that is not up yet keeps the exporter unready, with the reason;
+    once it answers, the next poll makes the exporter ready."""
+    port = free_port()
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "sources:\n"
+        "  nvml: {enabled: false}\n"
+        "  trtllm_serve:\n"
+        "    enabled: true\n"
+        "    interval: 1\n"
+        "    timeout: 1\n"
+        f"    endpoints: [{{url: 'http://127.0.0.1:{port}/prometheus/metrics', model: m}}]\n"
+    )
+    body = (REPO / "tests/fixtures/trtllm_serve/prometheus_prefixed.txt").read_bytes()
+    routes = {"/prometheus/metrics": body, "/health": b"", "/version": b'{"version": "1.0"}',
+              "/v1/models": b'{"data": [{"id": "m"}]}'}
+
+    class Upstream(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            payload = routes.get(self.path.split("?")[0])
+            self.send_response(200 if payload is not None else 404)
+            self.send_header("Content-Length", str(len(payload or b"")))
+            self.end_headers()
+            self.wfile.write(payload or b"")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with running_exporter("--config", str(config)) as (base, _):
+        status, text, _ = http_get(base + "/readyz")
+        assert status == 503
+        assert b"trtllm_serve: no completed poll yet" in text
+        upstream = ThreadingHTTPServer(("127.0.0.1", port), Upstream)
+        threading.Thread(target=upstream.serve_forever, daemon=True).start()
+        try:
+            wait_until(lambda: http_get(base + "/readyz")[0] == 200, timeout=40, what="ready after upstream is up")
+        finally:
+            upstream.shutdown()
 
 
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="Debian's prometheus package provides it")
