@@ -111,7 +111,8 @@ class ExporterHTTPServer(ThreadingHTTPServer):
             log.exception("error while serving %s", client_address)
 
     def serve_in_thread(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
+        # A short poll interval makes shutdown() return within 0.1 s (it waits for the loop to notice).
+        thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1}, name="http", daemon=True)
         thread.start()
         return thread
 
