@@ -199,3 +199,26 @@ def test_web_config_documents_load_or_name_their_key() -> None:
             assert exc.problems and all(p.startswith(f"{path}: ") for p in exc.problems)
 
     counted("web config: random documents", lambda tick: run(tick))
+
+
+@pytest.mark.parametrize("payload", [
+    "!!python/object/apply:os.system ['touch {marker}']",
+    "!!python/object/new:subprocess.Popen [['touch', '{marker}']]",
+    "!!python/name:os.system",
+])
+def test_yaml_tags_that_would_run_code_are_refused_everywhere(tmp_path: Path, payload: str) -> None:
+    marker = tmp_path / "executed"
+    value = payload.format(marker=marker)
+    config_file = tmp_path / "config.yml"
+    config_file.write_text(f"listen: {value}\n")
+    with pytest.raises(config_mod.ConfigError, match="not valid YAML"):
+        config_mod.load(config_file, environ={})
+    try:
+        config_mod.load(None, environ={"BLACKWELL_EXPORTER_LOG_LEVEL": value})
+    except config_mod.ConfigError as exc:
+        assert all(PROBLEM.match(p) for p in exc.problems)
+    web = tmp_path / "web.yml"
+    web.write_text(f"basic_auth_users:\n  u: {value}\n")
+    with pytest.raises(webconfig.WebConfigError, match="not valid YAML"):
+        webconfig.load(web)
+    assert not marker.exists()
