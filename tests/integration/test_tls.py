@@ -187,6 +187,22 @@ def test_client_certificates_required_and_verified_against_client_ca(pki: dict) 
         srv.server_close()
 
 
+def test_verify_client_cert_if_given_accepts_none_but_refuses_a_stranger(pki: dict) -> None:
+    web = pki["dir"] / "web.yml"
+    web.write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+                   "  client_ca_file: ca.crt\n  client_auth_type: VerifyClientCertIfGiven\n")
+    srv = serve(web)
+    port = srv.server_address[1]
+    try:
+        assert get(port, client_context(pki), "/healthz")[0] == 200
+        assert get(port, client_context(pki, pki["client"]), "/healthz")[0] == 200
+        with pytest.raises((ssl.SSLError, ConnectionResetError, http.client.RemoteDisconnected)):
+            get(port, client_context(pki, pki["intruder"]), "/healthz")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 def test_basic_auth_over_tls_guards_everything_but_healthz(pki: dict) -> None:
     web = pki["dir"] / "web.yml"
     web.write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
