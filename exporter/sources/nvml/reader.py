@@ -18,11 +18,12 @@ from exporter.sources.nvml.capabilities import CLOCK_MEM, CLOCK_SM, GpuCapabilit
 
 Sample = tuple[str, tuple[str, ...], float]
 
-# GPM metrics are computed from two samples; closer than this NVML has too little to go on (and a
-# pair taken milliseconds apart crashed the process inside nvmlGpmMetricsGet on an H200, driver 580).
+# GPM metrics are computed from two samples; closer than this NVML has little to go on. On an H200
+# (driver 580) nvmlGpmMetricsGet segfaulted the process for a pair taken milliseconds apart while the
+# other GPU's read thread was inside NVML; the same gaps in a single-threaded process did not crash
+# (bench/results/nvml_hw_report.md). Both guards stay: a minimum gap, and GPM calls serialised
+# across the per-GPU read threads (they take tens of µs).
 GPM_MIN_GAP_SECONDS = 0.2
-# GPM keeps host-side state per sample; the calls are cheap (tens of µs), so they are serialised
-# across the per-GPU read threads rather than relying on NVML's thread safety there.
 _GPM_LOCK = threading.Lock()
 
 
