@@ -46,6 +46,9 @@ def _gpu_label(ordinal: int) -> tuple[str, str]:
     try:
         from cuda.bindings import driver
 
+        (err,) = driver.cuInit(0)  # a no-op once the framework has initialized CUDA
+        if err != driver.CUresult.CUDA_SUCCESS:
+            raise RuntimeError(err)
         err, device = driver.cuDeviceGet(ordinal)
         if err != driver.CUresult.CUDA_SUCCESS:
             raise RuntimeError(err)
