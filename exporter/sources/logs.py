@@ -267,7 +267,8 @@ class LogsSource(Source):
                 log.info("logs: %s was %s; reading the new file from its start", path, reason)
             for raw in lines:
                 self.count_line(raw.decode("utf-8", errors="replace"))
-            if tail.handle is None and path not in paths:
+            if path not in paths and (tail.handle is None or read == 0):
+                tail.close()  # no longer named by the config (a glob stopped matching): drained, let go
                 del self.tails[path]
         return self._families()
 

@@ -206,3 +206,15 @@ def test_the_default_rule_set_loads_and_every_rule_compiles():
 def test_every_default_rule_is_documented():
     doc = (Path(__file__).parents[2] / "docs" / "precision.md").read_text()
     assert [r.name for r in LogsConfig().all_rules() if f"`{r.name}`" not in doc] == []
+
+
+def test_a_file_the_glob_no_longer_names_is_read_to_its_end_and_let_go(tmp_path):
+    log = tmp_path / "rank0.log"
+    log.write_text(OOM_LINE)
+    src = source(tmp_path / "*.log")
+    assert counts(src)[OOM] == 1
+    append(log, OOM_LINE)
+    os.rename(log, tmp_path / "rank0.old")
+    assert counts(src)[OOM] == 2  # the renamed file's last line still counts
+    counts(src)
+    assert src.tails == {}
