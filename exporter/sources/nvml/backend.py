@@ -38,7 +38,10 @@ UNSUPPORTED_CODES = frozenset({NOT_SUPPORTED, FUNCTION_NOT_FOUND, NO_PERMISSION,
 CODE_NAMES = {SUCCESS: "Success", UNINITIALIZED: "Uninitialized", INVALID_ARGUMENT: "InvalidArgument",
               NOT_SUPPORTED: "NotSupported", NO_PERMISSION: "NoPermission", NOT_FOUND: "NotFound",
               TIMEOUT: "Timeout", FUNCTION_NOT_FOUND: "FunctionNotFound", GPU_IS_LOST: "GpuIsLost",
-              RESET_REQUIRED: "ResetRequired", GPU_NOT_FOUND: "GpuNotFound", UNKNOWN: "Unknown"}
+              RESET_REQUIRED: "ResetRequired", GPU_NOT_FOUND: "GpuNotFound", UNKNOWN: "Unknown",
+              9: "DriverNotLoaded", 12: "LibraryNotFound (libnvidia-ml.so)", 17: "OperatingSystem",
+              18: "LibRmVersionMismatch (driver and library versions differ)", 20: "Memory", 21: "NoData",
+              ARGUMENT_VERSION_MISMATCH: "ArgumentVersionMismatch", 26: "Deprecated", 27: "NotReady"}
 
 
 class NvmlError(Exception):

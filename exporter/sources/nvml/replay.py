@@ -10,6 +10,11 @@ On top of the recording, tests inject what the hardware here cannot show: synthe
 NVLink5 counters (:meth:`make_blackwell`), a GPU falling off the bus (:meth:`lose_gpu`), a call
 that hangs (:meth:`hang`), XID events (:meth:`emit_xid`) and counters that change or reset
 (:meth:`set_field`, :meth:`set_legacy`). ``calls`` counts every call by method name.
+
+Latencies replay as virtual time, never as sleeps: every call adds its recorded duration to
+``elapsed_us`` (plain calls and the legacy per-link counter: the recorded wall time; a field-values
+call: :data:`FIELD_CALL_BASE_US` plus the driver's recorded per-field latency of each entry). Tests
+compare the cost of two ways of reading the same GPU without waiting for it.
 """
 
 from __future__ import annotations
@@ -53,6 +58,12 @@ BLACKWELL_LINK_VALUES: dict[int, int] = {
     222: (2 << 8) | 12,  # SYMBOL_BER 2e-12
     **{235 + n: 0 for n in range(16)},
 }
+
+
+# Fixed cost of one nvmlDeviceGetFieldValues call on top of its fields' own latencies. From the
+# hardware report (2x H200, driver 580): 196 single-entry calls per GPU cost ~116 ms of which the
+# fields' recorded latencies explain ~10 ms, i.e. ~0.54 ms per call.
+FIELD_CALL_BASE_US = 540.0
 
 
 def _name_tables() -> tuple[dict[int, list[str]], dict[int, str]]:
@@ -105,6 +116,7 @@ class ReplayBackend(Backend):
         self.phase = "idle"  # GPM answers: "idle" or "load"
         self.calls: Counter[str] = Counter()
         self.init_count = 0
+        self.elapsed_us = 0.0
 
     @classmethod
     def from_files(cls, recording: Path, overlay: Path | None = None, **kwargs: Any) -> ReplayBackend:
@@ -184,14 +196,19 @@ class ReplayBackend(Backend):
             raise NvmlError(code, method)
         return self._devices[handle.index]
 
+    def _spend(self, us: float) -> None:
+        with self._lock:
+            self.elapsed_us += us
+
     def _recorded(self, handle: ReplayHandle, method: str, key: str) -> Any:
         device = self._enter(method, handle)
         assert device is not None
-        if (handle.index, method) in self._plain:
-            return self._plain[(handle.index, method)]
         entry = device["calls"].get(key, device.get(key))
         if entry is None:
             entry = self._overlay.get(key, {}).get(str(handle.index))
+        self._spend(float((entry or {}).get("us") or 0.0))
+        if (handle.index, method) in self._plain:
+            return self._plain[(handle.index, method)]
         if entry is None:
             raise NvmlError(FUNCTION_NOT_FOUND, key)
         if entry.get("err"):
@@ -330,6 +347,10 @@ class ReplayBackend(Backend):
     def field_values(self, handle: ReplayHandle, requests: Sequence[tuple[int, int]]) -> list[FieldValue]:
         device = self._enter("field_values", handle)
         assert device is not None
+        unscoped = device["fieldvalues_unscoped"]
+        self._spend(FIELD_CALL_BASE_US + sum(
+            float(unscoped.get(name, {}).get("lat_us") or 0.0)
+            for field_id, _ in requests for name in self._field_names.get(field_id, [])[:1]))
         return [self._field(handle.index, device, field_id, scope) for field_id, scope in requests]
 
     def _field(self, index: int, device: Mapping[str, Any], field_id: int, scope: int) -> FieldValue:
@@ -364,6 +385,7 @@ class ReplayBackend(Backend):
 
     def nvlink_error_counter(self, handle: ReplayHandle, link: int, counter: int) -> int:
         entry = self._link(handle, "nvlink_error_counter", link)
+        self._spend(float(entry["error_counters"][_LEGACY_NAMES[counter]].get("us") or 0.0))
         key = (handle.index, link, counter)
         if key in self._legacy:
             value = self._legacy[key]
