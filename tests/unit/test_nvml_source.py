@@ -440,3 +440,27 @@ def test_recorded_latencies_make_the_batched_poll_under_a_third_of_a_naive_one(b
     clock.now += 3600
     source.poll()
     assert backend.elapsed_us - start - batched > 2 * 90 * 900
+
+
+def test_scheduler_keeps_the_source_up_with_one_gpu_hung_and_marks_it_stalled_when_all_are(
+        backend: ReplayBackend) -> None:
+    from exporter.scheduler import SourceRunner
+    from exporter.snapshot import SnapshotStore
+
+    store = SnapshotStore()
+    source = NvmlSource(NvmlConfig(xid_events=False, gpu_deadline=0.2, timeout=1.0, interval=2.0), backend=backend)
+    runner = SourceRunner(source, store, lambda: Snapshot("exporter", {}))
+    runner.run_once()
+    assert runner.up
+    backend.hang(1, "utilization")
+    runner.run_once()
+    assert runner.up
+    body = store.current().text.decode()
+    assert f'blackwell_gpu_nvml_stalled{{gpu="1",uuid="{GPU1}"}} 1' in body
+    assert 'blackwell_gpu_power_watts{gpu="0"}' in body
+    backend.hang(0, "utilization")
+    runner._next_attempt = 0.0  # noqa: SLF001 - no need to wait out the interval
+    runner.run_once()
+    assert not runner.up and runner.errors["stalled"] == 1
+    backend.unhang(0, "utilization")
+    backend.unhang(1, "utilization")
