@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
@@ -73,7 +73,6 @@ class _Gpu:
 class _Result:
     samples: list[Sample] | None = None
     error: BaseException | None = None
-    done: threading.Event = field(default_factory=threading.Event)
 
 
 class NvmlSource(Source):
@@ -94,7 +93,6 @@ class NvmlSource(Source):
         self._xid_counts: Any = None
         self._reinit_failures = 0
         self._next_reinit: float | None = None
-        self.last_cycle_seconds: float | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def probe(self) -> None:
@@ -180,7 +178,6 @@ class NvmlSource(Source):
         if self.config.dcgm_compat_names:
             last = self._xid.last() if self._xid is not None else {}
             families.extend(dcgm_compat_families(samples, {g.uuid: g for g in self._gpus}, last))
-        self.last_cycle_seconds = self._clock() - started
         return [up, stalled, *families]
 
     def _read_all(self, now: float) -> dict[str, _Result]:
@@ -202,8 +199,6 @@ class NvmlSource(Source):
                                               self.config.gpm)
                 except BaseException as exc:  # noqa: BLE001 - handed to the poll thread
                     result.error = exc
-                finally:
-                    result.done.set()
 
             thread = threading.Thread(target=work, name=f"nvml-gpu{gpu.index}", daemon=True)
             thread.start()
