@@ -24,8 +24,9 @@ from exporter.sources.registry import SOURCES
 
 ENV_PREFIX = "BLACKWELL_EXPORTER_"
 
-# Sources the simulation stands in for: --simulate turns these off.
-SIMULATED_SOURCES = ("nvml", "dcgm", "triton", "trtllm_serve")
+# Sources whose metrics the simulation fills itself: --simulate turns these off, so no series is
+# emitted twice. Sources it does not model (preflight) keep their setting.
+SIMULATED_SOURCES = ("nvml", "dcgm", "triton", "trtllm_serve", "counter_mapping", "engine", "dispatch", "logs")
 
 SourcesConfig = create_model(  # type: ignore[call-overload]
     "SourcesConfig",

@@ -47,6 +47,15 @@ def test_promtool_finds_nothing_to_complain_about(exporter):
     assert result.returncode == 0 and result.stdout == b"" and result.stderr == b"", result.stdout + result.stderr
 
 
+def test_no_series_is_emitted_twice(exporter):
+    seen = set()
+    for samples in scrape(exporter).values():
+        for sample in samples:
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            assert key not in seen, key
+            seen.add(key)
+
+
 def test_eight_gpus_with_eighteen_links_each(exporter):
     metrics = scrape(exporter)
     assert {s.labels["gpu"] for s in metrics["blackwell_gpu_up"]} == {str(i) for i in range(8)}

@@ -15,6 +15,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from exporter.snapshot import Family, HistogramValue
+from exporter.sources.simulated.precision_extras import PrecisionExtras
 from exporter.sources.simulated.profiles import Profile
 from exporter.sources.simulated.scenarios import Scenario
 
@@ -101,6 +102,7 @@ class BoxModel:
         self.te_promotions: dict[str, float] = {}
         self.c2c_share = scenario.c2c_read_share
         self.load_now = 0.0
+        self.extras = PrecisionExtras(profile)
 
     def set_scenario(self, scenario: Scenario, now: float) -> None:
         self.scenario = scenario
@@ -127,6 +129,7 @@ class BoxModel:
         for gpu in self.gpus:
             self._advance_gpu(gpu, dt, tokens_per_s)
         self._advance_precision(dt)
+        self.extras.advance(sc, dt, self.load_now)
         if p.c2c and sc.c2c_share_growth_per_second:
             self.c2c_share = min(0.6, self.c2c_share + sc.c2c_share_growth_per_second * dt)
 
@@ -267,7 +270,7 @@ class BoxModel:
     # -- families ---------------------------------------------------------------------------
     def families(self) -> list[Family]:
         return [*self._gpu_families(), *self._nvlink_families(), *self._serving_families(),
-                *self._precision_families()]
+                *self._precision_families(), *self.extras.families()]
 
     def _gpu_families(self) -> list[Family]:
         p, g, sc = self.profile, self.profile.gpu, self.scenario

@@ -2,7 +2,7 @@
 
 The box model (``model.py``) already fills the GEMM launch/seconds counters per precision and the
 TE promotion counter. This adds what the engine, dispatch and logs sources would report on the
-same box: the engine's build config (an NVFP4 Qwen2.5-72B-shaped engine on Blackwell, FP8 on
+same box: the engine's build config (an MX-FP4 Qwen2.5-72B-shaped engine on Blackwell, FP8 on
 Hopper, listed through the same layer code the engine source uses), the in-process sampler's
 health at its default duty cycle, and log-rule counters that the scenarios move (FP8 fallback
 warnings in ``fp8-fallback``, cold-start events in ``cold-start``).
@@ -37,7 +37,7 @@ class PrecisionExtras:
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
         blackwell = profile.gpu.architecture == "blackwell"
-        self.quant_algo = "NVFP4" if blackwell else "FP8"
+        self.quant_algo = "W4A8_MXFP4_FP8" if blackwell else "FP8"
         self.windows = 0.0
         self.sampled_seconds = 0.0
         self.records = 0.0
@@ -79,7 +79,7 @@ class PrecisionExtras:
         params = Family("blackwell_engine_gemm_parameters")
         counts: Counter[str] = Counter()
         weights: Counter[str] = Counter()
-        family = "fp4" if self.quant_algo == "NVFP4" else "fp8"
+        family = "fp8" if self.quant_algo == "FP8" else "fp4"
         for layer in linear_layers(MODEL, "trtllm"):
             precision = "excluded" if layer.name == "lm_head" else family
             counts[precision] += 1
