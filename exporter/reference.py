@@ -19,6 +19,7 @@ from exporter.sources.simulated.profiles import PROFILES
 from exporter.sources.simulated.scenarios import SCENARIOS
 
 _AREAS = {
+    "DCGM_FI_": "dcgm-exporter compatible names (nvml option)",
     "blackwell_exporter_": "Exporter self-metrics",
     "blackwell_gpu_": "GPU",
     "blackwell_c2c_": "Grace NVLink-C2C",

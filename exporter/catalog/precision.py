@@ -17,8 +17,9 @@ _P = ("process",)
 METRICS = [
     # -- what actually ran: the in-process CUPTI sampler, read by the dispatch source --------
     counter("blackwell_gemm_kernel_launches_total",
-            "GEMM kernel launches observed by the in-process sampler, by precision path.",
-            ("gpu", "precision"), sources=_DISPATCH),
+            "GEMM kernel launches by precision path: observed by the in-process sampler, or re-exported "
+            "from a runtime counter through counter_mapping.",
+            ("gpu", "precision"), sources=(*_DISPATCH, "counter_mapping")),
     counter("blackwell_gemm_kernel_seconds_total",
             "GPU time spent in GEMM kernels observed by the in-process sampler, by precision path.",
             ("gpu", "precision"), sources=_DISPATCH, unit="seconds"),
@@ -67,8 +68,9 @@ METRICS = [
           ("engine",), sources=_ENGINE, unit="seconds"),
     # -- what the logs say: the logs source ---------------------------------------------------
     counter("blackwell_te_promotion_events_total",
-            "Transformer Engine quantization promotion events (a tensor promoted to higher precision), by layer.",
-            ("layer",), sources=_LOGS),
+            "Transformer Engine quantization promotion events (a tensor promoted to higher precision), by layer; "
+            "from log rules, or re-exported from a runtime counter through counter_mapping.",
+            ("layer",), sources=(*_LOGS, "counter_mapping")),
     counter("blackwell_fp8_fallback_warnings_total",
             "Log warnings that an FP8/FP4 kernel or plugin was unavailable and a higher precision was used.",
             ("rule",), sources=_LOGS),

@@ -1,11 +1,10 @@
 """Counters the runtime already has, re-exported under catalog names (issue 5, part 4)."""
 
-import dataclasses
 
 import pytest
 from pydantic import ValidationError
 
-from exporter import catalog, promtext
+from exporter import promtext
 from exporter.snapshot import Snapshot
 from exporter.sources.base import PartialPollError
 from exporter.sources.counter_mapping import (
@@ -37,16 +36,6 @@ trtllm_kv_cache_utilization{model_name="undefined"} 0.4
 """
 
 
-@pytest.fixture
-def mappable(monkeypatch):
-    """Let counter_mapping fill the precision counters, as their catalog entries should (see the report)."""
-    for name in ("blackwell_gemm_kernel_launches_total", "blackwell_te_promotion_events_total"):
-        metric = catalog.CATALOG[name]
-        if "counter_mapping" not in metric.sources:
-            monkeypatch.setitem(catalog.CATALOG, name,
-                                dataclasses.replace(metric, sources=(*metric.sources, "counter_mapping")))
-
-
 def values(families):
     return {(f.metric.name, labels): value for f in families for labels, value in f.samples}
 
@@ -63,7 +52,7 @@ BRIEF_MAPPINGS = [
 ]
 
 
-def test_the_product_briefs_counters_land_on_catalog_names(mappable):
+def test_the_product_briefs_counters_land_on_catalog_names():
     mappings = [CounterMap(**m) for m in BRIEF_MAPPINGS]
     families, problems = map_counters(promtext.parse(RUNTIME_BODY), mappings)
     got = values(families)
