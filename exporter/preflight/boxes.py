@@ -32,7 +32,7 @@ def read_backend(backend: Backend, extra: from_nvml.ExtraCalls, origin: str) -> 
     try:
         backend.init()
     except Exception as exc:  # noqa: BLE001 - NVMLError_LibraryNotFound, DriverNotLoaded, NoPermission...
-        return HostFacts(origin=origin, error=f"nvmlInit failed: {exc}")
+        return HostFacts(origin=origin, error=str(exc) if isinstance(exc, NvmlError) else f"nvmlInit: {exc}")
     try:
         return from_nvml.host_facts(backend, extra, origin=origin)
     finally:
