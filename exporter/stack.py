@@ -1,0 +1,272 @@
+"""A local monitoring stack on loopback: simulated exporters, Prometheus and Alertmanager as subprocesses.
+
+Used by ``blackwell-exporter demo`` and by the e2e fault drills. Every process gets a free
+127.0.0.1 port, its own directory for config, data and log, and its own session (so a Ctrl-C
+in the terminal reaches only the parent, which then stops the children in order).
+Prometheus and Alertmanager are Debian's binaries (``apt-get install prometheus
+prometheus-alertmanager``); nothing here needs a container engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# How often the whole chain samples: simulated poll, scrape, rule evaluation. One second keeps
+# a drill to seconds; the alert `for:` durations and windows are shrunk by the time scale.
+TICK_SECONDS = 1.0
+# Rules as drills and the demo run them: 100x faster (5m -> 3s, 10m -> 6s, 1h -> 36s, 1d -> 14m24s).
+# Production timing stays covered by the promtool unit tests of the unscaled rules.
+DRILL_TIME_SCALE = 0.01
+START_TIMEOUT_SECONDS = 30.0
+
+
+class StackError(RuntimeError):
+    """A component could not be found or did not come up; the message says which and why."""
+
+
+def find_binary(*names: str) -> str:
+    """The first of ``names`` on PATH (Debian calls Alertmanager ``prometheus-alertmanager``)."""
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    raise StackError(f"none of {', '.join(names)} is on PATH; install Debian's prometheus and "
+                     "prometheus-alertmanager packages (./dev test does)")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def http_post(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@dataclass
+class Service:
+    """One child process serving HTTP on 127.0.0.1:``port``; its output goes to ``log_path``."""
+
+    name: str
+    port: int
+    process: subprocess.Popen
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def wait_ready(self, path: str, timeout: float = START_TIMEOUT_SECONDS) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise StackError(f"{self.name} exited with status {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if http_get(self.url + path, timeout=1.0)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise StackError(f"{self.name} not ready at {self.url}{path} after {timeout:g}s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _spawn(name: str, argv: list[str], directory: Path, ready_path: str, port: int,
+           env: dict[str, str] | None = None) -> Service:
+    directory.mkdir(parents=True, exist_ok=True)
+    log_path = directory / f"{name}.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   cwd=directory, env={**os.environ, **(env or {})}, start_new_session=True)
+    service = Service(name, port, process, log_path)
+    try:
+        service.wait_ready(ready_path)
+    except BaseException:
+        service.stop()
+        raise
+    return service
+
+
+def start_exporter(directory: Path, profile: str, scenario: str = "healthy",
+                   interval: float = TICK_SECONDS, port: int | None = None) -> Service:
+    """The exporter in simulation mode (this Python, this package), polling every ``interval`` seconds."""
+    port = port or free_port()
+    argv = [sys.executable, "-m", "exporter", "run", "--simulate", profile, "--scenario", scenario,
+            "--listen", f"127.0.0.1:{port}"]
+    env = {"BLACKWELL_EXPORTER_SOURCES__SIMULATED__INTERVAL": f"{interval:g}",
+           "BLACKWELL_EXPORTER_SOURCES__SIMULATED__TIMEOUT": f"{interval:g}"}
+    return _spawn(f"exporter-{profile}", argv, directory / f"exporter-{profile}", "/readyz", port, env)
+
+
+def prometheus_config(targets: list[str], alertmanager: str, rule_files: list[Path],
+                      interval: float = TICK_SECONDS, job: str | None = None) -> dict[str, Any]:
+    """Scrape each exporter (``host:port``) under the mixin's job name, send alerts to ``alertmanager``."""
+    from exporter.mixin.config import MixinConfig
+
+    return {
+        "global": {"scrape_interval": f"{interval:g}s", "scrape_timeout": f"{interval:g}s",
+                   "evaluation_interval": f"{interval:g}s"},
+        "rule_files": [str(path) for path in rule_files],
+        "alerting": {"alertmanagers": [{"api_version": "v2", "static_configs": [{"targets": [alertmanager]}]}]},
+        "scrape_configs": [{"job_name": job or MixinConfig().job, "static_configs": [{"targets": targets}]}],
+    }
+
+
+def start_prometheus(directory: Path, config: dict[str, Any]) -> Service:
+    directory.mkdir(parents=True, exist_ok=True)
+    config_file = directory / "prometheus.yml"
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    port = free_port()
+    argv = [find_binary("prometheus"), f"--config.file={config_file}", f"--storage.tsdb.path={directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle",
+            # Resolved and re-fired alerts reach Alertmanager within a tick instead of a minute.
+            f"--rules.alert.resend-delay={TICK_SECONDS:g}s", "--log.level=warn"]
+    return _spawn("prometheus", argv, directory, "/-/ready", port)
+
+
+def alertmanager_config(webhook_url: str | None, interval: float = TICK_SECONDS) -> dict[str, Any]:
+    """Route every alert on its own (group_by ``...``) at once; ``webhook_url`` gets firing and resolved."""
+    receiver: dict[str, Any] = {"name": "drill"}
+    if webhook_url:
+        receiver["webhook_configs"] = [{"url": webhook_url, "send_resolved": True}]
+    return {
+        "route": {"receiver": "drill", "group_by": ["..."], "group_wait": f"{interval:g}s",
+                  "group_interval": f"{interval:g}s", "repeat_interval": "1h"},
+        "receivers": [receiver],
+    }
+
+
+def start_alertmanager(directory: Path, config: dict[str, Any]) -> Service:
+    directory.mkdir(parents=True, exist_ok=True)
+    config_file = directory / "alertmanager.yml"
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    port = free_port()
+    argv = [find_binary("alertmanager", "prometheus-alertmanager"), f"--config.file={config_file}",
+            f"--storage.path={directory / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=", "--log.level=warn"]
+    return _spawn("alertmanager", argv, directory, "/-/ready", port)
+
+
+def write_rules(path: Path, time_scale: float) -> Path:
+    """The mixin's alert and recording rules with every ``for:`` and range window shrunk by ``time_scale``."""
+    from exporter.mixin.config import MixinConfig
+    from exporter.mixin.rules import rule_groups
+
+    path.write_text(yaml.safe_dump({"groups": rule_groups(MixinConfig(), time_scale)}, sort_keys=False))
+    return path
+
+
+@dataclass
+class Stack:
+    """Exporters (one per simulation profile), one Prometheus and one Alertmanager, started in that order."""
+
+    directory: Path
+    exporters: dict[str, Service] = field(default_factory=dict)
+    prometheus: Service | None = None
+    alertmanager: Service | None = None
+
+    @classmethod
+    def start(cls, directory: Path, profiles: list[str], rule_files: list[Path],
+              webhook_url: str | None = None, scenario: str = "healthy") -> Stack:
+        stack = cls(directory)
+        try:
+            for profile in profiles:
+                stack.exporters[profile] = start_exporter(directory, profile, scenario)
+            stack.alertmanager = start_alertmanager(directory / "alertmanager", alertmanager_config(webhook_url))
+            targets = [stack.instance(profile) for profile in profiles]
+            stack.prometheus = start_prometheus(directory / "prometheus",
+                                                prometheus_config(targets, f"127.0.0.1:{stack.alertmanager.port}",
+                                                                  rule_files))
+        except BaseException:
+            stack.stop()
+            raise
+        return stack
+
+    def instance(self, profile: str) -> str:
+        """The ``instance`` label Prometheus gives the exporter simulating ``profile``."""
+        return f"127.0.0.1:{self.exporters[profile].port}"
+
+    def restart_exporter(self, profile: str) -> None:
+        """Start a stopped exporter again on its old port, so Prometheus finds it under the same instance."""
+        old = self.exporters[profile]
+        old.stop()
+        self.exporters[profile] = start_exporter(self.directory, profile, port=old.port)
+
+    def services(self) -> list[Service]:
+        return [*self.exporters.values(), *(s for s in (self.alertmanager, self.prometheus) if s is not None)]
+
+    def stop(self) -> None:
+        """Prometheus first, so it does not page about exporters that are going away."""
+        for service in reversed(self.services()):
+            service.stop()
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def set_scenario(self, profile: str, name: str) -> None:
+        status, body = http_post(f"{self.exporters[profile].url}/-/scenario?name={urllib.parse.quote(name)}")
+        if status != 200:
+            raise ValueError(body.decode(errors="replace").strip())
+
+    def active_alerts(self) -> list[dict[str, Any]]:
+        """What Alertmanager holds now (API v2): firing alerts, each with labels, annotations and startsAt."""
+        assert self.alertmanager is not None
+        status, body = http_get(f"{self.alertmanager.url}/api/v2/alerts?active=true")
+        if status != 200:
+            raise StackError(f"Alertmanager answered {status}: {body[:200]!r}")
+        return json.loads(body)
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant PromQL query against the stack's Prometheus; the result vector."""
+        assert self.prometheus is not None
+        status, body = http_get(f"{self.prometheus.url}/api/v1/query?query={urllib.parse.quote(expr)}")
+        answer = json.loads(body)
+        if status != 200 or answer.get("status") != "success":
+            raise StackError(f"query {expr!r} failed: {answer.get('error', status)}")
+        return answer["data"]["result"]
