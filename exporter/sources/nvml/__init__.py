@@ -1,0 +1,6 @@
+"""The nvml source: GPU, NVLink, GPM and XID telemetry from NVML (see docs/nvml.md).
+
+``backend`` is the thin NVML call layer, ``capabilities`` the once-per-session probe, ``fields``
+the field-id tables, ``reader`` one poll of one GPU, ``xid`` the event thread, ``compat`` the
+dcgm-exporter names, ``replay`` the recorded-answers backend for tests, ``source`` the Source.
+"""
