@@ -144,8 +144,6 @@ def probe_gpu(backend: Backend, handle: Any, index: int, driver: str = "") -> Gp
         caps.hbm_peak_bytes_per_second = max_mem * 1e6 * width * 2 / 8
     _probe_fields(backend, handle, caps)
     _probe_links(backend, handle, caps)
-    if "total_energy" in caps.plain and any(t.field_id == 83 for t, _ in caps.field_targets):
-        caps.plain.discard("total_energy")  # the field rides in the batched call already
     log.info("nvml capabilities\n%s", caps.table())
     return caps
 

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Every field value with scope 0xFFFFFFFF would be the sum over links; the source never uses it.
-ALL_LINKS_SCOPE = 0xFFFFFFFF
-
 NVLINK_LINK_COUNT = 91
 
 
