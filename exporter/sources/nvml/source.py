@@ -116,6 +116,7 @@ class NvmlSource(Source):
         except NvmlError as exc:
             raise PollError(f"NVML answered init but not the device list: {exc}", "init") from None
         self._gpus = []
+        self._next_reinit, self._reinit_failures = None, 0
         for index in range(count):
             try:
                 handle = backend.handle_by_index(index)
