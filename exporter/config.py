@@ -83,21 +83,35 @@ def _merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:
-    for key in path[:-1]:
+    for depth, key in enumerate(path[:-1]):
         target = target.setdefault(key, {})
         if not isinstance(target, dict):
-            raise ValueError(f"{'.'.join(path)} collides with a scalar value")
+            raise ConfigError([f"{'.'.join(path)}: {'.'.join(path[:depth + 1])} is also set to a plain value "
+                               "(from environment)"])
+    if isinstance(target.get(path[-1]), dict):
+        raise ConfigError([f"{'.'.join(path)}: a nested key under it is also set (from environment)"])
     target[path[-1]] = value
+
+
+MAX_CONFIG_BYTES = 1 << 20
 
 
 def read_file(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text()
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read config file: {exc.strerror or exc}"]) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{path}: config file is over {MAX_CONFIG_BYTES} bytes; refusing to parse it"])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 text (byte {exc.start})"]) from None
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        # ValueError: PyYAML's int() of a number over Python's digit limit.
         raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
     if data is None:
         return {}
