@@ -83,7 +83,7 @@ def test_h200_recording_yields_identity_gauges_and_links(backend: ReplayBackend,
     assert s[("blackwell_gpu_sm_clock_hertz", ("0",))] == 345e6
     assert s[("blackwell_gpu_pcie_link_generation", ("0",))] == 5
     assert s[("blackwell_gpu_pcie_errors_total", ("0", "lane"))] == 55
-    assert s[("blackwell_gpu_hbm_peak_bandwidth_bytes_per_second", ("0",))] == pytest.approx(3201e6 * 6144 * 2 / 8)
+    assert s[("blackwell_gpu_hbm_peak_bandwidth_bytes_per_second", ("0",))] == pytest.approx(3201e6 * 6016 * 2 / 8)  # 4.81 TB/s
     assert s[("blackwell_c2c_enabled", ("0",))] == 0
     for gpu in ("0", "1"):
         for link in range(18):
