@@ -89,7 +89,8 @@ def test_h200_recording_yields_identity_gauges_and_links(backend: ReplayBackend,
         for link in range(18):
             assert s[("blackwell_nvlink_link_up", (gpu, str(link)))] == 1
             assert s[("blackwell_nvlink_link_speed_bytes_per_second", (gpu, str(link)))] == 26562e6
-    assert s[("blackwell_nvlink_link_info", ("0", "0", "6", "switch", "FFFFFFFF:FF:FF.0"))] == 1
+    # NVML answers version 6 (nvmlNvlinkVersion_t NVLINK_VERSION_4_0): exported as NVLink generation 4.
+    assert s[("blackwell_nvlink_link_info", ("0", "0", "4", "switch", "FFFFFFFF:FF:FF.0"))] == 1
     # Throughput fields 138-141 are per link, in KiB: the per-GPU series is the sum over the 18 links.
     scoped = recording["devices"][0]["fieldvalues_scoped_by_link"]
     raw_tx = sum(scoped[str(link)]["values"]["NVML_FI_DEV_NVLINK_THROUGHPUT_RAW_TX"]["value"] for link in range(18))

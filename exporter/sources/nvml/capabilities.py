@@ -182,7 +182,9 @@ def _probe_links(backend: Backend, handle: Any, caps: GpuCapabilities) -> None:
     answers = _try(caps, "nvlink_version_speed", lambda: backend.field_values(handle, requests)) or []
     for link in range(caps.link_count):
         answer = answers[2 * link] if 2 * link < len(answers) else None
-        version = str(int(answer.value)) if answer is not None and answer.ret == SUCCESS else ""
+        version = ""
+        if answer is not None and answer.ret == SUCCESS and answer.value is not None:
+            version = nf.NVLINK_VERSIONS.get(int(answer.value), f"nvml-{int(answer.value)}")
         speed = answers[2 * link + 1] if 2 * link + 1 < len(answers) else None
         if speed is not None and speed.ret == SUCCESS and speed.value is not None:
             caps.link_speeds[link] = float(speed.value) * 1e6

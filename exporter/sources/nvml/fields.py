@@ -172,6 +172,9 @@ CLOCK_EVENT_BITS: dict[int, str] = {
     0x100: "display_clock",
 }
 
+# NVML_FI_DEV_NVLINK_GET_VERSION answers nvmlNvlinkVersion_t (6 = NVLink 4.0 on Hopper, 7 = 5.0 on
+# Blackwell); the catalog's version label is the NVLink generation ("4", "5", "2.2", "3.1").
+NVLINK_VERSIONS = {1: "1", 2: "2", 3: "2.2", 4: "3", 5: "3.1", 6: "4", 7: "5", 8: "6"}
 NVLINK_REMOTE_TYPES = {0: "gpu", 1: "ibmnpu", 2: "switch", 0xFF: "unknown"}
 ARCHITECTURES = {2: "kepler", 3: "maxwell", 4: "pascal", 5: "volta", 6: "turing", 7: "ampere", 8: "ada",
                  9: "hopper", 10: "blackwell"}
