@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 import logging
 import math
+import operator
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -156,16 +157,32 @@ def merge_families(groups: list[list[Family]]) -> tuple[list[Family], list[str]]
 
 
 class FamilyBuilder:
-    """Families by catalog name, created on first use, in a stable order."""
+    """Families by catalog name, created on first use, in a stable order.
+
+    A series added twice (two versions of one model, where the catalog keys on the model only)
+    is combined with ``merge`` - a sum by default, which keeps used/max and per-model rates right -
+    rather than emitted twice, which would make Prometheus reject the whole scrape.
+    """
 
     def __init__(self) -> None:
         self.by_name: dict[str, Family] = {}
+        self._index: dict[tuple[str, tuple[str, ...]], int] = {}
 
-    def add(self, name: str, labels: tuple[str, ...], value: float | HistogramValue) -> None:
+    def add(self, name: str, labels: tuple[str, ...], value: float | HistogramValue,
+            merge: Callable[[float, float], float] = operator.add) -> None:
         family = self.by_name.get(name)
         if family is None:
             family = self.by_name[name] = Family(name)
-        family.add(labels, value)
+        key = (name, tuple(labels))
+        position = self._index.get(key)
+        if position is None:
+            self._index[key] = len(family.samples)
+            family.add(labels, value)
+            return
+        previous = family.samples[position][1]
+        if isinstance(previous, HistogramValue) or isinstance(value, HistogramValue):
+            return  # histograms are merged by histograms_by_model before they get here
+        family.samples[position] = (family.samples[position][0], merge(previous, value))
 
     def families(self) -> list[Family]:
         return list(self.by_name.values())

@@ -166,7 +166,7 @@ def _trtllm_metrics(out: FamilyBuilder, metrics: Exposition) -> None:
         if kind in _KV_BLOCKS:
             out.add("blackwell_serving_kv_cache_blocks", (model, _KV_BLOCKS[kind]), s.value)
         elif kind == "tokens_per":
-            out.add("blackwell_serving_kv_cache_tokens_per_block", (model,), s.value)
+            out.add("blackwell_serving_kv_cache_tokens_per_block", (model,), s.value, merge=max)
         elif kind == "reused":
             out.add("blackwell_serving_kv_cache_reused_blocks", (model,), s.value)
     for s in metrics.named("nv_trt_llm_runtime_memory_metrics"):
@@ -307,7 +307,7 @@ class TritonSource(ServingSource[TritonEndpoint]):
 def _server_version(body: bytes) -> str:
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise PollError("server metadata (/v2) is not JSON", "malformed") from None
     version = data.get("version") if isinstance(data, dict) else None
     return version if isinstance(version, str) and version else "unknown"
@@ -317,7 +317,7 @@ def _backend(body: bytes) -> str:
     """The model config's backend (or platform, for ensembles); empty when the config is unreadable."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     if not isinstance(data, dict):
         return ""

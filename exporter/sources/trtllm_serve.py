@@ -271,7 +271,7 @@ def _json_field(response: Response, key: str) -> str:
         return ""
     try:
         data = json.loads(response.body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     value = data.get(key) if isinstance(data, dict) else None
     return value if isinstance(value, str) else ""
@@ -283,7 +283,7 @@ def _first_model(response: Response) -> str:
         return ""
     try:
         data = json.loads(response.body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     models = data.get("data") if isinstance(data, dict) else None
     if isinstance(models, list) and models and isinstance(models[0], dict) and isinstance(models[0].get("id"), str):

@@ -383,3 +383,15 @@ def test_a_hung_triton_is_reported_by_the_source_before_the_scheduler_gives_up(t
     assert "no complete answer within 0.9s" in runner.last_error  # the source's message, not "did not finish"
     assert 'blackwell_serving_up{runtime="triton"' in store.current().text.decode()
     assert f'endpoint="{triton.server.url("/metrics")}"}} 0' in store.current().text.decode()
+
+
+def test_two_versions_of_one_trtllm_model_are_added_up_per_model():
+    """The catalog keys KV blocks and batch states on the model: versions add up, tokens per block does not."""
+    text = ("# TYPE nv_trt_llm_kv_cache_block_metrics gauge\n"
+            'nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="used",model="tensorrt_llm",version="1"} 10\n'
+            'nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="used",model="tensorrt_llm",version="2"} 20\n'
+            'nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="tokens_per",model="tensorrt_llm",version="1"} 32\n'
+            'nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="tokens_per",model="tensorrt_llm",version="2"} 32\n')
+    families = {f.metric.name: f for f in triton_families("http://t/metrics", promtext.parse(text), None)}
+    assert families["blackwell_serving_kv_cache_blocks"].samples == [(("tensorrt_llm", "used"), 30)]
+    assert families["blackwell_serving_kv_cache_tokens_per_block"].samples == [(("tensorrt_llm",), 32)]
