@@ -83,7 +83,7 @@ def _read(path: Path) -> dict[str, Any] | None:
         if path.stat().st_size > MAX_CONFIG_BYTES:
             raise EngineConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes, not a config file")
         data = json.loads(path.read_bytes())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise EngineConfigError(f"{path}: not readable JSON: {exc}") from None
     if not isinstance(data, dict):
         raise EngineConfigError(f"{path}: the top level must be an object, got {type(data).__name__}")

@@ -43,10 +43,18 @@ def _int(config: Mapping[str, Any], *keys: str, required: bool = True, default: 
     return value
 
 
+# Far above any real model (DeepSeek-V3: 61 layers, 256 experts); a config over these is refused
+# before enumerating, so a typo cannot make a poll build millions of layer objects.
+MAX_LAYERS = 1024
+MAX_EXPERTS = 4096
+
+
 def linear_layers(config: Mapping[str, Any], naming: str) -> list[Linear]:
     """Every linear layer of the model described by ``config`` (``naming``: 'trtllm' or 'hf')."""
     moe = config.get("moe") if isinstance(config.get("moe"), Mapping) else {}
     layers = _int(config, "num_hidden_layers", "num_layers")
+    if layers > MAX_LAYERS:
+        raise DimensionsMissing(f"num_hidden_layers is {layers}; over {MAX_LAYERS} is not a real model config")
     hidden = _int(config, "hidden_size")
     heads = _int(config, "num_attention_heads")
     kv_heads = _int(config, "num_key_value_heads", "num_kv_heads", required=False, default=heads) or heads
@@ -56,6 +64,8 @@ def linear_layers(config: Mapping[str, Any], naming: str) -> list[Linear]:
     experts = _int(config, "num_local_experts", "num_experts", required=False) or _int(
         moe, "num_experts", required=False)
     expert_inter = _int(config, "moe_intermediate_size", required=False, default=inter) or inter
+    if experts > MAX_EXPERTS:
+        raise DimensionsMissing(f"num_experts is {experts}; over {MAX_EXPERTS} is not a real model config")
     out: list[Linear] = []
     for i in range(layers):
         if naming == "hf":

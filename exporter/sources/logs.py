@@ -28,6 +28,7 @@ from pydantic import Field, field_validator, model_validator
 
 from exporter import catalog
 from exporter.catalog import MetricType
+from exporter.safe_regex import UnsafePatternError, compile_pattern
 from exporter.snapshot import Family
 from exporter.sources.base import Source, SourceConfig, StrictModel
 
@@ -56,13 +57,10 @@ class LogRule(StrictModel):
 
     @model_validator(mode="after")
     def _compiles_and_fills_the_metric(self) -> LogRule:
-        if len(self.pattern) > MAX_PATTERN_LENGTH:
-            raise ValueError(f"rule {self.name}: pattern is {len(self.pattern)} characters, the limit is "
-                             f"{MAX_PATTERN_LENGTH}")
         try:
-            regex = re.compile(self.pattern)
-        except re.error as exc:
-            raise ValueError(f"rule {self.name}: pattern does not compile: {exc}") from None
+            regex = compile_pattern(self.pattern, max_length=MAX_PATTERN_LENGTH)
+        except UnsafePatternError as exc:
+            raise ValueError(f"rule {self.name}: {exc}") from None
         try:
             metric = catalog.get(self.metric)
         except KeyError as exc:
@@ -204,7 +202,8 @@ class LogsSource(Source):
     def __init__(self, config: LogsConfig) -> None:
         super().__init__(config)
         self.config: LogsConfig = config
-        self.rules = [(rule, re.compile(rule.pattern), catalog.get(rule.metric)) for rule in config.all_rules()]
+        self.rules = [(rule, compile_pattern(rule.pattern, max_length=MAX_PATTERN_LENGTH), catalog.get(rule.metric))
+                      for rule in config.all_rules()]
         self.counts: Counter[tuple[str, tuple[str, ...]]] = Counter()
         self.series: dict[str, set[tuple[str, ...]]] = {rule.name: set() for rule in config.all_rules()}
         self.overflow: Counter[str] = Counter()

@@ -183,8 +183,9 @@ def test_a_user_rule_can_fill_a_catalog_counter_whose_labels_its_groups_name(tmp
 
 
 @pytest.mark.parametrize(("rule", "message"), [
-    ({"name": "bad", "pattern": "(unclosed"}, "pattern does not compile"),
-    ({"name": "long", "pattern": "a" * 2001}, "the limit is 2000"),
+    ({"name": "bad", "pattern": "(unclosed"}, "not a valid regular expression"),
+    ({"name": "long", "pattern": "a" * 2001}, "at most 2000 are allowed"),
+    ({"name": "slow", "pattern": "(a+)+$"}, "backtrack exponentially"),
     ({"name": "Bad-Name", "pattern": "x"}, "snake_case"),
     ({"name": "m", "pattern": "x", "metric": "blackwell_no_such_total"}, "not declared in exporter.catalog"),
     ({"name": "m", "pattern": "x", "metric": "blackwell_gpu_power_watts"}, "not a counter the logs source may fill"),
