@@ -90,6 +90,7 @@ METRICS = [
     counter("blackwell_log_read_bytes_total", "Bytes the logs source read from each followed file.",
             ("path",), sources=("logs",), unit="bytes"),
     counter("blackwell_log_reopens_total",
-            "Times a followed log file was reopened from the start, by reason (rotated, truncated).",
+            "Times a followed log file was reopened from the start or let go, by reason (rotated, truncated, "
+            "deleted: closed so its disk space is released).",
             ("path", "reason"), sources=("logs",)),
 ]

@@ -159,13 +159,14 @@ class Tail:
         chunk = self.handle.read(budget)
         read += len(chunk)
         lines += self._split(chunk)
-        if current is not None and current != self.identity and len(chunk) < budget:
-            # rotated: the old file is read to its end; its unfinished last line ends with it
+        if current != self.identity and len(chunk) < budget:
+            # Rotated or deleted: the old file is read to its end (its unfinished last line ends
+            # with it) and closed, so a deleted log's disk space is released.
             if self.partial and not self.skipping:
                 lines.append(self.partial)
             self.close()
-            reasons.append("rotated")
-            if self._open(False):
+            reasons.append("rotated" if current is not None else "deleted")
+            if current is not None and self._open(False):
                 more = self.handle.read(budget - len(chunk))
                 read += len(more)
                 lines += self._split(more)

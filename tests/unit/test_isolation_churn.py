@@ -225,8 +225,6 @@ def test_a_deleted_log_file_is_followed_again_when_it_reappears(tmp_path: Path) 
     assert _autotune_count(store) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="logs.Tail keeps a deleted file open until a new file appears at its path: "
-                                       "a log deleted to free disk space stays allocated while the exporter runs")
 def test_a_deleted_log_file_is_released(tmp_path: Path) -> None:
     import os
 
