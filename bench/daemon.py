@@ -1,6 +1,9 @@
 """Run the real daemon with the hgx-b200 model widened to ``--gpus`` GPUs (the CLI knows only named boxes).
 
-    python bench/daemon.py --gpus 72 run --simulate hgx-b200-x72 --listen 127.0.0.1:9402
+``--fix-poll-race`` first applies the scheduler fix that bench/scheduler_race.py proposes, so the
+daemon can be measured with and without it.
+
+    python bench/daemon.py --gpus 72 [--fix-poll-race] run --simulate hgx-b200-x72 --listen 127.0.0.1:9402
 """
 
 from __future__ import annotations
@@ -19,4 +22,10 @@ if __name__ == "__main__":
     if argv[:1] == ["--gpus"]:
         profile_with(int(argv[1]))
         argv = argv[2:]
+    if argv[:1] == ["--fix-poll-race"]:
+        from bench.scheduler_race import patched_attempt
+        from exporter.scheduler import SourceRunner
+
+        SourceRunner._attempt = patched_attempt()
+        argv = argv[1:]
     sys.exit(main(argv))

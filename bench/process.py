@@ -50,14 +50,15 @@ def memory_kib(pid: int) -> dict[str, int]:
 
 
 class Daemon:
-    def __init__(self, gpus: int, interval: float) -> None:
-        self.gpus, self.interval = gpus, interval
+    def __init__(self, gpus: int, interval: float, fixed: bool) -> None:
+        self.gpus, self.interval, self.fixed = gpus, interval, fixed
         self.port = free_port()
         profile = "hgx-b200" if gpus == 8 else f"hgx-b200-x{gpus}"
         env = {**os.environ, "BLACKWELL_EXPORTER_SOURCES__SIMULATED__INTERVAL": str(interval),
                "BLACKWELL_EXPORTER_SOURCES__SIMULATED__TIMEOUT": str(min(interval, 5.0))}
         self.proc = subprocess.Popen(
-            [sys.executable, str(REPO / "bench" / "daemon.py"), "--gpus", str(gpus), "run", "--simulate", profile,
+            [sys.executable, str(REPO / "bench" / "daemon.py"), "--gpus", str(gpus),
+             *(["--fix-poll-race"] if fixed else []), "run", "--simulate", profile,
              "--listen", f"127.0.0.1:{self.port}", "--log-level", "warning"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.rss: list[int] = []
@@ -104,10 +105,13 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=120.0, help="seconds measured, after the warm-up")
     parser.add_argument("--warmup", type=float, default=15.0)
     parser.add_argument("--scrape-interval", type=float, default=15.0)
+    parser.add_argument("--fix-poll-race", choices=("no", "yes", "both"), default="no",
+                        help="run the daemons with the scheduler fix of bench/scheduler_race.py (both: side by side)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    daemons = [Daemon(g, i) for g, i in itertools.product(args.gpus, args.intervals)]
+    fixes = {"no": [False], "yes": [True], "both": [False, True]}[args.fix_poll_race]
+    daemons = [Daemon(g, i, f) for g, i, f in itertools.product(args.gpus, args.intervals, fixes)]
     try:
         deadline = time.monotonic() + 60
         ready = {d: d.wait_ready(deadline) for d in daemons}
@@ -135,7 +139,7 @@ def main() -> None:
             memory = memory_kib(d.proc.pid)
             errors = {reason: n - errors_before[d].get(reason, 0.0) for reason, n in d.poll_errors().items()}
             rows.append({
-                "gpus": d.gpus, "interval_s": d.interval,
+                "gpus": d.gpus, "interval_s": d.interval, "poll_race_fixed": d.fixed,
                 "cpu_percent_of_one_core": (end_cpu[d] - start_cpu[d]) / wall * 100,
                 "cpu_ms_per_poll": (end_cpu[d] - start_cpu[d]) / (wall / d.interval) * 1e3,
                 "rss_mib_median": sorted(d.rss)[len(d.rss) // 2] / 1024, "rss_mib_max": max(d.rss) / 1024,
@@ -156,12 +160,13 @@ def main() -> None:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{len(daemons)} daemons side by side, {wall:.0f} s window, scraped every {args.scrape_interval:g} s, "
           f"load {result['loadavg_1m']:.2f}")
-    print(f"  {'gpus':>4} {'interval':>8} {'cpu %':>7} {'ms/poll':>8} {'rss MiB':>8} {'max':>6} {'hwm':>6}  notes")
+    print(f"  {'gpus':>4} {'interval':>8} {'fix':>4} {'cpu %':>7} {'ms/poll':>8} {'rss MiB':>8} {'max':>6} {'hwm':>6}  notes")
     for r in rows:
         notes = ", ".join([*(["not ready within 60 s"] if not r["ready_within_60s"] else []),
                            *(["not ready at the end"] if not r["ready_at_end"] else []),
                            *(f"{n:g} poll errors ({reason})" for reason, n in r["poll_errors_in_window"].items())])
-        print(f"  {r['gpus']:>4} {r['interval_s']:>7g}s {r['cpu_percent_of_one_core']:6.2f}% "
+        print(f"  {r['gpus']:>4} {r['interval_s']:>7g}s {'yes' if r['poll_race_fixed'] else 'no':>4} "
+              f"{r['cpu_percent_of_one_core']:6.2f}% "
               f"{r['cpu_ms_per_poll']:8.1f} {r['rss_mib_median']:8.1f} {r['rss_mib_max']:6.1f} "
               f"{r['vmhwm_mib']:6.1f}  {notes}")
 

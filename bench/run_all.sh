@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every benchmark whose figures bench/RESULTS.md quotes, writing bench/results/*.{json,txt}.
+# Each output starts with the command and the machine's load, since this 2-core VM is shared.
+# Usage: bench/run_all.sh [BASE_REVISION]   (the revision the A/B runs compare against)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+BASE=${1:-6379416}
+OUT=bench/results
+mkdir -p "$OUT"
+
+run() {  # run NAME COMMAND...: output to $OUT/NAME.txt, headed by the command, date and load
+    local name=$1
+    shift
+    { echo "\$ $*"; echo "# $(date -u +%FT%TZ) $(uptime | sed 's/.*load/load/')"; "$@"; } 2>&1 | tee "$OUT/$name.txt"
+}
+
+run scrape-hgx-b200-text $PY bench/scrape.py --scrapes 500 --base "$BASE" --out "$OUT/scrape-hgx-b200-text.json"
+run scrape-hgx-b200-gzip $PY bench/scrape.py --scrapes 500 --gzip --openmetrics --base "$BASE" \
+    --out "$OUT/scrape-hgx-b200-gzip.json"
+run scrape-hgx-b200-gzip-fresh $PY bench/scrape.py --scrapes 500 --gzip --openmetrics --fresh --base "$BASE" \
+    --out "$OUT/scrape-hgx-b200-gzip-fresh.json"
+run scrape-72-text $PY bench/scrape.py --gpus 72 --every-family --scrapes 100 --base "$BASE" \
+    --out "$OUT/scrape-72-text.json"
+run scrape-72-gzip-fresh $PY bench/scrape.py --gpus 72 --every-family --scrapes 100 --gzip --openmetrics --fresh \
+    --base "$BASE" --out "$OUT/scrape-72-gzip-fresh.json"
+run ab-8 $PY bench/ab.py --base "$BASE" --gpus 8 --cycles 60
+run ab-72 $PY bench/ab.py --base "$BASE" --gpus 72 --cycles 16
+run poll $PY bench/poll.py --gpus 1 8 72 --cycles 30 --out "$OUT/poll.json"
+run ingest $PY bench/ingest.py --lines 500000 --series 50000 --repeat 3 --out "$OUT/ingest.json"
+run proposals $PY bench/proposals.py --lines 200000 --series 50000 --rounds 5
+run scheduler_race $PY bench/scheduler_race.py --gpus 8 72 --polls 40
+run scaling $PY bench/scaling.py --gpus 1 8 72 --out-dir "$OUT"
+# bench/process.py takes ~4 minutes and loads the machine; run it on its own:
+#   $PY bench/process.py --gpus 1 8 72 --intervals 10 1 --fix-poll-race both --window 150 --out $OUT/process.json
