@@ -135,17 +135,18 @@ def _precision_alerts(c: MixinConfig) -> list[Alert]:
               "warning", "Too many GEMMs fall back to FP8.",
               "{{ $labels.instance }}: {{ $value | humanizePercentage }} of GEMM launches fell back to FP8 "
               f"(threshold {_pct(c.fp8_fallback_share_max)}).", PRECISION, "15m"),
-        Alert("BlackwellTEPromotionStorm", f"{rec.TE_INSTANCE_1H} > {_n(c.te_promotions_per_hour_max)}", "warning",
+        Alert("BlackwellTEPromotionStorm", f"{rec.TE_INSTANCE_RATE} * 3600 > {_n(c.te_promotions_per_hour_max)}",
+              "warning",
               "Transformer Engine promotes tensors to higher precision too often.",
-              "{{ $labels.instance }}: {{ $value | humanize }} TE promotion events in the last hour "
+              "{{ $labels.instance }}: {{ $value | humanize }} TE promotion events per hour over the last hour "
               f"(threshold {_n(c.te_promotions_per_hour_max)}).", PRECISION, "5m"),
         Alert("BlackwellTEPromotionLayerSpike",
-              f"{rec.TE_LAYER_1H} > {_n(c.te_layer_spike_per_hour)}\n"
+              f"{rec.TE_LAYER_RATE} * 3600 > {_n(c.te_layer_spike_per_hour)}\n"
               f"and on (job, instance, layer)\n"
-              f"{rec.TE_LAYER_1H} / on (job, instance) group_left {rec.TE_INSTANCE_1H} > {_n(c.te_layer_spike_share)}",
+              f"{rec.TE_LAYER_RATE} / on (job, instance) group_left {rec.TE_INSTANCE_RATE} > {_n(c.te_layer_spike_share)}",
               "warning", "One layer holds most Transformer Engine promotion events.",
-              "{{ $labels.instance }}: layer {{ $labels.layer }} had {{ $value | humanize }} TE promotion events in "
-              "the last hour, most of them all.", PRECISION, "5m"),
+              "{{ $labels.instance }}: layer {{ $labels.layer }} had {{ $value | humanize }} TE promotion events per "
+              "hour over the last hour, most of them all.", PRECISION, "5m"),
         Alert("BlackwellGraceC2CReadShareHigh",
               f"({rec.C2C_READ_SHARE} > {_n(c.c2c_read_share_max)} and deriv({rec.C2C_READ_SHARE}[30m]) > 0)\n"
               f"or {rec.C2C_READ_SHARE} > {_n(c.c2c_read_share_critical)}",

@@ -296,10 +296,11 @@ def _precision(c: MixinConfig) -> dict:
         P("GEMM time by precision", "GPU time in GEMM kernels per second of wall time, by precision.",
           "percentunit", [Q(f"sum by (instance, precision) (rate(blackwell_gemm_kernel_seconds_total{{{IG}}}"
                             "[$__rate_interval]))", "{{instance}} {{precision}}")]),
-        P("TE promotions by layer (top 10, last hour)", "Transformer Engine promotion events per layer over 1h.",
-          "none", [Q(f"topk(10, {rec.TE_LAYER_1H}{{{I}}})", "{{instance}} layer {{layer}}")]),
-        P("TE promotions per hour", "All TE promotion events of the node over the last hour.", "none",
-          [Q(f"{rec.TE_INSTANCE_1H}{{{I}}}", "{{instance}}")], thresholds=[(c.te_promotions_per_hour_max, "red")]),
+        P("TE promotions by layer (top 10)", "Transformer Engine promotion events per hour, by layer, averaged "
+          "over the last hour.", "none",
+          [Q(f"topk(10, {rec.TE_LAYER_RATE}{{{I}}} * 3600)", "{{instance}} layer {{layer}}")]),
+        P("TE promotions per hour", "All TE promotion events of the node per hour, averaged over the last hour.",
+          "none", [Q(f"{rec.TE_INSTANCE_RATE}{{{I}}} * 3600", "{{instance}}")], thresholds=[(c.te_promotions_per_hour_max, "red")]),
         P("Grace C2C read share", "C2C data received / (C2C data + DRAM bandwidth utilization x peak HBM "
           "bandwidth): share of GPU memory reads served from Grace (GB200 only; approximation, see docs).",
           "percentunit", [Q(f"{rec.C2C_READ_SHARE}{{{IG}}}", "{{instance}} gpu {{gpu}}")], min=0,

@@ -32,8 +32,10 @@ FP4_HIT_RATE = "instance:blackwell_gemm_kernel_launches:fp4_ratio_rate5m"
 FP8_SHARE = "instance:blackwell_gemm_kernel_launches:fp8_ratio_rate5m"
 GPU_FP4_HIT_RATE = "instance_gpu:blackwell_gemm_kernel_launches:fp4_ratio_rate5m"
 GPU_FP8_SHARE = "instance_gpu:blackwell_gemm_kernel_launches:fp8_ratio_rate5m"
-TE_LAYER_1H = "instance_layer:blackwell_te_promotion_events:increase1h"
-TE_INSTANCE_1H = "instance:blackwell_te_promotion_events:increase1h"
+# Per-second rates over an hour; x3600 gives events per hour. A rate, unlike an increase, keeps
+# its meaning when drills shrink the window.
+TE_LAYER_RATE = "instance_layer:blackwell_te_promotion_events:rate1h"
+TE_INSTANCE_RATE = "instance:blackwell_te_promotion_events:rate1h"
 
 
 def ttft_quantile(name: str) -> str:
@@ -121,8 +123,8 @@ def _precision() -> Group:
                                 f"/ sum by (job, instance) ({GEMM_RATE})"),
         Recording(FP8_SHARE, f'sum by (job, instance) ({GEMM_RATE}{{precision="fp8"}})\n'
                              f"/ sum by (job, instance) ({GEMM_RATE})"),
-        Recording(TE_LAYER_1H, "sum by (job, instance, layer) (increase(blackwell_te_promotion_events_total[1h]))"),
-        Recording(TE_INSTANCE_1H, f"sum by (job, instance) ({TE_LAYER_1H})"),
+        Recording(TE_LAYER_RATE, "sum by (job, instance, layer) (rate(blackwell_te_promotion_events_total[1h]))"),
+        Recording(TE_INSTANCE_RATE, f"sum by (job, instance) ({TE_LAYER_RATE})"),
     ]
     return Group("blackwell-precision.rules", rules)
 
