@@ -20,8 +20,10 @@ EXPORTER = "blackwell-exporter-health"
 
 _WHERE_GPU = "GPU {{ $labels.gpu }} on {{ $labels.instance }}"
 _WHERE_MODEL = "{{ $labels.model }} on {{ $labels.instance }}"
-# Blackwell-only signals: Hopper has no FP4 path, so its FP8 GEMMs are the plan, not a fallback.
-_ON_BLACKWELL = 'and on (job, instance) group by (job, instance) (blackwell_gpu_info{architecture=~"(?i)blackwell"})'
+# MX-FP4 expectations hold on Blackwell GPUs (Hopper has no FP4 path, so its FP8 GEMMs are the plan,
+# not a fallback) unless the engine source says the engine was not built for FP4.
+_EXPECTS_FP4 = ('and on (job, instance) group by (job, instance) (blackwell_gpu_info{architecture=~"(?i)blackwell"})\n'
+                'unless on (job, instance) blackwell_engine_info{quant_algo!~"(?i).*(fp4|mixed).*"}')
 
 
 def _n(value: float) -> str:
@@ -127,11 +129,11 @@ def _serving_alerts(c: MixinConfig) -> list[Alert]:
 
 def _precision_alerts(c: MixinConfig) -> list[Alert]:
     return [
-        Alert("BlackwellMXFP4HitRateLow", f"{rec.FP4_HIT_RATE} < {_n(c.mxfp4_hit_rate_min)}\n{_ON_BLACKWELL}",
+        Alert("BlackwellMXFP4HitRateLow", f"{rec.FP4_HIT_RATE} < {_n(c.mxfp4_hit_rate_min)}\n{_EXPECTS_FP4}",
               "warning", "Too few GEMMs run on the MX-FP4 path.",
               "{{ $labels.instance }}: {{ $value | humanizePercentage }} of GEMM launches use MX-FP4 "
               f"(expected at least {_pct(c.mxfp4_hit_rate_min)}).", PRECISION, "15m"),
-        Alert("BlackwellFP8FallbackHigh", f"{rec.FP8_SHARE} > {_n(c.fp8_fallback_share_max)}\n{_ON_BLACKWELL}",
+        Alert("BlackwellFP8FallbackHigh", f"{rec.FP8_SHARE} > {_n(c.fp8_fallback_share_max)}\n{_EXPECTS_FP4}",
               "warning", "Too many GEMMs fall back to FP8.",
               "{{ $labels.instance }}: {{ $value | humanizePercentage }} of GEMM launches fell back to FP8 "
               f"(threshold {_pct(c.fp8_fallback_share_max)}).", PRECISION, "15m"),

@@ -278,6 +278,13 @@ def _serving(c: MixinConfig) -> dict:
         P("End-to-end latency p95", "Request latency as the runtime measures it, 95th percentile.", "s",
           [Q(f"histogram_quantile(0.95, sum by (instance, model, le) "
              f"(rate(blackwell_serving_e2e_latency_seconds_bucket{{{I}}}[$__rate_interval])))", "{{instance}} {{model}}")]),
+        P("Cold-start events", "Engine loads, CUDA graph captures, autotuning and JIT compiles the logs source "
+          "saw in the time range: a cold start explains slow first tokens.", "none",
+          [Q(f"sum by (instance, event) (increase(blackwell_engine_cold_start_events_total{{{I}}}[$__range]))",
+             "{{instance}} {{event}}")]),
+        P("CUDA out-of-memory errors", "CUDA OOM errors in the serving logs over the time range.", "none",
+          [Q(f"sum by (instance) (increase(blackwell_cuda_oom_errors_total{{{I}}}[$__range]))", "{{instance}}")],
+          "stat", 12, thresholds=[(1, "red")]),
     ], c, ["serving", "slo"])
 
 
@@ -313,6 +320,24 @@ def _precision(c: MixinConfig) -> dict:
           [Q(f'blackwell_gpu_tensor_active_ratio{{{IG}, pipe="any"}}', "{{instance}} gpu {{gpu}}")], min=0, max=1),
         P("DRAM bandwidth utilization", "GPM: fraction of peak HBM bandwidth in use.", "percentunit",
           [Q(f"blackwell_gpu_dram_bandwidth_utilization_ratio{{{IG}}}", "{{instance}} gpu {{gpu}}")], min=0, max=1),
+        P("Engine quantization", "What the engine was built with (engine source: quant_algo, KV-cache "
+          "quantization, parallelism).", "none",
+          [Q(f"count by (instance, engine, quant_algo, kv_cache_quant_algo, tensor_parallel) "
+             f"(blackwell_engine_info{{{I}}})",
+             "{{instance}} {{quant_algo}} kv {{kv_cache_quant_algo}} tp {{tensor_parallel}}")], "stat", 8),
+        P("Engine GEMM layers by precision", "Linear layers of the engine by the precision they were built in.",
+          "none", [Q(f"sum by (instance, precision) (blackwell_engine_gemm_layers{{{I}}})",
+                     "{{instance}} {{precision}}")], width=8),
+        P("FP8 fallback warnings/s", "FP8 fallback warnings the logs source counted, per second.", "short",
+          [Q(f"sum by (instance, rule) (rate(blackwell_fp8_fallback_warnings_total{{{I}}}[$__rate_interval]))",
+             "{{instance}} {{rule}}")], width=8),
+        P("Dispatch sampler duty cycle", "Share of time the in-process kernel sampler records; the GEMM "
+          "precision panels are estimated from these windows.", "percentunit",
+          [Q(f"blackwell_dispatch_sampler_duty_cycle_ratio{{{I}}}", "{{instance}} {{process}}")], min=0, max=1),
+        P("Dispatch sampler dropped records/s", "Kernel records the sampler lost (buffer overflow); high values "
+          "make the precision shares less certain.", "short",
+          [Q(f"sum by (instance, process) (rate(blackwell_dispatch_sampler_dropped_records_total{{{I}}}"
+             "[$__rate_interval]))", "{{instance}} {{process}}")]),
     ], c, ["precision", "memory"])
 
 
