@@ -171,9 +171,9 @@ def _exporter_alerts(c: MixinConfig) -> list[Alert]:
               "metrics are missing.", EXPORTER, "5m"),
         Alert("BlackwellExporterSourceStale",
               "time() - blackwell_exporter_source_last_success_timestamp_seconds\n"
-              "> 3 * blackwell_exporter_source_interval_seconds\n"
+              f"> {_n(c.source_stale_intervals)} * blackwell_exporter_source_interval_seconds\n"
               "and blackwell_exporter_source_last_success_timestamp_seconds > 0",
-              "warning", "An exporter source has not completed a poll for three intervals.",
+              "warning", "An exporter source has not completed a poll for several of its intervals.",
               "Source {{ $labels.source }} on {{ $labels.instance }} last succeeded {{ $value | humanizeDuration }} "
               "ago.", EXPORTER, "5m"),
     ]

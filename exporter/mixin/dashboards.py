@@ -376,10 +376,11 @@ def _exporter(c: MixinConfig) -> dict:
           [Q(f"blackwell_exporter_source_up{{{I}}}", "{{instance}} {{source}}")]),
         P("Poll duration", "Wall time of each source's last poll.", "s",
           [Q(f"blackwell_exporter_source_poll_duration_seconds{{{I}}}", "{{instance}} {{source}}")]),
-        P("Time since last successful poll", "Seconds since each source last succeeded, against 3 intervals "
-          "(the staleness limit).", "s",
+        P("Time since last successful poll", "Seconds since each source last succeeded, against "
+          f"{c.source_stale_intervals:g} intervals (the staleness limit).", "s",
           [Q(f"time() - blackwell_exporter_source_last_success_timestamp_seconds{{{I}}}", "{{instance}} {{source}}"),
-           Q(f"3 * blackwell_exporter_source_interval_seconds{{{I}}}", "{{instance}} {{source}} stale after")]),
+           Q(f"{c.source_stale_intervals:g} * blackwell_exporter_source_interval_seconds{{{I}}}",
+             "{{instance}} {{source}} stale after")]),
         P("Poll errors/s", "Failed polls per second by source and reason; empty while no poll has failed.",
           "short", [Q(f"sum by (instance, source, reason) (rate(blackwell_exporter_source_errors_total{{{I}}}"
                       "[$__rate_interval]))", "{{instance}} {{source}} {{reason}}")]),
