@@ -79,12 +79,16 @@ class ServingFacts:
 
 @dataclass(frozen=True)
 class EngineFacts:
+    """Algorithm names as the engine source normalises them (upper case, NO_QUANT for none)."""
+
     path: str
     quant_algo: str | None
     kv_cache_quant_algo: str | None
     trtllm_version: str | None
     layer_algos: Mapping[str, str] = field(default_factory=dict)  # MIXED_PRECISION: layer -> algorithm
     error: str | None = None
+    format: str = ""  # trtllm-engine, trtllm-checkpoint, hf-quant-config-legacy/-flat, hf
+    producer: str = ""  # e.g. "modelopt 0.33.0" for a ModelOpt checkpoint
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from pydantic import Field
 
 from exporter.sources.base import SourceConfig
 
-GemmFamily = Literal["fp4", "fp8", "int8", "int4", "16bit"]
+# GEMM families as the engine source names them (exporter.quant.algorithms); other = integer formats.
+GemmFamily = Literal["fp4", "fp8", "16bit", "other"]
 KvFamily = Literal["fp8", "mxfp8", "nvfp4", "int8", "16bit"]
 
 

@@ -25,59 +25,57 @@ CFG = PreflightConfig()
 
 # -- engine ------------------------------------------------------------------------------------
 
+ENGINES = Path(__file__).resolve().parents[1] / "fixtures" / "engines"  # the engine source's fixtures
+
+
 def write(directory: Path, name: str, data: dict) -> Path:
     (directory / name).write_text(json.dumps(data))
     return directory
 
 
-def test_trt_engine_with_nvfp4_gemms_and_fp8_kv_passes_and_records_its_version(tmp_path: Path) -> None:
-    write(tmp_path, "config.json", {"version": "1.0.0", "pretrained_config": {
-        "quantization": {"quant_algo": "NVFP4", "kv_cache_quant_algo": "FP8"}}})
-    facts = engine_config.read(tmp_path)
-    quant = engine.engine_quantization(facts, CFG)
-    assert quant.status is Status.PASS
-    assert quant.evidence == f"{tmp_path}: GEMMs NVFP4 (fp4), KV cache FP8 (fp8)"
-    version = engine.engine_trtllm_version(facts, CFG)
-    assert (version.status, version.evidence) == (Status.PASS, f"{tmp_path}: built by TensorRT-LLM 1.0.0")
+@pytest.mark.parametrize("fixture, status, gemm, kv", [
+    ("trtllm_engine_nvfp4", Status.PASS, "NVFP4 (fp4)", "FP8 (fp8)"),
+    ("hf_modelopt_nvfp4_flat", Status.PASS, "NVFP4 (fp4)", "FP8 (fp8)"),
+    ("hf_modelopt_fp8_legacy", Status.FAIL, "FP8 (fp8)", "FP8 (fp8)"),
+    ("trtllm_checkpoint_w4a8", Status.FAIL, "W4A8_MXFP4_FP8 (fp4)", "NO_QUANT (16bit)"),  # KV cache not quantized
+    ("hf_gpt_oss_mxfp4", Status.FAIL, "MXFP4 (fp4)", "NO_QUANT (16bit)"),
+])
+def test_engine_fixtures_against_the_default_fp4_and_fp8_kv_expectation(fixture: str, status: Status, gemm: str,
+                                                                       kv: str) -> None:
+    result = engine.engine_quantization(engine_config.read(ENGINES / fixture), CFG)
+    assert result.status is status, result.evidence
+    assert f"GEMMs {gemm}, KV cache {kv}" in result.evidence
 
 
-def test_fp8_checkpoint_fails_the_fp4_expectation_and_has_no_trtllm_version(tmp_path: Path) -> None:
-    write(tmp_path, "hf_quant_config.json", {"producer": {"name": "modelopt", "version": "0.31"},
-                                             "quantization": {"quant_algo": "FP8", "kv_cache_quant_algo": "FP8"}})
-    facts = engine_config.read(tmp_path)
-    quant = engine.engine_quantization(facts, CFG)
-    assert quant.status is Status.FAIL and "GEMM quantization is not fp4" in quant.evidence
+def test_a_built_engine_records_its_trtllm_version_and_a_checkpoint_does_not() -> None:
+    built = engine.engine_trtllm_version(engine_config.read(ENGINES / "trtllm_engine_nvfp4"), CFG)
+    assert (built.status, built.evidence) == (Status.PASS, f"{ENGINES / 'trtllm_engine_nvfp4'}: built by TensorRT-LLM 0.20.0")
+    checkpoint = engine.engine_trtllm_version(engine_config.read(ENGINES / "hf_modelopt_fp8_legacy"), CFG)
+    assert checkpoint.status is Status.WARN
+    assert "(hf-quant-config-legacy, made by modelopt 0.19.0): no TensorRT-LLM version recorded" in checkpoint.evidence
+
+
+def test_an_fp8_box_passes_when_fp8_is_what_it_expects() -> None:
+    facts = engine_config.read(ENGINES / "hf_modelopt_fp8_legacy")
     assert engine.engine_quantization(facts, PreflightConfig(expected_gemm_quantization=["fp8"])).status is Status.PASS
-    assert engine.engine_trtllm_version(facts, CFG).status is Status.WARN
 
 
-def test_unquantized_kv_cache_fails(tmp_path: Path) -> None:
-    write(tmp_path, "hf_quant_config.json", {"quant_algo": "W4A8_MXFP4_MXFP8"})
-    result = engine.engine_quantization(engine_config.read(tmp_path), CFG)
+def test_mixed_precision_judges_every_layer_and_names_unknown_algorithms() -> None:
+    result = engine.engine_quantization(engine_config.read(ENGINES / "mixed_precision"), CFG)
     assert result.status is Status.FAIL
-    assert result.evidence.endswith("KV cache unquantized (16bit); KV cache is not fp8/mxfp8")
+    assert "MIXED_PRECISION over 8 layers" in result.evidence
+    assert "transformer.layers.1.mlp.proj=FP6_E3M2" in result.evidence
 
 
-def test_mixed_precision_judges_every_layer(tmp_path: Path) -> None:
-    write(tmp_path, "hf_quant_config.json", {"quantization": {"quant_algo": "MIXED_PRECISION",
-                                                              "kv_cache_quant_algo": "FP8"}})
-    write(tmp_path, "quant_cfg.json", {"quant_algo": "MIXED_PRECISION", "quantized_layers": {
-        "model.layers.0.mlp": {"quant_algo": "NVFP4"}, "model.layers.1.mlp": {"quant_algo": "FP8"}}})
-    result = engine.engine_quantization(engine_config.read(tmp_path), CFG)
-    assert result.status is Status.FAIL
-    assert "1 layer(s) outside fp4: model.layers.1.mlp=FP8" in result.evidence
-
-
-def test_unknown_algorithm_names_fail_without_crashing(tmp_path: Path) -> None:
-    write(tmp_path, "hf_quant_config.json", {"quant_algo": "FP3_FUTURE", "kv_cache_quant_algo": "FP8"})
-    result = engine.engine_quantization(engine_config.read(tmp_path), CFG)
-    assert result.status is Status.FAIL and "FP3_FUTURE (unknown family)" in result.evidence
+def test_mx_fp8_kv_cache_is_accepted(tmp_path: Path) -> None:
+    write(tmp_path, "hf_quant_config.json", {"quant_algo": "NVFP4", "kv_cache_quant_algo": "MXFP8"})
+    assert engine.engine_quantization(engine_config.read(tmp_path), CFG).status is Status.PASS
 
 
 def test_no_engine_dir_skips_and_an_empty_dir_fails(tmp_path: Path) -> None:
     assert engine.engine_quantization(None, CFG).status is Status.SKIP
     empty = engine.engine_quantization(engine_config.read(tmp_path), CFG)
-    assert empty.status is Status.FAIL and "no config.json" in empty.evidence
+    assert empty.status is Status.FAIL and "no config.json or hf_quant_config.json" in empty.evidence
 
 
 # -- serving process environment ---------------------------------------------------------------
