@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def effective_settings(config: Config) -> PreflightConfig:
     """sources.preflight, with what the rest of the config already says filled in where it is unset:
-    the exporter's port from ``listen``, the serving endpoints from enabled triton/trtllm_serve sources."""
+    the exporter's port from ``listen``, the serving endpoints and the engine from enabled triton/trtllm_serve/engine sources."""
     from exporter.config import parse_listen
 
     cfg: PreflightConfig = config.sources.preflight  # type: ignore[attr-defined]
@@ -29,6 +29,9 @@ def effective_settings(config: Config) -> PreflightConfig:
     triton = getattr(config.sources, "triton", None)
     if cfg.triton_url is None and triton is not None and triton.enabled and triton.endpoints:
         updates["triton_url"] = triton.endpoints[0].api_base()
+    engine = getattr(config.sources, "engine", None)
+    if cfg.engine_dir is None and engine is not None and engine.enabled and engine.engines:
+        updates["engine_dir"] = engine.engines[0].path
     trtllm = getattr(config.sources, "trtllm_serve", None)
     if cfg.trtllm_serve_url is None and trtllm is not None and trtllm.enabled and trtllm.endpoints:
         updates["trtllm_serve_url"] = trtllm.endpoints[0].base()

@@ -105,10 +105,11 @@ def test_settings_take_the_listen_port_and_an_enabled_triton_endpoint(tmp_path) 
     path = tmp_path / "c.yaml"
     path.write_text("listen: 127.0.0.1:9500\nsources:\n  triton:\n    enabled: true\n    endpoints:\n"
                     "      - url: http://10.0.0.5:8002/metrics\n  trtllm_serve:\n    enabled: true\n"
-                    "    endpoints:\n      - url: http://10.0.0.6:8000/prometheus/metrics\n")
+                    "    endpoints:\n      - url: http://10.0.0.6:8000/prometheus/metrics\n"
+                    "  engine:\n    enabled: true\n    engines: [/models/a, /models/b]\n")
     cfg = effective_settings(config_mod.load(path, environ={}))
     assert (cfg.exporter_port, cfg.triton_url) == (9500, "http://10.0.0.5:8000")
-    assert cfg.trtllm_serve_url == "http://10.0.0.6:8000"
+    assert (cfg.trtllm_serve_url, str(cfg.engine_dir)) == ("http://10.0.0.6:8000", "/models/a")
     path.write_text("sources:\n  preflight:\n    exporter_port: 9999\n    triton_url: http://t:1\n")
     cfg = effective_settings(config_mod.load(path, environ={}))
     assert (cfg.exporter_port, cfg.triton_url) == (9999, "http://t:1")
