@@ -132,7 +132,11 @@ def _spawn(name: str, argv: list[str], directory: Path, ready_path: str, port: i
 
 def start_exporter(directory: Path, profile: str, scenario: str = "healthy",
                    interval: float = TICK_SECONDS, port: int | None = None) -> Service:
-    """The exporter in simulation mode (this Python, this package), polling every ``interval`` seconds."""
+    """The exporter in simulation mode (this Python, this package), polling every ``interval`` seconds.
+
+    The poll timeout is the interval too (the most the config allows): a poll takes ~10 ms, so
+    only a starved machine misses it, and then ``blackwell_exporter_source_up`` says so.
+    """
     port = port or free_port()
     argv = [sys.executable, "-m", "exporter", "run", "--simulate", profile, "--scenario", scenario,
             "--listen", f"127.0.0.1:{port}"]
@@ -201,7 +205,11 @@ def write_rules(path: Path, time_scale: float) -> Path:
 
 @dataclass
 class Stack:
-    """Exporters (one per simulation profile), one Prometheus and one Alertmanager, started in that order."""
+    """One exporter per simulation profile, one Alertmanager, then one Prometheus scraping them all.
+
+    Prometheus starts last, when every target and the Alertmanager already answer, so its first
+    rule evaluations see real data instead of a moment of ``up == 0``.
+    """
 
     directory: Path
     exporters: dict[str, Service] = field(default_factory=dict)

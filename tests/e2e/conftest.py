@@ -83,10 +83,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section("fault drills")
     for name, r in results.items():
         fired = ", ".join(f"{a} {t:.0f}s" for a, t in sorted(r.seconds_to_fire.items())) or "nothing"
-        cleared = max(r.seconds_to_resolve.values(), default=0.0)
-        terminalreporter.write_line(f"{name:20} on {r.profile:10}  fired: {fired}; all resolved {cleared:.0f}s "
-                                    f"after the switch back{f' ({r.inherited} inherited)' if r.inherited else ''} "
-                                    f"{r.error}")
+        cleared = ", ".join(f"{a} {t:.0f}s" for a, t in sorted(r.seconds_to_resolve.items())) or "nothing"
+        inherited = f" ({r.inherited} inherited)" if r.inherited else ""
+        terminalreporter.write_line(f"{name:20} on {r.profile:10} fired: {fired}; resolved after the switch back: "
+                                    f"{cleared}{inherited} {r.error}".rstrip())
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
