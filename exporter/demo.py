@@ -9,13 +9,18 @@ or stops holding. Ctrl-C (or ``quit``) stops all three processes.
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, TextIO
 
+import yaml
+
+from exporter.mixin.promql import seconds
 from exporter.sources.simulated.profiles import PROFILES
 from exporter.sources.simulated.scenarios import SCENARIOS
 from exporter.sources.simulated.source import check_scenario_fits
@@ -39,8 +44,9 @@ def changes(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]])
         if fingerprint not in before:
             annotations = alert.get("annotations", {})
             lines.append(f"FIRING   {describe(alert)}")
-            if annotations.get("summary"):
-                lines.append(f"         {annotations['summary']}")
+            text = annotations.get("description") or annotations.get("summary")
+            if text:
+                lines.append(f"         {text}")
             if annotations.get("runbook_url"):
                 lines.append(f"         runbook: {annotations['runbook_url']}")
     for fingerprint, alert in before.items():
@@ -97,8 +103,20 @@ def _list(profile: str, out: TextIO) -> None:
     out.flush()
 
 
-def _interact(stack: Stack, profile: str, stdin: TextIO, out: TextIO) -> None:
+def history_needed(rules_file: Path) -> dict[str, float]:
+    """Alert -> seconds of history its rule looks back with ``offset`` (at the demo's time scale)."""
+    needed: dict[str, float] = {}
+    for group in yaml.safe_load(rules_file.read_text())["groups"]:
+        for rule in group["rules"]:
+            for offset in re.findall(r"\boffset\s+(\w+)", rule.get("expr", "")):
+                if "alert" in rule:
+                    needed[rule["alert"]] = max(needed.get(rule["alert"], 0.0), seconds(offset))
+    return needed
+
+
+def _interact(stack: Stack, profile: str, stdin: TextIO, out: TextIO, history: dict[str, float]) -> None:
     """Read commands until ``quit``; at end of input keep running until interrupted."""
+    started = time.monotonic()
     for raw in stdin:
         command = raw.strip()
         if not command:
@@ -115,6 +133,10 @@ def _interact(stack: Stack, profile: str, stdin: TextIO, out: TextIO) -> None:
             continue
         expected = ", ".join(SCENARIOS[command].alerts) or "nothing"
         print(f"scenario is now {command}; expect: {expected}", file=out, flush=True)
+        for alert in SCENARIOS[command].alerts:
+            if history.get(alert, 0.0) > time.monotonic() - started:
+                print(f"  ({alert} compares with {history[alert]:g}s ago (a scaled 'yesterday'); until the demo "
+                      f"has run that long it may not fire)", file=out, flush=True)
     print("stdin closed; inject scenarios with curl, Ctrl-C stops the demo", file=out, flush=True)
     threading.Event().wait()
 
@@ -152,7 +174,7 @@ def main(args: argparse.Namespace, stdin: TextIO = sys.stdin, out: TextIO = sys.
             try:
                 _banner(stack, profile, out)
                 watcher.start()
-                _interact(stack, profile, stdin, out)
+                _interact(stack, profile, stdin, out, history_needed(rules))
             except KeyboardInterrupt:
                 print("\nstopping", file=out, flush=True)
             finally:
