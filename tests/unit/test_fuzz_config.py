@@ -5,6 +5,7 @@ Each test prints how many examples hypothesis ran (``pytest -s`` shows them)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 from collections.abc import Callable
@@ -68,12 +69,14 @@ PROBLEM = re.compile(r"^(.+: .+ \(from .+\)|/\S+: .+)$", re.S)
 
 
 def load_text(text: str | bytes) -> None:
+    """Load ``text`` as the config file; a ConfigError must name where each problem is (and is re-raised)."""
     path = WORKDIR / "config.yml"
     path.write_bytes(text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text)
     try:
         config_mod.load(path, environ={})
     except config_mod.ConfigError as exc:
         assert exc.problems and all(PROBLEM.match(p) for p in exc.problems), exc.problems
+        raise
 
 
 def test_any_yaml_document_loads_or_names_its_bad_keys() -> None:
@@ -81,7 +84,8 @@ def test_any_yaml_document_loads_or_names_its_bad_keys() -> None:
     @given(documents)
     def run(tick: Callable[[], None], doc: object) -> None:
         tick()
-        load_text(yaml.safe_dump(doc, allow_unicode=True))
+        with contextlib.suppress(config_mod.ConfigError):
+            load_text(yaml.safe_dump(doc, allow_unicode=True))
 
     counted("config: random YAML documents", lambda tick: run(tick))
 
@@ -111,23 +115,26 @@ def test_arbitrary_text_never_escapes_as_anything_but_a_config_error() -> None:
                      st.text(alphabet="{}[]:,-&*!|>'\"#%@` \n\tabc0123456789", max_size=200)))
     def run(tick: Callable[[], None], text: str) -> None:
         tick()
-        load_text(text)
+        with contextlib.suppress(config_mod.ConfigError):
+            load_text(text)
 
     counted("config: arbitrary text", lambda tick: run(tick))
 
 
-def test_arbitrary_utf8_bytes_never_escape_as_anything_but_a_config_error() -> None:
+def test_arbitrary_bytes_never_escape_as_anything_but_a_config_error() -> None:
     @SETTINGS
-    @given(st.binary(max_size=300).map(lambda b: b.decode("utf-8", "ignore").encode()))
+    @given(st.binary(max_size=300))
     def run(tick: Callable[[], None], data: bytes) -> None:
         tick()
-        load_text(data)
+        with contextlib.suppress(config_mod.ConfigError):
+            load_text(data)
 
-    counted("config: arbitrary UTF-8 bytes", lambda tick: run(tick))
+    counted("config: arbitrary bytes", lambda tick: run(tick))
 
 
 def test_a_file_that_is_not_utf8_is_a_config_error() -> None:
-    load_text(b"listen: \x80\n")
+    with pytest.raises(config_mod.ConfigError):
+        load_text(b"listen: \x80\n")
 
 
 def test_environment_variables_of_any_shape_load_or_name_their_key() -> None:
@@ -156,7 +163,8 @@ def test_colliding_environment_variables_are_a_config_error() -> None:
 
 
 def test_a_huge_integer_is_a_config_error() -> None:
-    load_text("listen: " + "9" * 5000 + "\n")
+    with pytest.raises(config_mod.ConfigError):
+        load_text("log_level: " + "9" * 5000 + "\n")
 
 
 def test_an_oversized_config_file_is_refused_by_size() -> None:
