@@ -1,13 +1,16 @@
-"""A/B of the poll path: this tree's snapshot + simulation code against a base git revision's.
+"""A/B of the poll path: the snapshot + simulation code of two git revisions (or this tree).
 
-The base revision's ``exporter/snapshot.py`` and ``exporter/sources/simulated/model.py`` are
-loaded from git into separate modules (the old model bound to the old snapshot module), and one
+Each side's ``exporter/snapshot.py`` and ``exporter/sources/simulated/model.py`` are loaded from
+git into separate modules (each model bound to its own snapshot module), and one
 poll cycle (advance the model 10 s, build families, ``Snapshot.of``, ``SnapshotStore.publish``,
 gzip the text once) runs on each side in turn, same seed, same simulated clock. Every cycle's
 exposition must be byte-identical on both sides, which is the check that an optimisation kept
 behaviour; the CPU time (``time.process_time``) of each stage is compared as a ratio.
 
-    python bench/ab.py --base 6379416 --gpus 8 --cycles 60
+    python bench/ab.py --base 6379416 --head 34d95a8 --gpus 8 --cycles 60
+
+Without ``--head`` the other side is this working tree; a head that also changed what the
+simulation emits fails the byte-identical check, by design.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class Side:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", required=True, help="git revision to compare against")
+    parser.add_argument("--head", help="git revision to measure (default: this working tree)")
     parser.add_argument("--gpus", type=int, default=8)
     parser.add_argument("--cycles", type=int, default=60)
     args = parser.parse_args()
@@ -71,9 +75,14 @@ def main() -> None:
     old_snapshot = load_at(args.base, "exporter/snapshot.py", "base_snapshot", {})
     old_model = load_at(args.base, "exporter/sources/simulated/model.py", "base_model",
                         {"exporter.snapshot": old_snapshot})
+    if args.head:
+        new_snapshot = load_at(args.head, "exporter/snapshot.py", "head_snapshot", {})
+        head_model = load_at(args.head, "exporter/sources/simulated/model.py", "head_model",
+                             {"exporter.snapshot": new_snapshot})
+    else:
+        new_snapshot, head_model = sys.modules[Snapshot.__module__], new_model
     profile = profile_with(args.gpus)
-    new_snapshot = sys.modules[Snapshot.__module__]
-    base, head = Side(old_snapshot, old_model, profile), Side(new_snapshot, new_model, profile)
+    base, head = Side(old_snapshot, old_model, profile), Side(new_snapshot, head_model, profile)
     for n in range(1, args.cycles + 1):
         now = 10.0 * n
         first, second = (base, head) if n % 2 else (head, base)  # alternate who runs first
@@ -81,7 +90,8 @@ def main() -> None:
         if a != b:
             raise SystemExit(f"cycle {n}: expositions differ ({len(a)} vs {len(b)} bytes): behaviour changed")
 
-    print(f"{args.gpus} GPUs, {args.cycles} cycles of 10 s simulated time, base {args.base} vs this tree, "
+    print(f"{args.gpus} GPUs, {args.cycles} cycles of 10 s simulated time, base {args.base} vs "
+          f"{args.head or 'this tree'}, "
           f"outputs byte-identical, load {os.getloadavg()[0]:.2f}")
     print(f"  {'stage':10} {'base ms':>9} {'this ms':>9} {'base/this':>9}")
     total_base = total_head = 0.0

@@ -189,11 +189,13 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true",
                         help="publish a new version before every scrape, as when each scrape follows a poll")
     parser.add_argument("--base", help="also serve a base git revision's snapshot module (A/B of the cache)")
+    parser.add_argument("--alone", action="store_true",
+                        help="serve and scrape only the cache (no other server's work between its scrapes)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--out", type=Path, help="also write the JSON result here")
     args = parser.parse_args()
 
-    sides = ["cached", *(["base"] if args.base else []), "generate_latest"]
+    sides = ["cached"] if args.alone else ["cached", *(["base"] if args.base else []), "generate_latest"]
     ctx = multiprocessing.get_context("spawn")
     pipes, children = {}, []
     for side in sides:
@@ -213,8 +215,10 @@ def main() -> None:
                 elapsed, sizes[side] = scrape_once(infos[side]["port"], args.gzip, args.openmetrics)
                 if n >= 20:
                     times[side].append(elapsed)
-        pipes["cached"].send("render")
-        render = pipes["cached"].recv()
+        render = {}
+        if not args.alone:
+            pipes["cached"].send("render")
+            render = pipes["cached"].recv()
     finally:
         for side, child in zip(sides, children, strict=True):
             pipes[side].send("stop")
@@ -230,7 +234,7 @@ def main() -> None:
         "command": "python " + " ".join([sys.argv[0], *sys.argv[1:]]),
         "gpus": args.gpus, "every_family": args.every_family, "families": info["families"],
         "series": info["series"], "scrapes": args.scrapes, "gzip": args.gzip, "openmetrics": args.openmetrics,
-        "fresh": args.fresh, "base": args.base, "bytes": sizes, "http_ms": http, "render_ms": render,
+        "fresh": args.fresh, "base": args.base, "alone": args.alone, "bytes": sizes, "http_ms": http, "render_ms": render,
         "ratio_p50": {side: http[side]["p50"] / http["cached"]["p50"] for side in sides if side != "cached"},
         "ratio_p99": {side: http[side]["p99"] / http["cached"]["p99"] for side in sides if side != "cached"},
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.python_implementation()} "
@@ -252,7 +256,8 @@ def main() -> None:
                                              f"x{result['ratio_p99'][side]:.1f} p99 vs cached")
         print(f"  {side:16} p50 {http[side]['p50']:8.3f} ms  p99 {http[side]['p99']:8.3f} ms  "
               f"{sizes[side]:>8} bytes{ratio}")
-    print("  in-process ms    " + "  ".join(f"{k} {v:.4g}" for k, v in render.items()))
+    if render:
+        print("  in-process ms    " + "  ".join(f"{k} {v:.4g}" for k, v in render.items()))
 
 
 if __name__ == "__main__":
