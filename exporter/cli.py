@@ -64,12 +64,24 @@ def _load(path: Path | None, flags: dict) -> config_mod.Config:
 
 
 def cmd_config_check(path: Path) -> int:
+    """Validate ``path`` and the web config file it names, printing every problem."""
+    from exporter import webconfig
+
+    problems: list[str] = []
     try:
-        config_mod.load(path, environ={})
+        config = config_mod.load(path, environ={})
     except config_mod.ConfigError as exc:
-        for problem in exc.problems:
-            print(problem)
-        print(f"{path}: {len(exc.problems)} error(s)")
+        problems = exc.problems
+    else:
+        if config.web_config_file is not None:
+            try:
+                webconfig.load(config.web_config_file)
+            except webconfig.WebConfigError as exc:
+                problems = [f"web_config_file: {p}" for p in exc.problems]
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{path}: {len(problems)} error(s)")
         return 1
     print(f"{path}: ok")
     return 0

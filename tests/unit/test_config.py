@@ -100,3 +100,13 @@ def test_config_check_prints_each_error_and_fails(tmp_path, capsys):
                                              ("[::1]:9402", ("::1", 9402))])
 def test_listen_addresses(value, expected):
     assert cfg.parse_listen(value) == expected
+
+
+def test_config_check_also_validates_the_web_config_it_names(tmp_path, capsys):
+    web = tmp_path / "web.yml"
+    web.write_text("basic_auth_users:\n  alice: not-a-bcrypt-hash\ntls_server_config:\n  cert_file: /nope.pem\n")
+    config = write(tmp_path, f"web_config_file: {web}\n")
+    assert main(["config", "check", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert out.count("web_config_file: ") >= 2
+    assert "error(s)" in out
