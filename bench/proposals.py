@@ -10,6 +10,8 @@ same result; the CPU-time ratio is its predicted effect once its owner applies i
    that rule must contain (``requires`` below, lower-cased; the check runs on whole chunks with
    ``str.find``, so lines with no literal cost nothing per rule). Non-ASCII lines skip the
    prefilter, since ``(?i)`` folds a few non-ASCII letters onto ASCII ones.
+3. cli: ``gc.freeze()`` once the daemon has started, so a full (generation 2) collection no
+   longer walks every object made at import and start-up; it stops the world, scrapes included.
 
     python bench/proposals.py --lines 200000 --series 50000
 """
@@ -179,6 +181,43 @@ def logs_ab(lines: int, rounds: int) -> None:
           f"({sum(counts['as is'].values()):g} matches)")
 
 
+# -- 3. gc.freeze ----------------------------------------------------------------------------------
+def gc_ab(polls: int) -> None:
+    import exporter.cli  # noqa: F401 - what the daemon imports, so the heap is the daemon's
+    from bench.workload import simulated_source
+    from exporter.snapshot import Snapshot, SnapshotStore
+
+    source, store, own = simulated_source(8), SnapshotStore(), Snapshot("exporter", {})
+    pauses: list[float] = []
+    started: list[float] = []
+
+    def watch(phase: str, info: dict) -> None:
+        if info["generation"] == 2:
+            if phase == "start":
+                started.append(time.perf_counter())
+            else:
+                pauses.append(time.perf_counter() - started.pop())
+
+    def run() -> tuple[int, float]:
+        pauses.clear()
+        for _ in range(polls):
+            store.publish("simulated", Snapshot.of("simulated", source.poll()), lambda: own)
+        return len(pauses), max(pauses, default=0.0)
+
+    gc.callbacks.append(watch)
+    try:
+        run()  # warm-up
+        gc.collect()
+        before = run()
+        gc.freeze()
+        after = run()
+        gc.unfreeze()
+    finally:
+        gc.callbacks.remove(watch)
+    print(f"gen-2 collections over {polls} 8-GPU poll cycles: as is {before[0]}, longest {before[1] * 1e3:.1f} ms; "
+          f"after gc.freeze() {after[0]}, longest {after[1] * 1e3:.1f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, default=200_000)
@@ -188,6 +227,7 @@ def main() -> None:
     print(f"load {os.getloadavg()[0]:.2f}")
     promtext_ab(args.series, args.rounds)
     logs_ab(args.lines, args.rounds)
+    gc_ab(200)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,11 @@ run scrape-hgx-b200-gzip $PY bench/scrape.py --scrapes 500 --gzip --openmetrics 
     --out "$OUT/scrape-hgx-b200-gzip.json"
 run scrape-hgx-b200-gzip-fresh $PY bench/scrape.py --scrapes 500 --gzip --openmetrics --fresh --base "$BASE" \
     --out "$OUT/scrape-hgx-b200-gzip-fresh.json"
+# The cache alone (no other server's work between its scrapes), three times: the tail is the VM's.
+run scrape-hgx-b200-alone bash -c "for i in 1 2 3; do $PY bench/scrape.py --alone --gzip --openmetrics --fresh \
+    --scrapes 2000 --out $OUT/scrape-hgx-b200-alone-\$i.json; done"
+run scrape-72-alone $PY bench/scrape.py --gpus 72 --every-family --alone --gzip --openmetrics --fresh --scrapes 500 \
+    --out "$OUT/scrape-72-alone.json"
 run scrape-72-text $PY bench/scrape.py --gpus 72 --every-family --scrapes 100 --base "$BASE" \
     --out "$OUT/scrape-72-text.json"
 run scrape-72-gzip-fresh $PY bench/scrape.py --gpus 72 --every-family --scrapes 100 --gzip --openmetrics --fresh \
