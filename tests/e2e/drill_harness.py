@@ -1,4 +1,5 @@
-"""The drill harness: a webhook receiver for Alertmanager and a runner that plays each scenario once.
+"""The drill harness: a webhook receiver for Alertmanager, a runner that plays each scenario once,
+and the "yesterday" the throughput comparison needs.
 
 A drill switches one exporter's scenario, waits until the receiver has every alert the scenario
 names, switches back to healthy and waits until everything that fired has resolved.
@@ -7,15 +8,25 @@ names, switches back to healthy and waits until everything that fired has resolv
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
-from exporter.sources.simulated.scenarios import SCENARIOS, Scenario
-from exporter.stack import Stack
+import yaml
+
+from exporter.mixin import recording
+from exporter.mixin.config import MixinConfig
+from exporter.mixin.promql import seconds
+from exporter.sources.simulated.model import BoxModel
+from exporter.sources.simulated.profiles import PROFILES
+from exporter.sources.simulated.scenarios import DEFAULT_SCENARIO, SCENARIOS, Scenario
+from exporter.stack import Stack, find_binary
 
 HEALTHY = "healthy"
 # A drill's scenario runs until every alert it names has fired, at most this long...
@@ -217,11 +228,7 @@ class Drills:
         result.still_firing = firing(seen) - resolved(seen)
         return result
 
-# Alerts the scenario table names that cannot be drilled in seconds, with the reason.
-UNDRILLABLE = {
-    "BlackwellThroughputDrop": "it compares with the same hour yesterday (offset 1d, still 14m24s at the drill "
-                               "time scale) and a fresh stack has no yesterday",
-}
+
 # Alerts no scenario in scenarios.py plays yet (BlackwellExporterDown is drilled by stopping the exporter).
 NO_SCENARIO = {
     "BlackwellServingDown": "no scenario makes the serving runtime stop answering (serving_up 0)",
@@ -230,3 +237,76 @@ NO_SCENARIO = {
     "BlackwellExporterSourceDown": "no scenario makes the simulated source fail its polls",
     "BlackwellExporterSourceStale": "no scenario makes the simulated source hang",
 }
+
+
+def settle(stack: Stack, timeout: float = 60.0) -> None:
+    """Wait until the stack is in its healthy steady state: every exporter scraped, every source up,
+    nothing firing.
+
+    Start-up is not steady: processes start, Prometheus restarts twice for the backfill, and on a
+    busy 2-core machine that burst can make a poll miss its deadline and page
+    BlackwellExporterSource* for a few seconds. Drills and the baseline begin after it.
+    """
+    firing = 'ALERTS{alertstate="firing"}'
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (len(stack.query("up == 1")) == len(stack.exporters)
+                and len(stack.query("blackwell_exporter_source_up == 1")) == len(stack.exporters)
+                and not stack.query(firing)):
+            return
+        time.sleep(1.0)
+    raise AssertionError(f"the stack did not settle in {timeout:g}s: up={stack.query('up')}, "
+                         f"firing={stack.query(firing)}")
+
+
+# -- yesterday ---------------------------------------------------------------------------------
+
+def yesterday_offset(rules_file: Path) -> float:
+    """How far back BlackwellThroughputDrop looks ("the same hour yesterday", scaled), in seconds."""
+    for group in yaml.safe_load(rules_file.read_text())["groups"]:
+        for rule in group["rules"]:
+            if rule.get("alert") == "BlackwellThroughputDrop":
+                return max(seconds(d) for d in re.findall(r"\boffset\s+(\w+)", rule["expr"]))
+    raise AssertionError("no BlackwellThroughputDrop rule")
+
+
+def backfill_yesterday(stack: Stack, profile: str, rules_file: Path, span: float) -> None:
+    """Give ``profile``'s box a healthy past, so "tokens/s against yesterday" has a yesterday.
+
+    A fresh stack has no history, and the scaled offset (14m24s) is longer than the whole suite.
+    So the box's past is played by the same simulation model, healthy, with the exporter's seed,
+    one sample a second for the ``span`` seconds before now; promtool writes it as TSDB blocks.
+    The rule the comparison reads (tokens/s per instance) is then evaluated over that past by
+    Prometheus itself (``promtool tsdb create-blocks-from rules``), from the mixin's own rule text
+    with its one intermediate recording rule inlined (promtool cannot backfill a rule that reads
+    another backfilled rule). Prometheus restarts twice to read the new blocks.
+    """
+    instance = stack.instance(profile)
+    box = PROFILES[profile]
+    model = BoxModel(box, SCENARIOS[DEFAULT_SCENARIO], seed=0, start=0.0)
+    now = int(time.time())
+    begin = now - int(span)
+    labels = f'job="{MixinConfig().job}",instance="{instance}",model="{box.model}"'
+    lines = []
+    for step in range(int(span)):
+        model.advance(float(step))
+        lines.append(f"blackwell_serving_generation_tokens_total{{{labels}}} {int(model.output_tokens)} {begin + step}")
+    work = stack.directory / "yesterday"
+    work.mkdir(exist_ok=True)
+    (work / "tokens.om").write_text("\n".join(lines) + "\n# EOF\n")
+    promtool = find_binary("promtool")
+    subprocess.run([promtool, "tsdb", "create-blocks-from", "-q", "openmetrics", str(work / "tokens.om"),
+                    str(stack.prometheus_data)], check=True, capture_output=True)
+    stack.restart_prometheus()
+
+    recorded = {r["record"]: r["expr"] for g in yaml.safe_load(rules_file.read_text())["groups"]
+                for r in g["rules"] if "record" in r}
+    expr = recorded[recording.INSTANCE_TOKENS_RATE].replace(recording.TOKENS_RATE,
+                                                            f"({recorded[recording.TOKENS_RATE]})")
+    (work / "rules.yaml").write_text(yaml.safe_dump({"groups": [
+        {"name": "yesterday", "rules": [{"record": recording.INSTANCE_TOKENS_RATE, "expr": expr}]}]}))
+    assert stack.prometheus is not None
+    subprocess.run([promtool, "tsdb", "create-blocks-from", "-q", "rules", f"--start={begin}",
+                    f"--end={now - 1}", f"--url={stack.prometheus.url}", f"--output-dir={stack.prometheus_data}",
+                    "--eval-interval=1s", str(work / "rules.yaml")], check=True, capture_output=True)
+    stack.restart_prometheus()
