@@ -35,13 +35,13 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from exporter import __version__
+from exporter.backoff import backoff_delay
 from exporter.snapshot import Family, Snapshot, SnapshotStore
 from exporter.sources.base import PartialPollError, PollError, ReprobeRequired, Source
 
 log = logging.getLogger(__name__)
 
 STALE_INTERVALS = 3
-MAX_BACKOFF_SECONDS = 300.0
 
 
 SHUTDOWN_CLOSE_SECONDS = 2.0
@@ -150,7 +150,9 @@ class SourceRunner:
                 reason = "error" if outcome.probed else "probe"
             if not isinstance(err, PollError) or isinstance(err, ReprobeRequired):
                 self._probed = False
-            self._fail(reason, f"{type(err).__name__}: {err}")
+            # A partial result is news worth publishing every interval (serving_up 0 must stay
+            # visible for its alert's `for:`), so it does not back off.
+            self._fail(reason, f"{type(err).__name__}: {err}", backoff=outcome.snapshot is None)
             return
         self.up = True
         self.completed_once = True
@@ -188,15 +190,15 @@ class SourceRunner:
         self.errors["busy"] += 1
         self.last_error = f"poll still running after {running_for:.1f}s (timeout {self.timeout:g}s)"
 
-    def _fail(self, reason: str, message: str) -> None:
+    def _fail(self, reason: str, message: str, backoff: bool = True) -> None:
         if self.up or self.last_error != message:
             log.warning("source %s failed (%s): %s", self.name, reason, message)
         self.up = False
         self.consecutive_failures += 1
         self.errors[reason] += 1
         self.last_error = message
-        backoff = min(self.interval * 2 ** (self.consecutive_failures - 1), max(MAX_BACKOFF_SECONDS, self.interval))
-        self._next_attempt = self._clock() + backoff
+        delay = backoff_delay(self.interval, self.consecutive_failures) if backoff else self.interval
+        self._next_attempt = self._clock() + delay
 
     def _publish(self) -> None:
         too_old = self._clock() - self._snapshot_mono > STALE_INTERVALS * self.interval
@@ -275,8 +277,8 @@ class Scheduler:
                 duration.add((name,), round(runner.last_duration, 6))
             last.add((name,), round(runner.last_success or 0.0, 3))
             interval.add((name,), runner.interval)
-            for reason in sorted(runner.errors):
-                errors.add((name, reason), runner.errors[reason])
+            for reason, count in sorted(dict(runner.errors).items()):  # a copy: runners count concurrently
+                errors.add((name, reason), count)
         build = Family("blackwell_exporter_build_info").add((__version__, self.mode, platform.python_version()), 1)
         return Snapshot.of("exporter", [build, up, duration, last, errors, interval, *self._extra()])
 

@@ -12,7 +12,8 @@ from typing import ClassVar
 
 import pytest
 
-from exporter.scheduler import MAX_BACKOFF_SECONDS, STALE_INTERVALS, Scheduler, SourceRunner
+from exporter.backoff import MAX_BACKOFF_SECONDS, backoff_delay
+from exporter.scheduler import STALE_INTERVALS, Scheduler, SourceRunner
 from exporter.server import ExporterHTTPServer
 from exporter.snapshot import Family, SnapshotStore
 from exporter.sources.base import PartialPollError, PollError, ReprobeRequired, Source, SourceConfig
@@ -194,6 +195,25 @@ def test_partial_result_publishes_its_families_at_once_while_the_source_counts_a
     assert runner.state() == "stale", "the source itself has not fully succeeded for over 3 intervals"
 
 
+def test_a_source_that_stays_partially_down_publishes_every_interval_without_backing_off() -> None:
+    """serving_up 0 must stay visible for as long as an alert's `for:` needs, not flap with a backoff."""
+    polls = 0
+
+    def poll() -> object:
+        nonlocal polls
+        polls += 1
+        raise PartialPollError("endpoint down", [memory_family(polls)], reason="unreachable")
+
+    store = SnapshotStore()
+    clock = FakeClock()
+    runner = runner_for(Scripted(poll, interval=10.0), store, clock)
+    for tick in range(60):
+        runner.run_once()
+        assert f'blackwell_gpu_memory_used_bytes{{gpu="0"}} {tick + 1}' in store.current().text.decode(), tick
+        clock.now += 10
+    assert polls == 60 and runner.errors == {"unreachable": 60}
+
+
 def test_garbage_inside_a_partial_result_is_an_error_and_restarts_the_source() -> None:
     bad = PartialPollError("down", [Family("blackwell_exporter_source_up").add(("x",), 0)], reason="http")
     source = Scripted(raiser(bad))
@@ -336,3 +356,9 @@ def test_hung_source_does_not_delay_scrapes_or_remove_another_sources_metrics() 
         server.shutdown()
         server.server_close()
         scheduler.shutdown()
+
+
+def test_backoff_stays_finite_after_any_number_of_failures() -> None:
+    assert backoff_delay(1.0, 1) == 1.0 and backoff_delay(1.0, 3) == 4.0
+    assert backoff_delay(10.0, 5000) == MAX_BACKOFF_SECONDS
+    assert backoff_delay(600.0, 10**6) == 600.0, "never shorter than the interval"

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
+from exporter.backoff import backoff_delay
 from exporter.snapshot import Family
 from exporter.sources.base import PollError, ReprobeRequired, Source, SourceConfig
 from exporter.sources.nvml.backend import UNINITIALIZED, Backend, NvmlError
@@ -29,7 +30,6 @@ from exporter.sources.nvml.xid import XidWatcher
 
 log = logging.getLogger(__name__)
 
-MAX_REINIT_BACKOFF = 300.0
 
 
 class NvmlConfig(SourceConfig):
@@ -277,7 +277,7 @@ class NvmlSource(Source):
 
     def _schedule_reinit(self) -> None:
         self._reinit_failures += 1
-        delay = min(self.config.interval * 2 ** self._reinit_failures, max(MAX_REINIT_BACKOFF, self.config.interval))
+        delay = backoff_delay(self.config.interval, self._reinit_failures + 1)
         self._next_reinit = self._clock() + delay
 
     def _drop_state(self, gpu: _Gpu) -> None:
