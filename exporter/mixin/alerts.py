@@ -11,6 +11,7 @@ from exporter.mixin import recording as rec
 from exporter.mixin.config import MixinConfig
 from exporter.mixin.model import Alert, Group
 from exporter.mixin.slo import slo_alerts
+from exporter.scheduler import STALE_INTERVALS
 
 FLEET = "blackwell-fleet-overview"
 NODE = "blackwell-node-gpus"
@@ -171,7 +172,7 @@ def _exporter_alerts(c: MixinConfig) -> list[Alert]:
               "metrics are missing.", EXPORTER, "5m"),
         Alert("BlackwellExporterSourceStale",
               "time() - blackwell_exporter_source_last_success_timestamp_seconds\n"
-              f"> {_n(c.source_stale_intervals)} * blackwell_exporter_source_interval_seconds\n"
+              f"> {_n(STALE_INTERVALS)} * blackwell_exporter_source_interval_seconds\n"
               "and blackwell_exporter_source_last_success_timestamp_seconds > 0",
               "warning", "An exporter source has not completed a poll for several of its intervals.",
               "Source {{ $labels.source }} on {{ $labels.instance }} last succeeded {{ $value | humanizeDuration }} "

@@ -47,11 +47,6 @@ class MixinConfig(StrictModel):
         1.0, ge=0, description="yesterday's tokens/s must exceed this for the comparison to count"
     )
 
-    source_stale_intervals: float = Field(
-        3.0, gt=1, description="a source whose last success is older than this many of its intervals is stale "
-        "(the exporter stops serving its snapshot at 3)",
-    )
-
     # -- GPUs and fabric ----------------------------------------------------------------------
     straggler_utilization_gap: float = Field(
         0.15, gt=0, lt=1, description="a GPU this far (absolute ratio) under its peers' mean utilization straggles"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from exporter.mixin import recording as rec
 from exporter.mixin import slo
 from exporter.mixin.config import MixinConfig
+from exporter.scheduler import STALE_INTERVALS
 
 SCHEMA_VERSION = 42
 TAGS = ["blackwell", "blackwell-exporter"]
@@ -377,9 +378,9 @@ def _exporter(c: MixinConfig) -> dict:
         P("Poll duration", "Wall time of each source's last poll.", "s",
           [Q(f"blackwell_exporter_source_poll_duration_seconds{{{I}}}", "{{instance}} {{source}}")]),
         P("Time since last successful poll", "Seconds since each source last succeeded, against "
-          f"{c.source_stale_intervals:g} intervals (the staleness limit).", "s",
+          f"{STALE_INTERVALS:g} intervals (the staleness limit).", "s",
           [Q(f"time() - blackwell_exporter_source_last_success_timestamp_seconds{{{I}}}", "{{instance}} {{source}}"),
-           Q(f"{c.source_stale_intervals:g} * blackwell_exporter_source_interval_seconds{{{I}}}",
+           Q(f"{STALE_INTERVALS:g} * blackwell_exporter_source_interval_seconds{{{I}}}",
              "{{instance}} {{source}} stale after")]),
         P("Poll errors/s", "Failed polls per second by source and reason; empty while no poll has failed.",
           "short", [Q(f"sum by (instance, source, reason) (rate(blackwell_exporter_source_errors_total{{{I}}}"

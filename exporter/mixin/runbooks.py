@@ -13,6 +13,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from exporter.mixin.alerts import all_alerts, runbook_file
 from exporter.mixin.config import MixinConfig
 from exporter.mixin.model import Alert
+from exporter.scheduler import STALE_INTERVALS
 
 SECTIONS = ("Meaning", "Impact", "Diagnosis", "Mitigation")
 
@@ -39,6 +40,6 @@ def render_all(config: MixinConfig) -> dict[str, str]:
         template = env.get_template(f"{name}.md.j2")
         text = template.render(name=name, rules=rules, first=rules[0], c=config,
                                dashboard_url=f"{config.dashboard_base_url}/{rules[0].dashboard}",
-                               runbook_path=runbook_file(name))
+                               runbook_path=runbook_file(name), stale_intervals=STALE_INTERVALS)
         pages[name] = text.rstrip("\n") + "\n"
     return pages
