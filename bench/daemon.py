@@ -1,9 +1,10 @@
 """Run the real daemon with the hgx-b200 model widened to ``--gpus`` GPUs (the CLI knows only named boxes).
 
-``--fix-poll-race`` first applies the scheduler fix that bench/scheduler_race.py proposes, so the
-daemon can be measured with and without it.
+``--fix-poll-race`` first applies the scheduler fix that bench/scheduler_race.py proposes, and
+``--switch-interval S`` sets ``sys.setswitchinterval`` (how long a thread may hold the GIL while
+another waits; CPython's default is 5 ms), so the daemon can be measured with and without them.
 
-    python bench/daemon.py --gpus 72 [--fix-poll-race] run --simulate hgx-b200-x72 --listen 127.0.0.1:9402
+    python bench/daemon.py --gpus 72 [--fix-poll-race] [--switch-interval 0.001] run --simulate hgx-b200-x72
 """
 
 from __future__ import annotations
@@ -28,4 +29,7 @@ if __name__ == "__main__":
 
         SourceRunner._attempt = patched_attempt()
         argv = argv[1:]
+    if argv[:1] == ["--switch-interval"]:
+        sys.setswitchinterval(float(argv[1]))
+        argv = argv[2:]
     sys.exit(main(argv))

@@ -45,6 +45,7 @@ run poll $PY bench/poll.py --gpus 1 8 72 --cycles 30 --out "$OUT/poll.json"
 run ingest $PY bench/ingest.py --lines 500000 --series 50000 --repeat 3 --out "$OUT/ingest.json"
 run proposals $PY bench/proposals.py --lines 200000 --series 50000 --rounds 5
 run scheduler_race $PY bench/scheduler_race.py --gpus 8 72 --polls 40
+run live $PY bench/live.py --interval 1 --seconds 90 --rate 20 --out "$OUT/live.json"
 run scaling $PY bench/scaling.py --gpus 1 8 72 --out-dir "$OUT"
 # bench/process.py takes ~4 minutes and loads the machine; run it on its own:
 #   $PY bench/process.py --gpus 1 8 72 --intervals 10 1 --fix-poll-race both --window 150 --out $OUT/process.json
