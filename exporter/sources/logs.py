@@ -28,7 +28,7 @@ from pydantic import Field, field_validator, model_validator
 
 from exporter import catalog
 from exporter.catalog import MetricType
-from exporter.safe_regex import UnsafePatternError, compile_pattern
+from exporter.safe_regex import UnsafePatternError, bounded, compile_pattern
 from exporter.snapshot import Family
 from exporter.sources.base import Source, SourceConfig, StrictModel
 
@@ -120,6 +120,7 @@ class Tail:
         self.partial = b""
         self.skipping = False  # inside an over-long line, dropping bytes up to its newline
         self._from_end = from_end
+        self._resume: tuple[tuple[int, int], int] | None = None  # (identity, offset) kept by suspend()
 
     def _open(self, from_end: bool) -> bool:
         try:
@@ -127,7 +128,12 @@ class Tail:
         except FileNotFoundError:
             return False
         st = os.fstat(handle.fileno())
-        self.handle, self.identity = handle, (st.st_dev, st.st_ino)
+        identity = (st.st_dev, st.st_ino)
+        resume, self._resume = self._resume, None
+        self.handle, self.identity = handle, identity
+        if resume is not None and resume[0] == identity and resume[1] <= st.st_size:
+            handle.seek(resume[1])  # the same file as before a restart: carry on where we were
+            return True
         if from_end:
             handle.seek(0, os.SEEK_END)
         self.partial, self.skipping = b"", False
@@ -137,6 +143,12 @@ class Tail:
         if self.handle is not None:
             self.handle.close()
         self.handle = None
+
+    def suspend(self) -> None:
+        """Close the file but remember where we were, so a source restart counts no line twice."""
+        if self.handle is not None and self.identity is not None:
+            self._resume = (self.identity, self.handle.tell())
+        self.close()
 
     def read(self, budget: int) -> tuple[list[bytes], int, list[str]]:
         """(complete lines, bytes read, reopen reasons) since the last call."""
@@ -228,6 +240,7 @@ class LogsSource(Source):
         return tuple(values[label] for label in metric.labels)
 
     def count_line(self, line: str) -> None:
+        line = bounded(line)  # what a rule sees of a line is capped, so a polynomial pattern stays cheap
         for rule, regex, metric in self.rules:
             match = regex.search(line)
             if match is None:
@@ -260,7 +273,12 @@ class LogsSource(Source):
                 from_end = first and self.config.start_at == "end"
                 self.tails[path] = Tail(path, from_end, self.config.max_line_bytes)
         for path, tail in list(self.tails.items()):
-            lines, read, reasons = tail.read(self.config.max_read_bytes)
+            try:
+                lines, read, reasons = tail.read(self.config.max_read_bytes)
+            except OSError as exc:  # one unreadable path (a directory, no permission) must not stop the others
+                log.warning("logs: cannot read %s: %s", path, exc.strerror or exc)
+                tail.suspend()
+                continue
             self.bytes_read[path] += read
             for reason in reasons:
                 self.reopens[(path, reason)] += 1
@@ -273,9 +291,9 @@ class LogsSource(Source):
         return self._families()
 
     def close(self) -> None:
+        """Release the files; offsets survive, so the restart after a failed poll re-reads nothing."""
         for tail in self.tails.values():
-            tail.close()
-        self.tails.clear()
+            tail.suspend()
 
     def _families(self) -> list[Family]:
         families: dict[str, Family] = {}

@@ -76,6 +76,29 @@ def test_a_line_without_its_newline_waits_for_the_rest(tmp_path):
     assert counts(src)[OOM] == 1
 
 
+def test_a_source_restart_after_a_failed_poll_counts_no_line_twice(tmp_path):
+    """The scheduler calls close() and probe() after a timeout; the offsets must survive that."""
+    log = tmp_path / "a.log"
+    log.write_text(OOM_LINE * 2 + "CUDA out of")
+    src = source(log)
+    assert counts(src)[OOM] == 2
+    src.close()
+    src.probe()
+    append(log, " memory\n")
+    assert counts(src)[OOM] == 3
+
+
+def test_an_unreadable_path_is_skipped_and_the_others_keep_counting(tmp_path):
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "sub").mkdir()  # a glob that also matches a directory
+    log = tmp_path / "logs" / "a.log"
+    log.write_text(OOM_LINE)
+    src = source(tmp_path / "logs" / "*")
+    assert counts(src)[OOM] == 1
+    append(log, OOM_LINE)
+    assert counts(src)[OOM] == 2
+
+
 def test_by_default_a_file_is_followed_from_its_end_and_only_new_lines_count(tmp_path):
     log = tmp_path / "a.log"
     log.write_text(OOM_LINE * 3)
