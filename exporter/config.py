@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, create_model, field_validator
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
+from exporter import catalog
 from exporter.mixin.config import MixinConfig
 from exporter.sources.base import StrictModel
 from exporter.sources.registry import SOURCES
@@ -49,6 +50,20 @@ class Config(StrictModel):
     def _listen_has_port(cls, value: str) -> str:
         parse_listen(value)
         return value
+
+    @model_validator(mode="after")
+    def _no_series_twice(self) -> Config:
+        """Refuse source combinations that would emit one series twice (Prometheus drops such a scrape)."""
+        enabled = set(self.enabled_sources())
+        if {"nvml", "dcgm"} <= enabled:
+            raise ValueError("sources.nvml and sources.dcgm fill the same GPU metrics; enable one of them")
+        if "counter_mapping" in enabled:
+            for mapping in self.sources.counter_mapping.mappings:  # type: ignore[attr-defined]
+                others = sorted((set(catalog.get(mapping.metric).sources) & enabled) - {"counter_mapping"})
+                if others:
+                    raise ValueError(f"sources.counter_mapping maps {mapping.upstream} to {mapping.metric}, which "
+                                     f"sources.{others[0]} also fills; drop the mapping or disable {others[0]}")
+        return self
 
     @property
     def simulated(self) -> bool:

@@ -110,3 +110,15 @@ def test_config_check_also_validates_the_web_config_it_names(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("web_config_file: ") >= 2
     assert "error(s)" in out
+
+
+def test_sources_that_would_emit_the_same_series_cannot_both_be_enabled(tmp_path):
+    both = write(tmp_path, "sources:\n  nvml: {enabled: true}\n  dcgm: {enabled: true}\n")
+    with pytest.raises(cfg.ConfigError, match="nvml and sources.dcgm fill the same GPU metrics"):
+        cfg.load(both, environ={})
+    mapped = write(tmp_path, "sources:\n  nvml: {enabled: false}\n  logs: {enabled: true, paths: [/x.log]}\n"
+                             "  counter_mapping:\n    enabled: true\n    mappings:\n"
+                             "      - {upstream: te_promotions_total, metric: blackwell_te_promotion_events_total,"
+                             " labels: {layer: '{layer}'}}\n")
+    with pytest.raises(cfg.ConfigError, match="sources.logs also fills"):
+        cfg.load(mapped, environ={})
