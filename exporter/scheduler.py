@@ -129,11 +129,13 @@ class SourceRunner:
                                   daemon=True)
         self._inflight = thread
         thread.start()
-        self._wake.wait(self.timeout)
+        # The poll thread sets _wake as its last act; asking thread.is_alive() instead would race
+        # with its exit and record a finished poll as a timeout.
+        finished = self._wake.wait(self.timeout)
         duration = self._clock() - self._started
         if self._stopping:
             return
-        if thread.is_alive():
+        if not finished:
             self._probed = False
             self._fail("timeout", f"poll did not finish within {self.timeout:g}s")
             return

@@ -7,10 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from exporter.snapshot import Snapshot
-from exporter.sources.logs import LogsConfig, LogsSource
+from exporter.sources.logs import LogsConfig, LogsSource, default_rules
 
 
 def source(*paths: Path, **config) -> LogsSource:
@@ -64,6 +66,25 @@ def test_each_default_rule_counts_its_kind_of_line_once(tmp_path, line, metric, 
     assert got[(metric, labels)] == 1
     others = {k: v for k, v in got.items() if v and k != (metric, labels) and not k[0].startswith("blackwell_log_")}
     assert others == {}
+
+
+WORDS = ["fp8", "FP4", "NVFP4", "falling back", "fallback", "not supported", "disabled", "layer", "layers.12", "47",
+         "promoted", "promotion", "Loading", "engine", "building", "Total time of building", "Capturing", "CUDA",
+         "graphs", "autotune", "AutoTuner", "JIT", "compiling", "kernels", "kernel cache miss", "torch.compile",
+         "out of memory", "OutOfMemoryError", "cudaErrorMemoryAllocation", "NCCL", "WARN", "ncclSystemError",
+         "timed out", "timeout", "Watchdog caught collective operation timeout", "deserializing", "[TRT-LLM]", "x"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(WORDS), min_size=1, max_size=12).map(" ".join))
+def test_the_requires_shortcut_of_the_default_rules_never_changes_a_count(line):
+    """`requires` only skips lines the pattern cannot match: counts equal those of the bare patterns."""
+    fast = LogsSource(LogsConfig(enabled=True, paths=[]))
+    bare = [rule.model_dump() | {"requires": []} for rule in default_rules()]
+    slow = LogsSource(LogsConfig(enabled=True, paths=[], default_rules=False, rules=bare))
+    fast.count_line(line)
+    slow.count_line(line)
+    assert fast.counts == slow.counts
 
 
 # -- following files --------------------------------------------------------------------------------
