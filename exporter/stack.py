@@ -149,6 +149,17 @@ def start_exporter(directory: Path, profile: str, scenario: str = "healthy",
     return _spawn(f"exporter-{profile}", argv, directory / f"exporter-{profile}", "/readyz", port, env)
 
 
+def start_configured_exporter(directory: Path, name: str, config: dict[str, Any]) -> Service:
+    """The exporter with its own config file (real sources, no simulation), on a free loopback port."""
+    directory = directory / f"exporter-{name}"
+    directory.mkdir(parents=True, exist_ok=True)
+    config_file = directory / "config.yaml"
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    port = free_port()
+    argv = [sys.executable, "-m", "exporter", "run", "--config", str(config_file), "--listen", f"127.0.0.1:{port}"]
+    return _spawn(f"exporter-{name}", argv, directory, "/readyz", port)
+
+
 def prometheus_config(targets: list[str], alertmanager: str, rule_files: list[Path],
                       interval: float = TICK_SECONDS, job: str | None = None) -> dict[str, Any]:
     """Scrape each exporter (``host:port``) under the mixin's job name, send alerts to ``alertmanager``."""
@@ -223,13 +234,17 @@ class Stack:
 
     @classmethod
     def start(cls, directory: Path, profiles: list[str], rule_files: list[Path],
-              webhook_url: str | None = None, scenario: str = "healthy") -> Stack:
+              webhook_url: str | None = None, scenario: str = "healthy",
+              configured: dict[str, dict[str, Any]] | None = None) -> Stack:
+        """``configured``: more exporters, name -> config file contents, scraped beside the simulated ones."""
         stack = cls(directory)
         try:
             for profile in profiles:
                 stack.exporters[profile] = start_exporter(directory, profile, scenario)
+            for name, config in (configured or {}).items():
+                stack.exporters[name] = start_configured_exporter(directory, name, config)
             stack.alertmanager = start_alertmanager(directory / "alertmanager", alertmanager_config(webhook_url))
-            targets = [stack.instance(profile) for profile in profiles]
+            targets = [stack.instance(name) for name in stack.exporters]
             stack.prometheus_config = prometheus_config(targets, f"127.0.0.1:{stack.alertmanager.port}", rule_files)
             stack.prometheus = start_prometheus(directory / "prometheus", stack.prometheus_config)
         except BaseException:
@@ -237,9 +252,9 @@ class Stack:
             raise
         return stack
 
-    def instance(self, profile: str) -> str:
-        """The ``instance`` label Prometheus gives the exporter simulating ``profile``."""
-        return f"127.0.0.1:{self.exporters[profile].port}"
+    def instance(self, name: str) -> str:
+        """The ``instance`` label Prometheus gives the exporter simulating profile ``name`` (or configured as it)."""
+        return f"127.0.0.1:{self.exporters[name].port}"
 
     def restart_exporter(self, profile: str) -> None:
         """Start a stopped exporter again on its old port, so Prometheus finds it under the same instance."""

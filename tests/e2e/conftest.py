@@ -15,7 +15,9 @@ import pytest
 import yaml
 from drill_harness import (
     DRILL_PROFILES,
+    TRITON_EXPORTER,
     Drills,
+    TritonReplay,
     WebhookReceiver,
     backfill_yesterday,
     drill_profile,
@@ -61,10 +63,21 @@ def webhook() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, drill_rules: Path, webhook: WebhookReceiver) -> Iterator[Stack]:
+def triton_replay() -> Iterator[TritonReplay]:
+    replay = TritonReplay()
+    replay.start()
+    yield replay
+    replay.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, drill_rules: Path, webhook: WebhookReceiver,
+          triton_replay: TritonReplay) -> Iterator[Stack]:
+    """The simulated boxes, plus a real-sources exporter reading the Triton replay (for the upstream drills)."""
     for binary in (("prometheus",), ("alertmanager", "prometheus-alertmanager")):
         find_binary(*binary)  # a missing binary is a setup error with the apt hint, not a skip
-    with Stack.start(tmp_path_factory.mktemp("stack"), DRILL_PROFILES, [drill_rules], webhook.url) as running:
+    with Stack.start(tmp_path_factory.mktemp("stack"), DRILL_PROFILES, [drill_rules], webhook.url,
+                     configured={TRITON_EXPORTER: triton_replay.exporter_config()}) as running:
         # Yesterday covers the throughput drill for the first 15 minutes of the session.
         backfill_yesterday(running, drill_profile(SCENARIOS["throughput-drop"]), drill_rules,
                            yesterday_offset(drill_rules) + 900)

@@ -229,14 +229,66 @@ class Drills:
         return result
 
 
-# Alerts no scenario in scenarios.py plays yet (BlackwellExporterDown is drilled by stopping the exporter).
+# Alerts drilled by breaking a process instead of switching a scenario.
+PROCESS_DRILLS = {
+    "BlackwellExporterDown": "the exporter process stopped",
+    "BlackwellServingDown": "Triton's metrics endpoint gone",
+    "BlackwellExporterSourceDown": "Triton's metrics endpoint gone",
+    "BlackwellExporterSourceStale": "Triton's metrics endpoint gone",
+}
+# Alerts nothing drills yet, with the reason.
 NO_SCENARIO = {
-    "BlackwellServingDown": "no scenario makes the serving runtime stop answering (serving_up 0)",
     "BlackwellAvailabilityBudgetBurn": "no scenario fails requests for a server-side reason (the simulation only "
                                        "counts client cancellations, which the SLO excludes)",
-    "BlackwellExporterSourceDown": "no scenario makes the simulated source fail its polls",
-    "BlackwellExporterSourceStale": "no scenario makes the simulated source hang",
 }
+TRITON_EXPORTER = "triton-replay"  # the stack's name for the exporter that reads TritonReplay
+TRITON_BODY = Path(__file__).resolve().parents[1] / "fixtures" / "triton" / "python_backend_metrics.txt"
+
+
+class TritonReplay:
+    """Triton's metrics endpoint, replaying what a real tritonserver 2.51 answered (tests/fixtures/triton).
+
+    :meth:`stop` takes it away (the port then refuses connections, as when Triton dies) and
+    :meth:`start` brings it back on the same port.
+    """
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/metrics"
+
+    def start(self) -> None:
+        body = TRITON_BODY.read_bytes()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, name="triton-replay", daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def exporter_config(self) -> dict[str, Any]:
+        """An exporter that reads only this endpoint (metrics only, no HTTP API), every second."""
+        return {"sources": {"nvml": {"enabled": False}, "triton": {
+            "enabled": True, "interval": 1, "timeout": 1, "endpoints": [{"url": self.url, "api": False}]}}}
 
 
 def settle(stack: Stack, timeout: float = 60.0) -> None:

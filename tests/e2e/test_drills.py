@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from drill_harness import FIRE_TIMEOUT_SECONDS, NO_SCENARIO, RESOLVE_TIMEOUT_SECONDS, Notification
+from drill_harness import (
+    FIRE_TIMEOUT_SECONDS,
+    NO_SCENARIO,
+    PROCESS_DRILLS,
+    RESOLVE_TIMEOUT_SECONDS,
+    TRITON_EXPORTER,
+    Notification,
+    TritonReplay,
+)
 
 from exporter.mixin.alerts import runbook_file
 from exporter.mixin.config import MixinConfig
@@ -55,8 +63,15 @@ def fault_location(scenario: Scenario, profile: str) -> dict[str, set[str]]:
 
 
 def _firing_now(stack: Stack) -> list[dict[str, str]]:
-    """Every alert Prometheus holds as firing this instant (pending ones have not paged anyone)."""
-    return [series["metric"] for series in stack.query('ALERTS{alertstate="firing"}')]
+    """Every alert Prometheus holds as firing this instant (pending ones have not paged anyone).
+
+    Except the exporter's source alerts: at the drill time scale their ``for:`` (3 s) is shorter
+    than one poll interval plus its backoff, so a single poll that misses its deadline (a busy
+    2-core CI machine stalls a process now and then) pages; in production the same rule waits 5
+    minutes. They are drilled on their own (test_triton_gone_...) and timed by the promtool tests.
+    """
+    return [series["metric"] for series in
+            stack.query('ALERTS{alertstate="firing", alertname!~"BlackwellExporterSource.*"}')]
 
 
 def _rule_for(page: Notification, rules: list[dict[str, Any]]) -> dict[str, Any]:
@@ -77,13 +92,13 @@ def test_healthy_box_raises_nothing(stack: Stack, webhook: Any, alert_rules: dic
             seen.setdefault(f"{labels['alertname']}{{{labels.get('instance')}}}", labels)
         time.sleep(TICK_SECONDS)
     assert not seen, f"alerts firing on healthy boxes: {sorted(seen)}"
-    paged = webhook.notifications[start:]
+    paged = [n for n in webhook.notifications[start:] if not n.alertname.startswith("BlackwellExporterSource")]
     assert not paged, f"the receiver was paged on healthy boxes: {paged}"
 
 
 def test_every_alert_has_a_drill(alert_rules: dict[str, Any]) -> None:
     """The scenario table and the rules name the same alerts; the gaps are exactly the listed ones."""
-    drilled = {alert for scenario in SCENARIOS.values() for alert in scenario.alerts} | {"BlackwellExporterDown"}
+    drilled = {alert for scenario in SCENARIOS.values() for alert in scenario.alerts} | set(PROCESS_DRILLS)
     assert sorted(drilled - set(alert_rules)) == [], "scenarios name alerts the mixin does not define"
     assert sorted(set(alert_rules) - drilled) == sorted(NO_SCENARIO), "alerts no drill covers (see NO_SCENARIO)"
 
@@ -138,6 +153,40 @@ def test_exporter_down_pages_and_clears_when_it_is_back(stack: Stack, webhook: A
     _assert_runbook(pages[0])
     assert webhook.wait_until(lambda ns: bool(mine("resolved")(ns)), RESOLVE_TIMEOUT_SECONDS) and \
         mine("resolved")(webhook.notifications), "BlackwellExporterDown did not resolve after the restart"
+
+
+def test_triton_gone_pages_serving_and_source_down_and_clears_when_back(
+        stack: Stack, webhook: Any, triton_replay: TritonReplay, alert_rules: dict[str, Any]) -> None:
+    """Triton's metrics endpoint going away (Triton died) is three pages from the exporter reading it:
+    the runtime is down, the exporter's source fails, and its data goes stale. Triton back clears all three.
+    """
+    instance = stack.instance(TRITON_EXPORTER)
+    expected = {"BlackwellServingDown", "BlackwellExporterSourceDown", "BlackwellExporterSourceStale"}
+    start = len(webhook.notifications)
+
+    def mine(ns: list[Notification], status: str) -> list[Notification]:
+        return [n for n in ns[start:] if n.labels.get("instance") == instance and n.status == status]
+
+    triton_replay.stop()
+    try:
+        seen = webhook.wait_until(lambda ns: expected <= {n.alertname for n in mine(ns, "firing")},
+                                  FIRE_TIMEOUT_SECONDS)
+    finally:
+        triton_replay.start()
+    pages = {n.alertname: n for n in mine(seen, "firing")}
+    assert expected <= set(pages), f"paged only {sorted(pages)} while Triton was gone"
+    for alert in expected:
+        page = pages[alert]
+        assert page.labels["severity"] == _rule_for(page, alert_rules[alert])["labels"]["severity"]
+        _assert_runbook(page)
+    assert pages["BlackwellServingDown"].labels["endpoint"] == triton_replay.url
+    assert pages["BlackwellServingDown"].labels["runtime"] == "triton"
+    assert pages["BlackwellExporterSourceDown"].labels["source"] == "triton"
+    assert pages["BlackwellExporterSourceStale"].labels["source"] == "triton"
+
+    fired = {n.key for n in mine(seen, "firing")}
+    after = webhook.wait_until(lambda ns: fired <= {n.key for n in mine(ns, "resolved")}, RESOLVE_TIMEOUT_SECONDS)
+    assert fired <= {n.key for n in mine(after, "resolved")}, "not every page cleared after Triton came back"
 
 
 def _assert_runbook(page: Notification) -> None:
