@@ -95,10 +95,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         flags["log_level"] = args.log_level
     config = _load(args.config, flags)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run(config, args.config)
+    return run(config, args.config, flags)
 
 
-def run(config: config_mod.Config, config_path: Path | None) -> int:
+def run(config: config_mod.Config, config_path: Path | None, flags: dict | None = None) -> int:
     """Serve until SIGTERM/SIGINT, then stop within ``SHUTDOWN_DEADLINE_SECONDS``.
 
     The shutdown closes the listener, stops the jobs and gives sources 2 s to close; hung polls
@@ -157,7 +157,7 @@ def run(config: config_mod.Config, config_path: Path | None) -> int:
 
     def on_hup(_signum: int, _frame: object) -> None:
         try:
-            fresh = config_mod.load(config_path, flags=config_mod.simulate_flags(None, None))
+            fresh = config_mod.load(config_path, flags=flags)  # the command line still overrides the file
         except config_mod.ConfigError as exc:
             log.error("SIGHUP: config not reloaded: %s", "; ".join(exc.problems))
             return

@@ -189,18 +189,18 @@ class FamilyBuilder:
 
 
 def histograms_by_model(metrics: Exposition, family: str, model_label: str = "model",
-                        scale: float = 1.0, rename: Callable[[str], str] = lambda m: m) -> dict[str, HistogramValue]:
+                        divisor: float = 1.0, rename: Callable[[str], str] = lambda m: m) -> dict[str, HistogramValue]:
     """Series of histogram ``family`` per model; series of one model with equal buckets are added up.
 
-    ``scale`` only changes the unit (ms -> s): the boundaries stay the upstream's own, never
+    ``divisor`` only changes the unit (1000: ms -> s; a division keeps 700 ms exactly 0.7 s): the boundaries stay the upstream's own, never
     re-bucketed. Series of one model with different boundaries cannot be added; the first is kept
     and the clash is recorded in ``metrics.problems``.
     """
     merged: dict[str, HistogramValue] = {}
     for hist in metrics.histograms(family):
         model = rename(hist.labels.get(model_label, ""))
-        value = HistogramValue(tuple((b * scale if math.isfinite(b) else b, c) for b, c in hist.buckets),
-                               hist.sum * scale, hist.count)
+        value = HistogramValue(tuple((b / divisor if math.isfinite(b) else b, c) for b, c in hist.buckets),
+                               hist.sum / divisor, hist.count)
         previous = merged.get(model)
         if previous is not None:
             if [b for b, _ in previous.buckets] != [b for b, _ in value.buckets]:

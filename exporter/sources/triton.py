@@ -150,7 +150,7 @@ def _request_metrics(out: FamilyBuilder, metrics: Exposition) -> None:
             out.add("blackwell_serving_compute_duration_seconds_total", (*_mv(s.labels), phase), s.value / 1e6)
     for s in metrics.named("nv_inference_pending_request_count"):
         out.add("blackwell_serving_pending_requests", _mv(s.labels), s.value)
-    ttft = histograms_by_model(metrics, "nv_inference_first_response_histogram_ms", scale=1e-3)
+    ttft = histograms_by_model(metrics, "nv_inference_first_response_histogram_ms", divisor=1000)
     for model, hist in ttft.items():
         out.add("blackwell_serving_ttft_seconds", (model,), hist)
 

@@ -132,8 +132,12 @@ def trtllm_serve_families(url: str, metrics: Exposition | None, health_status: i
     engine = "unknown"
     seen: set[tuple[str, tuple[str, ...]]] = set()
     if metrics is not None:
+        # A build that prints both naming generations would otherwise count everything twice.
+        prefixed = any(sample.name.startswith(PREFIX) for sample in metrics.samples)
         totals: dict[tuple[str, tuple[str, ...]], float] = {}
         for sample in metrics.samples:
+            if sample.name.startswith(PREFIX) != prefixed:
+                continue
             short = _short(sample.name)
             if sample.labels.get("engine_type", "") not in UNDEFINED:
                 engine = sample.labels["engine_type"]
@@ -153,7 +157,7 @@ def trtllm_serve_families(url: str, metrics: Exposition | None, health_status: i
             out.add(name, labels, value)
             seen.add((name, labels))
         for upstream, ours in _HISTOGRAMS.items():
-            for family in (PREFIX + upstream, upstream):
+            for family in (PREFIX + upstream if prefixed else upstream,):
                 for name_model, hist in histograms_by_model(metrics, family, "model_name", rename=model_of).items():
                     if (ours, (name_model,)) not in seen:
                         out.add(ours, (name_model,), hist)
@@ -241,10 +245,11 @@ class TrtllmServeSource(ServingSource[TrtllmServeEndpoint]):
         health: int | None = None
         try:
             health = self.fetch(endpoint, f"{base}/health", deadline, allow_status=True).status
-            if endpoint.url not in self._versions:
+            # Cached once known; an empty answer (not up yet, an error page) is asked again next poll.
+            if not self._versions.get(endpoint.url):
                 self._versions[endpoint.url] = _json_field(
                     self.fetch(endpoint, f"{base}/version", deadline, allow_status=True), "version")
-            if endpoint.model is None and endpoint.url not in self._models:
+            if endpoint.model is None and not self._models.get(endpoint.url):
                 self._models[endpoint.url] = _first_model(self.fetch(endpoint, f"{base}/v1/models", deadline,
                                                                     allow_status=True))
             if endpoint.iteration_stats:

@@ -120,6 +120,17 @@ def test_cpp_backend_first_response_histogram_keeps_its_buckets_in_seconds():
     assert got[("blackwell_serving_batch_requests", ("tensorrt_llm", "generation"))] == 6
 
 
+def test_millisecond_bounds_become_exact_seconds():
+    """le="700" ms must become le="0.7", not 0.7000000000000001, or SLO rules selecting le="0.7" find nothing."""
+    text = ("# TYPE nv_inference_first_response_histogram_ms histogram\n"
+            'nv_inference_first_response_histogram_ms_bucket{model="m",version="1",le="700"} 3\n'
+            'nv_inference_first_response_histogram_ms_bucket{model="m",version="1",le="+Inf"} 4\n'
+            'nv_inference_first_response_histogram_ms_sum{model="m",version="1"} 2900\n'
+            'nv_inference_first_response_histogram_ms_count{model="m",version="1"} 4\n')
+    ttft = values(triton_families(URL, promtext.parse(text), None))[("blackwell_serving_ttft_seconds", ("m",))]
+    assert ttft.buckets[0] == (0.7, 3) and ttft.sum == 2.9
+
+
 def test_every_family_is_one_the_triton_source_may_fill():
     metrics, _, api = recorded_python_backend()
     Snapshot.of("triton", triton_families(URL, metrics, api))

@@ -59,6 +59,15 @@ def test_current_generation_with_prefix():
     Snapshot.of("trtllm_serve", trtllm_serve_families(URL, metrics, 200, "1.2.0", "m", None))
 
 
+def test_a_body_printing_both_generations_is_counted_once():
+    both = body("prometheus_prefixed.txt") + body("prometheus_unprefixed.txt")
+    metrics = promtext.parse(both)
+    got = values(trtllm_serve_families(URL, metrics, 200, "1.2.0", "ignored", None))
+    assert got[("blackwell_serving_request_success_total", (QWEN, ""))] == 4
+    assert got[("blackwell_serving_ttft_seconds", (QWEN,))].count == 4
+    assert not [key for key in got if "ignored" in key[1]], "the older generation's copy is not counted again"
+
+
 def test_first_generation_without_prefix_and_undefined_labels():
     metrics = promtext.parse(body("prometheus_unprefixed.txt"))
     got = values(trtllm_serve_families(URL, metrics, 200, "", "llama-3.1-8b", None))
@@ -133,6 +142,18 @@ def test_model_name_comes_from_v1_models_when_undefined(server):
     assert got[("blackwell_serving_ready", ("trtllm-serve", url))] == 1
     assert got[("blackwell_serving_runtime_info", ("trtllm-serve", url, "unknown", "1.0.0"))] == 1
     assert "/metrics" not in server.hits  # iteration stats are off by default: reading them drains the queue
+
+
+def test_an_empty_models_answer_is_asked_again_next_poll(server):
+    models = server.routes["/v1/models"]
+    server.routes["/v1/models"] = Route(b"", status=503)
+    clock = Clock()
+    source = source_for(server, clock)
+    source.poll()
+    server.routes["/v1/models"] = models
+    clock.now += 5
+    got = values(source.poll())
+    assert got[("blackwell_serving_request_success_total", ("llama-3.1-8b", ""))] == 4
 
 
 def test_configured_model_name_wins(server):
