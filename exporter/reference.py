@@ -62,6 +62,8 @@ def metrics_markdown() -> str:
 
 
 def _default(field: FieldInfo) -> str:
+    if field.is_required():
+        return "required"
     value: Any = field.default
     if field.default_factory is not None:
         value = field.default_factory()  # type: ignore[call-arg]

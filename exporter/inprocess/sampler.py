@@ -151,6 +151,8 @@ class DispatchSampler:
                 return
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop sampling and remove this process's state file: a stopped sampler's counters end."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self.state_path.unlink(missing_ok=True)

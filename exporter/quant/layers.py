@@ -57,6 +57,8 @@ def linear_layers(config: Mapping[str, Any], naming: str) -> list[Linear]:
         raise DimensionsMissing(f"num_hidden_layers is {layers}; over {MAX_LAYERS} is not a real model config")
     hidden = _int(config, "hidden_size")
     heads = _int(config, "num_attention_heads")
+    if heads == 0 or hidden == 0:
+        raise DimensionsMissing("num_attention_heads and hidden_size must be positive")
     kv_heads = _int(config, "num_key_value_heads", "num_kv_heads", required=False, default=heads) or heads
     head = _int(config, "head_dim", "head_size", required=False, default=hidden // max(1, heads)) or hidden // heads
     inter = _int(config, "intermediate_size", "ffn_hidden_size", "inter_size")

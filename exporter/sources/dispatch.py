@@ -19,7 +19,7 @@ from pydantic import Field
 from exporter.dispatch_table import PRECISIONS
 from exporter.inprocess.state import DEFAULT_DIR, StateError, read_state
 from exporter.snapshot import Family
-from exporter.sources.base import PollError, Source, SourceConfig
+from exporter.sources.base import PartialPollError, PollError, Source, SourceConfig
 
 
 class DispatchConfig(SourceConfig):
@@ -47,12 +47,21 @@ class DispatchSource(Source):
                             "process with exporter.inprocess.start_sampler()", "missing")
         now = self._clock()
         states = []
+        problems: list[StateError] = []
         for path in paths:
             try:
                 states.append((path.stem, read_state(path, now, self.config.stale_after)))
             except StateError as exc:
-                raise PollError(str(exc), exc.reason) from None
-        return self._families(states, now)
+                problems.append(exc)
+        if not states:
+            raise PollError(str(problems[0]), problems[0].reason)
+        families = self._families(states, now)
+        # A stale file is a process that ended without stopping its sampler (killed): it must not
+        # hide the live ones. A torn or invalid file of a live process is a real fault: shown, partially.
+        faults = [p for p in problems if p.reason != "stale"]
+        if faults:
+            raise PartialPollError("; ".join(str(p) for p in faults), families, faults[0].reason)
+        return families
 
     @staticmethod
     def _families(states: list[tuple[str, dict]], now: float) -> list[Family]:

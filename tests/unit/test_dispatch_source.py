@@ -13,7 +13,7 @@ from exporter.dispatch_table import KernelClassifier
 from exporter.inprocess.accumulator import Accumulator
 from exporter.inprocess.state import FORMAT, write_atomic
 from exporter.snapshot import Snapshot
-from exporter.sources.base import PollError
+from exporter.sources.base import PartialPollError, PollError
 from exporter.sources.dispatch import DispatchConfig, DispatchSource
 
 TABLE = KernelClassifier.load()
@@ -117,6 +117,26 @@ def test_a_stale_state_file_is_refused_with_its_age_and_pid(tmp_path):
     with pytest.raises(PollError, match=rf"stale: last written 600s ago .*pid {os.getpid()}") as err:
         source(tmp_path).poll()
     assert err.value.reason == "stale"
+
+
+def test_a_dead_processs_stale_file_does_not_hide_the_live_ones(tmp_path):
+    write_atomic(tmp_path / "pid1.json", accumulator("dead", clock=lambda: NOW - 600).state())
+    live = accumulator("live")
+    live.add_records([(FP8, 0, 0, 1000)])
+    write_atomic(tmp_path / "pid2.json", live.state())
+    got = samples(source(tmp_path).poll())
+    assert got[("blackwell_gemm_kernel_launches_total", ("3", "fp8"))] == 1
+
+
+def test_a_torn_file_next_to_a_good_one_is_a_partial_result(tmp_path):
+    good = accumulator("live")
+    good.add_records([(FP8, 0, 0, 1000)])
+    write_atomic(tmp_path / "pid2.json", good.state())
+    (tmp_path / "pid3.json").write_text('{"format": "blackwell-dis')
+    with pytest.raises(PartialPollError) as err:
+        source(tmp_path).poll()
+    assert err.value.reason == "torn"
+    assert samples(err.value.families)[("blackwell_gemm_kernel_launches_total", ("3", "fp8"))] == 1
 
 
 @pytest.mark.parametrize(("mutate", "message"), [

@@ -174,9 +174,10 @@ def test_an_absurd_layer_count_is_refused_quickly(tmp_path: Path) -> None:
             "s = EngineSource(EngineConfig(enabled=True, engines=[sys.argv[1]])); s.probe()\n"
             "try:\n    s.poll()\nexcept Exception as e:\n    print(type(e).__name__)\n")
     try:
-        subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, timeout=3)
+        result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, timeout=3, text=True)
     except subprocess.TimeoutExpired:
         pytest.fail("still enumerating layers after 3 s")
+    assert result.stdout.strip() == "PollError", result.stdout + result.stderr
 
 
 # -- dispatch state files --------------------------------------------------------------------------

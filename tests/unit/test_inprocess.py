@@ -109,8 +109,11 @@ def test_kernels_are_recorded_only_inside_windows_and_the_coverage_matches_the_d
         launched += 2
         time.sleep(0.0005)
     elapsed = time.monotonic() - began
+    last_written = json.loads((tmp_path / "p.json").read_text())
     sampler.stop()
-    state = json.loads((tmp_path / "p.json").read_text())
+    assert not (tmp_path / "p.json").exists(), "a stopped sampler's counters end with it"
+    state = sampler.accumulator.state()
+    assert state["windows"] >= last_written["windows"]
     gemms = state["gpus"]["0"]["gemm_launches"]
     assert gemms["fp8"] == gemms["16bit"] > 0
     assert state["windows"] >= 5
