@@ -177,7 +177,9 @@ def test_an_absurd_layer_count_is_refused_quickly(tmp_path: Path) -> None:
         result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, timeout=3, text=True)
     except subprocess.TimeoutExpired:
         pytest.fail("still enumerating layers after 3 s")
-    assert result.stdout.strip() == "PollError", result.stdout + result.stderr
+    # The engine's settings are still exported; only the layer counts are refused, and the log says why.
+    assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr
+    assert "over 1024 is not a real model config" in result.stderr
 
 
 # -- dispatch state files --------------------------------------------------------------------------
