@@ -69,10 +69,12 @@ def _gpu_alerts(c: MixinConfig) -> list[Alert]:
               "A GPU's clocks are held down by its power cap.",
               f"{_WHERE_GPU} spent {{{{ $value | humanizePercentage }}}} of the last 5 minutes power capped "
               f"(threshold {_pct(c.throttle_time_ratio)}).", NODE, "10m"),
-        Alert("BlackwellNVLinkErrors", f"sum by (job, instance, gpu, link) ({rec.NVLINK_ERRORS}) > 0", "warning",
+        # max, not sum: on Hopper the legacy and the data-link counters are the same hardware
+        # counters read through two NVML paths, so a sum would count every error twice.
+        Alert("BlackwellNVLinkErrors", f"max by (job, instance, gpu, link) ({rec.NVLINK_ERRORS}) > 0", "warning",
               "NVLink errors are counting on a link.",
-              f"{_WHERE_GPU}, NVLink {{{{ $labels.link }}}}: {{{{ $value | humanize }}}} data-link errors, "
-              "replays or recoveries in the last 5 minutes.", NODE, "1m"),
+              f"{_WHERE_GPU}, NVLink {{{{ $labels.link }}}}: {{{{ $value | humanize }}}} errors, replays or "
+              "recoveries in the last 5 minutes on its busiest error counter.", NODE, "1m"),
         Alert("BlackwellGPUStraggler",
               f"{rec.PEER_DEVIATION} < -{_n(c.straggler_utilization_gap)}\n"
               f"and on (job, instance, gpu) {rec.PEER_UTIL} > {_n(c.straggler_min_peer_utilization)}",
