@@ -8,6 +8,7 @@ read on their own slower cadence because NVML answers them one link and counter 
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,9 @@ Sample = tuple[str, tuple[str, ...], float]
 # (bench/results/nvml_hw_report.md). Both guards stay: a minimum gap, and GPM calls serialised
 # across the per-GPU read threads (they take tens of µs).
 GPM_MIN_GAP_SECONDS = 0.2
+log = logging.getLogger(__name__)
 _GPM_LOCK = threading.Lock()
+GPM_LOCK_WAIT_SECONDS = 0.5
 
 
 @dataclass
@@ -179,7 +182,12 @@ def _read_gpm(backend: Backend, state: GpuState, out: list[Sample], now: float) 
     earlier = state.gpm_sample
     if earlier is not None and now - state.gpm_taken_at < GPM_MIN_GAP_SECONDS:
         return  # too soon after the last sample: keep it and wait for the next poll
-    with _GPM_LOCK:
+    # Bounded wait: if another GPU's thread hangs inside NVML holding the lock, this GPU skips its
+    # GPM rates for this poll instead of stalling behind it (and being reported lost with it).
+    if not _GPM_LOCK.acquire(timeout=GPM_LOCK_WAIT_SECONDS):
+        log.warning("nvml: GPU %s skipped GPM this poll: another GPU's GPM call has not returned", caps.index)
+        return
+    try:
         later = backend.gpm_sample(caps.handle)
         state.gpm_sample, state.gpm_taken_at = later, now
         if earlier is None:
@@ -190,6 +198,8 @@ def _read_gpm(backend: Backend, state: GpuState, out: list[Sample], now: float) 
             values = backend.gpm_metrics(earlier, later, [*device_ids, *link_ids])
         finally:
             backend.gpm_free(earlier)
+    finally:
+        _GPM_LOCK.release()
     g = str(caps.index)
     for metric_id, value in values.items():
         if metric_id in nf.GPM_DEVICE_METRICS:

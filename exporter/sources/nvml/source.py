@@ -282,6 +282,8 @@ class NvmlSource(Source):
 
     def _drop_state(self, gpu: _Gpu) -> None:
         state, gpu.state = gpu.state, None
+        if gpu.inflight is not None and gpu.inflight.is_alive():
+            return  # a stalled read may still be using the GPM sample: freeing it under it could crash NVML
         if state is not None and state.gpm_sample is not None and self._backend is not None:
             try:
                 self._backend.gpm_free(state.gpm_sample)
