@@ -299,9 +299,12 @@ def _precision(c: MixinConfig) -> dict:
         P("FP8 fallback share", "Share of GEMM kernel launches on the FP8 path, per GPU (5m).", "percentunit",
           [Q(f"{rec.GPU_FP8_SHARE}{{{IG}}}", "{{instance}} gpu {{gpu}}")], min=0,
           thresholds=[(c.fp8_fallback_share_max, "red")]),
-        P("GEMM launches/s by precision", "GEMM kernel launches per second by precision path.", "ops",
+        P("GEMM launches/s by precision (sampled)", "GEMM kernel launches per second by precision path, as the "
+          "in-process sampler sees them: only inside its sampling windows (about the duty cycle of all launches), "
+          "so compare precisions with each other, not with the runtime's own totals.", "ops",
           [Q(f"sum by (instance, precision) ({rec.GEMM_RATE}{{{IG}}})", "{{instance}} {{precision}}")]),
-        P("GEMM time by precision", "GPU time in GEMM kernels per second of wall time, by precision.",
+        P("GEMM time by precision (sampled)", "GPU time in GEMM kernels per second of wall time, by precision, "
+          "inside the sampler's windows (scaled down by its duty cycle like the launches).",
           "percentunit", [Q(f"sum by (instance, precision) (rate(blackwell_gemm_kernel_seconds_total{{{IG}}}"
                             "[$__rate_interval]))", "{{instance}} {{precision}}")]),
         P("TE promotions by layer (top 10)", "Transformer Engine promotion events per hour, by layer, averaged "

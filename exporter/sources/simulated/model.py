@@ -14,6 +14,7 @@ import uuid
 from bisect import bisect_left
 from dataclasses import dataclass, field
 
+from exporter.inprocess import DEFAULT_DUTY_CYCLE
 from exporter.snapshot import Family, HistogramValue
 from exporter.sources.simulated.precision_extras import PrecisionExtras
 from exporter.sources.simulated.profiles import Profile
@@ -129,7 +130,7 @@ class BoxModel:
         for gpu in self.gpus:
             self._advance_gpu(gpu, dt, tokens_per_s)
         self._advance_precision(dt)
-        self.extras.advance(sc, dt, self.load_now)
+        self.extras.advance(sc, dt, self.load_now, self._lost())
         if p.c2c and sc.c2c_share_growth_per_second:
             self.c2c_share = min(0.6, self.c2c_share + sc.c2c_share_growth_per_second * dt)
 
@@ -229,7 +230,9 @@ class BoxModel:
         fp8 = sc.fp8_share if fp4 else 0.93  # Hopper has no FP4 path: its quantized GEMMs run FP8
         shares = {"fp4": fp4, "fp8": fp8, "16bit": max(0.0, 1.0 - fp4 - fp8 - 0.02), "other": 0.02}
         seconds_per_launch = {"fp4": 18e-6, "fp8": 30e-6, "16bit": 45e-6, "other": 10e-6}
-        launches_per_s = 2.0 * LAYERS * 4 / self.profile.itl_median_seconds * min(self.load_now, 1.0)
+        # What the in-process sampler records: launches inside its windows, about its duty cycle of all.
+        launches_per_s = (2.0 * LAYERS * 4 / self.profile.itl_median_seconds * min(self.load_now, 1.0)
+                          * DEFAULT_DUTY_CYCLE)
         for gpu in self.gpus:
             if gpu.index in self._lost():
                 continue

@@ -8,7 +8,7 @@ health at its default duty cycle, and log-rule counters that the scenarios move 
 warnings in ``fp8-fallback``, cold-start events in ``cold-start``).
 
 Use: ``extras = PrecisionExtras(profile)``; each model advance calls
-``extras.advance(scenario, dt, load)``; the model's families add ``*extras.families()``.
+``extras.advance(scenario, dt, load, lost)``; the model's families add ``*extras.families()``.
 """
 
 from __future__ import annotations
@@ -48,19 +48,21 @@ class PrecisionExtras:
         self._cold_counted = False
         self.age = 0.0
 
-    def advance(self, scenario: Scenario, dt: float, load: float) -> None:
+    def advance(self, scenario: Scenario, dt: float, load: float, lost: set[int] = frozenset()) -> None:
+        """``lost``: the model's lost GPUs (scenario GPU numbers already mapped onto this box)."""
         if dt <= 0:
             return
         p = self.profile
-        launches = GEMMS_PER_STEP / p.itl_median_seconds * min(load, 1.0) * KERNELS_PER_GEMM * dt
+        # Kernels inside the sampler's windows: about its duty cycle of all the box launches.
+        launches = GEMMS_PER_STEP / p.itl_median_seconds * min(load, 1.0) * KERNELS_PER_GEMM * dt * DEFAULT_DUTY_CYCLE
         for gpu in range(p.gpu_count):
-            if gpu in scenario.lost_gpus:
+            if gpu in lost:
                 continue
             self.kernels[gpu] += launches
             self.kernel_seconds[gpu] += launches / KERNELS_PER_GEMM * SECONDS_PER_GEMM / GEMM_TIME_SHARE
         self.sampled_seconds += dt * DEFAULT_DUTY_CYCLE
         self.windows = self.sampled_seconds / (DEFAULT_DUTY_CYCLE * 30.0)
-        self.records += launches * p.gpu_count * DEFAULT_DUTY_CYCLE
+        self.records += launches * (p.gpu_count - len(lost))
         self.age = (self.age + dt) % 30.0
         if scenario.fp8_share > 0.05 and p.gpu.architecture == "blackwell":
             self.fallback_warnings += FALLBACK_WARNINGS_PER_SECOND * dt
