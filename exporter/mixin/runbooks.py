@@ -15,8 +15,6 @@ from exporter.mixin.config import MixinConfig
 from exporter.mixin.model import Alert
 from exporter.scheduler import STALE_INTERVALS
 
-SECTIONS = ("Meaning", "Impact", "Diagnosis", "Mitigation")
-
 
 def _environment() -> Environment:
     return Environment(

@@ -14,7 +14,9 @@ not used: the exporter is a sidecar talking to its neighbour.
 
 from __future__ import annotations
 
+import functools
 import http.client
+import os
 import socket
 import ssl
 import time
@@ -76,10 +78,9 @@ def get(url: str, *, timeout: float, max_bytes: int, tls_verify: bool = True, ca
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     conn: http.client.HTTPConnection
     if parts.scheme == "https":
-        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-        if not tls_verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
+        ca = str(ca_file) if ca_file else None
+        stamp = os.stat(ca).st_mtime_ns if ca else 0  # a replaced CA bundle builds a new context
+        context = _tls_context(ca, stamp, tls_verify)
         conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=timeout, context=context)
     else:
         conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
@@ -145,3 +146,13 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, http.client.RemoteDisconnected):
         return "connection closed before an answer"
     return f"{type(exc).__name__}: {exc}"
+
+
+@functools.lru_cache(maxsize=32)
+def _tls_context(ca_file: str | None, _stamp: int, verify: bool) -> ssl.SSLContext:
+    """One context per CA bundle version: building one loads the bundle from disk, too slow per request."""
+    context = ssl.create_default_context(cafile=ca_file)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context

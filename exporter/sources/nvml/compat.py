@@ -36,7 +36,6 @@ _DIRECT: dict[tuple[str, tuple[str, ...]], tuple[str, float]] = {
     ("blackwell_gpu_tensor_active_ratio", ("any",)): ("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", 1.0),
     ("blackwell_gpu_dram_bandwidth_utilization_ratio", ()): ("DCGM_FI_PROF_DRAM_ACTIVE", 1.0),
 }
-COMPAT_NAMES = tuple(sorted({name for name, _ in _DIRECT.values()} | {"DCGM_FI_DEV_FB_FREE", "DCGM_FI_DEV_XID_ERRORS"}))
 
 
 def dcgm_compat_families(samples: list[Sample], gpus: Mapping[str, Any], last_xid: Mapping[str, int]) -> list[Family]:

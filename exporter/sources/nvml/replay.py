@@ -19,13 +19,11 @@ compare the cost of two ways of reading the same GPU without waiting for it.
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from exporter.sources.nvml.backend import (
@@ -117,12 +115,6 @@ class ReplayBackend(Backend):
         self.calls: Counter[str] = Counter()
         self.init_count = 0
         self.elapsed_us = 0.0
-
-    @classmethod
-    def from_files(cls, recording: Path, overlay: Path | None = None, **kwargs: Any) -> ReplayBackend:
-        data = json.loads(Path(recording).read_text())
-        extra = json.loads(Path(overlay).read_text())["calls"] if overlay is not None else None
-        return cls(data, extra, **kwargs)
 
     # -- failure injection -------------------------------------------------------------------
     def lose_gpu(self, index: int) -> None:
