@@ -119,3 +119,15 @@ def test_numbers_render_the_way_prometheus_parses_them():
     [parsed] = [f for f in parse_text(store.current().text.decode()) if f.name == "blackwell_gpu_power_watts"]
     values = [s.value for s in parsed.samples]
     assert values[:2] == [1.5, 1e20] and math.isnan(values[2])
+
+
+def test_a_format_scraped_gzipped_is_compressed_when_published_not_by_the_next_scrape():
+    store = SnapshotStore()
+    publish = lambda value: store.publish(  # noqa: E731
+        "nvml", Snapshot.of("nvml", [Family("blackwell_gpu_power_watts").add(("0",), value)]), _no_self)
+    publish(1)
+    store.current().body(openmetrics=False, gzipped=True)  # a scraper asks for gzip once
+    publish(2)
+    fresh = store.current()
+    assert "text" in fresh._gzip and "om" not in fresh._gzip, "only the format that was asked for"
+    assert gzip.decompress(fresh.body(openmetrics=False, gzipped=True)) == fresh.text
