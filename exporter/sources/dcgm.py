@@ -22,6 +22,7 @@ from pydantic import Field
 
 from exporter.snapshot import Family
 from exporter.sources.base import PollError, Source, SourceConfig
+from exporter.sources.nvml.fields import CLOCK_EVENT_BITS
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,6 @@ FIELDS: dict[int, tuple[str, tuple[str, ...], float]] = {
 }
 # DCGM_FI_DEV_CLOCKS_EVENT_REASONS bitmask; bits as in nvml.h.
 CLOCK_EVENT_REASONS = 112
-_CLOCK_BITS = {0x4: "sw_power_cap", 0x8: "hw_slowdown", 0x10: "sync_boost", 0x20: "sw_thermal",
-               0x40: "hw_thermal", 0x80: "hw_power_brake", 0x100: "display_clock"}
-
-
 def is_blank(value: Any) -> bool:
     """DCGM marks "no value" with sentinels near the top of each type's range (dcgmvalue.py)."""
     if value is None:
@@ -162,7 +159,7 @@ class DcgmSource(Source):
                     add(metric, (g, *labels), float(value) * scale)
             mask = fields.get(CLOCK_EVENT_REASONS)
             if not is_blank(mask):
-                for bit, reason in _CLOCK_BITS.items():
+                for bit, reason in CLOCK_EVENT_BITS.items():  # DCGM reports NVML's clock-event bitmask
                     add("blackwell_gpu_clock_event_active", (g, reason), int(bool(int(mask) & bit)))
         return list(families.values())
 
