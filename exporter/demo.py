@@ -9,7 +9,6 @@ or stops holding. Ctrl-C (or ``quit``) stops all three processes.
 from __future__ import annotations
 
 import argparse
-import re
 import signal
 import sys
 import tempfile
@@ -18,13 +17,10 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-
-from exporter.mixin.promql import seconds
 from exporter.sources.simulated.profiles import PROFILES
 from exporter.sources.simulated.scenarios import SCENARIOS
 from exporter.sources.simulated.source import check_scenario_fits
-from exporter.stack import DRILL_TIME_SCALE, TICK_SECONDS, Stack, StackError, write_rules
+from exporter.stack import DRILL_TIME_SCALE, TICK_SECONDS, Stack, StackError, history_needed, write_rules
 
 # Labels every alert has; the rest say where the fault is.
 _ROUTINE_LABELS = {"alertname", "severity", "instance", "job"}
@@ -101,17 +97,6 @@ def _list(profile: str, out: TextIO) -> None:
         alerts = ", ".join(s.alerts) or "no alert"
         print(f"  {s.name:20} -> {alerts}\n  {'':20}    {s.description}", file=out)
     out.flush()
-
-
-def history_needed(rules_file: Path) -> dict[str, float]:
-    """Alert -> seconds of history its rule looks back with ``offset`` (at the demo's time scale)."""
-    needed: dict[str, float] = {}
-    for group in yaml.safe_load(rules_file.read_text())["groups"]:
-        for rule in group["rules"]:
-            for offset in re.findall(r"\boffset\s+(\w+)", rule.get("expr", "")):
-                if "alert" in rule:
-                    needed[rule["alert"]] = max(needed.get(rule["alert"], 0.0), seconds(offset))
-    return needed
 
 
 def _interact(stack: Stack, profile: str, stdin: TextIO, out: TextIO, history: dict[str, float]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -216,6 +217,19 @@ def write_rules(path: Path, time_scale: float) -> Path:
 
     path.write_text(yaml.safe_dump({"groups": rule_groups(MixinConfig(), time_scale)}, sort_keys=False))
     return path
+
+
+def history_needed(rules_file: Path) -> dict[str, float]:
+    """Alert -> how far back (seconds) its rule looks with ``offset``: a fresh stack has no such past."""
+    from exporter.mixin.promql import seconds
+
+    needed: dict[str, float] = {}
+    for group in yaml.safe_load(rules_file.read_text())["groups"]:
+        for rule in group["rules"]:
+            offsets = [seconds(d) for d in re.findall(r"\boffset\s+(\w+)", rule.get("expr", ""))]
+            if "alert" in rule and offsets:
+                needed[rule["alert"]] = max(needed.get(rule["alert"], 0.0), *offsets)
+    return needed
 
 
 @dataclass

@@ -22,11 +22,10 @@ from drill_harness import (
     backfill_yesterday,
     drill_profile,
     settle,
-    yesterday_offset,
 )
 
 from exporter.sources.simulated.scenarios import SCENARIOS
-from exporter.stack import DRILL_TIME_SCALE, Stack, find_binary, write_rules
+from exporter.stack import DRILL_TIME_SCALE, Stack, find_binary, history_needed, write_rules
 
 _batteries: list[Drills] = []
 
@@ -80,7 +79,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, drill_rules: Path, webhook: 
                      configured={TRITON_EXPORTER: triton_replay.exporter_config()}) as running:
         # Yesterday covers the throughput drill for the first 15 minutes of the session.
         backfill_yesterday(running, drill_profile(SCENARIOS["throughput-drop"]), drill_rules,
-                           yesterday_offset(drill_rules) + 900)
+                           history_needed(drill_rules)["BlackwellThroughputDrop"] + 900)
         settle(running)
         yield running
 

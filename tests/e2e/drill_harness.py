@@ -8,7 +8,6 @@ names, switches back to healthy and waits until everything that fired has resolv
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import threading
 import time
@@ -22,7 +21,6 @@ import yaml
 
 from exporter.mixin import recording
 from exporter.mixin.config import MixinConfig
-from exporter.mixin.promql import seconds
 from exporter.sources.simulated.model import BoxModel
 from exporter.sources.simulated.profiles import PROFILES
 from exporter.sources.simulated.scenarios import DEFAULT_SCENARIO, SCENARIOS, Scenario
@@ -312,15 +310,6 @@ def settle(stack: Stack, timeout: float = 60.0) -> None:
 
 
 # -- yesterday ---------------------------------------------------------------------------------
-
-def yesterday_offset(rules_file: Path) -> float:
-    """How far back BlackwellThroughputDrop looks ("the same hour yesterday", scaled), in seconds."""
-    for group in yaml.safe_load(rules_file.read_text())["groups"]:
-        for rule in group["rules"]:
-            if rule.get("alert") == "BlackwellThroughputDrop":
-                return max(seconds(d) for d in re.findall(r"\boffset\s+(\w+)", rule["expr"]))
-    raise AssertionError("no BlackwellThroughputDrop rule")
-
 
 def backfill_yesterday(stack: Stack, profile: str, rules_file: Path, span: float) -> None:
     """Give ``profile``'s box a healthy past, so "tokens/s against yesterday" has a yesterday.

@@ -50,9 +50,9 @@ def fault_location(scenario: Scenario, profile: str) -> dict[str, set[str]]:
         gpus.add(0)
     if scenario.ecc_uncorrectable or scenario.row_remap_failure:
         gpus.add(1)
-    gpus.discard(None)
-    if gpus:
-        where["gpu"] = {str(min(g, PROFILES[profile].gpu_count - 1)) for g in gpus if g is not None}
+    located = {g for g in gpus if g is not None}
+    if located:
+        where["gpu"] = {str(min(g, PROFILES[profile].gpu_count - 1)) for g in located}
     if scenario.nvlink_errors_per_second:
         where["link"] = {str(link) for link in range(scenario.nvlink_error_links)}
     if scenario.te_promotion_layer is not None:
