@@ -28,7 +28,7 @@ from exporter.stack import Stack, find_binary
 
 HEALTHY = "healthy"
 # A drill's scenario runs until every alert it names has fired, at most this long...
-FIRE_TIMEOUT_SECONDS = 90.0
+FIRE_TIMEOUT_SECONDS = 120.0
 # ...and after the switch back to healthy, every alert it fired must resolve within this.
 RESOLVE_TIMEOUT_SECONDS = 90.0
 
