@@ -234,11 +234,6 @@ PROCESS_DRILLS = {
     "BlackwellExporterSourceDown": "Triton's metrics endpoint gone",
     "BlackwellExporterSourceStale": "Triton's metrics endpoint gone",
 }
-# Alerts nothing drills yet, with the reason.
-NO_SCENARIO = {
-    "BlackwellAvailabilityBudgetBurn": "no scenario fails requests for a server-side reason (the simulation only "
-                                       "counts client cancellations, which the SLO excludes)",
-}
 TRITON_EXPORTER = "triton-replay"  # the stack's name for the exporter that reads TritonReplay
 TRITON_BODY = Path(__file__).resolve().parents[1] / "fixtures" / "triton" / "python_backend_metrics.txt"
 

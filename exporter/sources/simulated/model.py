@@ -182,9 +182,11 @@ class BoxModel:
         self.prompt_tokens, self.output_tokens = prompt_tokens, output_tokens
         self.request_seconds, self.queue_seconds = request_seconds, queue_seconds
         compute["infer"], compute["input"], compute["output"] = infer, compute_in, compute_out
-        failed = requests * 0.0005
-        self.requests_failed["CANCELED"] += failed
-        self.requests_ok += requests - failed
+        cancelled = requests * 0.0005  # clients hanging up: excluded from the availability SLO
+        backend = requests * sc.backend_failure_share
+        self.requests_failed["CANCELED"] += cancelled
+        self.requests_failed["BACKEND"] += backend
+        self.requests_ok += requests - cancelled - backend
         self.executions += dt / (p.itl_median_seconds * 1.0)
         self.iterations += dt / p.itl_median_seconds
 
@@ -204,7 +206,7 @@ class BoxModel:
             gpu.ecc[(err, cnt)] = gpu.ecc.get((err, cnt), 0.0) + self.rng.random() * dt * 0.001
         if sc.ecc_uncorrectable and gpu.index == self._gpu(1):
             for cnt in ("volatile", "aggregate"):
-                gpu.ecc[("uncorrected", cnt)] = gpu.ecc.get(("uncorrected", cnt), 0.0) + dt * 0.05
+                gpu.ecc[("uncorrected", cnt)] = gpu.ecc.get(("uncorrected", cnt), 0.0) + dt * 0.25
         if sc.row_remap_failure and gpu.index == self._gpu(1) and gpu.remapped_uncorrectable == 0:
             gpu.remapped_uncorrectable = 1
         if sc.xid is not None and gpu.index == 0:

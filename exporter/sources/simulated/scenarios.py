@@ -39,6 +39,7 @@ class Scenario:
     serving_ready: bool = True
     cold_start: bool = False  # first requests after a deploy: engine and kernel caches cold
     requests_queued: int = 0  # extra requests waiting
+    backend_failure_share: float = 0.0  # of requests failing inside the server (reason BACKEND)
 
 
 _HEALTHY = "healthy"
@@ -86,7 +87,7 @@ SCENARIOS: dict[str, Scenario] = {
             "Only the longest prompts see TTFT spikes (p99 far above p50): chunked prefill off or too small.",
             ("BlackwellTTFTLongPromptSpikes",),
             long_prompt_ttft_factor=60.0,
-            long_prompt_share=0.05,  # ~1.7% of requests: clearly above p99, not on its edge
+            long_prompt_share=0.06,  # ~2% of requests: clearly above p99, not on its edge
         ),
         Scenario(
             "cold-start",
@@ -132,7 +133,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("xid-error", "GPU 0 reports XID 79 (fell off the bus) events.", ("BlackwellXIDCritical",), xid=79),
         Scenario(
             "ecc-uncorrectable",
-            "GPU 1 counts uncorrectable ECC errors.",
+            "GPU 1 counts uncorrectable ECC errors (one every few seconds).",
             ("BlackwellECCUncorrectable",),
             ecc_uncorrectable=True,
         ),
@@ -153,6 +154,12 @@ SCENARIOS: dict[str, Scenario] = {
             "GPU 6's clocks are held down by the software power cap.",
             ("BlackwellPowerThrottling",),
             power_cap_gpu=6,
+        ),
+        Scenario(
+            "backend-errors",
+            "2% of requests fail inside the server (reason BACKEND): the availability error budget burns at 20x.",
+            ("BlackwellAvailabilityBudgetBurn",),
+            backend_failure_share=0.02,
         ),
         Scenario(
             "serving-not-ready",
