@@ -14,7 +14,9 @@ from pathlib import Path
 from exporter import __version__
 from exporter import config as config_mod
 from exporter.snapshot import Family, SnapshotStore
+from exporter.sources.base import Source
 from exporter.sources.registry import SOURCES
+from exporter.sources.simulated.source import SimulatedSource
 
 log = logging.getLogger("exporter")
 
@@ -99,6 +101,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run(config, args.config, flags)
 
 
+def build_sources(config: config_mod.Config) -> list[Source]:
+    """The enabled sources. Preflight judges the box the exporter serves: the simulated one when
+    simulating, and it takes endpoints it was not given from the serving and engine sources."""
+    from exporter.preflight import effective_settings
+    from exporter.preflight.boxes import simulated_reader
+    from exporter.sources.preflight import PreflightSource
+
+    enabled = config.enabled_sources()
+    sources: list[Source] = [SOURCES[name](getattr(config.sources, name)) for name in enabled if name != "preflight"]
+    if "preflight" in enabled:
+        simulation = next((s for s in sources if isinstance(s, SimulatedSource)), None)
+        reader = simulated_reader(simulation) if simulation is not None else None
+        sources.append(PreflightSource(effective_settings(config), read_box=reader))
+    return sources
+
+
 def run(config: config_mod.Config, config_path: Path | None, flags: dict | None = None) -> int:
     """Serve until SIGTERM/SIGINT, then stop within ``SHUTDOWN_DEADLINE_SECONDS``.
 
@@ -124,23 +142,21 @@ def run(config: config_mod.Config, config_path: Path | None, flags: dict | None 
         print("config error: no source is enabled; give --simulate PROFILE or enable one under sources:",
               file=sys.stderr)
         return 2
-    sources = []
-    for name in enabled:
-        sources.append(SOURCES[name](getattr(config.sources, name)))
-    simulation = next((s for s in sources if s.name == "simulated"), None)
+    sources = build_sources(config)
+    simulation = next((s for s in sources if isinstance(s, SimulatedSource)), None)
     mode = "simulated" if simulation is not None else "hardware"
 
     def scenario_family() -> list[Family]:
         if simulation is None:
             return []
         family = Family("blackwell_exporter_simulation_scenario")
-        return [family.add((simulation.profile.name, simulation.scenario), 1)]  # type: ignore[attr-defined]
+        return [family.add((simulation.profile.name, simulation.scenario), 1)]
 
     scheduler = Scheduler(sources, SnapshotStore(), mode, scenario_family)
     host, port = config_mod.parse_listen(config.listen)
     try:
         server = ExporterHTTPServer((host, port), scheduler,
-                                    simulation.set_scenario if simulation is not None else None,  # type: ignore[attr-defined]
+                                    simulation.set_scenario if simulation is not None else None,
                                     web)
     except OSError as exc:
         print(f"cannot listen on {config.listen}: {exc.strerror or exc}", file=sys.stderr)
@@ -162,10 +178,10 @@ def run(config: config_mod.Config, config_path: Path | None, flags: dict | None 
         except config_mod.ConfigError as exc:
             log.error("SIGHUP: config not reloaded: %s", "; ".join(exc.problems))
             return
-        if simulation is not None and fresh.sources.simulated.scenario != simulation.scenario:  # type: ignore[attr-defined]
+        if simulation is not None and fresh.sources.simulated.scenario != simulation.scenario:
             try:
-                simulation.set_scenario(fresh.sources.simulated.scenario)  # type: ignore[attr-defined]
-                log.info("SIGHUP: scenario is now %s", simulation.scenario)  # type: ignore[attr-defined]
+                simulation.set_scenario(fresh.sources.simulated.scenario)
+                log.info("SIGHUP: scenario is now %s", simulation.scenario)
             except ValueError as exc:
                 log.error("SIGHUP: %s", exc)
         else:

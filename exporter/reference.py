@@ -25,6 +25,7 @@ _AREAS = {
     "blackwell_c2c_": "Grace NVLink-C2C",
     "blackwell_nvlink": "NVLink",
     "blackwell_serving_": "Serving (Triton, trtllm-serve)",
+    "blackwell_preflight_": "Preflight checks",
 }
 
 

@@ -170,3 +170,14 @@ def test_a_real_prometheus_scrapes_the_exporter(exporter):
         finally:
             proc.terminate()
             proc.wait(10)
+
+
+def test_preflight_in_simulation_judges_the_simulated_box():
+    env = {"BLACKWELL_EXPORTER_SOURCES__PREFLIGHT__ENABLED": "true"}
+    with running_exporter("--simulate", "hgx-b200", env=env) as (base, _):
+        checks = wait_until(lambda: {s.labels["check"]: s.value
+                                     for s in scrape(base).get("blackwell_preflight_check", [])},
+                            what="preflight results")
+    # Blackwell compute capability and NV18 to the switch: what the hgx-b200 profile models, not this
+    # machine's (absent) NVML.
+    assert checks["compute_capability"] == 1 and checks["nvlink_topology"] == 1 and checks["gpus_visible"] == 1
