@@ -74,7 +74,7 @@ def test_h200_uses_the_hopper_nvlink_paths_and_no_nvlink5_counters():
     metrics = poll(make("h200x2")[0])
     assert "blackwell_nvlink5_errors_total" not in metrics
     assert len(metrics["blackwell_nvlink_dl_crc_errors_total"]) == 2 * 18
-    assert {s.labels["remote_device_type"] for s in metrics["blackwell_nvlink_link_info"]} == {"gpu"}
+    assert {s.labels["remote_device_type"] for s in metrics["blackwell_nvlink_link_info"]} == {"switch"}
 
 
 def test_gb200_tray_has_c2c_and_the_others_do_not():

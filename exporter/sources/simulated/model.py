@@ -360,7 +360,7 @@ class BoxModel:
         return list(f.values())
 
     def _nvlink_families(self) -> list[Family]:
-        p, g = self.profile, self.profile.gpu
+        g = self.profile.gpu
         lost = self._lost()
         names = ["blackwell_nvlink_link_info", "blackwell_nvlink_link_up", "blackwell_nvlink_link_speed_bytes_per_second",
                  "blackwell_nvlink_throughput_bytes_total", "blackwell_nvlink_link_rx_bytes_per_second",
@@ -386,11 +386,8 @@ class BoxModel:
                 f["blackwell_nvlink_throughput_bytes_total"].add((i, "rx", kind), round(gpu.nvlink_rx_bytes * factor))
             for link in range(links):
                 ln = str(link)
-                if p.remote == "switch":
-                    remote_type, remote_bus = "switch", f"00000000:{0x80 + link // 4:02X}:00.0"
-                else:
-                    peer = (gpu.index + 1) % p.gpu_count
-                    remote_type, remote_bus = "gpu", f"00000000:{0x18 + 0x10 * peer:02X}:00.0"
+                # Every profile's links end at an NVSwitch (as NVML reports even on the 2-GPU H200 box).
+                remote_type, remote_bus = "switch", f"00000000:{0x80 + link // 4:02X}:00.0"
                 f["blackwell_nvlink_link_info"].add((i, ln, str(g.nvlink_version), remote_type, remote_bus), 1)
                 f["blackwell_nvlink_link_up"].add((i, ln), 1)
                 f["blackwell_nvlink_link_speed_bytes_per_second"].add((i, ln), g.nvlink_link_bytes_per_second)
