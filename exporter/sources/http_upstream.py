@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import functools
 import http.client
+import json
 import os
 import socket
 import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
@@ -156,3 +158,12 @@ def _tls_context(ca_file: str | None, _stamp: int, verify: bool) -> ssl.SSLConte
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def json_object(body: bytes) -> dict[str, Any] | None:
+    """``body`` decoded as a JSON object; None for anything else (not JSON, nested too deep, a list)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -36,7 +36,7 @@ from exporter import promtext
 from exporter.promtext import Exposition, PromParseError
 from exporter.snapshot import Family, HistogramValue
 from exporter.sources.base import PollError, SourceConfig
-from exporter.sources.http_upstream import Endpoint, UpstreamError
+from exporter.sources.http_upstream import Endpoint, UpstreamError, json_object
 from exporter.sources.serving_endpoints import FamilyBuilder, Reading, ServingConfig, ServingSource, histograms_by_model
 
 RUNTIME = "triton"
@@ -305,21 +305,15 @@ class TritonSource(ServingSource[TritonEndpoint]):
 
 
 def _server_version(body: bytes) -> str:
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        raise PollError("server metadata (/v2) is not JSON", "malformed") from None
-    version = data.get("version") if isinstance(data, dict) else None
+    data = json_object(body)
+    if data is None:
+        raise PollError("server metadata (/v2) is not a JSON object", "malformed")
+    version = data.get("version")
     return version if isinstance(version, str) and version else "unknown"
 
 
 def _backend(body: bytes) -> str:
     """The model config's backend (or platform, for ensembles); empty when the config is unreadable."""
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        return ""
-    if not isinstance(data, dict):
-        return ""
+    data = json_object(body) or {}
     backend = data.get("backend") or data.get("platform") or ""
     return backend if isinstance(backend, str) else ""

@@ -35,7 +35,7 @@ from exporter import promtext
 from exporter.promtext import Exposition, PromParseError
 from exporter.snapshot import Family
 from exporter.sources.base import PollError, SourceConfig
-from exporter.sources.http_upstream import Endpoint, Response, UpstreamError
+from exporter.sources.http_upstream import Endpoint, Response, UpstreamError, json_object
 from exporter.sources.serving_endpoints import (
     FamilyBuilder,
     Reading,
@@ -271,21 +271,21 @@ class TrtllmServeSource(ServingSource[TrtllmServeEndpoint]):
         self._models.pop(url, None)
         self._last_iteration.pop(url, None)
 
+
+
 def _json_field(response: Response, key: str) -> str:
-    if response.status != 200:
-        return ""
-    try:
-        data = json.loads(response.body)
-    except (ValueError, RecursionError):
-        return ""
-    value = data.get(key) if isinstance(data, dict) else None
+    data = json_object(response.body) if response.status == 200 else None
+    value = data.get(key) if data is not None else None
     return value if isinstance(value, str) else ""
 
 
 def _first_model(response: Response) -> str:
     """The first model id from the OpenAI-style /v1/models answer; "" when there is none."""
-    if response.status != 200:
-        return ""
+    data = json_object(response.body) if response.status == 200 else None
+    models = data.get("data") if data is not None else None
+    if isinstance(models, list) and models and isinstance(models[0], dict) and isinstance(models[0].get("id"), str):
+        return models[0]["id"]
+    return ""
     try:
         data = json.loads(response.body)
     except (ValueError, RecursionError):
