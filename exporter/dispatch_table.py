@@ -34,7 +34,8 @@ class KernelClassifier:
         self.gemm = gemm
         self.precision = precision
         self.default = default
-        self.classify = lru_cache(maxsize=8192)(self._classify)
+        # One decision per kernel name, cached: classify and explain both read it, in the CUPTI callback.
+        self._decided = lru_cache(maxsize=8192)(self._decide)
 
     @classmethod
     def load(cls, path: Path = DEFAULT_TABLE) -> KernelClassifier:
@@ -69,24 +70,21 @@ class KernelClassifier:
 
         return cls(rules("not_gemm", False), rules("gemm", False), rules("precision", True), default)
 
-    def _classify(self, name: str) -> str | None:
-        if any(rule.pattern.search(name) for rule in self.not_gemm):
-            return None
-        if not any(rule.pattern.search(name) for rule in self.gemm):
-            return None
-        for rule in self.precision:
-            if rule.pattern.search(name):
-                return rule.precision
-        return self.default
-
-    def explain(self, name: str) -> str:
-        """Which rule decided, for docs and debugging: 'not_gemm:attention', 'precision:nvjet-fp8', ..."""
+    def _decide(self, name: str) -> tuple[str | None, str]:
+        """(precision or None for not a GEMM, the rule that decided: 'precision:nvjet-fp8', 'default:other', ...)."""
         for rule in self.not_gemm:
             if rule.pattern.search(name):
-                return f"not_gemm:{rule.name}"
+                return None, f"not_gemm:{rule.name}"
         if not any(rule.pattern.search(name) for rule in self.gemm):
-            return "not_gemm:no-gemm-rule"
+            return None, "not_gemm:no-gemm-rule"
         for rule in self.precision:
             if rule.pattern.search(name):
-                return f"precision:{rule.name}"
-        return f"default:{self.default}"
+                return rule.precision, f"precision:{rule.name}"
+        return self.default, f"default:{self.default}"
+
+    def classify(self, name: str) -> str | None:
+        return self._decided(name)[0]
+
+    def explain(self, name: str) -> str:
+        """Which rule decided, for docs, debugging and the sampler's list of unrecognized kernels."""
+        return self._decided(name)[1]

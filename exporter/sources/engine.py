@@ -22,13 +22,15 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
+from exporter.dispatch_table import PRECISIONS as GEMM_PRECISIONS
 from exporter.quant import algorithms
 from exporter.quant.config import FILES, EngineConfigError, EngineDescription, describe
 from exporter.snapshot import Family
 from exporter.sources.base import PollError, Source, SourceConfig, StrictModel
 
 log = logging.getLogger(__name__)
-PRECISIONS = ("fp4", "fp8", "16bit", "other", "excluded", "unknown")
+# The dispatch table's GEMM paths, plus layers the engine leaves unquantized or names an unknown algorithm for.
+PRECISIONS = (*GEMM_PRECISIONS, "excluded", "unknown")
 
 
 class EngineDir(StrictModel):

@@ -14,6 +14,7 @@ import uuid
 from bisect import bisect_left
 from dataclasses import dataclass, field
 
+from exporter.dispatch_table import PRECISIONS
 from exporter.inprocess import DEFAULT_DUTY_CYCLE
 from exporter.snapshot import Family, HistogramValue
 from exporter.sources.simulated.precision_extras import PrecisionExtras
@@ -489,7 +490,7 @@ class BoxModel:
         for gpu in self.gpus:
             if gpu.index in lost:
                 continue
-            for precision in ("fp4", "fp8", "16bit", "other"):
+            for precision in PRECISIONS:
                 launches.add((str(gpu.index), precision), int(gpu.gemm_launches.get(precision, 0.0)))
                 seconds.add((str(gpu.index), precision), round(gpu.gemm_seconds.get(precision, 0.0), 6))
         promotions = Family("blackwell_te_promotion_events_total")

@@ -18,6 +18,7 @@ from collections import Counter
 from exporter.inprocess import DEFAULT_DUTY_CYCLE
 from exporter.quant.layers import linear_layers
 from exporter.snapshot import Family
+from exporter.sources.engine import PRECISIONS
 from exporter.sources.simulated.profiles import Profile
 from exporter.sources.simulated.scenarios import Scenario
 
@@ -86,7 +87,7 @@ class PrecisionExtras:
             precision = "excluded" if layer.name == "lm_head" else family
             counts[precision] += 1
             weights[precision] += layer.parameters
-        for precision in ("fp4", "fp8", "16bit", "other", "excluded", "unknown"):
+        for precision in PRECISIONS:
             layers.add((ENGINE, precision), counts[precision])
             params.add((ENGINE, precision), weights[precision])
         process = "rank0"
