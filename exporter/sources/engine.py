@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from exporter.dispatch_table import PRECISIONS as GEMM_PRECISIONS
 from exporter.quant import algorithms
@@ -37,6 +37,10 @@ class EngineDir(StrictModel):
     path: Path = Field(description="engine or checkpoint directory (holds config.json / hf_quant_config.json)")
     name: str = Field("", description="engine label value; defaults to the directory name")
 
+    @property
+    def label(self) -> str:
+        return self.name or self.path.resolve().name or str(self.path)
+
 
 class EngineConfig(SourceConfig):
     interval: float = Field(30.0, gt=0, le=3600, description="seconds between checks for changed config files")
@@ -50,6 +54,15 @@ class EngineConfig(SourceConfig):
         if isinstance(value, list):
             return [{"path": v} if isinstance(v, str) else v for v in value]
         return value
+
+    @model_validator(mode="after")
+    def _engines_named_once(self) -> EngineConfig:
+        if self.enabled and not self.engines:
+            raise ValueError("no engines configured (sources.engine.engines: [directory, ...])")
+        duplicates = [n for n, c in Counter(e.label for e in self.engines).items() if c > 1]
+        if duplicates:
+            raise ValueError(f"engine names must be unique, repeated: {duplicates}; set name: per engine")
+        return self
 
 
 def _signature(directory: Path) -> tuple:
@@ -84,26 +97,16 @@ class EngineSource(Source):
         self._trtllm: set[str] | None = None
 
     def probe(self) -> None:
-        if not self.config.engines:
-            raise PollError("no engines configured (sources.engine.engines: [directory, ...])", "config")
-        names = [self._label(e) for e in self.config.engines]
-        duplicates = [n for n, c in Counter(names).items() if c > 1]
-        if duplicates:
-            raise PollError(f"engine names must be unique, repeated: {duplicates}; set name: per engine", "config")
         if self.config.cross_check_tensorrt_llm:
             self._trtllm = tensorrt_llm_algorithms()
             if self._trtllm is None:
                 log.warning("engine: cross_check_tensorrt_llm is on but tensorrt_llm is not installed; "
                             "reading the JSON files alone")
 
-    @staticmethod
-    def _label(engine: EngineDir) -> str:
-        return engine.name or engine.path.resolve().name or str(engine.path)
-
     def poll(self) -> list[Family]:
         families: list[Family] = []
         for engine in self.config.engines:
-            label = self._label(engine)
+            label = engine.label
             signature = _signature(engine.path)
             cached = self._cache.get(label)
             if cached is None or cached[0] != signature:

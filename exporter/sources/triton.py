@@ -103,8 +103,7 @@ def flavour(metrics: Exposition | None, backends: dict[str, str]) -> str:
         return "trtllm-cpp-backend"
     if metrics is None:
         return "unknown"  # which families exist is what tells the rest apart
-    has_trtllm_families = metrics is not None and any(n.startswith("nv_trt_llm_") for n in metrics.names())
-    if has_trtllm_families:
+    if any(n.startswith("nv_trt_llm_") for n in metrics.names()):
         return "python-backend" if "python" in backends.values() else "unknown"
     if "python" in backends.values():
         return "llmapi"

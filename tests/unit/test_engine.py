@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from exporter.quant import algorithms
 from exporter.quant.config import describe
@@ -165,11 +166,11 @@ def test_files_are_read_again_only_when_they_change(tmp_path):
 
 
 def test_engine_names_must_be_unique_and_at_least_one_is_needed(tmp_path):
-    with pytest.raises(PollError, match="no engines configured"):
-        EngineSource(EngineConfig(enabled=True)).probe()
-    with pytest.raises(PollError, match="repeated"):
-        EngineSource(EngineConfig(enabled=True, engines=[{"path": str(tmp_path), "name": "a"},
-                                                         {"path": str(tmp_path), "name": "a"}])).probe()
+    """Config errors, caught when the config is loaded (and by `config check`), not at the first poll."""
+    with pytest.raises(ValidationError, match="no engines configured"):
+        EngineConfig(enabled=True)
+    with pytest.raises(ValidationError, match="repeated"):
+        EngineConfig(enabled=True, engines=[{"path": str(tmp_path), "name": "a"}, {"path": str(tmp_path), "name": "a"}])
 
 
 def test_cross_check_without_tensorrt_llm_installed_says_so_and_reads_the_json(caplog):
