@@ -7,7 +7,7 @@ another process (the HTTP fixtures) costs nothing here but its client side.
 - simulated: the hgx-b200 simulation at each ``--gpus`` count, its clock advanced 10 s a cycle
   (the draws per cycle saturate at 2000, so a 10 s cycle is the heavy case).
 - nvml-replay: the real nvml source over ``ReplayBackend`` with the H200 capture
-  (../shared/fixtures/nvml/h200x2) copied to N GPUs and turned Blackwell (18 NVLink5 links each).
+  (tests/fixtures/nvml/h200x2) copied to N GPUs and turned Blackwell (18 NVLink5 links each).
   The replay answers from dicts, so this is the source's own Python cost, not driver time; the
   driver time on real GPUs is in bench/results/nvml* (the nvml helper's hardware report).
 - triton / trtllm_serve: the real sources reading the committed fixtures from a
@@ -39,7 +39,7 @@ if __package__ in (None, ""):
 from bench.workload import REPO, simulated_source  # noqa: E402
 from exporter.snapshot import Family, Snapshot  # noqa: E402
 
-RECORDING = REPO.parent / "shared" / "fixtures" / "nvml" / "h200x2" / "nvml_probe.json"
+RECORDING = REPO / "tests" / "fixtures" / "nvml" / "h200x2" / "nvml_probe.json"
 OVERLAY = REPO / "tests" / "fixtures" / "nvml" / "h200x2_overlay.json"
 FIXTURES = {"triton": REPO / "tests" / "fixtures" / "triton" / "cpp_backend_metrics.txt",
             "trtllm_serve": REPO / "tests" / "fixtures" / "trtllm_serve" / "prometheus_prefixed.txt"}

@@ -24,7 +24,7 @@ from exporter.sources.triton import TritonConfig, TritonSource
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = (ROOT / "tests" / "fixtures" / "triton" / "cpp_backend_metrics.txt").read_text()
-RECORDING = ROOT.parent / "shared" / "fixtures" / "nvml" / "h200x2" / "nvml_probe.json"
+RECORDING = ROOT / "tests" / "fixtures" / "nvml" / "h200x2" / "nvml_probe.json"
 OVERLAY = ROOT / "tests" / "fixtures" / "nvml" / "h200x2_overlay.json"
 
 
@@ -128,8 +128,6 @@ def test_triton_restart_shows_serving_down_then_reset_counters_and_recovers(trit
 
 @pytest.fixture
 def nvml() -> ReplayBackend:
-    if not RECORDING.exists():
-        pytest.fail(f"the H200 NVML recording is missing: {RECORDING}")
     return ReplayBackend(json.loads(RECORDING.read_text()), json.loads(OVERLAY.read_text())["calls"])
 
 

@@ -19,11 +19,8 @@ from exporter.mixin.promql import metric_names
 from exporter.mixin.rules import rule_groups
 
 REPO = Path(__file__).resolve().parents[2]
-SCHEMAS = REPO.parent / "shared" / "schemas" / "grafana"
+SCHEMAS = REPO / "tests" / "fixtures" / "grafana_schemas"
 PROMETHEUS_BUILTINS = {"up", "scrape_duration_seconds", "scrape_samples_scraped", "ALERTS"}
-
-pytestmark = pytest.mark.skipif(not SCHEMAS.is_dir(), reason=f"Grafana schemas not found at {SCHEMAS}")
-
 
 def _validator(file: str, definition: str | None = None) -> Draft7Validator:
     schema = json.loads((SCHEMAS / file).read_text())

@@ -1,6 +1,6 @@
 """The nvml source, run for real against recorded answers of two H200 GPUs (and synthetic Blackwell ones).
 
-The recording lives in ../shared/fixtures/nvml/h200x2/ beside the checkout (read-only is enough);
+The recording is tests/fixtures/nvml/h200x2/nvml_probe.json (measured data, see its README);
 tests/fixtures/nvml/h200x2_overlay.json adds the few calls the recording did not make.
 """
 
@@ -20,7 +20,7 @@ from exporter.sources.nvml.replay import ReplayBackend
 from exporter.sources.nvml.source import NvmlConfig, NvmlSource
 
 ROOT = Path(__file__).resolve().parents[2]
-RECORDING = ROOT.parent / "shared" / "fixtures" / "nvml" / "h200x2" / "nvml_probe.json"
+RECORDING = ROOT / "tests" / "fixtures" / "nvml" / "h200x2" / "nvml_probe.json"
 OVERLAY = ROOT / "tests" / "fixtures" / "nvml" / "h200x2_overlay.json"
 GPU0 = "GPU-1b78982c-0e04-daa0-7189-44a219fa7d37"
 GPU1 = "GPU-0b6b0347-d03c-3e57-476c-d9a8e64fd5a6"
@@ -38,8 +38,6 @@ class Clock:
 def recording() -> dict:
     import json
 
-    if not RECORDING.exists():
-        pytest.fail(f"the H200 recording is missing: {RECORDING} (../shared must sit beside the checkout)")
     return json.loads(RECORDING.read_text())
 
 

@@ -17,8 +17,8 @@ from exporter.preflight.settings import PreflightConfig
 from exporter.sources.nvml.backend import FUNCTION_NOT_FOUND, INVALID_ARGUMENT, NvmlError
 from exporter.sources.nvml.replay import ReplayBackend
 
-# The recording lives in ../shared/ beside the checkout, as for the nvml source's tests.
-FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "nvml" / "h200x2" / "nvml_probe.json"
+# The real 2x H200 recording (tests/fixtures/nvml/h200x2), as for the nvml source's tests.
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "nvml" / "h200x2" / "nvml_probe.json"
 CFG = PreflightConfig()
 
 

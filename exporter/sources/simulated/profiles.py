@@ -1,5 +1,5 @@
 """The boxes the simulation models, with figures from the product brief (REFERENCE.md section 8)
-and, for h200x2, from the real capture in shared/fixtures/nvml/h200x2."""
+and, for h200x2, from the real capture in tests/fixtures/nvml/h200x2."""
 
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ PROFILES: dict[str, Profile] = {
         ),
         Profile(
             name="h200x2",
-            # As captured (shared/fixtures/nvml/h200x2): every link reports an NVSwitch at its far end
+            # As captured (tests/fixtures/nvml/h200x2): every link reports an NVSwitch at its far end
             # (a 2-GPU slice of an HGX board); nvidia-smi topo still shows NV18 between the two GPUs.
             description="2x H200 SXM, NV18 between them through NVSwitch, Llama-3.1-70B FP8 at TP=2",
             gpu=H200,

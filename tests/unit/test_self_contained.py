@@ -1,0 +1,39 @@
+"""The repository stands on its own: a clone with nothing beside it has everything its tests, docs and tools need."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+# Anything that reaches out of the clone into a sibling folder: "../shared", REPO.parent / "shared", parents[3].
+OUTSIDE = re.compile(r"\.\./shared|\.parent\s*/\s*[\"']shared[\"']|parents\[3\]")
+
+
+def _tracked_files() -> list[Path]:
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "exporter", "tests", "bench", "docs",
+                             "deploy", "README.md", "dev", "Dockerfile"],
+                            cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    return [REPO / name for name in listed if (REPO / name).is_file()]
+
+
+def test_nothing_refers_to_a_folder_beside_the_checkout():
+    offenders = []
+    for path in _tracked_files():
+        if path == Path(__file__).resolve():
+            continue
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            if OUTSIDE.search(line):
+                offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert not offenders, "files that need something outside the repository:\n" + "\n".join(offenders)
+
+
+def test_the_measured_fixtures_and_schemas_are_in_the_repository():
+    assert (REPO / "tests" / "fixtures" / "nvml" / "h200x2" / "nvml_probe.json").is_file()
+    for schema in ("dashboard", "prometheus", "timeseries", "common"):
+        assert (REPO / "tests" / "fixtures" / "grafana_schemas" / f"{schema}.jsonschema.json").is_file()
