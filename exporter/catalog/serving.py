@@ -8,7 +8,11 @@ quantiles honestly do not.
 from exporter.catalog.model import counter, gauge, histogram, info
 
 _SRV = ("triton", "trtllm_serve", "simulated")
-_M = ("model", "version")
+# Series of one model carry the endpoint they came from: the same model on two servers (or on
+# triton and trtllm-serve at once) is two series, so one endpoint failing never hands its series
+# to another endpoint's value (a false counter reset). Aggregate with sum by (model).
+_M = ("model", "version", "endpoint")
+_MODEL = ("model", "endpoint")
 
 METRICS = [
     gauge("blackwell_serving_up", "1 when the serving runtime's metrics endpoint answered the last poll.",
@@ -26,7 +30,7 @@ METRICS = [
             _M, sources=_SRV),
     counter("blackwell_serving_request_failure_total",
             "Failed requests by reason (REJECTED, CANCELED, BACKEND, OTHER).",
-            ("model", "version", "reason"), sources=_SRV),
+            ("model", "version", "reason", "endpoint"), sources=_SRV),
     counter("blackwell_serving_inference_count_total", "Inferences performed (a batch of n counts n).",
             _M, sources=_SRV),
     counter("blackwell_serving_execution_count_total", "Model executions (a batch counts once).",
@@ -37,39 +41,47 @@ METRICS = [
             _M, sources=_SRV, unit="seconds"),
     counter("blackwell_serving_compute_duration_seconds_total",
             "Cumulative compute time by phase (input, infer, output).",
-            ("model", "version", "phase"), sources=_SRV, unit="seconds"),
+            ("model", "version", "phase", "endpoint"), sources=_SRV, unit="seconds"),
     gauge("blackwell_serving_pending_requests", "Requests waiting in the server's queue.", _M, sources=_SRV),
     histogram("blackwell_serving_ttft_seconds", "Time to first token, with the upstream's own buckets.",
-              ("model",), sources=_SRV, unit="seconds"),
+              _MODEL, sources=_SRV, unit="seconds"),
     histogram("blackwell_serving_inter_token_latency_seconds",
               "Time between consecutive output tokens (time per output token).",
-              ("model",), sources=_SRV, unit="seconds"),
+              _MODEL, sources=_SRV, unit="seconds"),
     histogram("blackwell_serving_e2e_latency_seconds", "End-to-end request latency as the runtime measures it.",
-              ("model",), sources=_SRV, unit="seconds"),
+              _MODEL, sources=_SRV, unit="seconds"),
     histogram("blackwell_serving_queue_time_seconds", "Time a request spent queued before scheduling.",
-              ("model",), sources=_SRV, unit="seconds"),
-    counter("blackwell_serving_prompt_tokens_total", "Input (prompt) tokens processed.", ("model",), sources=_SRV),
+              _MODEL, sources=_SRV, unit="seconds"),
+    counter("blackwell_serving_prompt_tokens_total", "Input (prompt) tokens processed.", _MODEL, sources=_SRV),
     counter("blackwell_serving_generation_tokens_total", "Output tokens generated; rate() gives tokens/s.",
-            ("model",), sources=_SRV),
-    histogram("blackwell_serving_prompt_length_tokens", "Prompt length per request.", ("model",),
+            _MODEL, sources=_SRV),
+    histogram("blackwell_serving_prompt_length_tokens", "Prompt length per request.", _MODEL,
               sources=_SRV, unit="tokens"),
     gauge("blackwell_serving_batch_requests",
           "In-flight batcher requests by state (active, max, scheduled, context, generation, waiting, paused).",
-          ("model", "state"), sources=_SRV),
+          ("model", "state", "endpoint"), sources=_SRV),
     gauge("blackwell_serving_kv_cache_blocks", "KV-cache blocks by state (max, used, free).",
-          ("model", "state"), sources=_SRV),
-    gauge("blackwell_serving_kv_cache_reused_blocks", "KV-cache blocks reused from the prefix cache.",
-          ("model",), sources=_SRV),
+          ("model", "state", "endpoint"), sources=_SRV),
+    gauge("blackwell_serving_kv_cache_reused_blocks",
+          "KV-cache blocks reused from the prefix cache, as Triton's nv_trt_llm_kv_cache_block_metrics "
+          "{kv_cache_block_type=\"reused\"} reports it (a gauge).", _MODEL, sources=_SRV),
+    counter("blackwell_serving_kv_cache_block_reuses_total",
+            "KV-cache block reuses since the server started (trtllm-serve's trtllm_kv_cache_reused_blocks_total, "
+            "a counter; rate() gives reuses/s).", _MODEL, sources=("trtllm_serve",)),
     gauge("blackwell_serving_kv_cache_tokens_per_block", "Tokens held by one KV-cache block.",
-          ("model",), sources=_SRV),
+          _MODEL, sources=_SRV),
     gauge("blackwell_serving_kv_cache_hit_ratio", "Prefix-cache hit rate reported by the runtime (0-1).",
-          ("model",), sources=_SRV, unit="ratio"),
+          _MODEL, sources=_SRV, unit="ratio"),
     gauge("blackwell_serving_runtime_memory_bytes", "Runtime memory by memory_type (gpu, cpu, pinned).",
-          ("model", "memory_type"), sources=_SRV, unit="bytes"),
+          ("model", "memory_type", "endpoint"), sources=_SRV, unit="bytes"),
     counter("blackwell_serving_iterations_total", "Engine iterations (in-flight batcher iteration counter).",
-            ("model",), sources=_SRV),
+            _MODEL, sources=_SRV),
     counter("blackwell_tma_multicast_loads_total",
             "TMA multicast loads reported by the runtime, re-exported through the counter mapping "
             "(no upstream exports it under a standard name).",
             ("gpu",), sources=("counter_mapping",)),
+    gauge("blackwell_counter_mapping_dropped_series",
+          "Catalog series a counter mapping turned away at its last read because max_series was reached "
+          "(the series kept first stay kept, so the set never changes between polls).",
+          ("upstream", "metric"), sources=("counter_mapping",)),
 ]

@@ -25,7 +25,8 @@ counter whose ``sources`` include ``counter_mapping``; the config is refused oth
 
 An upstream family declared as anything but a counter (or untyped) is not re-exported: a gauge
 that goes up and down would corrupt rate(). That, a missing template label, and a mapping that
-would pass ``max_series`` are reported as a poll failure with reason ``mapping``, while every
+would pass ``max_series`` (the series first kept stay; new ones beyond the bound are dropped and
+counted in ``blackwell_counter_mapping_dropped_series``) are reported as a poll failure with reason ``mapping``, while every
 other mapping keeps working.
 """
 
@@ -119,42 +120,65 @@ class CounterMappingConfig(ServingConfig):
         return self
 
 
-def map_counters(metrics: Exposition, mappings: list[CounterMap]) -> tuple[list[Family], list[str]]:
-    """Catalog families from one exposition, and a problem per mapping that could not be applied."""
+def map_counters(metrics: Exposition, mappings: list[CounterMap],
+                 kept: list[set[tuple[str, ...]]] | None = None) -> tuple[list[Family], list[str]]:
+    """Catalog families from one exposition, and a problem per mapping that could not be applied.
+
+    ``kept`` holds, per mapping, the catalog series it has admitted so far (updated in place): a
+    series once kept stays kept, and new ones are admitted in label order while ``max_series``
+    has room, so the kept set never changes under a counter between polls. Series turned away
+    are counted in ``blackwell_counter_mapping_dropped_series``.
+    """
+    kept = kept if kept is not None else [set() for _ in mappings]
     totals: dict[str, dict[tuple[str, ...], float]] = {}
+    dropped: dict[tuple[str, str], int] = {}
     problems: list[str] = []
-    for mapping in mappings:
-        metric = catalog.get(mapping.metric)
+    for mapping, admitted in zip(mappings, kept, strict=True):
+        read, mapping_problems = _mapped_series(metrics, mapping)
+        problems += mapping_problems
+        new = sorted(labels for labels in read if labels not in admitted)
+        room = max(0, mapping.max_series - len(admitted))
+        admitted.update(new[:room])
+        turned_away = len(new) - min(room, len(new))
+        dropped[(mapping.upstream, mapping.metric)] = dropped.get((mapping.upstream, mapping.metric), 0) + turned_away
+        if turned_away:
+            problems.append(f"{mapping.upstream} -> {mapping.metric}: more than {mapping.max_series} series; "
+                            f"{turned_away} new ones dropped, the {len(admitted)} kept stay")
         series = totals.setdefault(mapping.metric, {})
-        names = mapping.names()
-        declared = next((t for t in (metrics.types.get(n) for n in names) if t is not None), None)
-        if declared not in _COUNTER_TYPES:
-            problems.append(f"{mapping.upstream} is declared {declared}, not a counter; not re-exported")
-            continue
-        created = 0
-        for sample in metrics.samples:
-            if sample.name not in names or any(sample.labels.get(k) != v for k, v in mapping.match.items()):
-                continue
-            try:
-                labels = tuple(mapping.labels[name].format_map(sample.labels) for name in metric.labels)
-            except KeyError as exc:
-                problems.append(f"{mapping.upstream}{dict(sample.labels)} has no label {exc.args[0]!r} for "
-                                f"{mapping.metric}; sample skipped")
-                continue
-            if labels not in series:
-                if created >= mapping.max_series:
-                    problems.append(f"{mapping.upstream} -> {mapping.metric}: more than {mapping.max_series} "
-                                    "series; the rest are dropped")
-                    break
-                created += 1
-            series[labels] = series.get(labels, 0.0) + sample.value
-    families = []
+        for labels, value in read.items():
+            if labels in admitted:
+                series[labels] = series.get(labels, 0.0) + value
+    families = [Family("blackwell_counter_mapping_dropped_series")]
+    for labels, count in dropped.items():
+        families[0].add(labels, count)
     for name, series in totals.items():
         family = Family(name)
         for labels, value in series.items():
             family.add(labels, value)
         families.append(family)
     return families, problems
+
+
+def _mapped_series(metrics: Exposition, mapping: CounterMap) -> tuple[dict[tuple[str, ...], float], list[str]]:
+    """The catalog series one mapping makes of the exposition (upstream samples on one series added up)."""
+    metric = catalog.get(mapping.metric)
+    names = mapping.names()
+    declared = next((t for t in (metrics.types.get(n) for n in names) if t is not None), None)
+    if declared not in _COUNTER_TYPES:
+        return {}, [f"{mapping.upstream} is declared {declared}, not a counter; not re-exported"]
+    series: dict[tuple[str, ...], float] = {}
+    problems: list[str] = []
+    for sample in metrics.samples:
+        if sample.name not in names or any(sample.labels.get(k) != v for k, v in mapping.match.items()):
+            continue
+        try:
+            labels = tuple(mapping.labels[name].format_map(sample.labels) for name in metric.labels)
+        except KeyError as exc:
+            problems.append(f"{mapping.upstream}{dict(sample.labels)} has no label {exc.args[0]!r} for "
+                            f"{mapping.metric}; sample skipped")
+            continue
+        series[labels] = series.get(labels, 0.0) + sample.value
+    return series, problems
 
 
 class CounterMappingSource(ServingSource[Endpoint]):
@@ -164,6 +188,9 @@ class CounterMappingSource(ServingSource[Endpoint]):
     def __init__(self, config: CounterMappingConfig, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(config, clock)
         self.mappings = config.mappings
+        # Per endpoint URL, per mapping: the catalog series admitted so far (see map_counters).
+        self._kept: dict[str, list[set[tuple[str, ...]]]] = {
+            e.url: [set() for _ in config.mappings] for e in config.endpoints}
 
     def read(self, endpoint: Endpoint, timeout: float) -> Reading:
         deadline = self._clock() + timeout
@@ -174,7 +201,7 @@ class CounterMappingSource(ServingSource[Endpoint]):
             return Reading([], exc)
         except PromParseError as exc:
             return Reading([], PollError(f"{endpoint.url}: malformed exposition: {exc}", "malformed"))
-        families, problems = map_counters(metrics, self.mappings)
+        families, problems = map_counters(metrics, self.mappings, self._kept[endpoint.url])
         if problems:
             shown = "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
             return Reading(families, PollError(f"{endpoint.url}: {shown}", "mapping"))

@@ -3,10 +3,12 @@
 A serving source (``triton``, ``trtllm_serve``) reads one or more endpoints. The scheduler wakes
 the source every ``interval``; each endpoint is read when its own interval is due (endpoints
 are read in parallel, each bounded by its own timeout), and between reads its last families are
-served again. The families of all endpoints are merged into one family per metric; a series
-that two endpoints both produce (the same model name on two servers) is kept from the first
-endpoint in config order and reported, because a duplicate series would make Prometheus reject
-the whole scrape.
+served again. The families of all endpoints are merged into one family per metric. Serving
+series carry an ``endpoint`` label (put in by :class:`FamilyBuilder`), so the same model on two
+servers is two series and one server failing never lets another's value take over its series.
+A series two endpoints still both produce (a catalog metric without the label, as counter
+mapping fills) is kept from the first endpoint in config order and reported, because a
+duplicate series would make Prometheus reject the whole scrape.
 
 When any endpoint failed, poll raises :class:`PartialPollError` carrying every family, so
 ``blackwell_serving_up{endpoint} 0`` is published while the source counts as down.
@@ -20,7 +22,8 @@ import math
 import operator
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -72,6 +75,9 @@ class _EndpointState(Generic[E]):
     endpoint: E
     due: float = 0.0
     reading: Reading | None = None
+    in_flight: Future[Reading] | None = None
+    read_started: float = 0.0  # time.monotonic() when the read in flight began
+    give_up_at: float = 0.0  # time.monotonic() after which a read still in flight is reported as timed out
 
 
 class ServingSource(Source, Generic[E], abc.ABC):
@@ -82,10 +88,23 @@ class ServingSource(Source, Generic[E], abc.ABC):
         self._clock = clock
         self._states: list[_EndpointState[E]] = [_EndpointState(e) for e in config.endpoints]  # type: ignore[misc]
         self._duplicates: list[str] = []
+        self._pool: ThreadPoolExecutor | None = None
 
     @abc.abstractmethod
     def read(self, endpoint: E, timeout: float) -> Reading:
         """Read one endpoint within ``timeout`` seconds. Must not raise: failures go in Reading.error."""
+
+    def unanswered(self, endpoint: E) -> list[Family]:
+        """Families for an endpoint whose read is still running past its timeout (its ``up 0``)."""
+        return []
+
+    def close(self) -> None:
+        """Stop waiting for reads in flight; a later poll starts a new set of reader threads."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        for state in self._states:
+            state.in_flight = None
 
     def endpoint_timeout(self, endpoint: E) -> float:
         """An endpoint gets at most 90% of the source's timeout: a hung upstream must be reported by
@@ -102,13 +121,7 @@ class ServingSource(Source, Generic[E], abc.ABC):
         # interval of slack reads it on every poll, and one of 20s under a 5s source every 20s.
         slack = self.config.interval / 2
         due = [s for s in self._states if s.reading is None or now + slack >= s.due]
-        if len(due) == 1:
-            due[0].reading = self._read_safely(due[0].endpoint)
-        elif due:
-            with ThreadPoolExecutor(max_workers=len(due), thread_name_prefix=f"{self.name}-endpoint") as pool:
-                readings = list(pool.map(lambda s: self._read_safely(s.endpoint), due))
-            for state, reading in zip(due, readings, strict=True):
-                state.reading = reading
+        self._read_due(due)
         for state in due:
             state.due = now + self.endpoint_interval(state.endpoint)
         families, duplicates = merge_families([s.reading.families for s in self._states if s.reading])
@@ -129,6 +142,35 @@ class ServingSource(Source, Generic[E], abc.ABC):
             raise UpstreamError(f"{url}: no time left in this poll", "timeout")
         return get(url, timeout=left, max_bytes=endpoint.max_bytes, tls_verify=endpoint.tls_verify,
                    ca_file=endpoint.ca_file, accept=accept, allow_status=allow_status)
+
+    def _read_due(self, due: list[_EndpointState[E]]) -> None:
+        """Read the due endpoints at once, each in its own thread, waiting for each only until its
+        own timeout: a read that outlives it is reported as timed out (``up 0``) and left to finish
+        in the background, never read twice at once, so one hung upstream cannot hold up the other
+        endpoints or push the whole poll past the scheduler's deadline."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=len(self._states), thread_name_prefix=f"{self.name}-endpoint")
+        started = time.monotonic()
+        # The read's own deadline comes first (its message says more); this one is the backstop,
+        # still inside the 10% of the source's timeout that endpoint_timeout leaves free.
+        grace = self.config.timeout * 0.05
+        for state in due:
+            if state.in_flight is None:
+                state.in_flight = self._pool.submit(self._read_safely, state.endpoint)
+                state.read_started = started
+                state.give_up_at = started + self.endpoint_timeout(state.endpoint) + grace
+        for state in due:
+            future = state.in_flight
+            if future is None:
+                continue
+            try:
+                state.reading = future.result(timeout=max(0.0, state.give_up_at - time.monotonic()))
+            except FutureTimeout:
+                running = time.monotonic() - state.read_started
+                state.reading = Reading(self.unanswered(state.endpoint), PollError(
+                    f"{state.endpoint.url}: still reading after {running:.1f}s; left to finish", "timeout"))
+                continue
+            state.in_flight = None
 
     def _read_safely(self, endpoint: E) -> Reading:
         try:
@@ -157,23 +199,33 @@ def merge_families(groups: list[list[Family]]) -> tuple[list[Family], list[str]]
 
 
 class FamilyBuilder:
-    """Families by catalog name, created on first use, in a stable order.
+    """One endpoint's families by catalog name, created on first use, in a stable order.
 
-    A series added twice (two versions of one model, where the catalog keys on the model only)
-    is combined with ``merge`` - a sum by default, which keeps used/max and per-model rates right -
-    rather than emitted twice, which would make Prometheus reject the whole scrape.
+    Every series gets the ``endpoint`` label from the builder (callers pass the other labels, in
+    catalog order), so no two endpoints can produce the same series. A series added twice (two
+    versions of one model, where the catalog keys on the model only) is combined with ``merge`` -
+    a sum by default, which keeps used/max and per-model rates right - rather than emitted twice,
+    which would make Prometheus reject the whole scrape. A counter added with ``part`` (the model
+    version it sums) is remembered part by part so :class:`RetiredTotals` can keep the sum rising
+    when a part goes away.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
         self.by_name: dict[str, Family] = {}
         self._index: dict[tuple[str, tuple[str, ...]], int] = {}
+        self.parts: dict[tuple[str, tuple[str, ...]], dict[str, float]] = {}
 
     def add(self, name: str, labels: tuple[str, ...], value: float | HistogramValue,
-            merge: Callable[[float, float], float] = operator.add) -> None:
+            merge: Callable[[float, float], float] = operator.add, part: str | None = None) -> None:
         family = self.by_name.get(name)
         if family is None:
             family = self.by_name[name] = Family(name)
-        key = (name, tuple(labels))
+        labels = self._with_endpoint(family, tuple(labels))
+        key = (name, labels)
+        if part is not None and not isinstance(value, HistogramValue):
+            parts = self.parts.setdefault(key, {})
+            parts[part] = parts.get(part, 0.0) + value
         position = self._index.get(key)
         if position is None:
             self._index[key] = len(family.samples)
@@ -184,8 +236,45 @@ class FamilyBuilder:
             return  # histograms are merged by histograms_by_model before they get here
         family.samples[position] = (family.samples[position][0], merge(previous, value))
 
-    def families(self) -> list[Family]:
+    def _with_endpoint(self, family: Family, labels: tuple[str, ...]) -> tuple[str, ...]:
+        names = family.metric.labels
+        if "endpoint" not in names:
+            return labels
+        at = names.index("endpoint")
+        return (*labels[:at], self.endpoint, *labels[at:])
+
+    def families(self, retired: RetiredTotals | None = None) -> list[Family]:
+        """The families; with ``retired``, counters summed over parts include the parts gone away."""
+        if retired is not None:
+            for (name, labels), extra in retired.update(self.parts).items():
+                family = self.by_name[name]
+                position = self._index[(name, labels)]
+                family.samples[position] = (labels, family.samples[position][1] + extra)
         return list(self.by_name.values())
+
+
+class RetiredTotals:
+    """What model versions that went away had counted, per summed series of one endpoint.
+
+    A counter summed over a model's versions would drop when a version is unloaded (or reloaded,
+    which restarts its count). Each part's last value is kept; a part that is missing from a read,
+    or reads lower than before, adds its last value to the series' retired total, so the sum never
+    goes backwards while the exporter runs. Kept across endpoint failures: a runtime restart then
+    shows as the sum carrying on, which is what rate() needs. Bounded by the series ever seen.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, tuple[str, ...]], dict[str, float]] = {}
+        self._retired: dict[tuple[str, tuple[str, ...]], float] = {}
+
+    def update(self, parts: dict[tuple[str, tuple[str, ...]], dict[str, float]]) -> dict[tuple[str, tuple[str, ...]], float]:
+        """Take one read's parts; return the retired total to add to each series read now."""
+        for key, now in parts.items():
+            for part, last in self._last.get(key, {}).items():
+                if now.get(part, -math.inf) < last:
+                    self._retired[key] = self._retired.get(key, 0.0) + last
+            self._last[key] = dict(now)
+        return {key: self._retired[key] for key in parts if self._retired.get(key)}
 
 
 def histograms_by_model(metrics: Exposition, family: str, model_label: str = "model",

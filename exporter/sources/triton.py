@@ -37,7 +37,14 @@ from exporter.promtext import Exposition, PromParseError
 from exporter.snapshot import Family, HistogramValue
 from exporter.sources.base import PollError, SourceConfig
 from exporter.sources.http_upstream import Endpoint, UpstreamError, json_object
-from exporter.sources.serving_endpoints import FamilyBuilder, Reading, ServingConfig, ServingSource, histograms_by_model
+from exporter.sources.serving_endpoints import (
+    FamilyBuilder,
+    Reading,
+    RetiredTotals,
+    ServingConfig,
+    ServingSource,
+    histograms_by_model,
+)
 
 RUNTIME = "triton"
 
@@ -110,24 +117,26 @@ def flavour(metrics: Exposition | None, backends: dict[str, str]) -> str:
     return "unknown"
 
 
-def triton_families(url: str, metrics: Exposition | None, api: TritonApi | None) -> list[Family]:
-    """Catalog families for one endpoint. ``metrics`` is None when the metrics endpoint failed."""
-    out = FamilyBuilder()
-    out.add("blackwell_serving_up", (RUNTIME, url), int(metrics is not None))
+def triton_families(url: str, metrics: Exposition | None, api: TritonApi | None,
+                    retired: RetiredTotals | None = None) -> list[Family]:
+    """Catalog families for one endpoint. ``metrics`` is None when the metrics endpoint failed;
+    ``retired`` (kept per endpoint by the source) keeps counters summed over versions rising."""
+    out = FamilyBuilder(url)
+    out.add("blackwell_serving_up", (RUNTIME,), int(metrics is not None))
     if api is not None:
-        out.add("blackwell_serving_live", (RUNTIME, url), int(api.live))
-        out.add("blackwell_serving_ready", (RUNTIME, url), int(api.ready))
+        out.add("blackwell_serving_live", (RUNTIME,), int(api.live))
+        out.add("blackwell_serving_ready", (RUNTIME,), int(api.ready))
         out.add("blackwell_serving_runtime_info",
-                (RUNTIME, url, flavour(metrics, api.backends), api.version or "unknown"), 1)
+                (RUNTIME, flavour(metrics, api.backends), api.version or "unknown"), 1)
         for (model, version), ready in sorted(api.model_ready.items()):
             out.add("blackwell_serving_model_ready", (model, version), int(ready))
         _stats_latency(out, api.stats)
     elif metrics is not None:
-        out.add("blackwell_serving_runtime_info", (RUNTIME, url, flavour(metrics, {}), "unknown"), 1)
+        out.add("blackwell_serving_runtime_info", (RUNTIME, flavour(metrics, {}), "unknown"), 1)
     if metrics is not None:
         _request_metrics(out, metrics)
         _trtllm_metrics(out, metrics)
-    return out.families()
+    return out.families(retired)
 
 
 def _mv(labels: dict[str, str]) -> tuple[str, str]:
@@ -174,15 +183,15 @@ def _trtllm_metrics(out: FamilyBuilder, metrics: Exposition) -> None:
             out.add("blackwell_serving_runtime_memory_bytes", (s.labels.get("model", ""), memory_type), s.value)
     for s in metrics.named("nv_trt_llm_general_metrics"):
         if s.labels.get("general_type") == "iteration_counter":
-            out.add("blackwell_serving_iterations_total", (s.labels.get("model", ""),), s.value)
+            out.add("blackwell_serving_iterations_total", (s.labels.get("model", ""),), s.value,
+                    part=s.labels.get("version", ""))
     for family, counter in (("nv_llm_input_token_len", "blackwell_serving_prompt_tokens_total"),
                             ("nv_llm_output_token_len", "blackwell_serving_generation_tokens_total")):
-        per_model = histograms_by_model(metrics, family)
-        for model, hist in per_model.items():
+        for hist in metrics.histograms(family):
             # The histogram's _sum is the running total of tokens: a counter, so tokens/s is a rate().
-            out.add(counter, (model,), hist.sum)
-            if family == "nv_llm_input_token_len":
-                out.add("blackwell_serving_prompt_length_tokens", (model,), hist)
+            out.add(counter, (hist.labels.get("model", ""),), hist.sum, part=hist.labels.get("version", ""))
+    for model, hist in histograms_by_model(metrics, "nv_llm_input_token_len").items():
+        out.add("blackwell_serving_prompt_length_tokens", (model,), hist)
 
 
 def _stats_latency(out: FamilyBuilder, stats: list[dict[str, Any]]) -> None:
@@ -250,10 +259,15 @@ class TritonSource(ServingSource[TritonEndpoint]):
         # Per endpoint URL: server version and model backends, read once while the server stays up.
         self._versions: dict[str, str] = {}
         self._backends: dict[str, dict[str, str]] = {}
+        self._retired: dict[str, RetiredTotals] = {}
 
     def close(self) -> None:
+        super().close()
         self._versions.clear()
         self._backends.clear()
+
+    def unanswered(self, endpoint: TritonEndpoint) -> list[Family]:
+        return triton_families(endpoint.url, None, TritonApi() if endpoint.api else None)
 
     def read(self, endpoint: TritonEndpoint, timeout: float) -> Reading:
         deadline = self._clock() + timeout
@@ -277,7 +291,8 @@ class TritonSource(ServingSource[TritonEndpoint]):
             # A server that failed may come back as another build with other models: ask again.
             self._versions.pop(endpoint.url, None)
             self._backends.pop(endpoint.url, None)
-        return Reading(triton_families(endpoint.url, metrics, api), error)
+        retired = self._retired.setdefault(endpoint.url, RetiredTotals())
+        return Reading(triton_families(endpoint.url, metrics, api, retired), error)
 
     def _read_api(self, endpoint: TritonEndpoint, deadline: float) -> TritonApi:
         base = endpoint.api_base()

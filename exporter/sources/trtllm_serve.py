@@ -60,7 +60,8 @@ _PER_MODEL = {
     "prompt_tokens_total": ("blackwell_serving_prompt_tokens_total", None),
     "generation_tokens_total": ("blackwell_serving_generation_tokens_total", None),
     "kv_cache_hit_rate": ("blackwell_serving_kv_cache_hit_ratio", None),
-    "kv_cache_reused_blocks_total": ("blackwell_serving_kv_cache_reused_blocks", None),
+    # A counter upstream: not Triton's reused-blocks gauge, which means something else.
+    "kv_cache_reused_blocks_total": ("blackwell_serving_kv_cache_block_reuses_total", None),
     "kv_cache_tokens_per_block": ("blackwell_serving_kv_cache_tokens_per_block", None),
     "num_requests_running": ("blackwell_serving_batch_requests", "active"),
     "num_requests_waiting": ("blackwell_serving_batch_requests", "waiting"),
@@ -121,10 +122,10 @@ def trtllm_serve_families(url: str, metrics: Exposition | None, health_status: i
     ``metrics`` is None when the Prometheus endpoint failed, ``health_status`` None when /health
     did not answer; ``model`` names series whose model_name label is undefined.
     """
-    out = FamilyBuilder()
-    out.add("blackwell_serving_up", (RUNTIME, url), int(metrics is not None))
-    out.add("blackwell_serving_live", (RUNTIME, url), int(health_status is not None))
-    out.add("blackwell_serving_ready", (RUNTIME, url), int(health_status == 200))
+    out = FamilyBuilder(url)
+    out.add("blackwell_serving_up", (RUNTIME,), int(metrics is not None))
+    out.add("blackwell_serving_live", (RUNTIME,), int(health_status is not None))
+    out.add("blackwell_serving_ready", (RUNTIME,), int(health_status == 200))
 
     def model_of(value: str) -> str:
         return model if value in UNDEFINED else value
@@ -170,7 +171,7 @@ def trtllm_serve_families(url: str, metrics: Exposition | None, health_status: i
             for name, labels, value in _iteration_rows(iteration, name_model):
                 if (name, labels) not in seen:
                     out.add(name, labels, value)
-    out.add("blackwell_serving_runtime_info", (RUNTIME, url, engine, version or "unknown"), 1)
+    out.add("blackwell_serving_runtime_info", (RUNTIME, engine, version or "unknown"), 1)
     return out.families()
 
 
@@ -226,6 +227,7 @@ class TrtllmServeSource(ServingSource[TrtllmServeEndpoint]):
         self._last_iteration: dict[str, dict[str, Any]] = {}
 
     def close(self) -> None:
+        super().close()
         self._versions.clear()
         self._models.clear()
         self._last_iteration.clear()
@@ -265,6 +267,9 @@ class TrtllmServeSource(ServingSource[TrtllmServeEndpoint]):
                                          model, self._last_iteration.get(endpoint.url))
         return Reading(families, error)
 
+    def unanswered(self, endpoint: TrtllmServeEndpoint) -> list[Family]:
+        return trtllm_serve_families(endpoint.url, None, None, "", endpoint.model or "unknown", None)
+
     def close_endpoint(self, url: str) -> None:
         """Forget what was cached about one server: after a failure it may come back as another build."""
         self._versions.pop(url, None)
@@ -283,14 +288,6 @@ def _first_model(response: Response) -> str:
     """The first model id from the OpenAI-style /v1/models answer; "" when there is none."""
     data = json_object(response.body) if response.status == 200 else None
     models = data.get("data") if data is not None else None
-    if isinstance(models, list) and models and isinstance(models[0], dict) and isinstance(models[0].get("id"), str):
-        return models[0]["id"]
-    return ""
-    try:
-        data = json.loads(response.body)
-    except (ValueError, RecursionError):
-        return ""
-    models = data.get("data") if isinstance(data, dict) else None
     if isinstance(models, list) and models and isinstance(models[0], dict) and isinstance(models[0].get("id"), str):
         return models[0]["id"]
     return ""

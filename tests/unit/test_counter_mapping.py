@@ -36,8 +36,20 @@ trtllm_kv_cache_utilization{model_name="undefined"} 0.4
 """
 
 
+DROPPED = "blackwell_counter_mapping_dropped_series"
+
+
+@pytest.fixture
+def upstream():
+    server = Upstream()
+    yield server
+    server.close()
+
+
 def values(families):
-    return {(f.metric.name, labels): value for f in families for labels, value in f.samples}
+    """The mapped counters' series (the dropped-series gauge is checked on its own)."""
+    return {(f.metric.name, labels): value for f in families for labels, value in f.samples
+            if f.metric.name != DROPPED}
 
 
 BRIEF_MAPPINGS = [
@@ -94,8 +106,30 @@ def test_missing_template_label_and_series_cap_are_problems():
     capped = CounterMap(upstream="x_total", metric="blackwell_tma_multicast_loads_total", labels={"gpu": "{gpu}"},
                         max_series=3)
     families, problems = map_counters(promtext.parse(body), [capped])
-    assert len(families[0].samples) == 3
+    assert len(values(families)) == 3
     assert "more than 3 series" in problems[0]
+
+
+def test_max_series_keeps_the_first_series_kept_whatever_order_upstream_prints_them(upstream):
+    """The kept set never changes between polls: a counter never jumps to another series' value."""
+    capped = CounterMap(upstream="x_total", metric="blackwell_tma_multicast_loads_total", labels={"gpu": "{gpu}"},
+                        max_series=2)
+    source = CounterMappingSource(CounterMappingConfig(enabled=True, endpoints=[{"url": upstream.url("/metrics")}],
+                                                       mappings=[capped]), clock=lambda: now[0])
+    now = [0.0]
+    upstream.routes["/metrics"] = Route(b'x_total{gpu="5"} 50\nx_total{gpu="7"} 70\n')
+    assert values(source.poll()) == {("blackwell_tma_multicast_loads_total", ("5",)): 50,
+                                     ("blackwell_tma_multicast_loads_total", ("7",)): 70}
+    upstream.routes["/metrics"] = Route(b'x_total{gpu="1"} 1\nx_total{gpu="2"} 2\nx_total{gpu="7"} 71\n'
+                                        b'x_total{gpu="5"} 51\n')
+    now[0] += 60
+    with pytest.raises(PartialPollError, match="2 new ones dropped") as caught:
+        source.poll()
+    families = caught.value.families
+    assert values(families) == {("blackwell_tma_multicast_loads_total", ("5",)): 51,
+                                ("blackwell_tma_multicast_loads_total", ("7",)): 71}
+    dropped = {labels: value for f in families if f.metric.name == DROPPED for labels, value in f.samples}
+    assert dropped == {("x_total", "blackwell_tma_multicast_loads_total"): 2}
 
 
 @pytest.mark.parametrize("mapping, error", [

@@ -184,7 +184,8 @@ def test_valid_triton_counters_pass_through_unchanged() -> None:
         out = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in exposition.samples}
         for (name, labels), value in samples.items():
             if name == "nv_inference_request_success":
-                assert out[("blackwell_serving_request_success_total", tuple(sorted(labels)))] == value
+                assert out[("blackwell_serving_request_success_total",
+                            tuple(sorted((*labels, ("endpoint", URL)))))] == value
 
     counted("triton: valid counters pass through", lambda tick: run(tick))
 

@@ -99,7 +99,8 @@ def test_triton_restart_shows_serving_down_then_reset_counters_and_recovers(trit
     source = TritonSource(TritonConfig(enabled=True, interval=1, timeout=1, endpoints=[{"url": url, "api": False}]),
                           clock=clock)
     run, store = runner(source, clock)
-    success = ("blackwell_serving_request_success_total", (("model", "tensorrt_llm"), ("version", "1")))
+    success = ("blackwell_serving_request_success_total",
+               (("endpoint", url), ("model", "tensorrt_llm"), ("version", "1")))
     up = ("blackwell_serving_up", (("endpoint", url), ("runtime", "triton")))
     source_up = ("blackwell_exporter_source_up", (("source", "triton"),))
 

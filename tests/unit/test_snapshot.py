@@ -22,7 +22,7 @@ def test_a_family_refuses_undeclared_metrics_and_wrong_labels():
     with pytest.raises(ValueError, match="declared"):
         Family("blackwell_gpu_power_watts").add({"gpu": "0", "uuid": "x"}, 1.0)
     with pytest.raises(TypeError):
-        Family("blackwell_serving_ttft_seconds").add(("m",), 1.0)
+        Family("blackwell_serving_ttft_seconds").add(("m", "e"), 1.0)
 
 
 def test_a_source_may_only_fill_metrics_declared_for_it():
@@ -32,7 +32,7 @@ def test_a_source_may_only_fill_metrics_declared_for_it():
 
 
 def test_label_values_are_escaped():
-    family = Family("blackwell_serving_model_ready").add(('we"ird\\model\nname', "1"), 1)
+    family = Family("blackwell_serving_model_ready").add(('we"ird\\model\nname', "1", "e"), 1)
     store = SnapshotStore()
     store.publish("triton", Snapshot.of("triton", [family]), _no_self)
     [parsed] = [f for f in parse_text(store.current().text.decode()) if f.name == "blackwell_serving_model_ready"]
@@ -42,12 +42,12 @@ def test_label_values_are_escaped():
 def test_histograms_keep_their_buckets_and_validate_them():
     value = HistogramValue(((0.1, 3), (1.0, 7), (math.inf, 9)), 4.5, 9)
     store = SnapshotStore()
-    store.publish("triton", Snapshot.of("triton", [Family("blackwell_serving_ttft_seconds").add(("m",), value)]),
+    store.publish("triton", Snapshot.of("triton", [Family("blackwell_serving_ttft_seconds").add(("m", "e"), value)]),
                   _no_self)
     text = store.current().text.decode()
-    assert 'blackwell_serving_ttft_seconds_bucket{model="m",le="0.1"} 3' in text
-    assert 'blackwell_serving_ttft_seconds_bucket{model="m",le="+Inf"} 9' in text
-    assert 'blackwell_serving_ttft_seconds_count{model="m"} 9' in text
+    assert 'blackwell_serving_ttft_seconds_bucket{model="m",endpoint="e",le="0.1"} 3' in text
+    assert 'blackwell_serving_ttft_seconds_bucket{model="m",endpoint="e",le="+Inf"} 9' in text
+    assert 'blackwell_serving_ttft_seconds_count{model="m",endpoint="e"} 9' in text
     with pytest.raises(ValueError, match="cumulative"):
         HistogramValue(((0.1, 5), (math.inf, 3)), 1.0, 3)
     with pytest.raises(ValueError, match=r"\+Inf"):

@@ -29,8 +29,16 @@ URL = "http://127.0.0.1:8002/metrics"
 
 
 def values(families):
-    """{(metric name, label values): value} over families."""
-    return {(f.metric.name, labels): value for f in families for labels, value in f.samples}
+    """{(metric name, label values): value} over families. A model's series carry the endpoint they
+    came from; tests here read one endpoint at a time, so that label is left out of the key."""
+    return {(f.metric.name, without_endpoint(f, labels)): value for f in families for labels, value in f.samples}
+
+
+def without_endpoint(family, labels):
+    names = family.metric.labels
+    if "model" not in names:
+        return labels
+    return tuple(v for n, v in zip(names, labels, strict=True) if n != "endpoint")
 
 
 def recorded_python_backend():
@@ -335,13 +343,14 @@ def test_each_endpoint_keeps_its_own_interval(triton):
     assert triton.server.hits["/metrics"] == 2
 
 
-def test_the_same_series_from_two_endpoints_is_kept_once(triton):
+def test_the_same_model_on_two_endpoints_is_two_series_told_apart_by_endpoint(triton):
     twin = FakeTriton()
     try:
         families = source_for(triton.endpoint(api=False), twin.endpoint(api=False)).poll()
         rows = [labels for f in families if f.metric.name == "blackwell_serving_request_success_total"
                 for labels, _ in f.samples]
-        assert rows == [("llm_stream", "1")]
+        assert rows == [("llm_stream", "1", triton.server.url("/metrics")),
+                        ("llm_stream", "1", twin.server.url("/metrics"))]
         ups = [labels for f in families if f.metric.name == "blackwell_serving_up" for labels, _ in f.samples]
         assert len(ups) == 2
     finally:
@@ -404,5 +413,5 @@ def test_two_versions_of_one_trtllm_model_are_added_up_per_model():
             'nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="tokens_per",model="tensorrt_llm",version="1"} 32\n'
             'nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="tokens_per",model="tensorrt_llm",version="2"} 32\n')
     families = {f.metric.name: f for f in triton_families("http://t/metrics", promtext.parse(text), None)}
-    assert families["blackwell_serving_kv_cache_blocks"].samples == [(("tensorrt_llm", "used"), 30)]
-    assert families["blackwell_serving_kv_cache_tokens_per_block"].samples == [(("tensorrt_llm",), 32)]
+    assert families["blackwell_serving_kv_cache_blocks"].samples == [(("tensorrt_llm", "used", "http://t/metrics"), 30)]
+    assert families["blackwell_serving_kv_cache_tokens_per_block"].samples == [(("tensorrt_llm", "http://t/metrics"), 32)]
