@@ -125,7 +125,12 @@ def stream(server: TritonProcess, prompts: list[tuple[str, int]]) -> int:
 
 
 def values(families) -> dict:
-    return {(f.metric.name, labels): value for f in families for labels, value in f.samples}
+    """{(name, label values): value}; a model's series carry their endpoint, left out here (one Triton)."""
+    def without_endpoint(family, labels):
+        if "model" not in family.metric.labels:
+            return labels
+        return tuple(v for n, v in zip(family.metric.labels, labels, strict=True) if n != "endpoint")
+    return {(f.metric.name, without_endpoint(f, labels)): value for f in families for labels, value in f.samples}
 
 
 def test_exporter_numbers_equal_tritons_own(triton):
