@@ -251,6 +251,30 @@ def test_rotated_certificate_is_served_to_new_connections(pki: dict, monkeypatch
         srv.server_close()
 
 
+def test_a_keep_alive_tls_connection_made_under_replaced_tls_settings_is_closed(pki: dict, monkeypatch) -> None:
+    """The client must reconnect and get the new settings (here: client certificates now required)."""
+    monkeypatch.setattr(webconfig, "RECHECK_SECONDS", 0.0)
+    web = pki["dir"] / "web.yml"
+    web.write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n")
+    srv = serve(web)
+    port = srv.server_address[1]
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=client_context(pki), timeout=5)
+    try:
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().read() == b"ok\n"
+        web.write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_ca_file: ca.crt\n")
+        conn.request("GET", "/healthz")
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+            conn.getresponse()
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            get(port, client_context(pki), "/healthz")
+        assert get(port, client_context(pki, pki["client"]), "/healthz")[0] == 200
+    finally:
+        conn.close()
+        srv.shutdown()
+        srv.server_close()
+
+
 def test_mismatched_key_and_unreadable_ca_are_clear_errors(pki: dict) -> None:
     web = pki["dir"] / "web.yml"
     web.write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: client.key\n")
