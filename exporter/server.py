@@ -102,12 +102,16 @@ class ExporterHTTPServer(ThreadingHTTPServer):
                 Handler(request, client_address, self, config, slot)
                 return
             request.settimeout(TLS_HANDSHAKE_SECONDS)
+            # Wrapping takes the descriptor from ``request``; the slot must hold the wrapper before
+            # the handshake, or a client that never sends its hello could not be shut out.
+            tls = config.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+            slot.connection = tls
             try:
-                tls = config.tls.wrap_socket(request, server_side=True)
+                tls.do_handshake()
             except (ssl.SSLError, OSError) as exc:
                 log.debug("TLS handshake with %s failed: %s", client_address, exc)
+                tls.close()
                 return
-            slot.connection = tls
             try:
                 Handler(tls, client_address, self, config, slot)
             finally:
