@@ -26,7 +26,6 @@ class Slot:
     client: str
     order: int
     waiting: bool = True
-    evicted: bool = False
     released: bool = field(default=False, repr=False)
 
 
@@ -71,7 +70,6 @@ class ConnectionSlots:
 
     def _evict(self, slot: Slot) -> None:
         """Shut the socket down (its thread's read returns at once) and free the slot now."""
-        slot.evicted = True
         slot.released = True
         self._open.remove(slot)
         self.evicted += 1
