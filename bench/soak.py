@@ -7,18 +7,28 @@ Two exporter processes run side by side, each polling every second:
 - ``triton`` (when the triton source is registered): hardware mode, its triton source reading a
   fake Triton metrics endpoint (a recorded Triton 2.51 body whose counters and histograms grow
   with uptime) that is killed and restarted every ``--restart-every`` seconds, down for
-  ``--downtime`` seconds, so the exporter sees connection refusals and counter resets.
+  ``--downtime`` seconds, so the exporter sees connection refusals and counter resets. A second
+  endpoint of the same source flaps every ``--flap-every`` seconds (answering, then dripping its
+  headers past the endpoint timeout, then answering, then dropping connections unanswered); its
+  models are renamed ``*-flap`` so its counters can be judged on their own: they must never drop.
+
+Every ``--flood-every`` seconds a socket flood hits both exporters for ``--flood-hold`` seconds:
+``--flood-sockets`` connections from five loopback addresses, each sending half a request and a
+byte every 2 s (slowloris); the scrapes during the flood must still be answered. Samples taken
+during a flood (and one second after) are left out of the growth figures.
 
 A client scrapes each exporter once a second (rotating plain, gzip and OpenMetrics), and every
 ``--sample-every`` seconds the soak records RSS, threads and open fds of each process from
 /proc. At the end it compares the warmed-up start of the run with its end and checks:
-every scrape answered 200, RSS grew less than the allowed amount, threads and fds did not
+every scrape answered 200, no counter went backwards (every ``_total`` series of the simulated
+exporter; the flapping endpoint's and the exporter's own in the triton one), RSS grew less than the allowed amount, threads and fds did not
 grow, scrape latency p99 stayed under the limit, every scenario switch showed up in
 ``blackwell_exporter_simulation_scenario``, and every upstream restart was seen
 (``blackwell_serving_up`` 0 while down, 1 after) with the source recovering.
 
     python -m bench.soak --duration 1800 --output bench/results/soak-30min   # the committed run
     python -m bench.soak --duration 60                                      # what CI runs
+    python -m bench.soak --duration 60 --flood-every 15 --flap-every 3      # a quick look at both
 
 Exit status 0 when every check passes. Linux only (/proc).
 """
@@ -37,6 +47,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -129,6 +140,137 @@ class Upstream:
             self.proc = None
 
 
+class FlappingUpstream:
+    """A fake Triton in this process that cycles up, drip, up, drop every ``flap_every`` seconds.
+
+    "drip" sends the status line and then a header byte every 0.2 s for 10 s (an upstream that
+    hangs inside its headers); "drop" closes each connection without an answer. Its counters keep
+    growing through every flap: the exporter may show them absent, never lower.
+    """
+
+    MODES = ("up", "drip", "up", "drop")
+
+    def __init__(self, flap_every: float) -> None:
+        self.started = time.monotonic()
+        self.flap_every = flap_every
+        text = re.sub(r'model="([^"]+)"', r'model="\1-flap"', TRITON_FIXTURE.read_text())
+        flapper = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+                mode = flapper.mode()
+                self.close_connection = True
+                if mode == "drop":
+                    return
+                if mode == "drip":
+                    try:
+                        self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                        for _ in range(50):
+                            self.wfile.write(b"X")
+                            self.wfile.flush()
+                            time.sleep(0.2)
+                    except OSError:
+                        pass
+                    return
+                body = scaled_exposition(text, time.monotonic() - flapper.started).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def mode(self) -> str:
+        return self.MODES[int((time.monotonic() - self.started) / self.flap_every) % len(self.MODES)]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Flood:
+    """Slowloris against every exporter: half requests held open from several loopback addresses."""
+
+    def __init__(self, ports: list[int], sockets: int, hold: float) -> None:
+        self.ports, self.sockets, self.hold = ports, sockets, hold
+        self.active_until = 0.0
+        self.created = time.monotonic()
+        self.floods: list[dict] = []
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+
+    def flooding(self) -> bool:
+        return time.monotonic() < self.active_until + 1.0
+
+    def _run(self) -> None:
+        began = time.monotonic()
+        self.active_until = began + self.hold
+        opened, failed = [], 0
+        for i in range(self.sockets):
+            try:
+                sock = socket.create_connection(("127.0.0.1", self.ports[i % len(self.ports)]), timeout=2,
+                                                source_address=(f"127.0.0.{2 + i % 5}", 0))
+            except OSError:
+                failed += 1
+                continue
+            opened.append(sock)
+            try:
+                sock.sendall(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
+            except OSError:
+                pass  # already shut by the exporter to make room
+        while time.monotonic() < began + self.hold:
+            time.sleep(2.0)
+            for sock in opened:
+                try:
+                    sock.send(b"a")
+                except OSError:
+                    pass
+        shut = 0
+        for sock in opened:
+            try:
+                sock.setblocking(False)
+                shut += sock.recv(1) == b""
+            except (BlockingIOError, OSError):
+                pass
+            sock.close()
+        self.floods.append({"at": round(began - self.created, 1), "sockets": len(opened), "connect_failed": failed,
+                            "closed_by_exporters": shut})
+
+
+class CounterWatch:
+    """Remembers every judged counter sample and records each one that went down."""
+
+    SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*_total(?:\{[^}]*\})?) (\S+)$", re.M)
+
+    def __init__(self, judged: re.Pattern[str]) -> None:
+        self.judged = judged
+        self.last: dict[str, float] = {}
+        self.decreases: list[str] = []
+
+    def observe(self, body: str) -> None:
+        for series, text in self.SAMPLE.findall(body):
+            if not self.judged.search(series):
+                continue
+            number = float(text)
+            before = self.last.get(series)
+            if before is not None and number < before and len(self.decreases) < 20:
+                self.decreases.append(f"{series}: {before:g} -> {number:g}")
+            self.last[series] = number
+
+
 # -- measuring a process -------------------------------------------------------------------------
 
 @dataclass
@@ -137,13 +279,14 @@ class Sample:
     rss_mib: float
     threads: int
     fds: int
+    flooding: bool = False
 
 
-def sample(pid: int, t: float) -> Sample:
+def sample(pid: int, t: float, flooding: bool = False) -> Sample:
     status = Path(f"/proc/{pid}/status").read_text()
     rss = int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1)) / 1024  # type: ignore[union-attr]
     threads = int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1))  # type: ignore[union-attr]
-    return Sample(round(t, 1), round(rss, 2), threads, len(os.listdir(f"/proc/{pid}/fd")))
+    return Sample(round(t, 1), round(rss, 2), threads, len(os.listdir(f"/proc/{pid}/fd")), flooding)
 
 
 @dataclass
@@ -158,6 +301,7 @@ class Watched:
     failures: list[str] = field(default_factory=list)
     bodies: int = 0
     last_body: str = ""
+    counters: CounterWatch = field(default_factory=lambda: CounterWatch(re.compile("")))
 
     def scrape(self, variant: int) -> None:
         headers = [{}, {"Accept-Encoding": "gzip"}, {"Accept": "application/openmetrics-text; version=1.0.0"}][variant % 3]
@@ -176,6 +320,7 @@ class Watched:
             return
         self.bodies += 1
         self.last_body = (gzip.decompress(raw) if headers.get("Accept-Encoding") else raw).decode()
+        self.counters.observe(self.last_body)
 
 
 def value(body: str, series: str) -> float | None:
@@ -231,7 +376,8 @@ def only(source: str, settings: str) -> str:
 
 
 def run(duration: float, scenario_every: float, restart_every: float, downtime: float,
-        sample_every: float = 5.0, warmup: float | None = None) -> dict:
+        sample_every: float = 5.0, warmup: float | None = None, flood_every: float = 60.0,
+        flood_sockets: int = 200, flood_hold: float = 8.0, flap_every: float = 5.0) -> dict:
     from exporter.sources.simulated.profiles import PROFILES
     from exporter.sources.simulated.scenarios import SCENARIOS
 
@@ -240,21 +386,31 @@ def run(duration: float, scenario_every: float, restart_every: float, downtime: 
     workdir = Path(tempfile.mkdtemp(prefix="soak-"))
     watched: list[Watched] = []
     upstream = None
+    flapper: FlappingUpstream | None = None
     switches: list[dict] = []
     restarts: list[dict] = []
+    flaps = {"seen_down": False, "seen_up": False}
     try:
         watched.append(start_exporter("simulated", only("simulated", "    interval: 1\n    timeout: 1\n"),
                                       ["--simulate", "hgx-b200"], workdir))
         if triton_registered():
             upstream = Upstream(free_port())
             upstream.start()
+            flapper = FlappingUpstream(flap_every)
             watched.append(start_exporter(
                 "triton", only("triton", "    enabled: true\n    interval: 1\n    timeout: 1\n"
                                f"    endpoints:\n      - url: http://127.0.0.1:{upstream.port}/metrics\n"
+                               "        api: false\n"
+                               f"      - url: http://127.0.0.1:{flapper.port}/metrics\n"
                                "        api: false\n"),
                 [], workdir))
+            watched[1].counters = CounterWatch(re.compile(r'-flap"|^blackwell_exporter_'))
+        flood = Flood([w.port for w in watched], flood_sockets, flood_hold)
+        flap_up = re.compile(rf'^blackwell_serving_up\{{[^}}]*:{flapper.port if flapper else 0}/metrics"[^}}]*\}} (\d)$',
+                             re.M)
         started = time.monotonic()
         next_sample = next_switch = 0.0
+        next_flood = flood_every
         next_restart = restart_every
         down_since: float | None = None
         saw_down = False
@@ -265,21 +421,27 @@ def run(duration: float, scenario_every: float, restart_every: float, downtime: 
                 w.scrape(tick)
             if now >= next_sample:
                 for w in watched:
-                    w.samples.append(sample(w.proc.pid, now))
+                    w.samples.append(sample(w.proc.pid, now, flood.flooding()))
                 next_sample += sample_every
+            if now >= next_flood:
+                flood.start()
+                next_flood += flood_every
             if switches and not switches[-1]["seen"]:
                 switches[-1]["seen"] = f'scenario="{switches[-1]["name"]}"' in watched[0].last_body
             if now >= next_switch:
                 name = scenarios[scenario_index % len(scenarios)]
                 scenario_index += 1
-                request = urllib.request.Request(f"http://127.0.0.1:{watched[0].port}/-/scenario?name={name}",
-                                                 method="POST")
+                request = urllib.request.Request(f"http://127.0.0.1:{watched[0].port}/-/scenario",
+                                                 json.dumps({"scenario": name}).encode(),
+                                                 {"Content-Type": "application/json"}, method="POST")
                 with urllib.request.urlopen(request, timeout=5) as response:
                     switches.append({"at": round(now, 1), "name": name, "accepted": response.status == 200,
                                      "seen": False})
                 next_switch += scenario_every
             if upstream is not None:
                 triton = watched[1]
+                for state in flap_up.findall(triton.last_body):
+                    flaps["seen_up" if state == "1" else "seen_down"] = True
                 if down_since is None and now >= next_restart:
                     upstream.stop()
                     down_since, saw_down = now, False
@@ -314,7 +476,18 @@ def run(duration: float, scenario_every: float, restart_every: float, downtime: 
             stop_times[w.name] = round(time.monotonic() - began, 2)
         if upstream is not None:
             upstream.stop()
-    return summarize(duration, warmup, watched, switches, restarts, stop_times, scenarios)
+        if flapper is not None:
+            flapper.close()
+    result = summarize(duration, warmup, watched, switches, restarts, stop_times, scenarios)
+    result["floods"] = flood.floods
+    checks = result["checks"]
+    checks["every flood was opened in full (no connect refused)"] = bool(flood.floods) and all(
+        f["connect_failed"] == 0 for f in flood.floods)
+    if flapper is not None:
+        result["flapping_endpoint"] = flaps
+        checks["the flapping endpoint was seen down and up"] = flaps["seen_down"] and flaps["seen_up"]
+    result["passed"] = all(checks.values())
+    return result
 
 
 def summarize(duration: float, warmup: float, watched: list[Watched], switches: list, restarts: list,
@@ -324,7 +497,7 @@ def summarize(duration: float, warmup: float, watched: list[Watched], switches: 
                     "upstream_restarts": restarts, "checks": {}}
     checks = result["checks"]
     for w in watched:
-        settled = [s for s in w.samples if s.t >= warmup] or w.samples
+        settled = [s for s in w.samples if s.t >= warmup and not s.flooding] or w.samples
         window = max(1, len(settled) // 10)
         start, end = settled[:window], settled[-window:]
         rss_growth = statistics.median(s.rss_mib for s in end) - statistics.median(s.rss_mib for s in start)
@@ -344,9 +517,11 @@ def summarize(duration: float, warmup: float, watched: list[Watched], switches: 
             "fds_after_warmup": max(s.fds for s in start), "fds_end": max(s.fds for s in end),
             "fds_max": max(s.fds for s in w.samples),
             "sigterm_to_exit_s": stop_times.get(w.name),
+            "counter_series_judged": len(w.counters.last), "counter_decreases": w.counters.decreases,
             "samples": [asdict(s) for s in w.samples],
         }
         checks[f"{w.name}: every scrape answered 200"] = not w.failures
+        checks[f"{w.name}: no counter went backwards ({len(w.counters.last)} series)"] = not w.counters.decreases
         checks[f"{w.name}: RSS growth {rss_growth:.2f} MiB < {MAX_RSS_GROWTH_MIB} MiB"] = rss_growth < MAX_RSS_GROWTH_MIB
         checks[f"{w.name}: thread growth {thread_growth} <= {MAX_THREAD_GROWTH}"] = thread_growth <= MAX_THREAD_GROWTH
         checks[f"{w.name}: fd growth {fd_growth} <= {MAX_FD_GROWTH}"] = fd_growth <= MAX_FD_GROWTH
@@ -377,6 +552,16 @@ def markdown(result: dict) -> str:
                      f"{p['rss_growth_mib']} | {p['rss_growth_mib_per_hour']} | {p['threads_after_warmup']}/"
                      f"{p['threads_end']}/{p['threads_max']} | {p['fds_after_warmup']}/{p['fds_end']}/{p['fds_max']} | "
                      f"{p['sigterm_to_exit_s']} |")
+    for flood in result.get("floods", []):
+        lines.append(f"Socket flood at {flood['at']:g} s: {flood['sockets']} half-open requests, "
+                     f"{flood['closed_by_exporters']} shut by the exporters to make room, "
+                     f"{flood['connect_failed']} connects failed.")
+    if "flapping_endpoint" in result:
+        lines.append(f"Flapping endpoint: seen down {result['flapping_endpoint']['seen_down']}, "
+                     f"seen up {result['flapping_endpoint']['seen_up']}.")
+    for name, p in result["processes"].items():
+        for decrease in p["counter_decreases"]:
+            lines.append(f"Counter decrease in {name}: {decrease}")
     lines += ["", "## Checks", ""]
     lines += [f"- {'PASS' if ok else 'FAIL'}: {name}" for name, ok in result["checks"].items()]
     if result["upstream_restarts"]:
@@ -393,13 +578,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restart-every", type=float, default=45.0)
     parser.add_argument("--downtime", type=float, default=3.0)
     parser.add_argument("--sample-every", type=float, default=5.0)
+    parser.add_argument("--flood-every", type=float, default=60.0, help="seconds between socket floods")
+    parser.add_argument("--flood-sockets", type=int, default=200, help="half-open requests per flood")
+    parser.add_argument("--flood-hold", type=float, default=8.0, help="seconds each flood is held")
+    parser.add_argument("--flap-every", type=float, default=5.0, help="seconds per state of the flapping endpoint")
     parser.add_argument("--output", type=Path, help="write OUTPUT.json and OUTPUT.md")
     parser.add_argument("--fake-triton", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.fake_triton:
         serve_fake_triton(args.fake_triton)
         return 0
-    result = run(args.duration, args.scenario_every, args.restart_every, args.downtime, args.sample_every)
+    result = run(args.duration, args.scenario_every, args.restart_every, args.downtime, args.sample_every,
+                 flood_every=args.flood_every, flood_sockets=args.flood_sockets, flood_hold=args.flood_hold,
+                 flap_every=args.flap_every)
     report = markdown(result)
     print(report)
     if args.output:

@@ -84,7 +84,7 @@ blackwell-exporter demo: simulated {profile} ({PROFILES[profile].description})
   Alertmanager  {stack.alertmanager.url}/#/alerts
   logs          {stack.directory}
 
-Type a scenario name and Enter to inject it (or: curl -X POST '{exporter.url}/-/scenario?name=NAME').
+Type a scenario name and Enter to inject it (or: curl -X POST -H 'Content-Type: application/json' -d '{{"scenario": "NAME"}}' {exporter.url}/-/scenario).
 'healthy' clears the fault, 'list' shows the scenarios, 'quit' or Ctrl-C stops everything.
 Scenarios: {', '.join(s.name for s in usable)}
 """, file=out, flush=True)

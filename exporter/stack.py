@@ -68,8 +68,8 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def http_post(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=b"", method="POST")
+def http_post(url: str, payload: dict[str, Any], timeout: float = 5.0) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, json.dumps(payload).encode(), {"Content-Type": "application/json"}, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
@@ -303,7 +303,7 @@ class Stack:
         self.stop()
 
     def set_scenario(self, profile: str, name: str) -> None:
-        status, body = http_post(f"{self.exporters[profile].url}/-/scenario?name={urllib.parse.quote(name)}")
+        status, body = http_post(f"{self.exporters[profile].url}/-/scenario", {"scenario": name})
         if status != 200:
             raise ValueError(body.decode(errors="replace").strip())
 

@@ -1,8 +1,8 @@
 """One bounded HTTP GET against an upstream runtime: total deadline, size cap, TLS settings.
 
 ``urllib``'s timeout bounds each socket operation, not the request: a server that drips one
-byte per second would never time out. :func:`get` checks one deadline for connecting, headers
-and every chunk of the body, and stops reading as soon as the body passes the cap, so a hostile
+byte per second would never time out. :func:`get` gives connecting, the TLS handshake, sending,
+the status line, every header and every chunk of the body only what is left of one deadline, and stops reading as soon as the body passes the cap, so a hostile
 or broken upstream costs at most ``timeout`` seconds and ``max_bytes`` of memory.
 
 Every failure is an :class:`UpstreamError` (a :class:`PollError`) whose ``reason`` is one of
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import http.client
+import io
 import json
 import os
 import socket
@@ -78,33 +79,26 @@ def get(url: str, *, timeout: float, max_bytes: int, tls_verify: bool = True, ca
     deadline = time.monotonic() + timeout
     parts = urlsplit(url)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    conn: http.client.HTTPConnection
+    context = None
     if parts.scheme == "https":
         ca = str(ca_file) if ca_file else None
         stamp = os.stat(ca).st_mtime_ns if ca else 0  # a replaced CA bundle builds a new context
         context = _tls_context(ca, stamp, tls_verify)
-        conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=timeout, context=context)
-    else:
-        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+    conn = _DeadlineHTTP(parts.hostname or "", parts.port, deadline, context)
+    response = None
     try:
+        conn.connect()
+        conn.sock.settimeout(_remaining(deadline))  # sendall's timeout bounds the whole send
         conn.request("GET", target, headers={"Accept": accept, "Accept-Encoding": "identity",
                                              "User-Agent": "blackwell-exporter"})
-        # getresponse() drops conn.sock when the server will close; the socket lives on in the response.
-        sock = conn.sock
-        _remaining(deadline, url)
         response = conn.getresponse()
-        declared = response.getheader("Content-Length")
-        if declared and declared.isdigit() and int(declared) > max_bytes:
+        declared = response.getheader("Content-Length", "").strip()
+        if declared.isascii() and declared.isdigit() and len(declared) < 20 and int(declared) > max_bytes:
             raise UpstreamError(f"{url}: response of {int(declared)} bytes is over the {max_bytes}-byte cap",
                                 "too_large")
         chunks: list[bytes] = []
         size = 0
-        while True:
-            if sock is not None:
-                sock.settimeout(_remaining(deadline, url))
-            chunk = response.read1(CHUNK)
-            if not chunk:
-                break
+        while chunk := response.read1(CHUNK):
             size += len(chunk)
             if size > max_bytes:
                 raise UpstreamError(f"{url}: response is over the {max_bytes}-byte cap", "too_large")
@@ -125,17 +119,77 @@ def get(url: str, *, timeout: float, max_bytes: int, tls_verify: bool = True, ca
     except (OSError, http.client.HTTPException) as exc:
         raise UpstreamError(f"{url}: {_describe(exc)}", "unreachable") from None
     finally:
+        if response is not None:
+            response.close()  # with Connection: close the socket lives on in the response
         conn.close()
     if not allow_status and not 200 <= status < 300:
         raise UpstreamError(f"{url}: HTTP {status}", "http_status")
     return Response(status, body, content_type)
 
 
-def _remaining(deadline: float, url: str) -> float:
+def _remaining(deadline: float) -> float:
     left = deadline - time.monotonic()
     if left <= 0:
-        raise TimeoutError(url)
+        raise TimeoutError("deadline passed")
     return left
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The response's socket reads, each given only the time left before ``deadline``.
+
+    ``http.client`` reads the status line and headers with one socket timeout per read, so a
+    server dripping a header byte a second was never cut off; with this reader under the
+    response, headers and body together end at the deadline.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self._raw = sock.makefile("rb", buffering=0)  # counts as a user of the socket, as http.client's would
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self._sock.settimeout(_remaining(self._deadline))
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _DeadlineSocket:
+    """What ``HTTPResponse`` is given instead of the socket: it only calls ``makefile("rb")``."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self._sock, self._deadline))
+
+
+class _DeadlineHTTP(http.client.HTTPConnection):
+    """An HTTP(S) connection whose connect, handshake and response reads all end at one ``deadline``."""
+
+    def __init__(self, host: str, port: int | None, deadline: float, tls: ssl.SSLContext | None) -> None:
+        default_port = http.client.HTTPS_PORT if tls is not None else http.client.HTTP_PORT
+        super().__init__(host, port or default_port)
+        self.deadline = deadline
+        self.tls = tls
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.host, self.port), _remaining(self.deadline))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:
+            self.sock.settimeout(_remaining(self.deadline))  # the handshake's timeout bounds it as a whole
+            self.sock = self.tls.wrap_socket(self.sock, server_hostname=self.host)
+
+    def response_class(self, sock: socket.socket, method: str | None = None) -> http.client.HTTPResponse:  # type: ignore[override]
+        """Called by ``getresponse()`` in place of the class attribute it normally is."""
+        return http.client.HTTPResponse(_DeadlineSocket(sock, self.deadline), method=method)  # type: ignore[arg-type]
 
 
 def _describe(exc: BaseException) -> str:

@@ -58,7 +58,7 @@ def test_demo_shows_an_injected_fault_paging_and_clearing() -> None:
         exporter = console.expect(r"exporter\s+(http://127\.0\.0\.1:\d+)/metrics", 60)[1]
         prometheus = console.expect(r"Prometheus\s+(http://127\.0\.0\.1:\d+)/alerts", 5)[1]
         alertmanager = console.expect(r"Alertmanager\s+(http://127\.0\.0\.1:\d+)/", 5)[1]
-        console.expect(r"curl -X POST '" + re.escape(exporter) + r"/-/scenario\?name=NAME'", 5)
+        console.expect(r"curl -X POST -H 'Content-Type: application/json' -d '\{\"scenario\": \"NAME\"\}' " + re.escape(exporter) + r"/-/scenario\)", 5)
         for url in (f"{exporter}/metrics", f"{prometheus}/-/ready", f"{alertmanager}/-/ready"):
             assert http_get(url)[0] == 200, url
 

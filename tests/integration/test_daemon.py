@@ -89,7 +89,7 @@ def test_openmetrics_and_gzip_are_negotiated(exporter):
 
 
 def test_scenario_switch_at_run_time(exporter):
-    request = urllib.request.Request(exporter + "/-/scenario?name=gpu-lost", method="POST", data=b"")
+    request = urllib.request.Request(exporter + "/-/scenario", method="POST", data=b'{"scenario": "gpu-lost"}', headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request) as response:
         assert response.status == 200
     try:
@@ -97,7 +97,7 @@ def test_scenario_switch_at_run_time(exporter):
         metrics = scrape(exporter)
         assert len(metrics["blackwell_gpu_power_watts"]) == 7
     finally:
-        urllib.request.urlopen(urllib.request.Request(exporter + "/-/scenario?name=healthy", method="POST", data=b""))
+        urllib.request.urlopen(urllib.request.Request(exporter + "/-/scenario", method="POST", data=b'{"scenario": "healthy"}', headers={"Content-Type": "application/json"}))
 
 
 def test_readyz_is_503_until_every_source_has_polled_then_200(tmp_path):

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_soak_60s_scenarios_cycling_and_an_upstream_that_restarts() -> None:
-    result = soak.run(duration=60, scenario_every=10, restart_every=20, downtime=3, sample_every=2, warmup=15)
+    result = soak.run(duration=60, scenario_every=10, restart_every=20, downtime=3, sample_every=2, warmup=15, flood_every=20, flap_every=3)
     print(soak.markdown(result))
     assert result["scenario_switches"] >= 5
     if soak.triton_registered():

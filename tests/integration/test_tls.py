@@ -251,6 +251,50 @@ def test_rotated_certificate_is_served_to_new_connections(pki: dict, monkeypatch
         srv.server_close()
 
 
+def test_a_keep_alive_tls_connection_made_under_replaced_tls_settings_is_closed(pki: dict, monkeypatch) -> None:
+    """The client must reconnect and get the new settings (here: client certificates now required)."""
+    monkeypatch.setattr(webconfig, "RECHECK_SECONDS", 0.0)
+    web = pki["dir"] / "web.yml"
+    web.write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n")
+    srv = serve(web)
+    port = srv.server_address[1]
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=client_context(pki), timeout=5)
+    try:
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().read() == b"ok\n"
+        web.write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_ca_file: ca.crt\n")
+        conn.request("GET", "/healthz")
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+            conn.getresponse()
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            get(port, client_context(pki), "/healthz")
+        assert get(port, client_context(pki, pki["client"]), "/healthz")[0] == 200
+    finally:
+        conn.close()
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_a_connection_that_never_starts_its_tls_handshake_gives_its_slot_to_a_scrape(pki: dict) -> None:
+    web = pki["dir"] / "web.yml"
+    web.write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n")
+    srv = ExporterHTTPServer(("127.0.0.1", 0), Scheduler([], SnapshotStore(), "hardware"), None,
+                             WebConfigWatcher(web), max_connections=2)
+    srv.serve_in_thread()
+    port = srv.server_address[1]
+    silent = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
+    try:
+        time.sleep(0.2)
+        assert get(port, client_context(pki), "/healthz")[0] == 200
+        silent[0].settimeout(1.0)  # well inside the 5 s handshake limit
+        assert silent[0].recv(1) == b"", "the oldest silent connection was shut to make room"
+    finally:
+        for sock in silent:
+            sock.close()
+        srv.shutdown()
+        srv.server_close()
+
+
 def test_mismatched_key_and_unreadable_ca_are_clear_errors(pki: dict) -> None:
     web = pki["dir"] / "web.yml"
     web.write_text("tls_server_config:\n  cert_file: server.crt\n  key_file: client.key\n")

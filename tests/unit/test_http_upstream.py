@@ -3,6 +3,7 @@
 import shutil
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -111,3 +112,71 @@ def test_tls_verification_is_on_by_default_and_can_use_a_ca_file_or_be_switched_
         assert get(url, timeout=2, max_bytes=100, tls_verify=False).body == b"a 1\n"
     finally:
         server.close()
+
+
+class RawUpstream:
+    """A one-connection-at-a-time TCP server that answers every request with ``answer``, ``pause`` seconds per byte."""
+
+    def __init__(self, answer: bytes, pause: float) -> None:
+        self.answer, self.pause = answer, pause
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/metrics"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                try:
+                    conn.recv(65536)
+                    for i in range(len(self.answer)):
+                        conn.sendall(self.answer[i:i + 1])
+                        time.sleep(self.pause)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_server_dripping_its_headers_hits_the_total_deadline():
+    """A header byte every 50 ms keeps a per-read timeout alive for the 5 s the answer takes."""
+    upstream = RawUpstream(b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100 + b"\r\nContent-Length: 2\r\n\r\nok", 0.05)
+    try:
+        started = time.monotonic()
+        with pytest.raises(UpstreamError, match="no complete answer within 0.5s") as err:
+            get(upstream.url, timeout=0.5, max_bytes=1000)
+        assert err.value.reason == "timeout"
+        assert time.monotonic() - started < 1.0
+    finally:
+        upstream.close()
+
+
+def test_a_server_dripping_its_status_line_hits_the_total_deadline():
+    upstream = RawUpstream(b"HTTP/1.1 200 OK" + b" " * 100 + b"\r\n\r\n", 0.05)
+    try:
+        started = time.monotonic()
+        with pytest.raises(UpstreamError) as err:
+            get(upstream.url, timeout=0.5, max_bytes=1000)
+        assert err.value.reason == "timeout"
+        assert time.monotonic() - started < 1.0
+    finally:
+        upstream.close()
+
+
+@pytest.mark.parametrize("length", ["\xb2", "9" * 5000, "1e3"])
+def test_an_odd_content_length_from_upstream_is_an_upstream_error_not_a_crash(length):
+    upstream = RawUpstream(f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n\r\na 1\n"
+                           .encode("latin-1"), 0)
+    try:
+        try:
+            response = get(upstream.url, timeout=2, max_bytes=100)
+        except UpstreamError:
+            return
+        assert response.body == b"a 1\n", "read to the end of the connection, as http.client does"
+    finally:
+        upstream.close()
