@@ -1,7 +1,7 @@
 """The thin layer between the source and NVML: one method per NVML call the source makes.
 
 :class:`Backend` is what the source talks to; :class:`PynvmlBackend` calls the real library
-(``nvidia-ml-py``), :class:`~exporter.sources.nvml.replay.ReplayBackend` answers from a
+(``nvidia-ml-py``), ``tests.nvml_replay.ReplayBackend`` (a test double, outside the package) answers from a
 recording. Both raise :class:`NvmlError` carrying NVML's numeric return code, so the source
 decides on codes, never on exception classes of one binding version. Handles are opaque.
 """
