@@ -62,6 +62,7 @@ from exporter.sources.nvml.backend import (
     UNINITIALIZED,
     Backend,
     FieldValue,
+    MemoryInfo,
     NvmlError,
     XidEvent,
 )
@@ -474,9 +475,14 @@ class ReplayBackend(Backend):
         return {"cluster_uuid": cluster, "clique_id": int(raw["cliqueId"]),
                 "state": int(raw["state"]), "status": int(raw["status"]), "health_mask": int(raw["healthMask"])}
 
-    def memory_info(self, handle: ReplayHandle) -> tuple[int, int]:
+    def memory_info(self, handle: ReplayHandle) -> MemoryInfo:
+        """nvmlDeviceGetMemoryInfo_v2 where the recording or its overlay has it, else v1 (no reserved)."""
+        device = self._devices[handle.index]
+        if "nvmlDeviceGetMemoryInfo_v2" in device["calls"] or "nvmlDeviceGetMemoryInfo_v2" in self._overlay:
+            mem = self._recorded(handle, "memory_info", "nvmlDeviceGetMemoryInfo_v2")
+            return MemoryInfo(int(mem["used"]), int(mem["reserved"]), int(mem["total"]))
         mem = self._recorded(handle, "memory_info", "nvmlDeviceGetMemoryInfo")
-        return int(mem["used"]), int(mem["total"])
+        return MemoryInfo(int(mem["used"]), None, int(mem["total"]))
 
     def utilization(self, handle: ReplayHandle) -> tuple[int, int]:
         util = self._recorded(handle, "utilization", "nvmlDeviceGetUtilizationRates")
