@@ -88,7 +88,7 @@ BLACKWELL_LINK_VALUES: dict[int, int] = {
 FIELD_CALL_BASE_US = 540.0
 
 
-def _error_codes() -> dict[str, int]:
+def error_codes() -> dict[str, int]:
     """NVML error names as the recording spells them ("NotSupported") -> return codes, from the
     bindings' own error classes (``NVMLError_NotSupported`` carries code 3)."""
     import pynvml
@@ -141,7 +141,7 @@ NVL72_CLUSTER_UUID = "4c0f8f2e-9b1d-4e55-a1c3-7d2b6e9f0a18"
 _CAPTURE_CLUSTER_UUID = "00000000-0000-0000-0000-000000000000"  # the capture's smi_q.txt "ClusterUUID"
 
 
-def _error(text: str, call: str, codes: Mapping[str, int]) -> Exception:
+def recorded_error(text: str, call: str, codes: Mapping[str, int]) -> Exception:
     """The error a recorded answer stands for.
 
     "NVMLError_Timeout:Timeout" -> NvmlError(10); an NVML name the bindings do not know keeps its
@@ -168,7 +168,7 @@ class ReplayBackend(Backend):
         self._devices = list(recording["devices"])
         self._overlay = overlay or {}
         self._field_names, self._gpm_names = _name_tables()
-        self._codes = _error_codes()
+        self._codes = error_codes()
         self._clock = clock
         self._refs = 0  # nvmlInit calls not yet matched by nvmlShutdown
         self._inside = 0  # calls blocked inside NVML right now (hung calls, event waits)
@@ -363,7 +363,7 @@ class ReplayBackend(Backend):
         if entry is None:
             raise NvmlError(FUNCTION_NOT_FOUND, key)
         if entry.get("err"):
-            raise _error(entry["err"], key, self._codes)
+            raise recorded_error(entry["err"], key, self._codes)
         return entry["value"]
 
     def _link_count(self, index: int) -> int:
@@ -578,7 +578,7 @@ class ReplayBackend(Backend):
             return value
         recorded = entry["error_counters"][_LEGACY_NAMES[counter]]
         if recorded.get("err"):
-            raise _error(recorded["err"], "nvmlDeviceGetNvLinkErrorCounter", self._codes)
+            raise recorded_error(recorded["err"], "nvmlDeviceGetNvLinkErrorCounter", self._codes)
         return int(recorded["value"])
 
     def gpm_supported(self, handle: ReplayHandle) -> bool:

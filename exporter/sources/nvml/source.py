@@ -31,7 +31,7 @@ from pydantic import Field, model_validator
 
 from exporter.backoff import backoff_delay
 from exporter.snapshot import Family
-from exporter.sources.base import PollError, ReprobeRequired, Source, SourceConfig
+from exporter.sources.base import PartialPollError, PollError, ReprobeRequired, Source, SourceConfig
 from exporter.sources.nvml.backend import UNINITIALIZED, Backend, NvmlError
 from exporter.sources.nvml.capabilities import probe_gpu
 from exporter.sources.nvml.compat import dcgm_compat_families
@@ -218,11 +218,12 @@ class NvmlSource(Source):
         self._down = [gpu.why_down or f"GPU {gpu.index} ({gpu.uuid}) is down" for gpu in self._gpus if gpu.lost]
         self._add_xids(samples)
         if answered == 0 and any(not gpu.lost for gpu in self._gpus):
+            # Still publish which GPUs are down or stalled: BlackwellGPULost must see them.
             stuck = sum(gpu.stalled for gpu in self._gpus)
             if stuck:
-                raise PollError(f"NVML calls on {stuck} GPU(s) did not return within {self.config.gpu_deadline:g}s",
-                                "stalled")
-            raise PollError("no GPU answered this poll", "error")
+                raise PartialPollError(f"NVML calls on {stuck} GPU(s) did not return within "
+                                       f"{self.config.gpu_deadline:g}s", [up, stalled], "stalled")
+            raise PartialPollError("no GPU answered this poll", [up, stalled], "error")
         families = [*_families(samples), self._read_error_family()]
         if self.config.dcgm_compat_names:
             last = self._xid.last() if self._xid is not None else {}
