@@ -191,6 +191,7 @@ class ReplayBackend(Backend):
         self._legacy: dict[tuple[int, int, int], int | None] = {}
         self._plain: dict[tuple[int, str], Any] = {}
         self._xid_wait_cap = xid_wait_cap
+        self._event_wait_hang: threading.Event | None = None
         self._lock = threading.Lock()
         self.calls: Counter[str] = Counter()
         self.init_count = 0
@@ -270,6 +271,11 @@ class ReplayBackend(Backend):
         event = threading.Event()
         self._hangs[(index, method)] = event
         return event
+
+    def hang_event_waits(self) -> threading.Event:
+        """nvmlEventSetWait calls block (past their timeout) until the returned event is set."""
+        self._event_wait_hang = threading.Event()
+        return self._event_wait_hang
 
     def unhang(self, index: int, method: str) -> None:
         """Let the hung calls of ``method`` on GPU ``index`` (and later ones) return."""
@@ -628,6 +634,8 @@ class ReplayBackend(Backend):
             raise NvmlError(INVALID_ARGUMENT, "nvmlEventSetWait_v2")
 
         def wait() -> XidEvent | None:
+            if self._event_wait_hang is not None:
+                self._event_wait_hang.wait()
             try:
                 return event_set.events.get(timeout=min(timeout_ms / 1000, self._xid_wait_cap))
             except queue.Empty:

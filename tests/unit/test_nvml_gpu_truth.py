@@ -227,6 +227,26 @@ def test_close_leaves_nvmlshutdown_to_the_last_thread_out(backend: ReplayBackend
     assert backend.violations == []
 
 
+def test_a_stuck_xid_wait_keeps_nvml_up_until_it_returns(backend: ReplayBackend, clock: Clock) -> None:
+    source = source_for(backend, clock, xid_events=True)
+    source.probe()
+    source.poll()
+    release = backend.hang_event_waits()
+    time.sleep(0.1)  # the XID thread is now inside nvmlEventSetWait
+    backend.lose_gpu(1)
+    backend.fail(1, None, GPU_IS_LOST)
+    source.poll()
+    inits = backend.init_count
+    clock.now += 10
+    source.poll()  # the re-init stops the XID thread, which does not return within its 2 s
+    assert backend.init_count == inits, "no shutdown and re-init under the waiting XID thread"
+    source.close()
+    assert backend.initialised
+    release.set()
+    wait_for(lambda: not backend.initialised)
+    assert backend.violations == []
+
+
 # -- 6. memory as nvidia-smi prints it ---------------------------------------------------------------
 
 def nvidia_smi_fb_memory() -> dict[str, int]:
