@@ -183,7 +183,7 @@ class ReplayBackend(Backend):
         self._load_seconds = dict.fromkeys(range(len(self._devices)), 0.0)
         self._energy_mj = {i: float(self._answer(i, "nvmlDeviceGetTotalEnergyConsumption") or 0.0)
                            for i in range(len(self._devices))}
-        self._energy_at = started
+        self._energy_at = dict.fromkeys(range(len(self._devices)), started)
         self.violations: list[str] = []
         self._hangs: dict[tuple[int, str], threading.Event] = {}
         self._failures: dict[tuple[int, str | None], int] = {}
@@ -221,15 +221,16 @@ class ReplayBackend(Backend):
                 for index in self._load_seconds:
                     self._load_seconds[index] += self._clock() - self._phase_since
             self._clock = clock
-            self._energy_at = self._phase_since = clock()
+            now = self._phase_since = clock()
+            self._energy_at = dict.fromkeys(self._energy_at, now)
 
-    def _advance(self) -> None:
-        """Add power x time since the last call to each GPU's energy counter (under the lock)."""
+    def _advance(self, only: int | None = None) -> None:
+        """Add power x time since the last call to the energy counter of GPU ``only`` (every GPU
+        when None); under the lock."""
         now = self._clock()
-        seconds = max(0.0, now - self._energy_at)
-        for index in self._energy_mj:
-            self._energy_mj[index] += self._power_mw(index) * seconds
-        self._energy_at = now
+        for index in self._energy_mj if only is None else (only,):
+            self._energy_mj[index] += self._power_mw(index) * max(0.0, now - self._energy_at[index])
+            self._energy_at[index] = now
 
     def _power_mw(self, index: int) -> float:
         device = self._devices[index]
@@ -510,7 +511,7 @@ class ReplayBackend(Backend):
         if (handle.index, "total_energy_mj") in self._plain:
             return int(recorded)
         with self._lock:
-            self._advance()
+            self._advance(handle.index)
             return int(self._energy_mj[handle.index])
 
     def temperature_c(self, handle: ReplayHandle) -> int:

@@ -99,6 +99,27 @@ def test_a_gpu_seen_before_keeps_its_uuid_when_it_is_down_at_the_next_probe(back
     assert any(GPU1 in why for why in source.not_ready())
 
 
+def test_a_known_gpus_file_keeps_a_dead_gpu_down_across_a_restart(backend: ReplayBackend, clock: Clock,
+                                                                   tmp_path: Path) -> None:
+    known = tmp_path / "known-gpus.json"
+    first = source_for(backend, clock, known_gpus_file=str(known))
+    first.probe()
+    first.poll()
+    first.close()
+    assert {entry["uuid"] for entry in json.loads(known.read_text())["gpus"]} == {GPU0, GPU1}
+
+    backend.detach_gpu(1)  # the pod restarts while GPU 1 is off the bus: a new process, a fresh NVML session
+    restarted = source_for(backend, clock, known_gpus_file=str(known))
+    restarted.probe()
+    s = series(restarted.poll())
+    assert s[("blackwell_gpu_up", ("1", GPU1))] == 0, "BlackwellGPULost keeps firing for the same GPU"
+    assert s[("blackwell_gpu_up", ("0", GPU0))] == 1
+    known.write_text("{not json")
+    unreadable = source_for(backend, clock, known_gpus_file=str(known))
+    unreadable.probe()  # logged, not fatal
+    assert series(unreadable.poll())[("blackwell_gpu_up", ("0", GPU0))] == 1
+
+
 def test_expected_gpus_reports_the_ones_nvml_does_not_list(backend: ReplayBackend, clock: Clock) -> None:
     source = source_for(backend, clock, expected_gpus=4)
     source.probe()

@@ -35,6 +35,7 @@ from exporter.sources.base import PartialPollError, PollError, ReprobeRequired, 
 from exporter.sources.nvml.backend import UNINITIALIZED, Backend, NvmlError
 from exporter.sources.nvml.capabilities import probe_gpu
 from exporter.sources.nvml.compat import dcgm_compat_families
+from exporter.sources.nvml.known import load_known, save_known
 from exporter.sources.nvml.reader import GpuState, Reading, Sample, read_gpu
 from exporter.sources.nvml.xid import XidWatcher
 
@@ -57,6 +58,9 @@ class NvmlConfig(SourceConfig):
     expected_gpus: int | None = Field(
         None, ge=1, le=4096, description="GPUs this host should have; those NVML does not list are reported "
         "down (blackwell_gpu_up 0 with an empty uuid) and /readyz says so")
+    known_gpus_file: str | None = Field(
+        None, description="JSON file that remembers the UUIDs of the GPUs seen, so one that is down stays "
+        "reported down under its UUID after a restart; remove a GPU's entry after taking it out on purpose")
 
     @model_validator(mode="after")
     def _deadline_within_timeout(self) -> NvmlConfig:
@@ -160,6 +164,9 @@ class NvmlSource(Source):
     def _enumerate(self, backend: Backend, count: int) -> list[_Gpu]:
         """Every GPU NVML counts, probed, plus the ones this process saw before or was told to expect."""
         before = {gpu.uuid: gpu for gpu in self._gpus if gpu.uuid}
+        remembered = load_known(self.config.known_gpus_file) if self.config.known_gpus_file else {}
+        for uuid, index in remembered.items():
+            before.setdefault(uuid, _Gpu(uuid, index))
         gpus: list[_Gpu] = []
         for index in range(count):
             try:
@@ -169,7 +176,7 @@ class NvmlSource(Source):
                 log.error("nvml: GPU %d did not answer its probe (%s); reported down", index, exc)
                 gpus.append(_Gpu("", index, why_down=f"GPU {index} does not answer NVML ({exc})"))
                 continue
-            if before.get(caps.uuid) is not None and before[caps.uuid].lost:
+            if before.get(caps.uuid) is not None and before[caps.uuid].why_down:
                 log.warning("nvml: GPU %s is back as GPU %d", caps.uuid, index)
             gpus.append(_Gpu(caps.uuid, index, GpuState(caps)))
         found = {gpu.uuid for gpu in gpus}
@@ -181,6 +188,8 @@ class NvmlSource(Source):
                 nameless.uuid = uuid  # the index that fails now is where this UUID answered before
             else:
                 gpus.append(_Gpu(uuid, old.index, why_down=f"GPU {uuid} is no longer listed by NVML"))
+        if self.config.known_gpus_file and {gpu.uuid: gpu.index for gpu in gpus if gpu.uuid} != remembered:
+            save_known(self.config.known_gpus_file, {gpu.uuid: gpu.index for gpu in gpus if gpu.uuid})
         taken = {gpu.index for gpu in gpus}
         free = (index for index in range(4096) if index not in taken)
         while self.config.expected_gpus is not None and len(gpus) < self.config.expected_gpus:
