@@ -95,7 +95,7 @@ def smi_nvlink_e() -> dict[tuple[int, int, str], float]:
     return out
 
 
-QUERY = ("index,power.draw,power.limit,temperature.gpu,temperature.memory,memory.used,memory.total,"
+QUERY = ("index,power.draw,power.limit,temperature.gpu,temperature.memory,memory.used,memory.reserved,memory.total,"
          "clocks.sm,clocks.mem,pstate,pcie.link.gen.current,pcie.link.width.current,utilization.gpu")
 
 
@@ -155,9 +155,11 @@ def compare(metrics: dict) -> dict[str, Any]:
         check(f"GPU{g} temperature C", ours("blackwell_gpu_temperature_celsius"), num("temperature.gpu"), 3)
         check(f"GPU{g} memory temperature C", ours("blackwell_gpu_memory_temperature_celsius"),
               num("temperature.memory"), 3)
-        check(f"GPU{g} memory used MiB", ours("blackwell_gpu_memory_used_bytes", 1 / 2**20), num("memory.used"), 700)
-        check(f"GPU{g} memory total MiB", ours("blackwell_gpu_memory_total_bytes", 1 / 2**20), num("memory.total"),
-              700)
+        # NVML v2 as nvidia-smi: used without the driver's reserve (v1 counted ~615 MiB of reserve as used).
+        check(f"GPU{g} memory used MiB", ours("blackwell_gpu_memory_used_bytes", 1 / 2**20), num("memory.used"), 2)
+        check(f"GPU{g} memory reserved MiB", ours("blackwell_gpu_memory_reserved_bytes", 1 / 2**20),
+              num("memory.reserved"), 2)
+        check(f"GPU{g} memory total MiB", ours("blackwell_gpu_memory_total_bytes", 1 / 2**20), num("memory.total"), 1)
         check(f"GPU{g} SM clock MHz", ours("blackwell_gpu_sm_clock_hertz", 1e-6), num("clocks.sm"), 0, 0.1)
         check(f"GPU{g} memory clock MHz", ours("blackwell_gpu_memory_clock_hertz", 1e-6), num("clocks.mem"), 0, 0.02)
         pstate = row.get("pstate", "").lstrip("P")

@@ -72,8 +72,8 @@ def widened_recording(gpus: int) -> tuple[dict, dict]:
 
 
 def nvml_cycle(gpus: int, clock: FakeClock) -> Callable[[], list[Family]]:
-    from exporter.sources.nvml.replay import ReplayBackend
     from exporter.sources.nvml.source import NvmlConfig, NvmlSource
+    from tests.nvml_replay import ReplayBackend
 
     recording, overlay = widened_recording(gpus)
     backend = ReplayBackend(recording, overlay)

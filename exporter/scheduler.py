@@ -265,6 +265,7 @@ class Scheduler:
                 age = runner.age()
                 reasons.append(f"{runner.name}: data is {age:.0f}s old (> {STALE_INTERVALS} x {runner.interval:g}s)"
                                + (f"; last error: {runner.last_error}" if runner.last_error else ""))
+            reasons.extend(f"{runner.name}: {why}" for why in runner.source.not_ready())
         return not reasons, reasons
 
     def self_snapshot(self) -> Snapshot:

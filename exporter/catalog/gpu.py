@@ -16,14 +16,20 @@ METRICS = [
          "driver_version", "vbios_version", "module_id"),
         sources=_HW,
     ),
-    gauge("blackwell_gpu_up", "1 while the GPU answers NVML, 0 after it fell off the bus or needs a reset.",
+    gauge("blackwell_gpu_up", "1 while the GPU answers NVML, 0 after it fell off the bus or needs a reset, and "
+          "for every GPU the host should have that does not answer (uuid empty when it never did).",
           ("gpu", "uuid"), sources=_HW),
     gauge("blackwell_gpu_utilization_ratio", "Fraction of the last sample period a kernel was running (0-1).",
           _G, sources=_HW, unit="ratio"),
     gauge("blackwell_gpu_memory_utilization_ratio",
           "Fraction of the last sample period device memory was being read or written (0-1).",
           _G, sources=_HW, unit="ratio"),
-    gauge("blackwell_gpu_memory_used_bytes", "Framebuffer memory in use.", _G, sources=_HW, unit="bytes"),
+    gauge("blackwell_gpu_memory_used_bytes",
+          "Framebuffer memory allocated, without the driver's reserve (nvidia-smi's FB Memory Usage Used; "
+          "NVML v2 memory info, DCGM field 252).", _G, sources=_HW, unit="bytes"),
+    gauge("blackwell_gpu_memory_reserved_bytes",
+          "Framebuffer memory the driver reserves for itself (nvidia-smi's FB Memory Usage Reserved; NVML v2 "
+          "memory info, DCGM field 253). Used + reserved + free = total.", _G, sources=_REAL, unit="bytes"),
     gauge("blackwell_gpu_memory_total_bytes", "Framebuffer memory installed.", _G, sources=_HW, unit="bytes"),
     gauge("blackwell_gpu_power_watts", "Power draw.", _G, sources=_HW, unit="watts"),
     gauge("blackwell_gpu_power_limit_watts", "Enforced power limit.", _G, sources=_HW, unit="watts"),
@@ -79,6 +85,13 @@ METRICS = [
     gauge("blackwell_gpu_nvml_stalled",
           "1 while an NVML call on this GPU is past the source's gpu_deadline; its other series are left out "
           "until the call returns.", ("gpu", "uuid"), sources=_REAL),
+    counter("blackwell_gpu_nvml_read_errors_total",
+            "NVML calls on this GPU that failed without the GPU being lost (Timeout, NoData, a bindings error), "
+            "by call; that call's series are left out of the poll, the GPU's other series stay.",
+            ("gpu", "uuid", "call"), sources=("nvml",)),
+    gauge("blackwell_gpu_nvml_partial_read",
+          "1 when the last poll of this GPU left series out because an NVML call failed (see "
+          "blackwell_gpu_nvml_read_errors_total), 0 when every call answered.", ("gpu", "uuid"), sources=("nvml",)),
     counter("blackwell_gpu_pcie_errors_total",
             "PCIe error counters by kind (NVML_FI_DEV_PCIE_COUNT_*: correctable, naks_received, receiver, "
             "bad_tlp, naks_sent, bad_dllp, non_fatal, fatal, unsupported_request, lcrc, lane).",

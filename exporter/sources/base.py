@@ -80,3 +80,8 @@ class Source(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release handles; called on shutdown and before a re-probe."""
+
+    def not_ready(self) -> list[str]:
+        """Why what this source watches is not all there although its polls succeed (a GPU the host
+        should have is down); /readyz lists each. Read from the HTTP thread: return a copy."""
+        return []

@@ -8,6 +8,11 @@ ids because DCGM 4.6 renamed many of them; the ids are stable.
 
 NVML stays the default (``sources.nvml``); this source covers the device-level metrics. NVLink
 per-link counters, GPM per-link rates and XID counting stay with the nvml source.
+
+``blackwell_gpu_up`` follows what DCGM says about the GPU, not merely that DCGM lists it: 0 when
+its last XID (field 230) is 79 (fallen off the bus), when every per-cycle reading DCGM holds for it
+is the plain blank DCGM stores for a call that failed (not "not supported"), and for a GPU DCGM
+listed earlier in this process and no longer does.
 """
 
 from __future__ import annotations
@@ -47,7 +52,8 @@ FIELDS: dict[int, tuple[str, tuple[str, ...], float]] = {
     237: ("blackwell_gpu_pcie_link_generation", (), 1.0),
     238: ("blackwell_gpu_pcie_link_width", (), 1.0),
     250: ("blackwell_gpu_memory_total_bytes", (), 2.0**20),  # MiB
-    252: ("blackwell_gpu_memory_used_bytes", (), 2.0**20),
+    252: ("blackwell_gpu_memory_used_bytes", (), 2.0**20),  # without the reserve, as nvidia-smi's Used
+    253: ("blackwell_gpu_memory_reserved_bytes", (), 2.0**20),
     310: ("blackwell_gpu_ecc_errors_total", ("corrected", "volatile"), 1.0),
     311: ("blackwell_gpu_ecc_errors_total", ("uncorrected", "volatile"), 1.0),
     312: ("blackwell_gpu_ecc_errors_total", ("corrected", "aggregate"), 1.0),
@@ -65,6 +71,20 @@ FIELDS: dict[int, tuple[str, tuple[str, ...], float]] = {
 }
 # DCGM_FI_DEV_CLOCKS_EVENT_REASONS bitmask; bits as in nvml.h.
 CLOCK_EVENT_REASONS = 112
+XID_ERRORS = 230  # DCGM_FI_DEV_XID_ERRORS: the last XID code
+XID_FALLEN_OFF_THE_BUS = 79
+# Readings DCGM refreshes every cycle for a GPU that answers: clocks, temperature, power, utilization, FB used.
+LIVE_FIELDS = (100, 101, 150, 155, 203, 204, 252)
+# dcgmvalue.py: each type's blank sentinel; the next three mean not found, not supported, no permission.
+_INT32_BLANK, _INT64_BLANK, _FP64_BLANK = 0x7FFFFFF0, 0x7FFFFFFFFFFFFFF0, 140737488355328.0
+def is_failed_read(value: Any) -> bool:
+    """The plain blank DCGM stores when the driver call failed (a lost GPU), as opposed to the
+    not-found / not-supported / not-permissioned sentinels that follow it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return value in (_INT32_BLANK, _INT64_BLANK, _FP64_BLANK)
+
+
 def is_blank(value: Any) -> bool:
     """DCGM marks "no value" with sentinels near the top of each type's range (dcgmvalue.py)."""
     if value is None:
@@ -118,9 +138,11 @@ class DcgmSource(Source):
         super().__init__(config)
         self._factory = reader_factory or self._real_reader
         self._reader: FieldReader | None = None
+        self._seen: dict[int, tuple[str, str]] = {}  # DCGM GPU id -> (gpu label, uuid) listed before
+        self._down: list[str] = []
 
     def _real_reader(self) -> FieldReader:
-        ids = [NAME, UUID, PCI_BUSID, VBIOS, NVML_INDEX, CLOCK_EVENT_REASONS, *FIELDS]
+        ids = [NAME, UUID, PCI_BUSID, VBIOS, NVML_INDEX, CLOCK_EVENT_REASONS, XID_ERRORS, *FIELDS]
         return DcgmReaderAdapter(self.config.bindings_path, self.config.hostname, ids,
                                  int(self.config.interval * 1e6))
 
@@ -145,12 +167,18 @@ class DcgmSource(Source):
         def add(metric: str, labels: tuple[str, ...], value: float) -> None:
             families.setdefault(metric, Family(metric)).add(labels, value)
 
+        down: list[str] = []
         for gpu_id, fields in sorted(values.items()):
             index = fields.get(NVML_INDEX)
             g = str(gpu_id if is_blank(index) else int(index))
             uuid = fields.get(UUID)
-            uuid = "" if is_blank(uuid) else str(uuid)
-            add("blackwell_gpu_up", (g, uuid), 1)
+            uuid = self._seen.get(gpu_id, ("", ""))[1] if is_blank(uuid) else str(uuid)
+            self._seen[gpu_id] = (g, uuid)
+            why = _why_down(fields)
+            add("blackwell_gpu_up", (g, uuid), 0 if why else 1)
+            if why:
+                down.append(f"GPU {g} ({uuid}): {why}")
+                continue
             add("blackwell_gpu_info", (g, uuid, _text(fields.get(NAME)), _text(fields.get(PCI_BUSID)), "", "", "",
                                        _text(fields.get(VBIOS)), ""), 1)
             for field_id, (metric, labels, scale) in FIELDS.items():
@@ -161,7 +189,15 @@ class DcgmSource(Source):
             if not is_blank(mask):
                 for bit, reason in CLOCK_EVENT_BITS.items():  # DCGM reports NVML's clock-event bitmask
                     add("blackwell_gpu_clock_event_active", (g, reason), int(bool(int(mask) & bit)))
+        for gpu_id, (g, uuid) in sorted(self._seen.items()):
+            if gpu_id not in values:
+                add("blackwell_gpu_up", (g, uuid), 0)
+                down.append(f"GPU {g} ({uuid}): DCGM no longer lists it")
+        self._down = down
         return list(families.values())
+
+    def not_ready(self) -> list[str]:
+        return list(self._down)
 
     def close(self) -> None:
         if self._reader is not None:
@@ -170,6 +206,17 @@ class DcgmSource(Source):
             except Exception:  # noqa: BLE001 - shutting down regardless
                 log.debug("dcgm: closing the reader", exc_info=True)
             self._reader = None
+
+
+def _why_down(fields: Mapping[int, Any]) -> str:
+    """Why DCGM's values say this GPU does not answer; empty while it does."""
+    xid = fields.get(XID_ERRORS)
+    if not is_blank(xid) and int(xid) == XID_FALLEN_OFF_THE_BUS:
+        return "last XID 79 (fallen off the bus)"
+    live = [fields[field_id] for field_id in LIVE_FIELDS if field_id in fields]
+    if live and all(is_failed_read(value) for value in live):
+        return "every reading DCGM holds for it is blank (the driver did not answer)"
+    return ""
 
 
 def _text(value: Any) -> str:

@@ -90,3 +90,45 @@ def test_read_failure_is_a_poll_error_and_close_releases_the_reader() -> None:
 
 def test_dcgm_is_off_by_default() -> None:
     assert DcgmConfig().enabled is False
+
+
+# -- blackwell_gpu_up from what DCGM says about the GPU -----------------------------------------------
+
+INT64_BLANK = 0x7FFFFFFFFFFFFFF0
+INT64_NOT_SUPPORTED = INT64_BLANK + 2
+LOST = {**H200, 100: INT_BLANK, 101: INT_BLANK, 150: INT64_BLANK, 155: FP_BLANK, 203: INT_BLANK, 204: INT_BLANK,
+        252: INT_BLANK}  # what DCGM's cache holds once every NVML call on the GPU fails
+
+
+def test_a_gpu_whose_last_xid_is_79_is_down_and_readyz_says_so() -> None:
+    reader = Reader({0: {**H200, 230: 79}, 1: {**H200, 54: "GPU-other", 52: 1, 230: 48}})
+    source = DcgmSource(DcgmConfig(enabled=True), reader_factory=lambda: reader)
+    source.probe()
+    s = {(f.metric.name, labels): value for f in source.poll() for labels, value in f.samples}
+    assert s[("blackwell_gpu_up", ("0", H200[54]))] == 0, "BlackwellGPULost fires on DCGM sites too"
+    assert ("blackwell_gpu_power_watts", ("0",)) not in s
+    assert s[("blackwell_gpu_up", ("1", "GPU-other"))] == 1, "another XID is not a lost GPU"
+    assert source.not_ready() == [f"GPU 0 ({H200[54]}): last XID 79 (fallen off the bus)"]
+
+
+def test_a_gpu_dcgm_cannot_read_is_down_but_not_supported_fields_are_not_a_failure() -> None:
+    assert poll({0: LOST})[("blackwell_gpu_up", ("0", H200[54]))] == 0
+    unsupported = {**H200, **{field: INT64_NOT_SUPPORTED for field in (100, 101, 150, 155, 203, 204, 252)}}
+    assert poll({0: unsupported})[("blackwell_gpu_up", ("0", H200[54]))] == 1
+
+
+def test_a_gpu_dcgm_stops_listing_stays_reported_down_under_its_uuid() -> None:
+    reader = Reader({0: H200})
+    source = DcgmSource(DcgmConfig(enabled=True), reader_factory=lambda: reader)
+    source.probe()
+    source.poll()
+    reader.values = {}
+    s = {(f.metric.name, labels): value for f in source.poll() for labels, value in f.samples}
+    assert s[("blackwell_gpu_up", ("0", H200[54]))] == 0
+    assert source.not_ready()
+
+
+def test_fb_reserved_field_253_is_exported_apart_from_used() -> None:
+    s = poll({0: {**H200, 252: 0, 253: 616}})
+    assert s[("blackwell_gpu_memory_used_bytes", ("0",))] == 0
+    assert s[("blackwell_gpu_memory_reserved_bytes", ("0",))] == 616 * 2**20

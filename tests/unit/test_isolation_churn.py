@@ -18,9 +18,9 @@ import pytest
 from exporter import promtext
 from exporter.scheduler import Scheduler, SourceRunner
 from exporter.snapshot import SnapshotStore
-from exporter.sources.nvml.replay import ReplayBackend
 from exporter.sources.nvml.source import NvmlConfig, NvmlSource
 from exporter.sources.triton import TritonConfig, TritonSource
+from tests.nvml_replay import ReplayBackend
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = (ROOT / "tests" / "fixtures" / "triton" / "cpp_backend_metrics.txt").read_text()

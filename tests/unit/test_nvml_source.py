@@ -16,8 +16,8 @@ from exporter.snapshot import Family, Snapshot
 from exporter.sources.base import PollError
 from exporter.sources.nvml import fields as nf
 from exporter.sources.nvml.backend import GPU_IS_LOST, NOT_SUPPORTED, RESET_REQUIRED, NvmlError
-from exporter.sources.nvml.replay import ReplayBackend
 from exporter.sources.nvml.source import NvmlConfig, NvmlSource
+from tests.nvml_replay import ReplayBackend
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDING = ROOT / "tests" / "fixtures" / "nvml" / "h200x2" / "nvml_probe.json"
@@ -50,7 +50,9 @@ def backend(recording: dict) -> ReplayBackend:
 
 def make_source(backend: ReplayBackend, clock: Clock | None = None, **config: object) -> NvmlSource:
     settings: dict[str, object] = {"xid_events": False, "gpu_deadline": 0.5, "timeout": 2.0, **config}
-    source = NvmlSource(NvmlConfig(**settings), backend=backend, clock=clock or Clock())
+    clock = clock or Clock()
+    backend.set_clock(clock)  # the replay's counters and GPM samples keep the source's time
+    source = NvmlSource(NvmlConfig(**settings), backend=backend, clock=clock)
     source.probe()
     return source
 
@@ -75,7 +77,8 @@ def test_h200_recording_yields_identity_gauges_and_links(backend: ReplayBackend,
                                      "96.00.A5.00.1A", "1"))] == 1
     assert s[("blackwell_gpu_power_watts", ("0",))] == pytest.approx(81.447)
     assert s[("blackwell_gpu_power_limit_watts", ("0",))] == 700
-    assert s[("blackwell_gpu_energy_joules_total", ("0",))] == pytest.approx(5456.646)  # mJ in NVML
+    # mJ in NVML; the counter advances by power x time, and no time passed on the source's clock
+    assert s[("blackwell_gpu_energy_joules_total", ("0",))] == pytest.approx(5456.646, abs=1)
     assert s[("blackwell_gpu_memory_total_bytes", ("0",))] == 150754820096
     assert s[("blackwell_gpu_memory_temperature_celsius", ("1",))] == 40
     assert s[("blackwell_gpu_sm_clock_hertz", ("0",))] == 345e6
@@ -349,9 +352,10 @@ def test_dcgm_exporter_compatible_names(backend: ReplayBackend) -> None:
     assert s[("DCGM_FI_DEV_POWER_USAGE", labels)] == pytest.approx(81.447)
     assert s[("DCGM_FI_DEV_GPU_UTIL", labels)] == 0
     assert s[("DCGM_FI_DEV_SM_CLOCK", labels)] == 345
-    assert s[("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", labels)] == pytest.approx(5456646)
-    assert s[("DCGM_FI_DEV_FB_USED", labels)] == pytest.approx(644939776 / 2**20)
-    assert s[("DCGM_FI_DEV_FB_FREE", labels)] == pytest.approx((150754820096 - 644939776) / 2**20)
+    assert s[("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", labels)] == pytest.approx(5456646, abs=1000)
+    # DCGM fields 252/251: used and free without the driver's reserve, as nvidia-smi -q printed them
+    assert s[("DCGM_FI_DEV_FB_USED", labels)] == 0
+    assert s[("DCGM_FI_DEV_FB_FREE", labels)] == pytest.approx(150109880320 / 2**20)
     assert s[("DCGM_FI_DEV_XID_ERRORS", labels)] == 0
     plain = samples(make_source(backend).poll())
     assert not [k for k in plain if k[0].startswith("DCGM_FI_")]

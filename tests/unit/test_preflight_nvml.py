@@ -15,7 +15,7 @@ from exporter.preflight.facts import HostFacts
 from exporter.preflight.result import Status
 from exporter.preflight.settings import PreflightConfig
 from exporter.sources.nvml.backend import FUNCTION_NOT_FOUND, INVALID_ARGUMENT, NvmlError
-from exporter.sources.nvml.replay import ReplayBackend
+from tests.nvml_replay import ReplayBackend
 
 # The real 2x H200 recording (tests/fixtures/nvml/h200x2), as for the nvml source's tests.
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "nvml" / "h200x2" / "nvml_probe.json"

@@ -2,5 +2,5 @@
 
 ``backend`` is the thin NVML call layer, ``capabilities`` the once-per-session probe, ``fields``
 the field-id tables, ``reader`` one poll of one GPU, ``xid`` the event thread, ``compat`` the
-dcgm-exporter names, ``replay`` the recorded-answers backend for tests, ``source`` the Source.
+dcgm-exporter names, ``source`` the Source. The recorded-answers backend for tests is ``tests/nvml_replay.py``.
 """

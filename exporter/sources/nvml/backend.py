@@ -1,7 +1,7 @@
 """The thin layer between the source and NVML: one method per NVML call the source makes.
 
 :class:`Backend` is what the source talks to; :class:`PynvmlBackend` calls the real library
-(``nvidia-ml-py``), :class:`~exporter.sources.nvml.replay.ReplayBackend` answers from a
+(``nvidia-ml-py``), ``tests.nvml_replay.ReplayBackend`` (a test double, outside the package) answers from a
 recording. Both raise :class:`NvmlError` carrying NVML's numeric return code, so the source
 decides on codes, never on exception classes of one binding version. Handles are opaque.
 """
@@ -31,9 +31,10 @@ UNKNOWN = 999
 
 # A GPU answering one of these has fallen off the bus or needs a reset: stop asking it.
 LOST_CODES = frozenset({GPU_IS_LOST, RESET_REQUIRED, UNKNOWN})
-# "This path does not exist here": cached at probe, never an error. FunctionNotFound means the
-# driver is older than the bindings; NoPermission will not change until the daemon restarts.
-UNSUPPORTED_CODES = frozenset({NOT_SUPPORTED, FUNCTION_NOT_FOUND, NO_PERMISSION, INVALID_ARGUMENT})
+# "This path does not exist here": cached at probe, never an error; FunctionNotFound means the
+# driver is older than the bindings. Nothing else is permanent: Timeout, NoData, NoPermission (a
+# container's device cgroup can change) and the rest are retried.
+UNSUPPORTED_CODES = frozenset({NOT_SUPPORTED, FUNCTION_NOT_FOUND})
 
 CODE_NAMES = {SUCCESS: "Success", UNINITIALIZED: "Uninitialized", INVALID_ARGUMENT: "InvalidArgument",
               NOT_SUPPORTED: "NotSupported", NO_PERMISSION: "NoPermission", NOT_FOUND: "NotFound",
@@ -68,6 +69,16 @@ class FieldValue:
 
     ret: int
     value: float | int | None = None
+
+
+@dataclass(frozen=True)
+class MemoryInfo:
+    """Framebuffer bytes as nvidia-smi -q prints them: NVML v2 keeps the driver's ``reserved`` apart
+    from ``used`` (v1 counts it as used); ``reserved`` is None where only v1 answers."""
+
+    used: int
+    reserved: int | None
+    total: int
 
 
 @dataclass(frozen=True)
@@ -122,8 +133,7 @@ class Backend(abc.ABC):
 
     # per cycle
     @abc.abstractmethod
-    def memory_info(self, handle: Any) -> tuple[int, int]:
-        """(used, total) bytes."""
+    def memory_info(self, handle: Any) -> MemoryInfo: ...
     @abc.abstractmethod
     def utilization(self, handle: Any) -> tuple[int, int]:
         """(gpu, memory) percent over the driver's last sample period."""
@@ -199,6 +209,7 @@ class PynvmlBackend(Backend):
         import pynvml
 
         self._n = pynvml
+        self._memory_v2 = True
 
     def _call(self, name: str, *args: Any) -> Any:
         fn = getattr(self._n, name, None)
@@ -293,9 +304,18 @@ class PynvmlBackend(Backend):
         return {"cluster_uuid": cluster, "clique_id": int(info.cliqueId), "state": int(info.state),
                 "status": int(info.status), "health_mask": int(info.healthMask)}
 
-    def memory_info(self, handle: Any) -> tuple[int, int]:
+    def memory_info(self, handle: Any) -> MemoryInfo:
+        version = getattr(self._n, "nvmlMemory_v2", None)
+        if version is not None and self._memory_v2:
+            try:
+                mem = self._call("nvmlDeviceGetMemoryInfo", handle, version)  # nvmlDeviceGetMemoryInfo_v2
+                return MemoryInfo(int(mem.used), int(mem.reserved), int(mem.total))
+            except NvmlError as exc:
+                if exc.code not in (NOT_SUPPORTED, FUNCTION_NOT_FOUND, ARGUMENT_VERSION_MISMATCH):
+                    raise
+                self._memory_v2 = False  # a driver before v2: v1's used includes the reserved memory
         mem = self._call("nvmlDeviceGetMemoryInfo", handle)
-        return int(mem.used), int(mem.total)
+        return MemoryInfo(int(mem.used), None, int(mem.total))
 
     def utilization(self, handle: Any) -> tuple[int, int]:
         util = self._call("nvmlDeviceGetUtilizationRates", handle)

@@ -2,9 +2,12 @@
 
 :func:`probe_gpu` tries every path the source knows on one GPU: the plain per-cycle calls,
 every device and per-link field (one field-values call per link), the legacy per-link error
-counter, GPM, C2C, fabric and platform info. Paths that answer NotSupported (or any other
-non-fatal error) are left out of :class:`GpuCapabilities`, so a poll only makes calls that work.
-A GPU that is lost during its probe raises :class:`~exporter.sources.nvml.backend.NvmlError`.
+counter, GPM, C2C, fabric and platform info. Only NotSupported and FunctionNotFound (and a
+binding that does not match the driver) leave a path out of :class:`GpuCapabilities` for the
+session. Any other error (Timeout, NoData, NoPermission, ...) is transient: a per-cycle call stays
+in and is retried by every poll; anything read only at probe is listed in
+``GpuCapabilities.transient`` and the source probes that GPU again later. A GPU that is lost
+during its probe raises :class:`~exporter.sources.nvml.backend.NvmlError`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from exporter.sources.nvml import fields as nf
-from exporter.sources.nvml.backend import CODE_NAMES, LOST_CODES, SUCCESS, Backend, NvmlError
+from exporter.sources.nvml.backend import (
+    CODE_NAMES,
+    LOST_CODES,
+    SUCCESS,
+    UNINITIALIZED,
+    UNSUPPORTED_CODES,
+    Backend,
+    NvmlError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +88,7 @@ class GpuCapabilities:
     platform: dict[str, str] | None = None
     hbm_peak_bytes_per_second: float | None = None
     unsupported: dict[str, str] = field(default_factory=dict)  # path -> why, for the table
+    transient: dict[str, str] = field(default_factory=dict)  # probe-only paths that failed for now -> why
 
     def table(self) -> str:
         """The capability table logged at probe: one line per path group."""
@@ -96,6 +108,9 @@ class GpuCapabilities:
         ]
         if self.unsupported:
             rows.append("  not answering: " + ", ".join(f"{k} ({v})" for k, v in sorted(self.unsupported.items())))
+        if self.transient:
+            rows.append("  failed for now, probed again later: "
+                        + ", ".join(f"{k} ({v})" for k, v in sorted(self.transient.items())))
         return "\n".join(rows)
 
 
@@ -104,16 +119,17 @@ def _why(exc: NvmlError) -> str:
 
 
 def _try(caps: GpuCapabilities, path: str, fn: Callable[[], T]) -> T | None:
-    """Call fn; a lost GPU propagates, any other NVML error marks the path unsupported.
+    """Call fn; a lost GPU (or NVML gone) propagates, NotSupported/FunctionNotFound mark the path
+    unsupported, any other NVML error marks it transient.
 
-    An exception from the bindings themselves (a wrapper that does not match this driver) also
-    marks the path unsupported, so one broken wrapper costs one path, not the GPU."""
+    An exception from the bindings themselves (a wrapper that does not match this driver) marks
+    the path unsupported, so one broken wrapper costs one path, not the GPU."""
     try:
         return fn()
     except NvmlError as exc:
-        if exc.lost:
+        if exc.lost or exc.code == UNINITIALIZED:
             raise
-        caps.unsupported[path] = _why(exc)
+        (caps.unsupported if exc.unsupported else caps.transient)[path] = _why(exc)
         return None
     except Exception as exc:  # noqa: BLE001 - see docstring
         log.warning("nvml: %s on GPU %d failed inside the bindings: %r; not asked again", path, caps.index, exc)
@@ -133,8 +149,9 @@ def probe_gpu(backend: Backend, handle: Any, index: int, driver: str = "") -> Gp
     module = _try(caps, "module_id", lambda: backend.module_id(handle))
     caps.module_id = "" if module is None else str(module)
     for path, call in PLAIN_CALLS.items():
-        if _try(caps, path, lambda call=call: call(backend, handle)) is not None:
-            caps.plain.add(path)
+        if _try(caps, path, lambda call=call: call(backend, handle)) is not None or path in caps.transient:
+            caps.plain.add(path)  # a transient failure is retried by every poll
+            caps.transient.pop(path, None)
     caps.c2c = bool(_try(caps, "c2c_mode", lambda: backend.c2c_enabled(handle)))
     caps.platform = _try(caps, "platform_info", lambda: backend.platform_info(handle))
     caps.gpm = bool(_try(caps, "gpm", lambda: backend.gpm_supported(handle)))
@@ -158,6 +175,8 @@ def _probe_fields(backend: Backend, handle: Any, caps: GpuCapabilities) -> None:
         if answer.ret == SUCCESS:
             caps.field_requests.append((spec.field_id, 0))
             caps.field_targets.append((spec, None))
+        elif answer.ret not in UNSUPPORTED_CODES:
+            caps.transient[f"field {spec.field_id}"] = CODE_NAMES.get(answer.ret, f"code {answer.ret}")
     for link in range(caps.link_count):
         requests = [(f.field_id, link) for f in nf.LINK_FIELDS]
         answers = _try(caps, f"link {link} fields", lambda r=requests: backend.field_values(handle, r))
@@ -167,11 +186,13 @@ def _probe_fields(backend: Backend, handle: Any, caps: GpuCapabilities) -> None:
                 caps.field_targets.append((spec, link))
             elif answer.ret in LOST_CODES:
                 raise NvmlError(answer.ret, "nvmlDeviceGetFieldValues")
+            elif answer.ret not in UNSUPPORTED_CODES:
+                caps.transient[f"field {spec.field_id} on link {link}"] = CODE_NAMES.get(answer.ret, f"code {answer.ret}")
     if caps.field_requests:
         try:
             backend.field_values(handle, caps.field_requests)
         except NvmlError as exc:
-            if exc.lost:
+            if exc.lost or exc.code == UNINITIALIZED:
                 raise
             caps.batch_per_link = True
             caps.unsupported["batched field values"] = _why(exc)
@@ -193,10 +214,10 @@ def _probe_links(backend: Backend, handle: Any, caps: GpuCapabilities) -> None:
         caps.links[link] = LinkIdentity(version, nf.NVLINK_REMOTE_TYPES.get(remote, "unknown") if remote is not None
                                         else "unknown", bus or "")
         for counter in nf.LEGACY_COUNTERS:
-            ok = _try(caps, f"link {link} legacy counter {counter}",
-                      lambda link=link, counter=counter: backend.nvlink_error_counter(handle, link, counter))
-            if ok is not None:
-                caps.legacy.append((link, counter))
+            path = f"link {link} legacy counter {counter}"
+            ok = _try(caps, path, lambda link=link, counter=counter: backend.nvlink_error_counter(handle, link, counter))
+            if ok is not None or caps.transient.pop(path, None) is not None:
+                caps.legacy.append((link, counter))  # a transient failure is retried with the next legacy read
     # Per-link "not answering" entries would flood the table: fold them into one line per kind.
     folded: dict[str, set[str]] = {}
     for path in [p for p in caps.unsupported if p.startswith("link ")]:

@@ -57,6 +57,7 @@ def dcgm_compat_families(samples: list[Sample], gpus: Mapping[str, Any], last_xi
 
     used: dict[str, float] = {}
     total: dict[str, float] = {}
+    reserved: dict[str, float] = {}
     for metric, values, value in samples:
         g, rest = values[0], values[1:]
         target = _DIRECT.get((metric, rest))
@@ -66,8 +67,10 @@ def dcgm_compat_families(samples: list[Sample], gpus: Mapping[str, Any], last_xi
             used[g] = value
         elif metric == "blackwell_gpu_memory_total_bytes":
             total[g] = value
-    for g in sorted(used.keys() & total.keys()):
-        add("DCGM_FI_DEV_FB_FREE", g, (total[g] - used[g]) / 2**20)
+        elif metric == "blackwell_gpu_memory_reserved_bytes":
+            reserved[g] = value
+    for g in sorted(used.keys() & total.keys()):  # DCGM's FB_FREE (251) leaves out the reserve, as FB_USED does
+        add("DCGM_FI_DEV_FB_FREE", g, (total[g] - used[g] - reserved.get(g, 0.0)) / 2**20)
     for g, (_, uuid, _, _) in sorted(labels.items()):
         add("DCGM_FI_DEV_XID_ERRORS", g, last_xid.get(uuid, 0))
     return list(families.values())

@@ -1,7 +1,10 @@
 """One poll of one GPU: the calls its capabilities allow, turned into catalog samples.
 
 A reading is a list of ``(metric, label values, value)``; label values start with the GPU index
-(and the link for per-link metrics) in catalog order. :class:`GpuState` keeps what must survive
+(and the link for per-link metrics) in catalog order. A call that fails without the GPU being lost
+(Timeout, NoData, a bindings bug) costs only its own series: the reading keeps the others and
+names the failed call in :attr:`Reading.failures`. A path that answered at probe and now says
+NotSupported or FunctionNotFound is dropped from the capabilities instead. :class:`GpuState` keeps what must survive
 between polls of the same GPU: the last GPM sample and the legacy NVLink counters, which are
 read on their own slower cadence because NVML answers them one link and counter per call.
 """
@@ -10,14 +13,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from exporter.sources.nvml import fields as nf
-from exporter.sources.nvml.backend import LOST_CODES, SUCCESS, Backend, NvmlError
+from exporter.sources.nvml.backend import LOST_CODES, SUCCESS, UNINITIALIZED, Backend, NvmlError
 from exporter.sources.nvml.capabilities import CLOCK_MEM, CLOCK_SM, GpuCapabilities
 
 Sample = tuple[str, tuple[str, ...], float]
+T = TypeVar("T")
 
 # GPM metrics are computed from two samples; closer than this NVML has little to go on. On an H200
 # (driver 580) nvmlGpmMetricsGet segfaulted the process for a pair taken milliseconds apart while the
@@ -40,55 +45,109 @@ class GpuState:
     legacy_read_at: float | None = None
 
 
+@dataclass
+class Reading:
+    """One poll of one GPU: the series that read, and the calls that failed ``(call, error)``."""
+
+    samples: list[Sample] = field(default_factory=list)
+    failures: list[tuple[str, BaseException]] = field(default_factory=list)
+
+    def attempt(self, caps: GpuCapabilities, path: str, call: Callable[[], T]) -> T | None:
+        """``call()``, or None after recording why not. A lost GPU and Uninitialized propagate."""
+        try:
+            return call()
+        except NvmlError as exc:
+            if exc.lost or exc.code == UNINITIALIZED:
+                raise
+            if exc.unsupported and path in caps.plain:
+                caps.plain.discard(path)
+                caps.unsupported[path] = str(exc)
+                return None
+            self.failures.append((path, exc))
+        except Exception as exc:  # noqa: BLE001 - a bindings bug costs this call's series, not the GPU's
+            self.failures.append((path, exc))
+        return None
+
+
 def read_gpu(backend: Backend, state: GpuState, driver: str, now: float, legacy_interval: float,
-             gpm: bool = True) -> list[Sample]:
+             gpm: bool = True) -> Reading:
     """Everything this GPU answers right now (GPM only when ``gpm``). Raises NvmlError when the GPU is lost.
 
     ``now`` is the poll's monotonic time: it paces the legacy counters and the GPM samples."""
-    caps, h = state.caps, state.caps.handle
+    caps = state.caps
     g = str(caps.index)
-    out: list[Sample] = []
+    reading = Reading()
+    out = reading.samples
+    out.append(("blackwell_gpu_info", (g, caps.uuid, caps.name, caps.pci_bus_id, caps.architecture,
+                                       caps.compute_capability, driver, caps.vbios_version, caps.module_id), 1))
+    reading.attempt(caps, "field_values", lambda: _read_fields(backend, state, out))
+    for path in sorted(caps.plain):
+        out.extend(reading.attempt(caps, path, lambda path=path: PLAIN_READERS[path](backend, caps.handle, g)) or [])
+    _add_probed(caps, out)
+    _read_legacy(backend, state, out, now, legacy_interval, reading)
+    if gpm and caps.gpm:
+        reading.attempt(caps, "gpm", lambda: _read_gpm(backend, state, out, now))
+    return reading
+
+
+def _memory(backend: Backend, h: Any, g: str) -> list[Sample]:
+    """nvidia-smi's FB memory lines: used and reserved apart (NVML v2), as nvidia-smi -q prints them."""
+    memory = backend.memory_info(h)
+    out: list[Sample] = [("blackwell_gpu_memory_used_bytes", (g,), memory.used),
+                         ("blackwell_gpu_memory_total_bytes", (g,), memory.total)]
+    if memory.reserved is not None:
+        out.append(("blackwell_gpu_memory_reserved_bytes", (g,), memory.reserved))
+    return out
+
+
+def _utilization(backend: Backend, h: Any, g: str) -> list[Sample]:
+    gpu_util, mem_util = backend.utilization(h)
+    return [("blackwell_gpu_utilization_ratio", (g,), gpu_util / 100),
+            ("blackwell_gpu_memory_utilization_ratio", (g,), mem_util / 100)]
+
+
+def _clock_events(backend: Backend, h: Any, g: str) -> list[Sample]:
+    mask = backend.clocks_event_reasons(h)
+    return [("blackwell_gpu_clock_event_active", (g, reason), int(bool(mask & bit)))
+            for bit, reason in nf.CLOCK_EVENT_BITS.items()]
+
+
+def _fabric(backend: Backend, h: Any, g: str) -> list[Sample]:
+    fabric = backend.fabric_info(h)
+    state = nf.FABRIC_STATES.get(int(fabric["state"]), str(fabric["state"]))
+    return [("blackwell_gpu_fabric_info", (g, str(fabric["clique_id"]), str(fabric["cluster_uuid"]), state,
+                                           str(fabric["status"])), 1),
+            ("blackwell_gpu_fabric_health_mask", (g,), int(fabric["health_mask"]))]
+
+
+def _one(metric: str, read: Callable[[Backend, Any], float], scale: float = 1.0
+         ) -> Callable[[Backend, Any, str], list[Sample]]:
+    """A plain call that yields one per-GPU series: its answer times ``scale``."""
+    return lambda backend, h, g: [(metric, (g,), read(backend, h) * scale)]
+
+
+# Each plain call of capabilities.PLAIN_CALLS -> the samples it yields.
+PLAIN_READERS: dict[str, Callable[[Backend, Any, str], list[Sample]]] = {
+    "memory_info": _memory,
+    "utilization": _utilization,
+    "power_usage": _one("blackwell_gpu_power_watts", lambda b, h: b.power_usage_mw(h), 1e-3),
+    "power_limit": _one("blackwell_gpu_power_limit_watts", lambda b, h: b.power_limit_mw(h), 1e-3),
+    "total_energy": _one("blackwell_gpu_energy_joules_total", lambda b, h: b.total_energy_mj(h), 1e-3),
+    "temperature": _one("blackwell_gpu_temperature_celsius", lambda b, h: b.temperature_c(h)),
+    "sm_clock": _one("blackwell_gpu_sm_clock_hertz", lambda b, h: b.clock_mhz(h, CLOCK_SM), 1e6),
+    "memory_clock": _one("blackwell_gpu_memory_clock_hertz", lambda b, h: b.clock_mhz(h, CLOCK_MEM), 1e6),
+    "performance_state": _one("blackwell_gpu_performance_state", lambda b, h: b.performance_state(h)),
+    "pcie_link_generation": _one("blackwell_gpu_pcie_link_generation", lambda b, h: b.pcie_link_generation(h)),
+    "pcie_link_width": _one("blackwell_gpu_pcie_link_width", lambda b, h: b.pcie_link_width(h)),
+    "clocks_event_reasons": _clock_events,
+    "fabric_info": _fabric,
+}
+
+
+def _add_probed(caps: GpuCapabilities, out: list[Sample]) -> None:
+    """What the probe found once: platform, peak bandwidth, C2C, link identities and speeds."""
+    g = str(caps.index)
     add = out.append
-    add(("blackwell_gpu_info", (g, caps.uuid, caps.name, caps.pci_bus_id, caps.architecture, caps.compute_capability,
-                                driver, caps.vbios_version, caps.module_id), 1))
-    _read_fields(backend, state, out)
-    plain = caps.plain
-    if "memory_info" in plain:
-        used, total = backend.memory_info(h)
-        add(("blackwell_gpu_memory_used_bytes", (g,), used))
-        add(("blackwell_gpu_memory_total_bytes", (g,), total))
-    if "utilization" in plain:
-        gpu_util, mem_util = backend.utilization(h)
-        add(("blackwell_gpu_utilization_ratio", (g,), gpu_util / 100))
-        add(("blackwell_gpu_memory_utilization_ratio", (g,), mem_util / 100))
-    if "power_usage" in plain:
-        add(("blackwell_gpu_power_watts", (g,), backend.power_usage_mw(h) / 1000))
-    if "power_limit" in plain:
-        add(("blackwell_gpu_power_limit_watts", (g,), backend.power_limit_mw(h) / 1000))
-    if "total_energy" in plain:
-        add(("blackwell_gpu_energy_joules_total", (g,), backend.total_energy_mj(h) / 1000))
-    if "temperature" in plain:
-        add(("blackwell_gpu_temperature_celsius", (g,), backend.temperature_c(h)))
-    if "sm_clock" in plain:
-        add(("blackwell_gpu_sm_clock_hertz", (g,), backend.clock_mhz(h, CLOCK_SM) * 1e6))
-    if "memory_clock" in plain:
-        add(("blackwell_gpu_memory_clock_hertz", (g,), backend.clock_mhz(h, CLOCK_MEM) * 1e6))
-    if "performance_state" in plain:
-        add(("blackwell_gpu_performance_state", (g,), backend.performance_state(h)))
-    if "pcie_link_generation" in plain:
-        add(("blackwell_gpu_pcie_link_generation", (g,), backend.pcie_link_generation(h)))
-    if "pcie_link_width" in plain:
-        add(("blackwell_gpu_pcie_link_width", (g,), backend.pcie_link_width(h)))
-    if "clocks_event_reasons" in plain:
-        mask = backend.clocks_event_reasons(h)
-        for bit, reason in nf.CLOCK_EVENT_BITS.items():
-            add(("blackwell_gpu_clock_event_active", (g, reason), int(bool(mask & bit))))
-    if "fabric_info" in plain:
-        fabric = backend.fabric_info(h)
-        add(("blackwell_gpu_fabric_info", (g, str(fabric["clique_id"]), str(fabric["cluster_uuid"]),
-                                           nf.FABRIC_STATES.get(int(fabric["state"]), str(fabric["state"])),
-                                           str(fabric["status"])), 1))
-        add(("blackwell_gpu_fabric_health_mask", (g,), int(fabric["health_mask"])))
     if caps.platform is not None:
         p = caps.platform
         add(("blackwell_gpu_platform_info", (g, p["chassis_serial_number"], p["slot_number"], p["tray_index"],
@@ -101,10 +160,6 @@ def read_gpu(backend: Backend, state: GpuState, driver: str, now: float, legacy_
                                             ident.remote_pci_bus_id), 1))
     for link, speed in sorted(caps.link_speeds.items()):
         add(("blackwell_nvlink_link_speed_bytes_per_second", (g, str(link)), speed))
-    _read_legacy(backend, state, out, now, legacy_interval)
-    if gpm and caps.gpm:
-        _read_gpm(backend, state, out, now)
-    return out
 
 
 def _read_fields(backend: Backend, state: GpuState, out: list[Sample]) -> None:
@@ -158,18 +213,20 @@ def _read_fields(backend: Backend, state: GpuState, out: list[Sample]) -> None:
                 caps.link_speeds.pop(link, None)
 
 
-def _read_legacy(backend: Backend, state: GpuState, out: list[Sample], now: float, interval: float) -> None:
+def _read_legacy(backend: Backend, state: GpuState, out: list[Sample], now: float, interval: float,
+                 reading: Reading) -> None:
     caps = state.caps
     if not caps.legacy:
         return
     if state.legacy_read_at is None or now - state.legacy_read_at >= interval:
         values = {}
         for link, counter in caps.legacy:
-            try:
-                values[(link, counter)] = backend.nvlink_error_counter(caps.handle, link, counter)
-            except NvmlError as exc:
-                if exc.lost:
-                    raise
+            value = reading.attempt(caps, "legacy_nvlink", lambda link=link, counter=counter: (
+                backend.nvlink_error_counter(caps.handle, link, counter)))
+            if value is not None:
+                values[(link, counter)] = value
+            elif (link, counter) in state.legacy_values:
+                values[(link, counter)] = state.legacy_values[(link, counter)]  # keep the last value read
         state.legacy_values = values
         state.legacy_read_at = now
     g = str(caps.index)

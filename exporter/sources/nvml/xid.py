@@ -56,20 +56,25 @@ class XidWatcher:
         """The live counter, to hand to the watcher that replaces this one."""
         return self._counts
 
-    def stop(self, timeout: float = 2 * WAIT_MS / 1000) -> None:
+    def stop(self, timeout: float = 2 * WAIT_MS / 1000) -> threading.Thread | None:
+        """Stop waiting and free the event set; returns the thread if it is still inside NVML.
+
+        The set is then left to the thread: freeing it under a waiting thread would be a
+        use-after-free, and the caller must not shut NVML down before the thread has returned."""
         self._stop.set()
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
             if thread.is_alive():
                 log.warning("nvml: XID thread did not stop within %.1fs; leaving it behind", timeout)
-                return  # freeing the set under a waiting thread would be a use-after-free
+                return thread
         if self._event_set is not None:
             try:
                 self._backend.xid_free(self._event_set)
             except NvmlError as exc:
                 log.debug("nvml: freeing the XID event set: %s", exc)
             self._event_set = None
+        return None
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -1,10 +1,34 @@
-"""A :class:`Backend` that answers from a recording of real NVML, for tests and demos.
+"""A :class:`Backend` that answers from a recording of real NVML: the test double of the nvml source.
+
+Tests and benchmarks only: it lives outside the runtime package (``exporter/``), imported as
+``tests.nvml_replay`` (``bench/`` puts the repository root on ``sys.path``).
 
 The recording is the JSON that ``tools/nvml_probe.py`` writes (``fixtures/nvml/h200x2/``): every
 plain call's value or error per GPU, per-link state and legacy counters, every field unscoped
 and scoped per link, GPM metrics idle and under load. Calls the recording lacks come from an
 ``overlay`` mapping (same shape as ``calls``); anything still missing answers FunctionNotFound,
 as a driver older than the bindings would.
+
+It follows NVML's documented behaviour where a test could tell the difference:
+
+- ``nvmlInit``/``nvmlShutdown`` are reference counted: NVML stays initialised until every init has
+  had its shutdown, and a call with the count at 0 answers Uninitialized. Shutting NVML down while
+  another thread is inside a call is what crashed the process on real hardware: the replay records
+  it in :attr:`ReplayBackend.violations` (tests assert it stays empty).
+- A lost GPU answers GpuIsLost to every call, ``nvmlDeviceGetHandleByIndex`` and
+  ``nvmlDeviceGetHandleByUUID`` included; :meth:`ReplayBackend.detach_gpu` removes it from the
+  device count after the next re-init, as when the driver no longer enumerates it.
+- GPM metrics need two live samples of the same GPU, taken in order: the answer is the recorded
+  idle/load value averaged over the time between them (a phase change in between mixes them by
+  time). A freed or reused sample answers InvalidArgument.
+- Counters advance: energy by power x time on the replay's clock.
+- XID events reach only event sets their GPU is registered on; events with no set are dropped.
+- The fabric cluster UUID is the GPU's own (the capture's nvidia-smi showed all zeros on this
+  H200, whose fabric state is Completed without an NVSwitch domain); :meth:`make_blackwell` puts
+  the GPU in an NVL72-like domain with a real cluster UUID and clique.
+- Recorded errors replay with the code NVML gave (names resolved through the bindings' own
+  error classes); a mistake of the recording tool itself (``PY:TypeError(...)``) was a Python
+  exception from the bindings and replays as that exception, not as an NVML code.
 
 On top of the recording, tests inject what the hardware here cannot show: synthetic Blackwell
 NVLink5 counters (:meth:`make_blackwell`), a GPU falling off the bus (:meth:`lose_gpu`), a call
@@ -19,11 +43,13 @@ compare the cost of two ways of reading the same GPU without waiting for it.
 
 from __future__ import annotations
 
+import builtins
 import queue
 import threading
+import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.sources.nvml.backend import (
@@ -36,13 +62,11 @@ from exporter.sources.nvml.backend import (
     UNINITIALIZED,
     Backend,
     FieldValue,
+    MemoryInfo,
     NvmlError,
     XidEvent,
 )
 
-_ERROR_CODES = {"NotSupported": NOT_SUPPORTED, "NoPermission": 4, "InvalidArgument": INVALID_ARGUMENT,
-                "NotFound": NOT_FOUND, "Timeout": 10, "FunctionNotFound": FUNCTION_NOT_FOUND,
-                "GpuIsLost": GPU_IS_LOST, "ResetRequired": 16, "Unknown": 999, "NoData": 21}
 _LEGACY_NAMES = {0: "NVML_NVLINK_ERROR_DL_REPLAY", 1: "NVML_NVLINK_ERROR_DL_RECOVERY",
                  2: "NVML_NVLINK_ERROR_DL_CRC_FLIT", 3: "NVML_NVLINK_ERROR_DL_CRC_DATA",
                  4: "NVML_NVLINK_ERROR_DL_ECC_DATA"}
@@ -62,6 +86,15 @@ BLACKWELL_LINK_VALUES: dict[int, int] = {
 # hardware report (2x H200, driver 580): 196 single-entry calls per GPU cost ~116 ms of which the
 # fields' recorded latencies explain ~10 ms, i.e. ~0.54 ms per call.
 FIELD_CALL_BASE_US = 540.0
+
+
+def error_codes() -> dict[str, int]:
+    """NVML error names as the recording spells them ("NotSupported") -> return codes, from the
+    bindings' own error classes (``NVMLError_NotSupported`` carries code 3)."""
+    import pynvml
+
+    mapping = pynvml.NVMLError._valClassMapping  # noqa: SLF001 - the bindings' code -> class table
+    return {cls.__name__.removeprefix("NVMLError_"): code for code, cls in mapping.items()}
 
 
 def _name_tables() -> tuple[dict[int, list[str]], dict[int, str]]:
@@ -86,44 +119,148 @@ class ReplayHandle:
     index: int
 
 
-def _error(text: str, call: str) -> NvmlError:
-    # "NVMLError_NotSupported:Not Supported" -> NOT_SUPPORTED; a probe-tool mistake ("PY:...") was
-    # never an NVML answer, so it replays as a call the driver does not have.
+@dataclass
+class GpmSample:
+    """What nvmlGpmSampleAlloc hands out; filled by nvmlGpmSampleGet."""
+
+    index: int | None = None
+    taken_at: float | None = None
+    load_seconds: float = 0.0  # the GPU's time under load up to ``taken_at``
+    freed: bool = False
+
+
+@dataclass
+class EventSet:
+    registered: set[int] = field(default_factory=set)
+    events: queue.Queue[XidEvent] = field(default_factory=queue.Queue)
+    freed: bool = False
+
+
+# A Blackwell NVL72 domain as nvidia-smi -q shows one: every GPU of the rack shares the cluster UUID.
+NVL72_CLUSTER_UUID = "4c0f8f2e-9b1d-4e55-a1c3-7d2b6e9f0a18"
+_CAPTURE_CLUSTER_UUID = "00000000-0000-0000-0000-000000000000"  # the capture's smi_q.txt "ClusterUUID"
+
+
+def recorded_error(text: str, call: str, codes: Mapping[str, int]) -> Exception:
+    """The error a recorded answer stands for.
+
+    "NVMLError_Timeout:Timeout" -> NvmlError(10); an NVML name the bindings do not know keeps its
+    place as an unknown code rather than posing as GpuIsLost or Unknown (999, which means lost).
+    "PY:TypeError(...)" was the bindings raising before NVML was asked: replay that exception."""
     if text.startswith("NVMLError_"):
-        return NvmlError(_ERROR_CODES.get(text[len("NVMLError_"):].split(":", 1)[0], 999), call)
-    return NvmlError(FUNCTION_NOT_FOUND, call)
+        name = text[len("NVMLError_"):].split(":", 1)[0]
+        if name not in codes:
+            raise ValueError(f"the recording names an NVML error the bindings do not know: {text!r}")
+        return NvmlError(codes[name], call)
+    if text.startswith("PY:"):
+        kind, _, message = text[3:].partition("(")
+        exception = getattr(builtins, kind, None)
+        if isinstance(exception, type) and issubclass(exception, Exception):
+            return exception(message.rstrip(")").strip("'\""))
+        return RuntimeError(text[3:])
+    raise ValueError(f"unreadable recorded error {text!r}")
 
 
 class ReplayBackend(Backend):
     def __init__(self, recording: Mapping[str, Any], overlay: Mapping[str, Mapping[str, Any]] | None = None,
-                 xid_wait_cap: float = 0.05) -> None:
+                 xid_wait_cap: float = 0.05, clock: Callable[[], float] = time.monotonic) -> None:
         self._rec = recording
         self._devices = list(recording["devices"])
         self._overlay = overlay or {}
         self._field_names, self._gpm_names = _name_tables()
-        self._initialised = False
+        self._codes = error_codes()
+        self._clock = clock
+        self._refs = 0  # nvmlInit calls not yet matched by nvmlShutdown
+        self._inside = 0  # calls blocked inside NVML right now (hung calls, event waits)
         self._lost: set[int] = set()
+        self._detached: set[int] = set()
+        self._enumerated = list(range(len(self._devices)))  # NVML index -> recorded device
+        self._event_sets: list[EventSet] = []
+        self._fabric: dict[int, dict[str, str | int]] = {}
+        started = clock()
+        self._phase = "idle"
+        self._phase_since = started
+        self._load_seconds = dict.fromkeys(range(len(self._devices)), 0.0)
+        self._energy_mj = {i: float(self._answer(i, "nvmlDeviceGetTotalEnergyConsumption") or 0.0)
+                           for i in range(len(self._devices))}
+        self._energy_at = dict.fromkeys(range(len(self._devices)), started)
+        self.violations: list[str] = []
         self._hangs: dict[tuple[int, str], threading.Event] = {}
         self._failures: dict[tuple[int, str | None], int] = {}
         self._fields: dict[tuple[int, int, int], FieldValue] = {}
         self._legacy: dict[tuple[int, int, int], int | None] = {}
         self._plain: dict[tuple[int, str], Any] = {}
-        self._xids: queue.Queue[XidEvent] = queue.Queue()
         self._xid_wait_cap = xid_wait_cap
+        self._event_wait_hang: threading.Event | None = None
         self._lock = threading.Lock()
-        self.phase = "idle"  # GPM answers: "idle" or "load"
         self.calls: Counter[str] = Counter()
         self.init_count = 0
         self.elapsed_us = 0.0
 
+    # -- time: the GPM phase and the counters that advance with it --------------------------
+    @property
+    def phase(self) -> str:
+        """What the GPUs are doing: "idle" or "load" (GPM, utilization and power answers)."""
+        return self._phase
+
+    @phase.setter
+    def phase(self, value: str) -> None:
+        with self._lock:
+            self._advance()
+            now = self._clock()
+            if self._phase == "load":
+                for index in self._load_seconds:
+                    self._load_seconds[index] += now - self._phase_since
+            self._phase, self._phase_since = value, now
+
+    def set_clock(self, clock: Callable[[], float]) -> None:
+        """Keep time by ``clock`` from now on (a test's fake clock, shared with the source)."""
+        with self._lock:
+            self._advance()
+            if self._phase == "load":
+                for index in self._load_seconds:
+                    self._load_seconds[index] += self._clock() - self._phase_since
+            self._clock = clock
+            now = self._phase_since = clock()
+            self._energy_at = dict.fromkeys(self._energy_at, now)
+
+    def _advance(self, only: int | None = None) -> None:
+        """Add power x time since the last call to the energy counter of GPU ``only`` (every GPU
+        when None); under the lock."""
+        now = self._clock()
+        for index in self._energy_mj if only is None else (only,):
+            self._energy_mj[index] += self._power_mw(index) * max(0.0, now - self._energy_at[index])
+            self._energy_at[index] = now
+
+    def _power_mw(self, index: int) -> float:
+        device = self._devices[index]
+        value = self._plain.get((index, "power_usage_mw"), self._answer(index, "nvmlDeviceGetPowerUsage") or 0)
+        if self._phase == "load":
+            value = device.get("power_under_load", value)
+        return float(value)
+
+    def _load_seconds_now(self, index: int) -> float:
+        extra = self._clock() - self._phase_since if self._phase == "load" else 0.0
+        return self._load_seconds[index] + extra
+
+    def _answer(self, index: int, key: str) -> Any:
+        entry = self._devices[index]["calls"].get(key) or {}
+        return entry.get("value")
+
     # -- failure injection -------------------------------------------------------------------
     def lose_gpu(self, index: int) -> None:
-        """The GPU falls off the bus: every call on it answers GpuIsLost, lookups NotFound, until
+        """The GPU falls off the bus: every call on it answers GpuIsLost, lookups included, until
         :meth:`restore_gpu`."""
         self._lost.add(index)
 
+    def detach_gpu(self, index: int) -> None:
+        """Lost, and no longer enumerated once NVML is initialised afresh (the driver dropped it)."""
+        self.lose_gpu(index)
+        self._detached.add(index)
+
     def restore_gpu(self, index: int) -> None:
         self._lost.discard(index)
+        self._detached.discard(index)
         self._failures = {k: v for k, v in self._failures.items() if k[0] != index}
 
     def fail(self, index: int, method: str | None, code: int) -> None:
@@ -136,6 +273,11 @@ class ReplayBackend(Backend):
         self._hangs[(index, method)] = event
         return event
 
+    def hang_event_waits(self) -> threading.Event:
+        """nvmlEventSetWait calls block (past their timeout) until the returned event is set."""
+        self._event_wait_hang = threading.Event()
+        return self._event_wait_hang
+
     def unhang(self, index: int, method: str) -> None:
         """Let the hung calls of ``method`` on GPU ``index`` (and later ones) return."""
         event = self._hangs.pop((index, method), None)
@@ -143,7 +285,18 @@ class ReplayBackend(Backend):
             event.set()
 
     def emit_xid(self, index: int, xid: int) -> None:
-        self._xids.put(XidEvent(self._devices[index]["calls"]["nvmlDeviceGetUUID"]["value"], xid))
+        """GPU ``index`` raises XID ``xid``: delivered to every live event set it is registered on."""
+        event = XidEvent(self._devices[index]["calls"]["nvmlDeviceGetUUID"]["value"], xid)
+        with self._lock:
+            sets = [es for es in self._event_sets if index in es.registered and not es.freed]
+        for event_set in sets:
+            event_set.events.put(event)
+
+    def set_fabric(self, index: int, cluster_uuid: str, clique_id: int, state: int = 3, status: int = 0,
+                   health_mask: int = 0) -> None:
+        """Answer nvmlDeviceGetGpuFabricInfoV for GPU ``index`` with these values from now on."""
+        self._fabric[index] = {"cluster_uuid": cluster_uuid, "clique_id": clique_id, "state": state,
+                               "status": status, "health_mask": health_mask}
 
     def set_field(self, index: int, field_id: int, value: int | float | None, scope: int = 0) -> None:
         """Answer ``field_id`` with ``value`` (None: NotSupported) from now on."""
@@ -162,6 +315,7 @@ class ReplayBackend(Backend):
         self.set_plain(index, "architecture", 10)
         self.set_plain(index, "name", name)
         self.set_plain(index, "compute_capability", (10, 0))
+        self.set_fabric(index, NVL72_CLUSTER_UUID, clique_id=32766)
         for link in range(self._link_count(index)):
             for field_id, value in BLACKWELL_LINK_VALUES.items():
                 self.set_field(index, field_id, value, link)
@@ -174,19 +328,31 @@ class ReplayBackend(Backend):
     def _enter(self, method: str, handle: ReplayHandle | None = None) -> dict[str, Any] | None:
         with self._lock:
             self.calls[method] += 1
-        if not self._initialised:
+        if self._refs == 0:
             raise NvmlError(UNINITIALIZED, method)
         if handle is None:
             return None
         event = self._hangs.get((handle.index, method))
         if event is not None:
-            event.wait()
+            self._blocked(event.wait)
+            if self._refs == 0:
+                raise NvmlError(UNINITIALIZED, method)  # NVML went away under the call
         if handle.index in self._lost:
             raise NvmlError(GPU_IS_LOST, method)
         code = self._failures.get((handle.index, method), self._failures.get((handle.index, None)))
         if code is not None:
             raise NvmlError(code, method)
         return self._devices[handle.index]
+
+    def _blocked(self, wait: Callable[[], Any]) -> Any:
+        """Run ``wait`` counted as a call inside NVML (what nvmlShutdown must not pull away)."""
+        with self._lock:
+            self._inside += 1
+        try:
+            return wait()
+        finally:
+            with self._lock:
+                self._inside -= 1
 
     def _spend(self, us: float) -> None:
         with self._lock:
@@ -204,7 +370,7 @@ class ReplayBackend(Backend):
         if entry is None:
             raise NvmlError(FUNCTION_NOT_FOUND, key)
         if entry.get("err"):
-            raise _error(entry["err"], key)
+            raise recorded_error(entry["err"], key, self._codes)
         return entry["value"]
 
     def _link_count(self, index: int) -> int:
@@ -213,13 +379,25 @@ class ReplayBackend(Backend):
 
     # -- Backend -----------------------------------------------------------------------------
     def init(self) -> None:
-        self.calls["init"] += 1
-        self._initialised = True
-        self.init_count += 1
+        """nvmlInit: counted; the first init of a session enumerates the GPUs the driver lists."""
+        with self._lock:
+            self.calls["init"] += 1
+            if self._refs == 0:
+                self._enumerated = [i for i in range(len(self._devices)) if i not in self._detached]
+            self._refs += 1
+            self.init_count += 1
 
     def shutdown(self) -> None:
+        """nvmlShutdown: NVML is torn down when the last init has had its shutdown."""
         self._enter("shutdown")
-        self._initialised = False
+        with self._lock:
+            self._refs -= 1
+            if self._refs == 0 and self._inside:
+                self.violations.append(f"nvmlShutdown tore NVML down while {self._inside} call(s) were inside it")
+
+    @property
+    def initialised(self) -> bool:
+        return self._refs > 0
 
     def driver_version(self) -> str:
         self._enter("driver_version")
@@ -227,24 +405,29 @@ class ReplayBackend(Backend):
 
     def device_count(self) -> int:
         self._enter("device_count")
-        return len(self._devices)
+        return len(self._enumerated)
 
     def handle_by_index(self, index: int) -> ReplayHandle:
         self._enter("handle_by_index")
-        if not 0 <= index < len(self._devices):
+        if not 0 <= index < len(self._enumerated):
             raise NvmlError(INVALID_ARGUMENT, "nvmlDeviceGetHandleByIndex")
-        return ReplayHandle(index)
+        device = self._enumerated[index]
+        if device in self._lost:
+            raise NvmlError(GPU_IS_LOST, "nvmlDeviceGetHandleByIndex")
+        return ReplayHandle(device)
 
     def handle_by_uuid(self, uuid: str) -> ReplayHandle:
         self._enter("handle_by_uuid")
-        for i, device in enumerate(self._devices):
-            if device["calls"]["nvmlDeviceGetUUID"]["value"] == uuid and i not in self._lost:
+        for i in self._enumerated:
+            if self._devices[i]["calls"]["nvmlDeviceGetUUID"]["value"] == uuid:
+                if i in self._lost:
+                    raise NvmlError(GPU_IS_LOST, "nvmlDeviceGetHandleByUUID")
                 return ReplayHandle(i)
         raise NvmlError(NOT_FOUND, "nvmlDeviceGetHandleByUUID")
 
     def index(self, handle: ReplayHandle) -> int:
         self._enter("index", handle)
-        return handle.index
+        return self._enumerated.index(handle.index)
 
     def name(self, handle: ReplayHandle) -> str:
         return str(self._recorded(handle, "name", "nvmlDeviceGetName"))
@@ -289,13 +472,24 @@ class ReplayBackend(Backend):
 
     def fabric_info(self, handle: ReplayHandle) -> dict[str, str | int]:
         raw = self._recorded(handle, "fabric_info", "nvmlDeviceGetGpuFabricInfoV")
-        # The recording printed the cluster UUID bytes as an object repr; nvidia-smi showed all zeros.
-        return {"cluster_uuid": "00000000-0000-0000-0000-000000000000", "clique_id": int(raw["cliqueId"]),
+        if handle.index in self._fabric:
+            return dict(self._fabric[handle.index])
+        # The recording printed the cluster UUID bytes as an object repr: take the value nvidia-smi -q
+        # printed for this GPU in the same capture (all zeros: no NVSwitch domain on this H200 pair).
+        cluster = str(raw["clusterUuid"])
+        if cluster.startswith("<"):
+            cluster = _CAPTURE_CLUSTER_UUID
+        return {"cluster_uuid": cluster, "clique_id": int(raw["cliqueId"]),
                 "state": int(raw["state"]), "status": int(raw["status"]), "health_mask": int(raw["healthMask"])}
 
-    def memory_info(self, handle: ReplayHandle) -> tuple[int, int]:
+    def memory_info(self, handle: ReplayHandle) -> MemoryInfo:
+        """nvmlDeviceGetMemoryInfo_v2 where the recording or its overlay has it, else v1 (no reserved)."""
+        device = self._devices[handle.index]
+        if "nvmlDeviceGetMemoryInfo_v2" in device["calls"] or "nvmlDeviceGetMemoryInfo_v2" in self._overlay:
+            mem = self._recorded(handle, "memory_info", "nvmlDeviceGetMemoryInfo_v2")
+            return MemoryInfo(int(mem["used"]), int(mem["reserved"]), int(mem["total"]))
         mem = self._recorded(handle, "memory_info", "nvmlDeviceGetMemoryInfo")
-        return int(mem["used"]), int(mem["total"])
+        return MemoryInfo(int(mem["used"]), None, int(mem["total"]))
 
     def utilization(self, handle: ReplayHandle) -> tuple[int, int]:
         util = self._recorded(handle, "utilization", "nvmlDeviceGetUtilizationRates")
@@ -313,7 +507,12 @@ class ReplayBackend(Backend):
         return int(self._recorded(handle, "power_limit_mw", "nvmlDeviceGetEnforcedPowerLimit"))
 
     def total_energy_mj(self, handle: ReplayHandle) -> int:
-        return int(self._recorded(handle, "total_energy_mj", "nvmlDeviceGetTotalEnergyConsumption"))
+        recorded = self._recorded(handle, "total_energy_mj", "nvmlDeviceGetTotalEnergyConsumption")
+        if (handle.index, "total_energy_mj") in self._plain:
+            return int(recorded)
+        with self._lock:
+            self._advance(handle.index)
+            return int(self._energy_mj[handle.index])
 
     def temperature_c(self, handle: ReplayHandle) -> int:
         return int(self._recorded(handle, "temperature_c", "nvmlDeviceGetTemperature(0,)"))
@@ -386,42 +585,67 @@ class ReplayBackend(Backend):
             return value
         recorded = entry["error_counters"][_LEGACY_NAMES[counter]]
         if recorded.get("err"):
-            raise _error(recorded["err"], "nvmlDeviceGetNvLinkErrorCounter")
+            raise recorded_error(recorded["err"], "nvmlDeviceGetNvLinkErrorCounter", self._codes)
         return int(recorded["value"])
 
     def gpm_supported(self, handle: ReplayHandle) -> bool:
         return bool(self._recorded(handle, "gpm_supported", "gpm_support")["isSupportedDevice"])
 
-    def gpm_sample(self, handle: ReplayHandle) -> tuple[int, int]:
+    def gpm_sample(self, handle: ReplayHandle) -> GpmSample:
         self._enter("gpm_sample", handle)
-        return (handle.index, self.calls["gpm_sample"])
+        return GpmSample(handle.index, self._clock(), self._load_seconds_now(handle.index))
 
-    def gpm_metrics(self, earlier: Any, later: Any, metric_ids: Sequence[int]) -> dict[int, float]:
+    def gpm_metrics(self, earlier: GpmSample, later: GpmSample, metric_ids: Sequence[int]) -> dict[int, float]:
+        """Each metric over the time between the samples: idle and load answers mixed by time under load."""
         self._enter("gpm_metrics")
-        index = later[0]
+        if (earlier is later or earlier.freed or later.freed or earlier.index != later.index
+                or earlier.taken_at is None or later.taken_at is None or later.taken_at <= earlier.taken_at):
+            raise NvmlError(INVALID_ARGUMENT, "nvmlGpmMetricsGet")
+        index = later.index
         if index in self._lost:
             raise NvmlError(GPU_IS_LOST, "nvmlGpmMetricsGet")
-        recorded = self._rec["gpm"].get(f"{self.phase}_{index}", {})
+        gap = later.taken_at - earlier.taken_at
+        loaded = min(1.0, max(0.0, (later.load_seconds - earlier.load_seconds) / gap))
+        idle, load = self._rec["gpm"].get(f"idle_{index}", {}), self._rec["gpm"].get(f"load_{index}", {})
         out = {}
         for metric_id in metric_ids:
-            value = recorded.get(self._gpm_names.get(metric_id, ""))
-            if isinstance(value, (int, float)):
-                out[metric_id] = float(value)
+            name = self._gpm_names.get(metric_id, "")
+            low, high = idle.get(name), load.get(name)
+            if isinstance(low, (int, float)) and isinstance(high, (int, float)):
+                out[metric_id] = float(low) * (1 - loaded) + float(high) * loaded
         return out
 
-    def gpm_free(self, sample: Any) -> None:
+    def gpm_free(self, sample: GpmSample) -> None:
         self._enter("gpm_free")
+        if sample.freed:
+            raise NvmlError(INVALID_ARGUMENT, "nvmlGpmSampleFree")  # a double free: NVML would corrupt memory
+        sample.freed = True
 
-    def xid_event_set(self, handles: Sequence[ReplayHandle]) -> tuple[Any, list[ReplayHandle]]:
+    def xid_event_set(self, handles: Sequence[ReplayHandle]) -> tuple[EventSet, list[ReplayHandle]]:
         self._enter("xid_event_set")
-        return object(), [h for h in handles if h.index not in self._lost]
+        registered = [h for h in handles if h.index not in self._lost]
+        event_set = EventSet({h.index for h in registered})
+        with self._lock:
+            self._event_sets.append(event_set)
+        return event_set, registered
 
-    def xid_wait(self, event_set: Any, timeout_ms: int) -> XidEvent | None:
+    def xid_wait(self, event_set: EventSet, timeout_ms: int) -> XidEvent | None:
         self._enter("xid_wait")
-        try:
-            return self._xids.get(timeout=min(timeout_ms / 1000, self._xid_wait_cap))
-        except queue.Empty:
-            return None
+        if event_set.freed:
+            raise NvmlError(INVALID_ARGUMENT, "nvmlEventSetWait_v2")
 
-    def xid_free(self, event_set: Any) -> None:
+        def wait() -> XidEvent | None:
+            if self._event_wait_hang is not None:
+                self._event_wait_hang.wait()
+            try:
+                return event_set.events.get(timeout=min(timeout_ms / 1000, self._xid_wait_cap))
+            except queue.Empty:
+                return None
+
+        return self._blocked(wait)
+
+    def xid_free(self, event_set: EventSet) -> None:
         self._enter("xid_free")
+        if event_set.freed:
+            raise NvmlError(INVALID_ARGUMENT, "nvmlEventSetFree")
+        event_set.freed = True
