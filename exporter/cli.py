@@ -30,15 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the exporter daemon")
     run.add_argument("--config", type=Path, help="YAML config file")
-    run.add_argument("--listen", help="HOST:PORT (default :9402)")
-    run.add_argument("--simulate", metavar="PROFILE", help="simulate a box instead of reading hardware")
-    run.add_argument("--scenario", metavar="NAME", help="simulation scenario to start in (default healthy)")
-    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    _add_config_flags(run)
 
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
-    check = cfg_sub.add_parser("check", help="validate a config file and print every error with its key path")
-    check.add_argument("file", type=Path)
+    check = cfg_sub.add_parser("check", help="validate the configuration `run` would use (the file, "
+                               "BLACKWELL_EXPORTER_* variables, these flags); print every error with its key path")
+    check.add_argument("file", type=Path, nargs="?", help="YAML config file (optional, as for run)")
+    _add_config_flags(check)
 
     gen = sub.add_parser("generate", help="write alerts/, dashboards/ and runbooks/ from the mixin")
     gen.add_argument("--check", action="store_true", help="fail if committed outputs differ")
@@ -57,6 +56,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that form the command-line config layer, shared by ``run`` and ``config check``."""
+    parser.add_argument("--listen", help="HOST:PORT (default :9402)")
+    parser.add_argument("--simulate", metavar="PROFILE", help="simulate a box instead of reading hardware")
+    parser.add_argument("--scenario", metavar="NAME", help="simulation scenario to start in (default healthy)")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+
+def config_flags(args: argparse.Namespace) -> dict:
+    """The command-line layer of the configuration, from the flags of ``_add_config_flags``."""
+    flags: dict = config_mod.simulate_flags(args.simulate, args.scenario)
+    if args.listen:
+        flags["listen"] = args.listen
+    if args.log_level:
+        flags["log_level"] = args.log_level
+    return flags
+
+
 def _load(path: Path | None, flags: dict) -> config_mod.Config:
     try:
         return config_mod.load(path, flags=flags)
@@ -66,13 +83,14 @@ def _load(path: Path | None, flags: dict) -> config_mod.Config:
         raise SystemExit(2) from None
 
 
-def cmd_config_check(path: Path) -> int:
-    """Validate ``path`` and the web config file it names, printing every problem."""
+def cmd_config_check(path: Path | None, flags: dict) -> int:
+    """Validate what ``run`` would load (``path``, the environment, ``flags``) and the web config
+    file it names, printing every problem."""
     from exporter import webconfig
 
     problems: list[str] = []
     try:
-        config = config_mod.load(path, environ={})
+        config = config_mod.load(path, flags=flags)
     except config_mod.ConfigError as exc:
         problems = exc.problems
     else:
@@ -83,19 +101,16 @@ def cmd_config_check(path: Path) -> int:
                 problems = [f"web_config_file: {p}" for p in exc.problems]
     for problem in problems:
         print(problem)
+    subject = path or "configuration"
     if problems:
-        print(f"{path}: {len(problems)} error(s)")
+        print(f"{subject}: {len(problems)} error(s)")
         return 1
-    print(f"{path}: ok")
+    print(f"{subject}: ok")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    flags: dict = config_mod.simulate_flags(args.simulate, args.scenario)
-    if args.listen:
-        flags["listen"] = args.listen
-    if args.log_level:
-        flags["log_level"] = args.log_level
+    flags = config_flags(args)
     config = _load(args.config, flags)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run(config, args.config, flags)
@@ -218,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"blackwell-exporter {__version__}")
         return 0
     if args.command == "config":
-        return cmd_config_check(args.file)
+        return cmd_config_check(args.file, config_flags(args))
     if args.command == "run":
         return cmd_run(args)
     if args.command == "generate":

@@ -1,7 +1,7 @@
 """Configuration: a YAML file, then BLACKWELL_EXPORTER_* variables, then command-line flags.
 
-Later layers override earlier ones key by key. Every layer is validated by the same pydantic
-models, which reject unknown keys; :class:`ConfigError` carries one message per problem, each
+Later layers override earlier ones key by key, and the merged result is validated by the
+pydantic models, which reject unknown keys; :class:`ConfigError` carries one message per problem, each
 starting with the key path (``sources.nvml.interval: ...``) and where the value came from.
 
 Environment keys nest with a double underscore: ``BLACKWELL_EXPORTER_SOURCES__NVML__INTERVAL=5``.
@@ -158,14 +158,40 @@ def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     return layer
 
 
-def _describe(errors: ValidationError, origin: str) -> list[str]:
+Layer = tuple[str, dict[str, Any]]
+
+
+def _sets(layer: Mapping[str, Any], path: tuple[str, ...]) -> str:
+    """``"leaf"`` when the layer sets ``path`` itself, ``"below"`` when it sets keys under it, else ``""``."""
+    node: Any = layer
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return ""
+        node = node[key]
+    return "below" if isinstance(node, Mapping) and node else "leaf"
+
+
+def origin_of(path: tuple[str, ...], layers: list[Layer]) -> str:
+    """Which layer a merged value at ``path`` came from.
+
+    A plain value comes from the last layer that set it (later layers win). A section (a
+    cross-field check such as timeout <= interval) comes from every layer that set a key in it,
+    listed from the one that wins down; a path no layer set holds the defaults.
+    """
+    leaf = [origin for origin, layer in layers if _sets(layer, path) == "leaf"]
+    if leaf:
+        return leaf[-1]
+    below = [origin for origin, layer in layers if _sets(layer, path)]
+    return " over ".join(reversed(below)) or "the defaults"
+
+
+def _describe(errors: ValidationError, layers: list[Layer]) -> list[str]:
     problems = []
     for err in errors.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        message = err["msg"]
-        if err["type"] == "extra_forbidden":
-            message = "unknown key"
-        problems.append(f"{path}: {message} (from {origin})")
+        path = tuple(str(p) for p in err["loc"])
+        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        origin = origin_of(path, layers) if path else "the combined configuration"
+        problems.append(f"{'.'.join(path) or '(top level)'}: {message} (from {origin})")
     return problems
 
 
@@ -174,29 +200,23 @@ def load(
     environ: Mapping[str, str] | None = None,
     flags: Mapping[str, Any] | None = None,
 ) -> Config:
-    """Build the effective config; raise ConfigError listing every problem found."""
-    layers: list[tuple[str, dict[str, Any]]] = []
+    """Merge file, environment and flags, validate the result; raise ConfigError listing every problem.
+
+    The merged configuration is validated once, so a check across keys (timeout <= interval)
+    sees the values in force, whichever layers set them; each problem still names its layer.
+    """
+    layers: list[Layer] = []
     if path is not None:
         layers.append((str(path), read_file(path)))
     layers.append(("environment", from_env(os.environ if environ is None else environ)))
     layers.append(("command line", dict(flags or {})))
-
-    problems: list[str] = []
     merged: dict[str, Any] = {}
-    for origin, layer in layers:
-        try:
-            Config.model_validate(layer)
-        except ValidationError as exc:
-            problems.extend(_describe(exc, origin))
+    for _origin, layer in layers:
         merged = _merge(merged, layer)
-    if not problems:
-        try:
-            Config.model_validate(merged)
-        except ValidationError as exc:
-            problems.extend(_describe(exc, "the combined configuration"))
-    if problems:
-        raise ConfigError(problems)
-    config = Config.model_validate(merged)
+    try:
+        config = Config.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, layers)) from None
     if config.simulated:
         config = _simulation_replaces_hardware(config, merged)
     return config
