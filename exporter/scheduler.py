@@ -119,6 +119,17 @@ class SourceRunner:
         self._stopping = True
         self._wake.set()
 
+    def close_after_poll(self) -> None:
+        """Close the source once no poll of it runs (after ``stop``): a retired source must not be
+        closed under a poll that is still inside its upstream library."""
+        inflight = self._inflight
+        if inflight is not None:
+            inflight.join()
+        try:
+            self.source.close()
+        except Exception:  # noqa: BLE001 - retiring regardless
+            log.exception("closing retired source %s", self.name)
+
     def _attempt(self) -> None:
         outcome = _Outcome()
         self._wake.clear()
@@ -227,9 +238,41 @@ class Scheduler:
     def start(self) -> None:
         self.store.publish("exporter", None, self.self_snapshot)
         for runner in self.runners.values():
-            self._scheduler.add_job(runner.run_once, "interval", seconds=runner.interval, id=runner.name,
-                                    next_run_time=_now())
+            self._add_job(runner)
         self._scheduler.start()
+
+    def replace_sources(self, sources: list[Source]) -> None:
+        """Run ``sources`` from now on (a config reload): a source object already running keeps its
+        runner; one that is new gets a runner (carrying its name's error counts, so counters never
+        go backwards) and polls at once; one no longer listed stops, its snapshot is dropped, and it
+        is closed on a daemon thread once its in-flight poll has returned.
+        """
+        old = self.runners
+        runners: dict[str, SourceRunner] = {}
+        for source in sources:
+            runner = old.get(source.name)
+            if runner is None or runner.source is not source:
+                fresh = SourceRunner(source, self.store, self.self_snapshot)
+                if runner is not None:
+                    fresh.errors.update(runner.errors)
+                runner = fresh
+            runners[source.name] = runner
+        retired = [runner for name, runner in old.items() if runners.get(name) is not runner]
+        for runner in retired:
+            runner.stop()
+            self._scheduler.remove_job(runner.name)
+        self.runners = runners  # one assignment: self-metrics read either the old or the new set
+        for runner in retired:
+            if runner.name not in runners:
+                self.store.publish(runner.name, None, self.self_snapshot)
+            threading.Thread(target=runner.close_after_poll, name=f"close-{runner.name}", daemon=True).start()
+        for runner in runners.values():
+            if runner not in old.values():
+                self._add_job(runner)
+
+    def _add_job(self, runner: SourceRunner) -> None:
+        self._scheduler.add_job(runner.run_once, "interval", seconds=runner.interval, id=runner.name,
+                                next_run_time=_now())
 
     def shutdown(self) -> None:
         """Stop every job and close the sources, giving ``close()`` calls at most 2 s in all.
