@@ -19,8 +19,8 @@ import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from exporter import catalog
+from exporter.foundation import StrictModel
 from exporter.mixin.config import MixinConfig
-from exporter.sources.base import StrictModel
 from exporter.sources.registry import SOURCES
 
 ENV_PREFIX = "BLACKWELL_EXPORTER_"

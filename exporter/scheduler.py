@@ -36,13 +36,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from exporter import __version__
 from exporter.backoff import backoff_delay
+from exporter.foundation import STALE_INTERVALS
 from exporter.snapshot import Family, Snapshot, SnapshotStore
 from exporter.sources.base import PartialPollError, PollError, ReprobeRequired, Source
 
 log = logging.getLogger(__name__)
-
-STALE_INTERVALS = 3
-
 
 SHUTDOWN_CLOSE_SECONDS = 2.0
 

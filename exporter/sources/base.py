@@ -10,20 +10,17 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from exporter.foundation import StrictModel
 from exporter.snapshot import Family
+
+__all__ = ["PartialPollError", "PollError", "ReprobeRequired", "Source", "SourceConfig", "StrictModel"]
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from exporter.config import Config
-
-
-class StrictModel(BaseModel):
-    """Config models reject unknown keys, so a typo is an error with its key path."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SourceConfig(StrictModel):
