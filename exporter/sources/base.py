@@ -8,6 +8,7 @@ HTTP server or another source; it returns families and raises when it cannot.
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field, model_validator
@@ -18,8 +19,6 @@ from exporter.snapshot import Family
 __all__ = ["PartialPollError", "PollError", "ReprobeRequired", "Source", "SourceConfig", "StrictModel"]
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from exporter.config import Config
 
 
@@ -71,6 +70,11 @@ class Source(abc.ABC):
     config_model: ClassVar[type[SourceConfig]]
     # Sources whose instances this one is built from (see ``build``): rebuilding one rebuilds this.
     builds_on: ClassVar[tuple[str, ...]] = ()
+    # The source that fills this one's metrics in simulation ("simulated"): --simulate turns this
+    # one off. None: the simulation does not model it, and it keeps its setting.
+    stand_in: ClassVar[str | None] = None
+    # Other source -> what both would fill: enabling both is a config error (a series twice).
+    conflicts_with: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, config: SourceConfig) -> None:
         self.config = config

@@ -159,6 +159,7 @@ def map_counters(metrics: Exposition, mappings: list[CounterMap]) -> tuple[list[
 
 class CounterMappingSource(ServingSource[Endpoint]):
     name: ClassVar[str] = SOURCE_NAME
+    stand_in: ClassVar[str | None] = "simulated"
     config_model: ClassVar[type[SourceConfig]] = CounterMappingConfig
 
     def __init__(self, config: CounterMappingConfig, clock: Callable[[], float] = time.monotonic) -> None:

@@ -60,7 +60,7 @@ def test_simulate_shortcut_enables_the_simulation_and_turns_hardware_sources_off
     loaded = cfg.load(None, environ={"BLACKWELL_EXPORTER_SIMULATE": "h200x2", "BLACKWELL_EXPORTER_SCENARIO": "gpu-lost"})
     assert loaded.simulated and loaded.sources.simulated.profile == "h200x2"
     assert loaded.sources.simulated.scenario == "gpu-lost"
-    assert all(not getattr(loaded.sources, name).enabled for name in cfg.SIMULATED_SOURCES if hasattr(loaded.sources, name))
+    assert all(not getattr(loaded.sources, name).enabled for name in cfg.replaced_in_simulation())
 
 
 def test_unknown_profile_and_scenario_list_the_choices():
