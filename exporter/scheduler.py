@@ -222,11 +222,15 @@ class Scheduler:
     """Owns the runners, the APScheduler instance, and the self-metrics they publish."""
 
     def __init__(self, sources: list[Source], store: SnapshotStore, mode: str,
-                 labels: Callable[[], list[Family]] = lambda: []) -> None:
+                 labels: Callable[[], list[Family]] = lambda: [], *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock`` (monotonic seconds) drives deadlines, backoff and staleness; a test passes a
+        fake one and calls each runner's ``run_once`` itself instead of ``start``."""
         self.store = store
         self.mode = mode
         self._extra = labels
-        self.runners = {s.name: SourceRunner(s, store, self.self_snapshot) for s in sources}
+        self._clock = clock
+        self.runners = {s.name: self._runner(s) for s in sources}
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=max(2, len(self.runners) + 1))},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -250,7 +254,7 @@ class Scheduler:
         for source in sources:
             runner = old.get(source.name)
             if runner is None or runner.source is not source:
-                fresh = SourceRunner(source, self.store, self.self_snapshot)
+                fresh = self._runner(source)
                 if runner is not None:
                     fresh.errors.update(runner.errors)
                 runner = fresh
@@ -267,6 +271,9 @@ class Scheduler:
         for runner in runners.values():
             if runner not in old.values():
                 self._add_job(runner)
+
+    def _runner(self, source: Source) -> SourceRunner:
+        return SourceRunner(source, self.store, self.self_snapshot, clock=self._clock)
 
     def _add_job(self, runner: SourceRunner) -> None:
         self._scheduler.add_job(runner.run_once, "interval", seconds=runner.interval, id=runner.name,
