@@ -230,6 +230,7 @@ class Scheduler:
         self.mode = mode
         self._extra = labels
         self._clock = clock
+        self._started = False
         self.runners = {s.name: self._runner(s) for s in sources}
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=max(2, len(self.runners) + 1))},
@@ -242,6 +243,7 @@ class Scheduler:
         for runner in self.runners.values():
             self._add_job(runner)
         self._scheduler.start()
+        self._started = True
 
     def replace_sources(self, sources: list[Source]) -> None:
         """Run ``sources`` from now on (a config reload): a source object already running keeps its
@@ -262,14 +264,15 @@ class Scheduler:
         retired = [runner for name, runner in old.items() if runners.get(name) is not runner]
         for runner in retired:
             runner.stop()
-            self._scheduler.remove_job(runner.name)
+            if self._started:
+                self._scheduler.remove_job(runner.name)
         self.runners = runners  # one assignment: self-metrics read either the old or the new set
         for runner in retired:
             if runner.name not in runners:
                 self.store.publish(runner.name, None, self.self_snapshot)
             threading.Thread(target=runner.close_after_poll, name=f"close-{runner.name}", daemon=True).start()
         for runner in runners.values():
-            if runner not in old.values():
+            if self._started and runner not in old.values():
                 self._add_job(runner)
 
     def _runner(self, source: Source) -> SourceRunner:
