@@ -9,14 +9,15 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from exporter import __version__
 from exporter import config as config_mod
-from exporter.snapshot import Family, SnapshotStore
-from exporter.sources.base import Source
-from exporter.sources.registry import SOURCES
-from exporter.sources.simulated.source import SimulatedSource
+
+if TYPE_CHECKING:
+    from exporter.daemon import Daemon
 
 log = logging.getLogger("exporter")
 
@@ -30,15 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the exporter daemon")
     run.add_argument("--config", type=Path, help="YAML config file")
-    run.add_argument("--listen", help="HOST:PORT (default :9402)")
-    run.add_argument("--simulate", metavar="PROFILE", help="simulate a box instead of reading hardware")
-    run.add_argument("--scenario", metavar="NAME", help="simulation scenario to start in (default healthy)")
-    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    _add_config_flags(run)
 
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
-    check = cfg_sub.add_parser("check", help="validate a config file and print every error with its key path")
-    check.add_argument("file", type=Path)
+    check = cfg_sub.add_parser("check", help="validate the configuration `run` would use (the file, "
+                               "BLACKWELL_EXPORTER_* variables, these flags); print every error with its key path")
+    check.add_argument("file", type=Path, nargs="?", help="YAML config file (optional, as for run)")
+    _add_config_flags(check)
 
     gen = sub.add_parser("generate", help="write alerts/, dashboards/ and runbooks/ from the mixin")
     gen.add_argument("--check", action="store_true", help="fail if committed outputs differ")
@@ -57,6 +57,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that form the command-line config layer, shared by ``run`` and ``config check``."""
+    parser.add_argument("--listen", help="HOST:PORT (default :9402)")
+    parser.add_argument("--simulate", metavar="PROFILE", help="simulate a box instead of reading hardware")
+    parser.add_argument("--scenario", metavar="NAME", help="simulation scenario to start in (default healthy)")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+
+def config_flags(args: argparse.Namespace) -> dict:
+    """The command-line layer of the configuration, from the flags of ``_add_config_flags``."""
+    flags: dict = config_mod.simulate_flags(args.simulate, args.scenario)
+    if args.listen:
+        flags["listen"] = args.listen
+    if args.log_level:
+        flags["log_level"] = args.log_level
+    return flags
+
+
 def _load(path: Path | None, flags: dict) -> config_mod.Config:
     try:
         return config_mod.load(path, flags=flags)
@@ -66,13 +84,14 @@ def _load(path: Path | None, flags: dict) -> config_mod.Config:
         raise SystemExit(2) from None
 
 
-def cmd_config_check(path: Path) -> int:
-    """Validate ``path`` and the web config file it names, printing every problem."""
+def cmd_config_check(path: Path | None, flags: dict) -> int:
+    """Validate what ``run`` would load (``path``, the environment, ``flags``) and the web config
+    file it names, printing every problem."""
     from exporter import webconfig
 
     problems: list[str] = []
     try:
-        config = config_mod.load(path, environ={})
+        config = config_mod.load(path, flags=flags)
     except config_mod.ConfigError as exc:
         problems = exc.problems
     else:
@@ -83,85 +102,72 @@ def cmd_config_check(path: Path) -> int:
                 problems = [f"web_config_file: {p}" for p in exc.problems]
     for problem in problems:
         print(problem)
+    subject = path or "configuration"
     if problems:
-        print(f"{path}: {len(problems)} error(s)")
+        print(f"{subject}: {len(problems)} error(s)")
         return 1
-    print(f"{path}: ok")
+    print(f"{subject}: ok")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    flags: dict = config_mod.simulate_flags(args.simulate, args.scenario)
-    if args.listen:
-        flags["listen"] = args.listen
-    if args.log_level:
-        flags["log_level"] = args.log_level
+    flags = config_flags(args)
     config = _load(args.config, flags)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run(config, args.config, flags)
 
 
-def build_sources(config: config_mod.Config) -> list[Source]:
-    """The enabled sources. Preflight judges the box the exporter serves: the simulated one when
-    simulating, and it takes endpoints it was not given from the serving and engine sources."""
-    from exporter.preflight import effective_settings
-    from exporter.preflight.boxes import simulated_reader
-    from exporter.sources.preflight import PreflightSource
-
-    enabled = config.enabled_sources()
-    sources: list[Source] = [SOURCES[name](getattr(config.sources, name)) for name in enabled if name != "preflight"]
-    if "preflight" in enabled:
-        simulation = next((s for s in sources if isinstance(s, SimulatedSource)), None)
-        reader = simulated_reader(simulation) if simulation is not None else None
-        sources.append(PreflightSource(effective_settings(config), read_box=reader))
-    return sources
-
-
 def run(config: config_mod.Config, config_path: Path | None, flags: dict | None = None) -> int:
-    """Serve until SIGTERM/SIGINT, then stop within ``SHUTDOWN_DEADLINE_SECONDS``.
+    """Serve until SIGTERM/SIGINT, then stop within ``SHUTDOWN_DEADLINE_SECONDS``; SIGHUP reloads.
 
     The shutdown closes the listener, stops the jobs and gives sources 2 s to close; hung polls
     and open connections live on daemon threads and do not hold the exit. A watchdog ends the
-    process if a step still hangs at the deadline.
+    process if a step still hangs at the deadline. A reload runs on this (the main) thread, not in
+    the signal handler, so a slow one never interrupts the loop halfway (see :mod:`exporter.daemon`).
     """
-    from exporter.scheduler import Scheduler
+    from exporter.daemon import Daemon, StartupError
     from exporter.server import ExporterHTTPServer
-    from exporter.webconfig import WebConfigError, WebConfigWatcher
 
-    web = None
-    if config.web_config_file is not None:
-        try:
-            web = WebConfigWatcher(config.web_config_file)
-        except WebConfigError as exc:
-            for problem in exc.problems:
-                print(f"web config error: {problem}", file=sys.stderr)
-            return 2
-
-    enabled = config.enabled_sources()
-    if not enabled:
-        print("config error: no source is enabled; give --simulate PROFILE or enable one under sources:",
-              file=sys.stderr)
+    try:
+        daemon = Daemon(config, config_path, dict(flags or {}))
+    except StartupError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
         return 2
-    sources = build_sources(config)
-    simulation = next((s for s in sources if isinstance(s, SimulatedSource)), None)
-    mode = "simulated" if simulation is not None else "hardware"
-
-    def scenario_family() -> list[Family]:
-        if simulation is None:
-            return []
-        family = Family("blackwell_exporter_simulation_scenario")
-        return [family.add((simulation.profile.name, simulation.scenario), 1)]
-
-    scheduler = Scheduler(sources, SnapshotStore(), mode, scenario_family)
     host, port = config_mod.parse_listen(config.listen)
     try:
-        server = ExporterHTTPServer((host, port), scheduler,
-                                    simulation.set_scenario if simulation is not None else None,
-                                    web)
+        server = ExporterHTTPServer((host, port), daemon.scheduler, _scenario_switch(daemon), daemon.web)
     except OSError as exc:
         print(f"cannot listen on {config.listen}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    stop = threading.Event()
+    stop, reload_wanted = _install_signal_handlers()
+    # Everything imported and built so far lives as long as the process: moving it out of the
+    # garbage collector's view cuts full-collection pauses (which stall scrapes too) from ~23 ms to <1 ms.
+    gc.freeze()
+    daemon.scheduler.start()
+    server.serve_in_thread()
+    log.info("blackwell-exporter %s (%s) listening on %s (%s), sources: %s", __version__, daemon.mode, config.listen,
+             f"web config {config.web_config_file}" if daemon.web is not None else "plain HTTP, no auth",
+             ", ".join(s.name for s in daemon.sources))
+    while not stop.wait(1.0):
+        if reload_wanted.is_set():
+            reload_wanted.clear()
+            if daemon.reload():
+                server.web, server.set_scenario = daemon.web, _scenario_switch(daemon)
+    server.shutdown()
+    server.server_close()
+    daemon.scheduler.shutdown()
+    log.info("stopped")
+    return 0
+
+
+def _scenario_switch(daemon: Daemon) -> Callable[[str], None] | None:
+    return daemon.set_scenario if daemon.simulation is not None else None
+
+
+def _install_signal_handlers() -> tuple[threading.Event, threading.Event]:
+    """SIGTERM/SIGINT set the first event (and arm the exit watchdog), SIGHUP the second."""
+    stop, reload_wanted = threading.Event(), threading.Event()
 
     def on_term(signum: int, _frame: object) -> None:
         if stop.is_set():
@@ -173,37 +179,13 @@ def run(config: config_mod.Config, config_path: Path | None, flags: dict | None 
         watchdog.start()
 
     def on_hup(_signum: int, _frame: object) -> None:
-        try:
-            fresh = config_mod.load(config_path, flags=flags)  # the command line still overrides the file
-        except config_mod.ConfigError as exc:
-            log.error("SIGHUP: config not reloaded: %s", "; ".join(exc.problems))
-            return
-        if simulation is not None and fresh.sources.simulated.scenario != simulation.scenario:
-            try:
-                simulation.set_scenario(fresh.sources.simulated.scenario)
-                log.info("SIGHUP: scenario is now %s", simulation.scenario)
-            except ValueError as exc:
-                log.error("SIGHUP: %s", exc)
-        else:
-            log.info("SIGHUP: config re-read; source settings other than the scenario apply on restart")
+        log.info("received SIGHUP, reloading the configuration")
+        reload_wanted.set()
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, on_hup)
-    # Everything imported and built so far lives as long as the process: moving it out of the
-    # garbage collector's view cuts full-collection pauses (which stall scrapes too) from ~23 ms to <1 ms.
-    gc.freeze()
-    scheduler.start()
-    server.serve_in_thread()
-    log.info("blackwell-exporter %s (%s) listening on %s (%s), sources: %s", __version__, mode, config.listen,
-             f"web config {config.web_config_file}" if web is not None else "plain HTTP, no auth", ", ".join(enabled))
-    while not stop.wait(1.0):
-        pass
-    server.shutdown()
-    server.server_close()
-    scheduler.shutdown()
-    log.info("stopped")
-    return 0
+    return stop, reload_wanted
 
 
 def _force_exit() -> None:
@@ -218,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"blackwell-exporter {__version__}")
         return 0
     if args.command == "config":
-        return cmd_config_check(args.file)
+        return cmd_config_check(args.file, config_flags(args))
     if args.command == "run":
         return cmd_run(args)
     if args.command == "generate":

@@ -1,7 +1,7 @@
 """Configuration: a YAML file, then BLACKWELL_EXPORTER_* variables, then command-line flags.
 
-Later layers override earlier ones key by key. Every layer is validated by the same pydantic
-models, which reject unknown keys; :class:`ConfigError` carries one message per problem, each
+Later layers override earlier ones key by key, and the merged result is validated by the
+pydantic models, which reject unknown keys; :class:`ConfigError` carries one message per problem, each
 starting with the key path (``sources.nvml.interval: ...``) and where the value came from.
 
 Environment keys nest with a double underscore: ``BLACKWELL_EXPORTER_SOURCES__NVML__INTERVAL=5``.
@@ -10,40 +10,31 @@ Values are read as YAML scalars, so ``true`` and ``5`` mean what they look like.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from exporter import catalog
+from exporter.foundation import StrictModel
 from exporter.mixin.config import MixinConfig
-from exporter.sources.base import StrictModel
 from exporter.sources.registry import SOURCES
 
 ENV_PREFIX = "BLACKWELL_EXPORTER_"
 
-# Sources whose metrics the simulation fills itself: --simulate turns these off, so no series is
-# emitted twice. Sources it does not model (preflight) keep their setting.
-SIMULATED_SOURCES = ("nvml", "dcgm", "triton", "trtllm_serve", "counter_mapping", "engine", "dispatch", "logs")
 
-SourcesConfig = create_model(  # type: ignore[call-overload]
-    "SourcesConfig",
-    __base__=StrictModel,
-    **{name: (cls.config_model, Field(default_factory=cls.config_model)) for name, cls in SOURCES.items()},
-)
+class ConfigBase(StrictModel):
+    """The settings of the exporter itself; :func:`config_model` adds ``sources`` and ``mixin``."""
 
-
-class Config(StrictModel):
     listen: str = Field(":9402", description="HOST:PORT to serve on; an empty host means every interface")
     web_config_file: Path | None = Field(
         None, description="exporter-toolkit style web config (tls_server_config, basic_auth_users)"
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log verbosity (stderr)")
-    sources: SourcesConfig = Field(default_factory=SourcesConfig)  # type: ignore[valid-type]
-    mixin: MixinConfig = Field(default_factory=MixinConfig)
 
     @field_validator("listen")
     @classmethod
@@ -52,11 +43,13 @@ class Config(StrictModel):
         return value
 
     @model_validator(mode="after")
-    def _no_series_twice(self) -> Config:
+    def _no_series_twice(self) -> ConfigBase:
         """Refuse source combinations that would emit one series twice (Prometheus drops such a scrape)."""
         enabled = set(self.enabled_sources())
-        if {"nvml", "dcgm"} <= enabled:
-            raise ValueError("sources.nvml and sources.dcgm fill the same GPU metrics; enable one of them")
+        for name in sorted(enabled):
+            for other, what in SOURCES[name].conflicts_with.items():
+                if other in enabled:
+                    raise ValueError(f"sources.{name} and sources.{other} fill {what}; enable one of them")
         if "counter_mapping" in enabled:
             for mapping in self.sources.counter_mapping.mappings:  # type: ignore[attr-defined]
                 others = sorted((set(catalog.get(mapping.metric).sources) & enabled) - {"counter_mapping"})
@@ -70,7 +63,43 @@ class Config(StrictModel):
         return bool(self.sources.simulated.enabled)  # type: ignore[attr-defined]
 
     def enabled_sources(self) -> list[str]:
-        return [name for name in SOURCES if getattr(self.sources, name).enabled]
+        return [name for name in SOURCES if getattr(self.sources, name).enabled]  # type: ignore[attr-defined]
+
+
+@functools.cache
+def config_model() -> type[ConfigBase]:
+    """The whole config model, ``sources.<name>`` for every registered source.
+
+    Built on first use rather than at import, because it imports every source module for its
+    config model; ``exporter.config.Config`` names the same class.
+    """
+    sources = create_model(  # type: ignore[call-overload]
+        "SourcesConfig",
+        __base__=StrictModel,
+        **{name: (cls.config_model, Field(default_factory=cls.config_model)) for name, cls in SOURCES.items()},
+    )
+    return create_model(  # type: ignore[call-overload]
+        "Config",
+        __base__=ConfigBase,
+        sources=(sources, Field(default_factory=sources)),
+        mixin=(MixinConfig, Field(default_factory=MixinConfig)),
+    )
+
+
+if TYPE_CHECKING:
+    Config = ConfigBase  # what config_model() builds: ConfigBase plus sources and mixin
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Config":
+        return config_model()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def replaced_in_simulation() -> tuple[str, ...]:
+    """Sources whose metrics the simulation fills itself (``Source.stand_in``): --simulate turns them
+    off, so no series is emitted twice. Sources it does not model (preflight) keep their setting."""
+    return tuple(name for name in SOURCES if SOURCES[name].stand_in == "simulated")
 
 
 class ConfigError(Exception):
@@ -158,14 +187,40 @@ def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
     return layer
 
 
-def _describe(errors: ValidationError, origin: str) -> list[str]:
+Layer = tuple[str, dict[str, Any]]
+
+
+def _sets(layer: Mapping[str, Any], path: tuple[str, ...]) -> str:
+    """``"leaf"`` when the layer sets ``path`` itself, ``"below"`` when it sets keys under it, else ``""``."""
+    node: Any = layer
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return ""
+        node = node[key]
+    return "below" if isinstance(node, Mapping) and node else "leaf"
+
+
+def origin_of(path: tuple[str, ...], layers: list[Layer]) -> str:
+    """Which layer a merged value at ``path`` came from.
+
+    A plain value comes from the last layer that set it (later layers win). A section (a
+    cross-field check such as timeout <= interval) comes from every layer that set a key in it,
+    listed from the one that wins down; a path no layer set holds the defaults.
+    """
+    leaf = [origin for origin, layer in layers if _sets(layer, path) == "leaf"]
+    if leaf:
+        return leaf[-1]
+    below = [origin for origin, layer in layers if _sets(layer, path)]
+    return " over ".join(reversed(below)) or "the defaults"
+
+
+def _describe(errors: ValidationError, layers: list[Layer]) -> list[str]:
     problems = []
     for err in errors.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        message = err["msg"]
-        if err["type"] == "extra_forbidden":
-            message = "unknown key"
-        problems.append(f"{path}: {message} (from {origin})")
+        path = tuple(str(p) for p in err["loc"])
+        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        origin = origin_of(path, layers) if path else "the combined configuration"
+        problems.append(f"{'.'.join(path) or '(top level)'}: {message} (from {origin})")
     return problems
 
 
@@ -174,40 +229,33 @@ def load(
     environ: Mapping[str, str] | None = None,
     flags: Mapping[str, Any] | None = None,
 ) -> Config:
-    """Build the effective config; raise ConfigError listing every problem found."""
-    layers: list[tuple[str, dict[str, Any]]] = []
+    """Merge file, environment and flags, validate the result; raise ConfigError listing every problem.
+
+    The merged configuration is validated once, so a check across keys (timeout <= interval)
+    sees the values in force, whichever layers set them; each problem still names its layer.
+    """
+    layers: list[Layer] = []
     if path is not None:
         layers.append((str(path), read_file(path)))
     layers.append(("environment", from_env(os.environ if environ is None else environ)))
     layers.append(("command line", dict(flags or {})))
-
-    problems: list[str] = []
     merged: dict[str, Any] = {}
-    for origin, layer in layers:
-        try:
-            Config.model_validate(layer)
-        except ValidationError as exc:
-            problems.extend(_describe(exc, origin))
+    for _origin, layer in layers:
         merged = _merge(merged, layer)
-    if not problems:
-        try:
-            Config.model_validate(merged)
-        except ValidationError as exc:
-            problems.extend(_describe(exc, "the combined configuration"))
-    if problems:
-        raise ConfigError(problems)
-    config = Config.model_validate(merged)
+    try:
+        config = config_model().model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, layers)) from None
     if config.simulated:
-        config = _simulation_replaces_hardware(config, merged)
-    return config
+        return _simulation_replaces_hardware(merged)
+    return config  # type: ignore[return-value]
 
 
-def _simulation_replaces_hardware(config: Config, merged: dict[str, Any]) -> Config:
+def _simulation_replaces_hardware(merged: dict[str, Any]) -> Config:
     sources = dict(merged.get("sources", {}))
-    for name in SIMULATED_SOURCES:
-        if name in sources or name in SOURCES:
-            sources[name] = {**sources.get(name, {}), "enabled": False}
-    return Config.model_validate({**merged, "sources": {k: v for k, v in sources.items() if k in SOURCES}})
+    for name in replaced_in_simulation():
+        sources[name] = {**sources.get(name, {}), "enabled": False}
+    return config_model().model_validate({**merged, "sources": sources})  # type: ignore[return-value]
 
 
 def simulate_flags(profile: str | None, scenario: str | None) -> dict[str, Any]:

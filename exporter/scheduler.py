@@ -36,13 +36,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from exporter import __version__
 from exporter.backoff import backoff_delay
+from exporter.foundation import STALE_INTERVALS
 from exporter.snapshot import Family, Snapshot, SnapshotStore
 from exporter.sources.base import PartialPollError, PollError, ReprobeRequired, Source
 
 log = logging.getLogger(__name__)
-
-STALE_INTERVALS = 3
-
 
 SHUTDOWN_CLOSE_SECONDS = 2.0
 
@@ -118,6 +116,17 @@ class SourceRunner:
         """Stop polling and release a ``run_once`` that is waiting on a poll."""
         self._stopping = True
         self._wake.set()
+
+    def close_after_poll(self) -> None:
+        """Close the source once no poll of it runs (after ``stop``): a retired source must not be
+        closed under a poll that is still inside its upstream library."""
+        inflight = self._inflight
+        if inflight is not None:
+            inflight.join()
+        try:
+            self.source.close()
+        except Exception:  # noqa: BLE001 - retiring regardless
+            log.exception("closing retired source %s", self.name)
 
     def _attempt(self) -> None:
         outcome = _Outcome()
@@ -213,11 +222,16 @@ class Scheduler:
     """Owns the runners, the APScheduler instance, and the self-metrics they publish."""
 
     def __init__(self, sources: list[Source], store: SnapshotStore, mode: str,
-                 labels: Callable[[], list[Family]] = lambda: []) -> None:
+                 labels: Callable[[], list[Family]] = lambda: [], *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock`` (monotonic seconds) drives deadlines, backoff and staleness; a test passes a
+        fake one and calls each runner's ``run_once`` itself instead of ``start``."""
         self.store = store
         self.mode = mode
         self._extra = labels
-        self.runners = {s.name: SourceRunner(s, store, self.self_snapshot) for s in sources}
+        self._clock = clock
+        self._started = False
+        self.runners = {s.name: self._runner(s) for s in sources}
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=max(2, len(self.runners) + 1))},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -227,9 +241,46 @@ class Scheduler:
     def start(self) -> None:
         self.store.publish("exporter", None, self.self_snapshot)
         for runner in self.runners.values():
-            self._scheduler.add_job(runner.run_once, "interval", seconds=runner.interval, id=runner.name,
-                                    next_run_time=_now())
+            self._add_job(runner)
         self._scheduler.start()
+        self._started = True
+
+    def replace_sources(self, sources: list[Source]) -> None:
+        """Run ``sources`` from now on (a config reload): a source object already running keeps its
+        runner; one that is new gets a runner (carrying its name's error counts, so counters never
+        go backwards) and polls at once; one no longer listed stops, its snapshot is dropped, and it
+        is closed on a daemon thread once its in-flight poll has returned.
+        """
+        old = self.runners
+        runners: dict[str, SourceRunner] = {}
+        for source in sources:
+            runner = old.get(source.name)
+            if runner is None or runner.source is not source:
+                fresh = self._runner(source)
+                if runner is not None:
+                    fresh.errors.update(runner.errors)
+                runner = fresh
+            runners[source.name] = runner
+        retired = [runner for name, runner in old.items() if runners.get(name) is not runner]
+        for runner in retired:
+            runner.stop()
+            if self._started:
+                self._scheduler.remove_job(runner.name)
+        self.runners = runners  # one assignment: self-metrics read either the old or the new set
+        for runner in retired:
+            if runner.name not in runners:
+                self.store.publish(runner.name, None, self.self_snapshot)
+            threading.Thread(target=runner.close_after_poll, name=f"close-{runner.name}", daemon=True).start()
+        for runner in runners.values():
+            if self._started and runner not in old.values():
+                self._add_job(runner)
+
+    def _runner(self, source: Source) -> SourceRunner:
+        return SourceRunner(source, self.store, self.self_snapshot, clock=self._clock)
+
+    def _add_job(self, runner: SourceRunner) -> None:
+        self._scheduler.add_job(runner.run_once, "interval", seconds=runner.interval, id=runner.name,
+                                next_run_time=_now())
 
     def shutdown(self) -> None:
         """Stop every job and close the sources, giving ``close()`` calls at most 2 s in all.

@@ -1,4 +1,5 @@
-"""Helpers the tests share: free ports, and the real exporter started as a subprocess."""
+"""Helpers the tests share: free ports, a fake clock, a scheduler run tick by tick, and the real
+exporter started as a subprocess."""
 
 from __future__ import annotations
 
@@ -9,11 +10,37 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from exporter.scheduler import Scheduler, SourceRunner
+from exporter.snapshot import SnapshotStore
+from exporter.sources.base import Source
+
 REPO = Path(__file__).resolve().parent.parent
+
+
+class FakeClock:
+    """Monotonic seconds that move only when a test says so (``clock.now += 5`` or ``advance``)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def scheduled(source: Source, clock: Callable[[], float] | None = None,
+              store: SnapshotStore | None = None) -> tuple[SourceRunner, SnapshotStore]:
+    """``source`` under a real :class:`Scheduler` on ``clock``, without its background jobs: each
+    ``runner.run_once()`` is one scheduler tick (poll if due, then publish with the self-metrics)."""
+    store = store if store is not None else SnapshotStore()
+    scheduler = Scheduler([source], store, "hardware", clock=clock or time.monotonic)
+    return scheduler.runners[source.name], store
 
 
 def free_port() -> int:

@@ -50,4 +50,18 @@ METRICS = [
         ("profile", "scenario"),
         sources=_SELF,
     ),
+    gauge(
+        "blackwell_exporter_config_last_reload_successful",
+        "1 when the last configuration (re)load applied, 0 when a SIGHUP reload was refused and the "
+        "previous configuration is still in force.",
+        (),
+        sources=_SELF,
+    ),
+    gauge(
+        "blackwell_exporter_config_last_reload_success_timestamp_seconds",
+        "Unix time the configuration in force was applied (start or the last successful SIGHUP reload).",
+        (),
+        sources=_SELF,
+        unit="seconds",
+    ),
 ]

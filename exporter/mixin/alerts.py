@@ -7,11 +7,11 @@ runbook, ``runbooks/<name>.md``, rendered from ``templates/runbooks/<name>.md.j2
 
 from __future__ import annotations
 
+from exporter.foundation import STALE_INTERVALS
 from exporter.mixin import recording as rec
 from exporter.mixin.config import MixinConfig
 from exporter.mixin.model import Alert, Group
 from exporter.mixin.slo import slo_alerts
-from exporter.scheduler import STALE_INTERVALS
 
 FLEET = "blackwell-fleet-overview"
 NODE = "blackwell-node-gpus"

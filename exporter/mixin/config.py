@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from exporter.sources.base import StrictModel
+from exporter.foundation import StrictModel
 
 
 class MixinConfig(StrictModel):

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from exporter.foundation import STALE_INTERVALS
 from exporter.mixin import recording as rec
 from exporter.mixin import slo
 from exporter.mixin.config import MixinConfig
-from exporter.scheduler import STALE_INTERVALS
 
 SCHEMA_VERSION = 42
 TAGS = ["blackwell", "blackwell-exporter"]

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from exporter.foundation import STALE_INTERVALS
 from exporter.mixin.alerts import all_alerts, runbook_file
 from exporter.mixin.config import MixinConfig
 from exporter.mixin.model import Alert
-from exporter.scheduler import STALE_INTERVALS
 
 
 def _environment() -> Environment:

@@ -3,7 +3,7 @@
 ``blackwell-exporter preflight`` reads the box once (NVML, or the simulation when the config
 enables one), the engine directory, the serving process and endpoints and Prometheus, runs
 every check (``run.run_checks``) and prints a table or JSON; the exit code is 1 when a check
-failed. The daemon runs the same checks on an interval through ``exporter.sources.preflight``.
+failed. The daemon runs the same checks on an interval through ``exporter.preflight.source``.
 """
 
 from __future__ import annotations

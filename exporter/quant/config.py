@@ -144,79 +144,104 @@ def describe(directory: Path) -> EngineDescription:
     quant_cfg = _read(directory / "quant_cfg.json")
     if config is None and hf_quant is None:
         raise EngineConfigError(f"{directory}: no config.json or hf_quant_config.json")
-
     if config is not None and isinstance(config.get("pretrained_config"), Mapping):
-        model = config["pretrained_config"]
-        q = _mapping(model.get("quantization"))
-        mapping = _mapping(model.get("mapping"))
-        desc = EngineDescription("trtllm-engine", algorithms.normalize(q.get("quant_algo")),
-                                 algorithms.normalize(q.get("kv_cache_quant_algo")),
-                                 build_flags=_flags(_mapping(config.get("build_config"))),
-                                 exclude=_patterns(q.get("exclude_modules"), "config.json pretrained_config.quantization"),
-                                 model=model, naming="trtllm")
+        desc, mapping = _trtllm_engine(config)
     elif config is not None and "architecture" in config and isinstance(config.get("quantization"), Mapping):
-        q = config["quantization"]
-        mapping = _mapping(config.get("mapping"))
-        desc = EngineDescription("trtllm-checkpoint", algorithms.normalize(q.get("quant_algo")),
-                                 algorithms.normalize(q.get("kv_cache_quant_algo")),
-                                 exclude=_patterns(q.get("exclude_modules"), "config.json quantization"),
-                                 model=config, naming="trtllm")
+        desc, mapping = _trtllm_checkpoint(config)
     elif hf_quant is not None:
-        mapping = {}
-        if isinstance(hf_quant.get("quantization"), Mapping):  # legacy shape
-            q = hf_quant["quantization"]
-            kv = algorithms.normalize(q.get("kv_cache_quant_algo"))
-            exclude = _patterns(q.get("exclude_modules"), "hf_quant_config.json quantization.exclude_modules")
-            shape = "hf-quant-config-legacy"
-        else:  # flat shape
-            q = hf_quant
-            kv = (_kv_from_scheme(q["kv_cache_scheme"]) if q.get("kv_cache_scheme") is not None
-                  else algorithms.normalize(q.get("kv_cache_quant_algo")))
-            exclude = _patterns(q.get("ignore", q.get("exclude_modules")), "hf_quant_config.json ignore")
-            shape = "hf-quant-config-flat"
-        if "quant_algo" not in q:
-            raise EngineConfigError(f"{directory / 'hf_quant_config.json'}: no quant_algo")
-        desc = EngineDescription(shape, algorithms.normalize(q.get("quant_algo")), kv,
-                                 producer=_producer(hf_quant.get("producer")), exclude=exclude,
-                                 model=config or {}, naming="hf")
+        desc, mapping = _hf_quant_config(directory, hf_quant, config), {}
     else:
         assert config is not None
-        mapping = {}
-        qc = _mapping(config.get("quantization_config"))
-        method = str(qc.get("quant_method", "")).lower()
-        if not qc:
-            algo = "NO_QUANT"
-        elif method == "modelopt":
-            algo = algorithms.normalize(qc.get("quant_algo"))
-        else:
-            algo = algorithms.HF_METHODS.get(method, algorithms.normalize(method))
-        exclude = _patterns(qc.get("modules_to_not_convert", qc.get("ignore", qc.get("exclude_modules"))),
-                            "config.json quantization_config")
-        kv = qc.get("kv_cache_scheme")
-        desc = EngineDescription("hf", algo, _kv_from_scheme(kv) if kv is not None else
-                                 algorithms.normalize(qc.get("kv_cache_quant_algo")),
-                                 exclude=exclude, model=config, naming="hf")
-
+        desc, mapping = _hf_config(config), {}
     desc.tensor_parallel = str(mapping.get("tp_size", "")) if mapping else ""
     desc.pipeline_parallel = str(mapping.get("pp_size", "")) if mapping else ""
     if desc.quant_algo == algorithms.MIXED:
-        if quant_cfg is None:
-            raise EngineConfigError(f"{directory}: quant_algo is MIXED_PRECISION but there is no quant_cfg.json")
-        layers = quant_cfg.get("quantized_layers")
-        if not isinstance(layers, Mapping):
-            raise EngineConfigError(f"{directory / 'quant_cfg.json'}: quantized_layers must be an object")
-        desc.layer_algorithms = {}
-        for name, entry in layers.items():
-            algo = algorithms.normalize(_mapping(entry).get("quant_algo"))
-            desc.layer_algorithms[name] = algo
-            if algorithms.family(algo) is None:
-                desc.unknown.append((f"quantized_layers.{name}", algo))
-        if quant_cfg.get("kv_cache_quant_algo") is not None:
-            desc.kv_cache_quant_algo = algorithms.normalize(quant_cfg["kv_cache_quant_algo"])
-        if any(name.startswith("transformer.") for name in layers):
-            desc.naming = "trtllm"
+        _mixed_layers(directory, desc, quant_cfg)
     elif algorithms.family(desc.quant_algo) is None:
         desc.unknown.append(("quant_algo", desc.quant_algo))
     if desc.kv_cache_quant_algo not in algorithms.KV_CACHE_ALGORITHMS:
         desc.unknown.append(("kv_cache_quant_algo", desc.kv_cache_quant_algo))
     return desc
+
+
+def _trtllm_engine(config: Mapping[str, Any]) -> tuple[EngineDescription, Mapping[str, Any]]:
+    """A built TensorRT-LLM engine: config.json with pretrained_config and build_config."""
+    model = config["pretrained_config"]
+    quantization = _mapping(model.get("quantization"))
+    desc = EngineDescription("trtllm-engine", algorithms.normalize(quantization.get("quant_algo")),
+                             algorithms.normalize(quantization.get("kv_cache_quant_algo")),
+                             build_flags=_flags(_mapping(config.get("build_config"))),
+                             exclude=_patterns(quantization.get("exclude_modules"),
+                                               "config.json pretrained_config.quantization"),
+                             model=model, naming="trtllm")
+    return desc, _mapping(model.get("mapping"))
+
+
+def _trtllm_checkpoint(config: Mapping[str, Any]) -> tuple[EngineDescription, Mapping[str, Any]]:
+    """A TensorRT-LLM checkpoint: config.json with architecture and quantization."""
+    quantization = config["quantization"]
+    desc = EngineDescription("trtllm-checkpoint", algorithms.normalize(quantization.get("quant_algo")),
+                             algorithms.normalize(quantization.get("kv_cache_quant_algo")),
+                             exclude=_patterns(quantization.get("exclude_modules"), "config.json quantization"),
+                             model=config, naming="trtllm")
+    return desc, _mapping(config.get("mapping"))
+
+
+def _hf_quant_config(directory: Path, hf_quant: Mapping[str, Any],
+                     config: Mapping[str, Any] | None) -> EngineDescription:
+    """A ModelOpt export: hf_quant_config.json, in its legacy (nested) or flat shape."""
+    if isinstance(hf_quant.get("quantization"), Mapping):  # legacy shape
+        quantization = hf_quant["quantization"]
+        kv = algorithms.normalize(quantization.get("kv_cache_quant_algo"))
+        exclude = _patterns(quantization.get("exclude_modules"), "hf_quant_config.json quantization.exclude_modules")
+        shape = "hf-quant-config-legacy"
+    else:  # flat shape
+        quantization = hf_quant
+        kv = (_kv_from_scheme(quantization["kv_cache_scheme"]) if quantization.get("kv_cache_scheme") is not None
+              else algorithms.normalize(quantization.get("kv_cache_quant_algo")))
+        exclude = _patterns(quantization.get("ignore", quantization.get("exclude_modules")),
+                            "hf_quant_config.json ignore")
+        shape = "hf-quant-config-flat"
+    if "quant_algo" not in quantization:
+        raise EngineConfigError(f"{directory / 'hf_quant_config.json'}: no quant_algo")
+    return EngineDescription(shape, algorithms.normalize(quantization.get("quant_algo")), kv,
+                             producer=_producer(hf_quant.get("producer")), exclude=exclude,
+                             model=config or {}, naming="hf")
+
+
+def _hf_config(config: Mapping[str, Any]) -> EngineDescription:
+    """A Hugging Face checkpoint: config.json with (or without) quantization_config."""
+    quantization = _mapping(config.get("quantization_config"))
+    method = str(quantization.get("quant_method", "")).lower()
+    if not quantization:
+        algo = "NO_QUANT"
+    elif method == "modelopt":
+        algo = algorithms.normalize(quantization.get("quant_algo"))
+    else:
+        algo = algorithms.HF_METHODS.get(method, algorithms.normalize(method))
+    exclude = _patterns(quantization.get("modules_to_not_convert",
+                                         quantization.get("ignore", quantization.get("exclude_modules"))),
+                        "config.json quantization_config")
+    kv = quantization.get("kv_cache_scheme")
+    return EngineDescription("hf", algo, _kv_from_scheme(kv) if kv is not None else
+                             algorithms.normalize(quantization.get("kv_cache_quant_algo")),
+                             exclude=exclude, model=config, naming="hf")
+
+
+def _mixed_layers(directory: Path, desc: EngineDescription, quant_cfg: Mapping[str, Any] | None) -> None:
+    """MIXED_PRECISION: each layer's algorithm comes from quant_cfg.json."""
+    if quant_cfg is None:
+        raise EngineConfigError(f"{directory}: quant_algo is MIXED_PRECISION but there is no quant_cfg.json")
+    layers = quant_cfg.get("quantized_layers")
+    if not isinstance(layers, Mapping):
+        raise EngineConfigError(f"{directory / 'quant_cfg.json'}: quantized_layers must be an object")
+    desc.layer_algorithms = {}
+    for name, entry in layers.items():
+        algo = algorithms.normalize(_mapping(entry).get("quant_algo"))
+        desc.layer_algorithms[name] = algo
+        if algorithms.family(algo) is None:
+            desc.unknown.append((f"quantized_layers.{name}", algo))
+    if quant_cfg.get("kv_cache_quant_algo") is not None:
+        desc.kv_cache_quant_algo = algorithms.normalize(quant_cfg["kv_cache_quant_algo"])
+    if any(name.startswith("transformer.") for name in layers):
+        desc.naming = "trtllm"

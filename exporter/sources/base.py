@@ -8,17 +8,18 @@ HTTP server or another source; it returns families and raises when it cannot.
 from __future__ import annotations
 
 import abc
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from exporter.foundation import StrictModel
 from exporter.snapshot import Family
 
+__all__ = ["PartialPollError", "PollError", "ReprobeRequired", "Source", "SourceConfig", "StrictModel"]
 
-class StrictModel(BaseModel):
-    """Config models reject unknown keys, so a typo is an error with its key path."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+if TYPE_CHECKING:
+    from exporter.config import Config
 
 
 class SourceConfig(StrictModel):
@@ -67,9 +68,29 @@ class Source(abc.ABC):
 
     name: ClassVar[str]
     config_model: ClassVar[type[SourceConfig]]
+    # Sources whose instances this one is built from (see ``build``): rebuilding one rebuilds this.
+    builds_on: ClassVar[tuple[str, ...]] = ()
+    # The source that fills this one's metrics in simulation ("simulated"): --simulate turns this
+    # one off. None: the simulation does not model it, and it keeps its setting.
+    stand_in: ClassVar[str | None] = None
+    # Other source -> what both would fill: enabling both is a config error (a series twice).
+    conflicts_with: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
+
+    @classmethod
+    def build(cls, config: Config, built: Mapping[str, Source]) -> Source:
+        """This source for the whole ``config``; ``built`` holds the enabled sources built before it."""
+        return cls(getattr(config.sources, cls.name))
+
+    def reconfigure(self, fresh: Source) -> bool:
+        """Take ``fresh``'s settings in place (a config reload); False when ``fresh`` must replace this one.
+
+        The default keeps this instance only when nothing changed, so its upstream handles and
+        counters live on; a source that can apply a change at run time overrides it.
+        """
+        return type(fresh) is type(self) and fresh.config == self.config
 
     def probe(self) -> None:  # noqa: B027 - optional hook, most sources have nothing to probe
         """Find out what the upstream supports. Raise to be retried with backoff."""

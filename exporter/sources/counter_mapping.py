@@ -183,6 +183,7 @@ def _mapped_series(metrics: Exposition, mapping: CounterMap) -> tuple[dict[tuple
 
 class CounterMappingSource(ServingSource[Endpoint]):
     name: ClassVar[str] = SOURCE_NAME
+    stand_in: ClassVar[str | None] = "simulated"
     config_model: ClassVar[type[SourceConfig]] = CounterMappingConfig
 
     def __init__(self, config: CounterMappingConfig, clock: Callable[[], float] = time.monotonic) -> None:

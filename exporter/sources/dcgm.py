@@ -131,6 +131,7 @@ class DcgmConfig(SourceConfig):
 
 class DcgmSource(Source):
     name: ClassVar[str] = "dcgm"
+    stand_in: ClassVar[str | None] = "simulated"
     config_model: ClassVar[type[SourceConfig]] = DcgmConfig
     config: DcgmConfig
 

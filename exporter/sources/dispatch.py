@@ -29,6 +29,7 @@ class DispatchConfig(SourceConfig):
 
 class DispatchSource(Source):
     name: ClassVar[str] = "dispatch"
+    stand_in: ClassVar[str | None] = "simulated"
     config_model: ClassVar[type[SourceConfig]] = DispatchConfig
 
     def __init__(self, config: DispatchConfig, clock: Callable[[], float] = time.time) -> None:

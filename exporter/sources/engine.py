@@ -87,6 +87,7 @@ def tensorrt_llm_algorithms() -> set[str] | None:
 
 class EngineSource(Source):
     name: ClassVar[str] = "engine"
+    stand_in: ClassVar[str | None] = "simulated"
     config_model: ClassVar[type[SourceConfig]] = EngineConfig
 
     def __init__(self, config: EngineConfig, clock: Callable[[], float] = time.time) -> None:

@@ -222,6 +222,7 @@ class Tail:
 
 class LogsSource(Source):
     name: ClassVar[str] = "logs"
+    stand_in: ClassVar[str | None] = "simulated"
     config_model: ClassVar[type[SourceConfig]] = LogsConfig
 
     def __init__(self, config: LogsConfig) -> None:

@@ -252,6 +252,7 @@ def _int(value: Any, model: str, kind: str) -> int:
 
 class TritonSource(ServingSource[TritonEndpoint]):
     name: ClassVar[str] = "triton"
+    stand_in: ClassVar[str | None] = "simulated"
     config_model: ClassVar[type[SourceConfig]] = TritonConfig
 
     def __init__(self, config: TritonConfig, clock: Callable[[], float] = time.monotonic) -> None:

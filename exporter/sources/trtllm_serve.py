@@ -217,6 +217,7 @@ def parse_iteration_stats(body: bytes) -> list[dict[str, Any]]:
 
 class TrtllmServeSource(ServingSource[TrtllmServeEndpoint]):
     name: ClassVar[str] = "trtllm_serve"
+    stand_in: ClassVar[str | None] = "simulated"
     config_model: ClassVar[type[SourceConfig]] = TrtllmServeConfig
 
     def __init__(self, config: TrtllmServeConfig, clock: Callable[[], float] = time.monotonic) -> None:

@@ -60,7 +60,7 @@ def test_simulate_shortcut_enables_the_simulation_and_turns_hardware_sources_off
     loaded = cfg.load(None, environ={"BLACKWELL_EXPORTER_SIMULATE": "h200x2", "BLACKWELL_EXPORTER_SCENARIO": "gpu-lost"})
     assert loaded.simulated and loaded.sources.simulated.profile == "h200x2"
     assert loaded.sources.simulated.scenario == "gpu-lost"
-    assert all(not getattr(loaded.sources, name).enabled for name in cfg.SIMULATED_SOURCES if hasattr(loaded.sources, name))
+    assert all(not getattr(loaded.sources, name).enabled for name in cfg.replaced_in_simulation())
 
 
 def test_unknown_profile_and_scenario_list_the_choices():
@@ -122,3 +122,40 @@ def test_sources_that_would_emit_the_same_series_cannot_both_be_enabled(tmp_path
                              " labels: {layer: '{layer}'}}\n")
     with pytest.raises(cfg.ConfigError, match="sources.logs also fills"):
         cfg.load(mapped, environ={})
+
+
+def test_the_merged_configuration_is_validated_not_each_layer_against_defaults(tmp_path):
+    """Issue 15 item 18: a file's interval and the environment's timeout are judged together."""
+    path = write(tmp_path, "sources:\n  nvml:\n    interval: 60\n")
+    loaded = cfg.load(path, environ={"BLACKWELL_EXPORTER_SOURCES__NVML__TIMEOUT": "20"})
+    assert (loaded.sources.nvml.interval, loaded.sources.nvml.timeout) == (60, 20)
+
+
+def test_a_problem_across_layers_names_every_layer_that_set_the_section(tmp_path):
+    path = write(tmp_path, "sources:\n  nvml:\n    interval: 60\n")
+    with pytest.raises(cfg.ConfigError) as caught:
+        cfg.load(path, environ={"BLACKWELL_EXPORTER_SOURCES__NVML__TIMEOUT": "90"})
+    assert caught.value.problems == [
+        f"sources.nvml: Value error, timeout (90.0s) must not exceed interval (60.0s) (from environment over {path})"]
+
+
+def test_a_plain_value_names_the_layer_whose_value_is_in_force(tmp_path):
+    path = write(tmp_path, "listen: nowhere\nsources:\n  simulated:\n    intervl: 3\n")
+    with pytest.raises(cfg.ConfigError) as caught:
+        cfg.load(path, environ={"BLACKWELL_EXPORTER_LISTEN": "also-nowhere"}, flags={"listen": "nor-here"})
+    assert sorted(caught.value.problems) == [
+        "listen: Value error, 'nor-here' is not HOST:PORT (for example :9402 or 127.0.0.1:9402) (from command line)",
+        f"sources.simulated.intervl: unknown key (from {path})"]
+
+
+def test_config_check_applies_the_environment_and_flags_run_would(tmp_path, capsys, monkeypatch):
+    path = write(tmp_path, "sources:\n  nvml:\n    interval: 60\n")
+    monkeypatch.setenv("BLACKWELL_EXPORTER_SOURCES__NVML__TIMEOUT", "20")
+    assert main(["config", "check", str(path)]) == 0
+    monkeypatch.setenv("BLACKWELL_EXPORTER_SOURCES__NVML__TIMEOUT", "61")
+    assert main(["config", "check", str(path)]) == 1
+    assert "(from environment over" in capsys.readouterr().out
+    monkeypatch.delenv("BLACKWELL_EXPORTER_SOURCES__NVML__TIMEOUT")
+    assert main(["config", "check", str(path), "--listen", "bad"]) == 1
+    assert "listen: Value error, 'bad' is not HOST:PORT" in capsys.readouterr().out
+    assert main(["config", "check", "--simulate", "h200x2", "--scenario", "gpu-lost"]) == 0

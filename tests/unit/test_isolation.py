@@ -17,14 +17,7 @@ from exporter.scheduler import STALE_INTERVALS, Scheduler, SourceRunner
 from exporter.server import ExporterHTTPServer
 from exporter.snapshot import Family, SnapshotStore
 from exporter.sources.base import PartialPollError, PollError, ReprobeRequired, Source, SourceConfig
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support import FakeClock, scheduled
 
 
 def memory_family(value: float = 1.0) -> Family:
@@ -60,14 +53,7 @@ class Other(Scripted):
 
 
 def runner_for(source: Source, store: SnapshotStore | None = None, clock: FakeClock | None = None) -> SourceRunner:
-    store = store or SnapshotStore()
-    clock = clock or FakeClock()
-    holder: dict[str, Scheduler] = {}
-    runner = SourceRunner(source, store, lambda: holder["s"].self_snapshot(), clock=clock)
-    scheduler = Scheduler([], store, "hardware")
-    scheduler.runners[runner.name] = runner
-    holder["s"] = scheduler
-    return runner
+    return scheduled(source, clock or FakeClock(), store)[0]
 
 
 def raiser(exc: BaseException) -> Callable[[], object]:

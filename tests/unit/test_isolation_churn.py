@@ -16,11 +16,13 @@ from pathlib import Path
 import pytest
 
 from exporter import promtext
-from exporter.scheduler import Scheduler, SourceRunner
+from exporter.scheduler import SourceRunner
 from exporter.snapshot import SnapshotStore
 from exporter.sources.nvml.source import NvmlConfig, NvmlSource
 from exporter.sources.triton import TritonConfig, TritonSource
 from tests.nvml_replay import ReplayBackend
+from tests.support import FakeClock as Clock
+from tests.support import scheduled
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = (ROOT / "tests" / "fixtures" / "triton" / "cpp_backend_metrics.txt").read_text()
@@ -28,20 +30,8 @@ RECORDING = ROOT / "tests" / "fixtures" / "nvml" / "h200x2" / "nvml_probe.json"
 OVERLAY = ROOT / "tests" / "fixtures" / "nvml" / "h200x2_overlay.json"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def runner(source, clock: Clock) -> tuple[SourceRunner, SnapshotStore]:
-    store = SnapshotStore()
-    scheduler = Scheduler([], store, "hardware")
-    run = SourceRunner(source, store, scheduler.self_snapshot, clock=clock)
-    scheduler.runners[run.name] = run
-    return run, store
+    return scheduled(source, clock)
 
 
 def served(store: SnapshotStore) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -162,7 +152,6 @@ def test_gpu_lost_and_back_through_the_scheduler(nvml: ReplayBackend) -> None:
     back = served(store)
     assert back[("blackwell_gpu_up", gpu1)] == 1
     assert back[("blackwell_gpu_power_watts", (("gpu", "1"),))] > 0
-
 
 
 # -- log files rotated, truncated, deleted ---------------------------------------------------------

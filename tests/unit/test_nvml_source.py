@@ -18,20 +18,13 @@ from exporter.sources.nvml import fields as nf
 from exporter.sources.nvml.backend import GPU_IS_LOST, NOT_SUPPORTED, RESET_REQUIRED, NvmlError
 from exporter.sources.nvml.source import NvmlConfig, NvmlSource
 from tests.nvml_replay import ReplayBackend
+from tests.support import FakeClock as Clock
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDING = ROOT / "tests" / "fixtures" / "nvml" / "h200x2" / "nvml_probe.json"
 OVERLAY = ROOT / "tests" / "fixtures" / "nvml" / "h200x2_overlay.json"
 GPU0 = "GPU-1b78982c-0e04-daa0-7189-44a219fa7d37"
 GPU1 = "GPU-0b6b0347-d03c-3e57-476c-d9a8e64fd5a6"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from exporter import cli
 from exporter.preflight import boxes
 from exporter.preflight.result import CheckResult, Status
 from exporter.preflight.settings import PreflightConfig
+from exporter.preflight.source import PreflightSource, families
 from exporter.snapshot import Snapshot
-from exporter.sources.preflight import PreflightSource, families
 from exporter.sources.registry import SOURCES
 from exporter.sources.simulated.source import SimulatedConfig
 

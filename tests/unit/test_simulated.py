@@ -7,14 +7,7 @@ from exporter.snapshot import Snapshot, SnapshotStore
 from exporter.sources.simulated.profiles import PROFILES
 from exporter.sources.simulated.scenarios import SCENARIOS
 from exporter.sources.simulated.source import SimulatedConfig, SimulatedSource
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support import FakeClock as Clock
 
 
 def poll(source: SimulatedSource) -> dict[str, list]:

@@ -22,6 +22,7 @@ from exporter.sources.triton import (
     parse_stats,
     triton_families,
 )
+from tests.support import FakeClock as Clock
 from tests.unit.upstream_server import Route, Upstream
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "triton"
@@ -217,14 +218,6 @@ def triton():
     fake = FakeTriton()
     yield fake
     fake.server.close()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def source_for(*endpoints: dict, clock: Clock | None = None) -> TritonSource:

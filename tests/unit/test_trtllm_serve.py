@@ -18,6 +18,7 @@ from exporter.sources.trtllm_serve import (
     failure_reason,
     trtllm_serve_families,
 )
+from tests.support import FakeClock as Clock
 from tests.unit.upstream_server import Route, Upstream
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "trtllm_serve"
@@ -132,13 +133,6 @@ def server():
     })
     yield upstream
     upstream.close()
-
-
-class Clock:
-    now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def source_for(server: Upstream, clock: Clock | None = None, **endpoint) -> TrtllmServeSource:

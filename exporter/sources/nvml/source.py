@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -97,6 +97,8 @@ class _Result:
 
 class NvmlSource(Source):
     name: ClassVar[str] = "nvml"
+    stand_in: ClassVar[str | None] = "simulated"
+    conflicts_with: ClassVar[Mapping[str, str]] = {"dcgm": "the same GPU metrics"}
     config_model: ClassVar[type[SourceConfig]] = NvmlConfig
     config: NvmlConfig
 

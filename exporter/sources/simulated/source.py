@@ -73,6 +73,19 @@ class SimulatedSource(Source):
     def scenario(self) -> str:
         return self._model.scenario.name
 
+    def reconfigure(self, fresh: Source) -> bool:
+        """A reload that changes only the scenario switches it, as POST /-/scenario does."""
+        if not isinstance(fresh, SimulatedSource):
+            return False
+        wanted: SimulatedConfig = fresh.config  # type: ignore[assignment]
+        if wanted.model_copy(update={"scenario": self.scenario}) != self.config.model_copy(
+                update={"scenario": self.scenario}):
+            return False
+        if wanted.scenario != self.scenario:
+            self.set_scenario(wanted.scenario)
+        self.config = wanted
+        return True
+
     def set_scenario(self, name: str) -> None:
         """Switch failure mode at run time; ValueError with the choices when it does not apply."""
         scenario = scenario_named(name)
