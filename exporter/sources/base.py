@@ -80,3 +80,7 @@ class Source(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release handles; called on shutdown and before a re-probe."""
+
+    def notes(self) -> list[str]:
+        """Short lines for the landing page that no metric can carry (names, reasons); called from the HTTP thread."""
+        return []
