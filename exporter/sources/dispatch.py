@@ -19,8 +19,10 @@ last good one and says why) and exports totals that never go backwards:
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -67,10 +69,12 @@ class _Process:
     """One live writer: its identity, what it had counted at the last poll, its last good header."""
 
     identity: tuple[int, float]  # (pid, started_at): a change is a restart
-    state: dict[str, Any]
+    state: dict[str, Any]  # the last good header (no gpus)
+    signature: tuple[int, int, int] = (0, 0, 0)  # the file's (inode, mtime_ns, size) when it was last read
     seen: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # gpu -> name -> last [launches, ns]
     gpu_counts: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # gpu -> kernels, kernel_ns, overflow
     unrecognized: dict[tuple[str, str], int] = field(default_factory=dict)  # (gpu, name) -> launches
+    unrecognized_names: Counter[str] = field(default_factory=Counter)  # gpu -> len of the above on that GPU
 
 
 class DispatchSource(Source):
@@ -89,13 +93,20 @@ class DispatchSource(Source):
         self._table: KernelClassifier | None = None
         self._table_stamp: tuple[int, int] | None = None
         self._table_error = ""
-        self._notes: tuple[str, ...] = ()
+        self._faults: list[StateError] = []
+        self._lock = threading.Lock()  # poll() against notes(), which the HTTP thread calls
 
     def notes(self) -> list[str]:
-        return list(self._notes)
+        """Built on demand (the landing page is rare, polls are not): table errors, writers' reasons, names."""
+        with self._lock:
+            return self._build_notes(self._faults)
 
     # -- the poll ------------------------------------------------------------------------------------
     def poll(self) -> list[Family]:
+        with self._lock:
+            return self._poll()
+
+    def _poll(self) -> list[Family]:
         self._refresh_table()
         now = self._clock()
         faults: list[StateError] = []
@@ -112,7 +123,7 @@ class DispatchSource(Source):
             for gone in set(kept) - present:
                 del kept[gone]
         families = self._families(now)
-        self._notes = tuple(self._build_notes(faults))
+        self._faults = faults
         if faults:
             raise PartialPollError("; ".join(str(f) for f in faults), families, faults[0].reason)
         if not self._processes:
@@ -137,6 +148,11 @@ class DispatchSource(Source):
             return
         signature = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         if self._ignored.get(path.name) == signature:
+            return
+        known = self._processes.get(path.name)
+        if known is not None and known.signature == signature:  # not rewritten since the last poll: nothing new
+            if self._is_finished(known.state, now):
+                self._retire(path, signature, f"stale (last written {now - known.state['updated_at']:.0f}s ago)")
             return
         try:
             state = read_state(path)
@@ -164,7 +180,8 @@ class DispatchSource(Source):
                 return
             self._processes[path.name] = process
         self._fold(path, process, state)
-        process.state = state
+        process.state = {key: value for key, value in state.items() if key != "gpus"}  # the names live in seen
+        process.signature = signature
         if self._is_finished(state, now):
             why = "exited" if state["status"] == "exited" else f"stale (last written {now - state['updated_at']:.0f}s ago)"
             self._retire(path, signature, why)
@@ -194,9 +211,9 @@ class DispatchSource(Source):
         decide = self._table.decide
         updates = []
         for gpu, entry in state["gpus"].items():
-            seen = process.seen.get(gpu, {})
-            changed = [(name, pair, seen.get(name)) for name, pair in entry["names"].items() if pair != seen.get(name)]
-            for name, pair, _ in changed:
+            last = process.seen.get(gpu, {}).get
+            changed = [(name, pair) for name, pair in entry["names"].items() if pair != last(name)]
+            for name, pair in changed:
                 if not is_pair(pair):
                     raise StateError(f"{path}: gpus[{gpu}].names[{name!r}]: expected [launches, gpu_ns], got {pair!r}",
                                      "invalid")
@@ -204,7 +221,8 @@ class DispatchSource(Source):
         totals = self._totals
         for gpu, entry, changed in updates:
             seen = process.seen.setdefault(gpu, {})
-            for name, pair, before in changed:
+            for name, pair in changed:
+                before = seen.get(name)
                 seen[name] = pair
                 precision, rule = decide(name)
                 if precision is None:
@@ -215,6 +233,8 @@ class DispatchSource(Source):
                 totals.gemm_ns[(gpu, precision)] += nanoseconds
                 if rule.startswith("default:"):
                     totals.unrecognized[gpu] += launches
+                    if (gpu, name) not in process.unrecognized:
+                        process.unrecognized_names[gpu] += 1
                     process.unrecognized[(gpu, name)] = pair[0]
             counts = (entry["kernels"], entry["kernel_ns"], entry.get("overflow", [0, 0])[0])
             before = process.gpu_counts.get(gpu, (0, 0, 0))
@@ -263,6 +283,7 @@ class DispatchSource(Source):
             process.unrecognized = {
                 (gpu, name): pair[0] for gpu, names in process.seen.items() for name, pair in names.items()
                 if self._table.decide(name)[0] is not None and self._table.decide(name)[1].startswith("default:")}
+            process.unrecognized_names = Counter(gpu for gpu, _ in process.unrecognized)
 
     # -- what is exported -----------------------------------------------------------------------------
     def _families(self, now: float) -> list[Family]:
@@ -276,7 +297,7 @@ class DispatchSource(Source):
         for key in sorted(t.gemm):
             f["blackwell_gemm_kernel_launches_total"].add(key, t.gemm[key])
             f["blackwell_gemm_kernel_seconds_total"].add(key, t.gemm_ns[key] / 1e9)
-        names: Counter[str] = Counter(gpu for p in self._processes.values() for gpu, _ in p.unrecognized)
+        names: Counter[str] = sum((p.unrecognized_names for p in self._processes.values()), Counter())
         for gpu in sorted(t.kernels):
             f["blackwell_dispatch_kernel_launches_total"].add((gpu,), t.kernels[gpu])
             f["blackwell_dispatch_kernel_seconds_total"].add((gpu,), t.kernel_ns[gpu] / 1e9)
@@ -322,6 +343,6 @@ class DispatchSource(Source):
         for process in self._processes.values():
             for key, count in process.unrecognized.items():
                 launches[key] += count
-        top = sorted(launches.items(), key=lambda item: (-item[1], item[0]))[:NOTE_NAMES]
+        top = heapq.nsmallest(NOTE_NAMES, launches.items(), key=lambda item: (-item[1], item[0]))
         notes += [f"unrecognized GEMM on gpu {gpu} ({count} launches): {name}" for (gpu, name), count in top]
         return notes
