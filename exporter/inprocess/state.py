@@ -38,6 +38,7 @@ def write_atomic(path: Path, state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; the exporter reading it often runs as another user (a sidecar)
         with os.fdopen(fd, "w") as fh:
             json.dump(state, fh, separators=(",", ":"))
             fh.flush()
