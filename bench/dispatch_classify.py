@@ -83,7 +83,7 @@ def main() -> None:
     source.poll()  # the writer has not rewritten the file since: the source does not read it again
     unchanged = time.perf_counter() - began
     steady = polls[1:]
-    classify = [p - r for p, r in zip(polls, parses)]
+    classify = [p - r for p, r in zip(polls, parses, strict=True)]
     result = {
         "names": args.names, "distinct_base_names": len(base), "file_bytes": path.stat().st_size,
         "python": platform.python_version(), "machine": platform.machine(),
