@@ -40,6 +40,7 @@ from exporter.sources.base import PartialPollError, PollError, Source, SourceCon
 log = logging.getLogger(__name__)
 
 NOTE_NAMES = 20  # unrecognized GEMM names listed on the landing page
+RETIRED_KEPT = 64  # finished processes remembered, in case one writes again
 START_HINT = ("start sampling in the serving process: CUDA_INJECTION64_PATH=$(blackwell-exporter inject-path) in its "
               "environment (any C++ or Python runtime), or exporter.inprocess.start_sampler() in Python")
 
@@ -90,6 +91,7 @@ class DispatchSource(Source):
         self._processes: dict[str, _Process] = {}
         self._ignored: dict[str, tuple[int, int, int]] = {}  # file name -> stat signature of a file we cannot remove
         self._unreadable: dict[str, tuple[tuple[int, int, int], float]] = {}  # file name -> (signature, first seen)
+        self._retired: dict[tuple[int, float], _Process] = {}  # the last RETIRED_KEPT finished processes, oldest first
         self._table: KernelClassifier | None = None
         self._table_stamp: tuple[int, int] | None = None
         self._table_error = ""
@@ -173,7 +175,9 @@ class DispatchSource(Source):
             if process is not None:
                 log.info("dispatch: %s restarted (pid %s -> %s); its earlier counts stay in the totals",
                          path.name, process.identity[0], identity[0])
-            process = _Process(identity, state)
+            # A process taken for gone that writes again (stopped for longer than stale_after, then resumed)
+            # goes on from what was already counted, never from zero.
+            process = self._retired.pop(identity, None) or _Process(identity, state)
             finished_before_us = identity[1] < self._started_at and self._is_finished(state, now)
             if finished_before_us:  # counted, if at all, by an earlier exporter: do not count it again
                 self._retire(path, signature, "ended before this exporter started")
@@ -191,7 +195,11 @@ class DispatchSource(Source):
 
     def _retire(self, path: Path, signature: tuple[int, int, int], why: str) -> None:
         """Forget a finished process (its counts stay in the totals) and remove its file, or ignore it from now on."""
-        self._processes.pop(path.name, None)
+        process = self._processes.pop(path.name, None)
+        if process is not None:
+            self._retired[process.identity] = process
+            while len(self._retired) > RETIRED_KEPT:
+                self._retired.pop(next(iter(self._retired)))
         self._unreadable.pop(path.name, None)
         try:
             if os.stat(path).st_ino == signature[0]:  # not a new process's file that replaced it meanwhile

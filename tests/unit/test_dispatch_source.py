@@ -216,6 +216,18 @@ def test_a_stale_file_is_folded_in_removed_and_its_process_series_end(tmp_path):
         ("rank1", "inject", "sampling", "")}
 
 
+def test_a_process_taken_for_stale_that_writes_again_goes_on_from_what_was_counted(tmp_path):
+    clock = Clock()
+    write(tmp_path, "rank0", state({FP8: [10, 100]}))
+    src = source(tmp_path, clock)
+    poll(src)
+    clock.now += 600  # stopped (SIGSTOP, a debugger) for longer than stale_after
+    with pytest.raises(PartialPollError):
+        src.poll()
+    write(tmp_path, "rank0", state({FP8: [13, 130]}, updated_at=clock.now))  # the same process resumes
+    assert launches(poll(src), "fp8") == 13
+
+
 def test_a_file_removed_by_its_writer_takes_nothing_away(tmp_path):
     write(tmp_path, "rank0", state({FP8: [10, 100]}))
     write(tmp_path, "rank1", state({BF16: [1, 10]}, pid=2))
@@ -383,3 +395,88 @@ def test_atomic_writes_never_show_a_reader_a_partial_file(tmp_path):
         thread.join()
     assert errors == []
     assert [p.name for p in tmp_path.iterdir()] == ["rank0.json"]  # no temporary files left behind
+
+
+def test_a_file_unreadable_and_unchanged_for_longer_than_stale_after_is_removed(tmp_path):
+    clock = Clock()
+    write(tmp_path, "rank0", state({FP8: [1, 10]}))
+    (tmp_path / "broken.json").write_text("{not json")
+    src = source(tmp_path, clock)
+    with pytest.raises(PartialPollError, match="broken.json"):
+        src.poll()
+    clock.now += 121
+    write(tmp_path, "rank0", state({FP8: [2, 20]}, updated_at=clock.now))
+    assert launches(poll(src), "fp8") == 2
+    assert not (tmp_path / "broken.json").exists()
+
+
+def test_no_exported_counter_ever_decreases_through_restarts_exits_stale_files_and_table_changes(tmp_path):
+    """A long random life of three ranks: every counter of every poll is >= the one before."""
+    import random
+
+    rng = random.Random(5)
+    clock = Clock()
+    table = tmp_path / "table.yaml"
+    shutil.copy(DEFAULT_TABLE, table)
+    states = tmp_path / "states"
+    src = source(states, clock, table=table, stale_after=60)
+    pool = [BF16, FP8, FP4, SOFTMAX, CUSTOM_GEMM]
+    ranks = {name: {"pid": i, "names": {}} for i, name in enumerate(("rank0", "rank1", "rank2"))}
+    before: dict = {}
+    for step in range(300):
+        clock.now += 10
+        for name, rank in ranks.items():
+            event = rng.random()
+            if event < 0.03:  # restart: a new process under the same name
+                rank["pid"] += 10
+                rank["names"] = {}
+            elif event < 0.05:  # killed: its file stops changing
+                continue
+            for kernel in rng.sample(pool, 2):
+                pair = rank["names"].setdefault(kernel, [0, 0])
+                pair[0] += rng.randint(0, 5)
+                pair[1] += rng.randint(0, 500)
+            status = "exited" if event > 0.98 else "sampling"
+            write(states, name, state({k: list(v) for k, v in rank["names"].items()}, pid=rank["pid"],
+                                      started_at=NOW + rank["pid"], updated_at=clock.now, status=status))
+            if status == "exited":  # what comes next under this name is another process
+                rank["pid"] += 10
+                rank["names"] = {}
+        if step % 50 == 25:  # the table moves the custom GEMM between precisions
+            fp8_rule = "precision:\n  - {name: custom, precision: fp8, pattern: '^my_custom'}\n"
+            text = DEFAULT_TABLE.read_text()
+            table.write_text(text.replace("precision:\n", fp8_rule, 1) if step % 100 == 25 else text)
+            os.utime(table, ns=(step, step))
+        try:
+            got = samples(src.poll())
+        except PartialPollError as err:
+            got = samples(err.families)
+        counters = {key: value for key, value in got.items() if key[0].endswith("_total") and "sampler" not in key[0]}
+        for key, value in before.items():
+            assert counters.get(key, value) >= value, f"{key} went from {value} to {counters.get(key)} at step {step}"
+            assert key in counters, f"{key} disappeared at step {step}"
+        before = counters
+
+
+def test_the_landing_page_lists_unrecognized_gemms_and_why_a_writer_is_not_sampling(tmp_path):
+    import urllib.request
+
+    from exporter.scheduler import Scheduler
+    from exporter.server import ExporterHTTPServer
+    from exporter.snapshot import SnapshotStore
+
+    write(tmp_path, "rank0", state({CUSTOM_GEMM: [9, 90]}))
+    write(tmp_path, "rank1", state({}, pid=2, status="unavailable", reason="cupti_missing",
+                                   detail="no libcupti.so.13 found in /usr/local/cuda/lib64"))
+    scheduler = Scheduler([source(tmp_path)], SnapshotStore(), "hardware")
+    scheduler.runners["dispatch"].run_once()
+    server = ExporterHTTPServer(("127.0.0.1", 0), scheduler)
+    server.serve_in_thread()
+    try:
+        page = urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/", timeout=5).read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "<h2>dispatch</h2>" in page
+    assert f"unrecognized GEMM on gpu 0 (9 launches): {CUSTOM_GEMM}" in page
+    assert "rank1.json (pid 2, inject): unavailable, reason cupti_missing: no libcupti.so.13 found" in page
