@@ -55,12 +55,12 @@ def _check_exporter_config(path: Path) -> config_mod.Config:
 # -- the injection library in the serving container ------------------------------------------
 
 def _library_variables() -> set[str]:
-    """The variables the writers read: the state file doc's settings table, and the native sources' getenv calls."""
+    """The variables the writers read: the state file doc's settings table, and the names the native sources spell."""
     doc = (REPO / "docs" / "dispatch-state.md").read_text()
     settings = doc[doc.index("## Settings read by both writers"):]
     names = set(re.findall(r"^\| `(BLACKWELL_DISPATCH_[A-Z_]+)` \|", settings, re.M))
     for source in (REPO / "native").rglob("*.c") if (REPO / "native").is_dir() else ():
-        names |= set(re.findall(r'getenv\("(BLACKWELL_DISPATCH_[A-Z_]+)"\)', source.read_text()))
+        names |= set(re.findall(r'"(BLACKWELL_DISPATCH_[A-Z_]+)"', source.read_text()))
     assert "BLACKWELL_DISPATCH_STATE_DIR" in names
     return names | {"CUDA_INJECTION64_PATH"}
 
