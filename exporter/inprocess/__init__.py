@@ -93,7 +93,12 @@ def start_sampler(duty_cycle: float | None = None, period: float | None = None,
     max_names = int(_setting("BLACKWELL_DISPATCH_MAX_NAMES", DEFAULT_MAX_NAMES, int))
     directory = Path(state_dir) if state_dir is not None else DEFAULT_DIR
     name = process or process_name()
+    injected = os.environ.get("CUDA_INJECTION64_PATH")
+    if injected:  # the library already samples this process and writes <name>.json: stand aside, say so
+        name += "-python"
     sampler = DispatchSampler(_free_path(directory, name, every), duty, every, name, max_names)
+    if injected:
+        sampler.disable(f"the injection library ({injected}) samples this process; the Python sampler stands aside")
     sampler.start()
     _sampler = sampler
     atexit.register(stop_sampler)

@@ -97,6 +97,11 @@ class DispatchSampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._cupti: Any = None
+        self._disabled = ""
+
+    def disable(self, why: str) -> None:
+        """Never attach to CUPTI (call before start): the state file says ``disabled`` and why."""
+        self._disabled = why
 
     @property
     def sampling(self) -> bool:
@@ -138,6 +143,8 @@ class DispatchSampler:
         try:
             if self.duty_cycle == 0:
                 raise SamplerUnavailableError("duty cycle 0 (BLACKWELL_DISPATCH_DUTY_CYCLE): sampling disabled", "disabled")
+            if self._disabled:
+                raise SamplerUnavailableError(self._disabled, "disabled")
             self._attach()
         except SamplerUnavailableError as exc:
             log.warning("blackwell dispatch sampler not sampling: %s", exc)

@@ -64,6 +64,7 @@ class FakeCupti(types.SimpleNamespace):
 
 @pytest.fixture
 def fake_cupti(monkeypatch):
+    monkeypatch.delenv("CUDA_INJECTION64_PATH", raising=False)
     fake = FakeCupti()
     package = types.ModuleType("cupti")
     package.cupti = fake
@@ -75,6 +76,7 @@ def fake_cupti(monkeypatch):
 
 def test_without_cupti_python_the_sampler_logs_how_to_install_it_and_its_state_file_says_why(
         monkeypatch, tmp_path, caplog):
+    monkeypatch.delenv("CUDA_INJECTION64_PATH", raising=False)
     monkeypatch.setitem(sys.modules, "cupti", None)  # import cupti raises ImportError
     with caplog.at_level(logging.WARNING, logger="blackwell_exporter.inprocess"):
         sampler = inprocess.start_sampler(state_dir=tmp_path, process="rank0")
@@ -178,3 +180,13 @@ def test_bad_settings_are_refused_before_anything_starts(tmp_path):
         DispatchSampler(tmp_path / "p.json", duty_cycle=1.5, period=10, process="p")
     with pytest.raises(ValueError, match="period"):
         DispatchSampler(tmp_path / "p.json", duty_cycle=0.1, period=-1, process="p")
+
+
+def test_in_a_process_the_injection_library_samples_the_python_sampler_stands_aside_in_its_own_file(
+        fake_cupti, monkeypatch, tmp_path):
+    monkeypatch.setenv("CUDA_INJECTION64_PATH", "/opt/blackwell/inject/libblackwell-inject.so")
+    sampler = inprocess.start_sampler(state_dir=tmp_path, process="rank0")
+    state = json.loads((tmp_path / "rank0-python.json").read_text())
+    assert not sampler.sampling and fake_cupti.completed is None, "it never subscribed to CUPTI"
+    assert (state["status"], state["reason"]) == ("unavailable", "disabled")
+    assert "injection library" in state["detail"]
