@@ -71,16 +71,24 @@ def kernel_ms(fn, reps: int = 200) -> float:
 
 
 def totals(path: Path) -> dict[str, dict[str, float]]:
-    state = read_state(path, time.time(), 600)
+    """Launches and GPU seconds per precision of one v2 state file, classified as the dispatch source does."""
+    state = read_state(path)
+    table = KernelClassifier.load()
     out = {"launches": {}, "seconds": {}, "kernels": 0.0}
+    unrecognized = {}
     for entry in state["gpus"].values():
-        for p, v in entry["gemm_launches"].items():
-            out["launches"][p] = out["launches"].get(p, 0) + v
-        for p, v in entry["gemm_seconds"].items():
-            out["seconds"][p] = out["seconds"].get(p, 0.0) + v
+        for name, (launches, nanoseconds) in entry["names"].items():
+            precision, rule = table.decide(name)
+            if precision is None:
+                continue
+            out["launches"][precision] = out["launches"].get(precision, 0) + launches
+            out["seconds"][precision] = out["seconds"].get(precision, 0.0) + nanoseconds * 1e-9
+            if rule.startswith("default:"):
+                unrecognized[name] = unrecognized.get(name, 0) + launches
         out["kernels"] += entry["kernels"]
     out["state"] = {k: state[k] for k in ("windows", "sampled_seconds", "records", "dropped_records",
-                                          "incomplete_records", "unrecognized_gemms")}
+                                          "incomplete_records")}
+    out["state"]["unrecognized_gemms"] = unrecognized
     return out
 
 

@@ -38,7 +38,7 @@ def main() -> None:
     state = json.loads((state_dir / "p.json").read_text())
     report = {"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"), "nvml_uuid_to_index": nvml,
               "sampler_labels_by_cuda_ordinal": labels, "ran_on_cuda_ordinal": last,
-              "state_gpus": {g: {"uuid": e["uuid"], "gemm_launches": e["gemm_launches"]}
+              "state_gpus": {g: {"uuid": e["uuid"], "kernels": e["kernels"]}
                              for g, e in state["gpus"].items()}}
     print(json.dumps(report), flush=True)
     name = f"dispatch_gpu_labels_{(os.environ.get('CUDA_VISIBLE_DEVICES') or 'all').replace(',', '_')}.json"

@@ -1,8 +1,9 @@
 """Kernel name -> precision path, from the data table ``dispatch_table.yaml`` beside this module.
 
-Runs inside the serving process (the CUPTI sampler classifies each kernel record) and in tests,
-so it imports only the standard library and PyYAML. Classification is cached per name: a serving
-process launches a few hundred distinct kernels millions of times.
+Runs in the exporter's dispatch source, which classifies the raw kernel names of the state files
+at each poll, so it imports only the standard library and PyYAML. Decisions are cached per name
+(up to ``cache_size`` names, enough for every name of a large state file): after the first poll a
+name costs one dictionary lookup.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import yaml
 PRECISIONS = ("fp4", "fp8", "16bit", "other")
 DEFAULT_TABLE = Path(__file__).with_name("dispatch_table.yaml")
 MAX_PATTERN_LENGTH = 1000
+CACHE_SIZE = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -29,13 +31,14 @@ class Rule:
 class KernelClassifier:
     """Classifies demangled kernel names; ``classify`` returns a precision or None (not a GEMM)."""
 
-    def __init__(self, not_gemm: list[Rule], gemm: list[Rule], precision: list[Rule], default: str) -> None:
+    def __init__(self, not_gemm: list[Rule], gemm: list[Rule], precision: list[Rule], default: str,
+                 cache_size: int = CACHE_SIZE) -> None:
         self.not_gemm = not_gemm
         self.gemm = gemm
         self.precision = precision
         self.default = default
-        # One decision per kernel name, cached: classify and explain both read it, in the CUPTI callback.
-        self._decided = lru_cache(maxsize=8192)(self._decide)
+        # One decision per kernel name, cached: classify, explain and decide all read it.
+        self.decide = lru_cache(maxsize=cache_size)(self._decide)
 
     @classmethod
     def load(cls, path: Path = DEFAULT_TABLE) -> KernelClassifier:
@@ -83,8 +86,8 @@ class KernelClassifier:
         return self.default, f"default:{self.default}"
 
     def classify(self, name: str) -> str | None:
-        return self._decided(name)[0]
+        return self.decide(name)[0]
 
     def explain(self, name: str) -> str:
         """Which rule decided, for docs, debugging and the sampler's list of unrecognized kernels."""
-        return self._decided(name)[1]
+        return self.decide(name)[1]

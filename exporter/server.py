@@ -467,6 +467,8 @@ def landing_page(scheduler: Scheduler) -> str:
             f"<td>{last}</td><td>{html.escape(runner.last_error) or '-'}</td></tr>"
         )
     ready, _ = scheduler.ready()
+    notes = "".join(f"<h2>{html.escape(name)}</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in lines) + "</ul>"
+                    for name, runner in sorted(scheduler.runners.items()) if (lines := runner.source.notes()))
     return (
         "<!doctype html><html><head><title>blackwell-exporter</title></head><body>"
         f"<h1>blackwell-exporter {html.escape(__version__)}</h1>"
@@ -474,5 +476,5 @@ def landing_page(scheduler: Scheduler) -> str:
         '<p><a href="/metrics">/metrics</a> &middot; <a href="/healthz">/healthz</a> &middot; '
         '<a href="/readyz">/readyz</a></p>'
         "<table border=1 cellpadding=4><tr><th>source</th><th>state</th><th>interval</th>"
-        "<th>last poll</th><th>last error</th></tr>" + "".join(rows) + "</table></body></html>\n"
+        "<th>last poll</th><th>last error</th></tr>" + "".join(rows) + "</table>" + notes + "</body></html>\n"
     )

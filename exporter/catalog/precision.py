@@ -15,28 +15,51 @@ _LOGS = ("logs", "simulated")
 _P = ("process",)
 
 METRICS = [
-    # -- what actually ran: the in-process CUPTI sampler, read by the dispatch source --------
+    # -- what actually ran: the CUPTI samplers' kernel names, classified by the dispatch source --
     counter("blackwell_gemm_kernel_launches_total",
-            "GEMM kernel launches by precision path: observed by the in-process sampler, or re-exported "
-            "from a runtime counter through counter_mapping.",
+            "GEMM kernel launches by precision path: kernel names sampled in the serving processes and classified "
+            "by the dispatch table, or re-exported from a runtime counter through counter_mapping. Totals of every "
+            "process since the exporter started: a process that exits or restarts takes nothing away.",
             ("gpu", "precision"), sources=(*_DISPATCH, "counter_mapping")),
     counter("blackwell_gemm_kernel_seconds_total",
-            "GPU time spent in GEMM kernels observed by the in-process sampler, by precision path.",
+            "GPU time spent in sampled GEMM kernels, by precision path.",
             ("gpu", "precision"), sources=_DISPATCH, unit="seconds"),
     counter("blackwell_dispatch_kernel_launches_total",
-            "All kernel launches (GEMM or not) observed by the in-process sampler.",
+            "All sampled kernel launches (GEMM or not, names beyond the writer's bound included).",
             ("gpu",), sources=_DISPATCH),
     counter("blackwell_dispatch_kernel_seconds_total",
-            "GPU time of all kernels observed by the in-process sampler; GEMM share = gemm seconds / this.",
+            "GPU time of all sampled kernels; GEMM share = gemm seconds / this.",
             ("gpu",), sources=_DISPATCH, unit="seconds"),
+    counter("blackwell_dispatch_overflow_kernel_launches_total",
+            "Sampled launches of kernels whose name came after the writer's bound on distinct names "
+            "(BLACKWELL_DISPATCH_MAX_NAMES): counted as kernels, never in a GEMM share. Raise the bound if it grows.",
+            ("gpu",), sources=_DISPATCH),
+    counter("blackwell_dispatch_unrecognized_gemm_launches_total",
+            "Sampled GEMM launches that no precision rule of the dispatch table matched (counted as precision "
+            "other); the names are on the exporter's landing page.",
+            ("gpu",), sources=_DISPATCH),
+    gauge("blackwell_dispatch_unrecognized_gemm_names",
+          "Distinct GEMM kernel names of the live processes that no precision rule matches.",
+          ("gpu",), sources=_DISPATCH),
+    gauge("blackwell_dispatch_table_last_reload_successful",
+          "1 when the last (re)load of the kernel classification table succeeded; 0 while the last good table "
+          "stays in use because the file changed into something that does not load.",
+          (), sources=_DISPATCH),
+    gauge("blackwell_dispatch_sampler_status",
+          "Always 1: the state of each live writer (status sampling, unavailable, paused) and why it is not sampling "
+          "(reason: cupti_missing, cupti_incompatible, multiple_subscribers, cupti_error, disabled). Ends with the process.",
+          ("process", "writer", "status", "reason"), sources=_DISPATCH),
+    counter("blackwell_dispatch_sampler_windows_skipped_total",
+            "Windows a writer did not open because of its reason (another CUPTI subscriber, an error).",
+            _P, sources=_DISPATCH),
     counter("blackwell_dispatch_sampler_windows_total",
-            "Sampling windows the in-process sampler completed, by serving process (state file).",
+            "Sampling windows a writer completed, by serving process (state file); reset with the process.",
             _P, sources=_DISPATCH),
     counter("blackwell_dispatch_sampler_sampled_seconds_total",
             "Wall time the sampler was recording; rate() of it is the window coverage (0-1).",
             _P, sources=_DISPATCH, unit="seconds"),
     counter("blackwell_dispatch_sampler_records_total",
-            "Kernel activity records the sampler received from CUPTI.",
+            "Kernel activity records the writer received from CUPTI.",
             _P, sources=_DISPATCH),
     counter("blackwell_dispatch_sampler_dropped_records_total",
             "Kernel activity records CUPTI dropped because its buffers were full (counts are then low).",

@@ -106,3 +106,7 @@ class Source(abc.ABC):
         """Why what this source watches is not all there although its polls succeed (a GPU the host
         should have is down); /readyz lists each. Read from the HTTP thread: return a copy."""
         return []
+
+    def notes(self) -> list[str]:
+        """Short lines for the landing page that no metric can carry (names, reasons); called from the HTTP thread."""
+        return []

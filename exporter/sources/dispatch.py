@@ -1,30 +1,81 @@
-"""The ``dispatch`` source: GEMM precision counts written by the in-process sampler.
+"""The ``dispatch`` source: GEMM launches per GPU and precision, classified here from raw kernel names.
 
-Reads every ``*.json`` state file in ``state_dir`` (one per serving process, see
-:mod:`exporter.inprocess`), sums the GEMM counters per GPU and precision, and exports the
-sampler's health per process. A missing, torn, invalid or stale file fails the poll with that
-reason, so ``blackwell_exporter_source_up{source="dispatch"}`` drops and the error names the file.
+Reads every ``*.json`` state file (format version 2, docs/dispatch-state.md) in ``state_dir``: one
+per serving process, written by the CUPTI injection library or the Python sampler, each listing
+kernel names with cumulative ``[launches, gpu_ns]`` per GPU. At each poll the source classifies
+with ``dispatch_table.yaml`` (re-read when its modification time changes; a bad table keeps the
+last good one and says why) and exports totals that never go backwards:
+
+- The source holds the per-GPU totals itself. Each poll adds what each name gained since the
+  last poll (per process, per GPU) to the precision the *current* table gives that name. A table
+  change therefore re-labels future launches, never past ones, and a process that exits, goes
+  stale, or restarts (same file name, new pid or started_at) takes nothing away: its counts were
+  added as they came.
+- A process whose file says ``exited`` or went stale has its last counts added, then its file is
+  removed (or, where the exporter may not remove it, remembered and ignored) and its per-process
+  series end. A corrupt file of a live process is a partial error naming the file; its last good
+  per-process series stay.
 """
 
 from __future__ import annotations
 
+import heapq
+import logging
+import os
+import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field
 
-from exporter.dispatch_table import PRECISIONS
-from exporter.inprocess.state import DEFAULT_DIR, StateError, read_state
+from exporter.dispatch_table import DEFAULT_TABLE, PRECISIONS, KernelClassifier
+from exporter.inprocess.state import DEFAULT_DIR, StateError, is_pair, read_state
 from exporter.snapshot import Family
 from exporter.sources.base import PartialPollError, PollError, Source, SourceConfig
 
+log = logging.getLogger(__name__)
+
+NOTE_NAMES = 20  # unrecognized GEMM names listed on the landing page
+RETIRED_KEPT = 64  # finished processes remembered, in case one writes again
+START_HINT = ("start sampling in the serving process: CUDA_INJECTION64_PATH=$(blackwell-exporter inject-path) in its "
+              "environment (any C++ or Python runtime), or exporter.inprocess.start_sampler() in Python")
+
 
 class DispatchConfig(SourceConfig):
-    state_dir: Path = Field(DEFAULT_DIR, description="directory the in-process samplers write their state files to")
-    stale_after: float = Field(120.0, gt=0, description="seconds after which an unchanged state file counts as stale")
+    state_dir: Path = Field(DEFAULT_DIR, description="directory the samplers write their state files to")
+    stale_after: float = Field(120.0, gt=0, description="seconds after which an unchanged state file counts as stale "
+                                                        "(its process is taken as gone); keep above the writer's period")
+    table: Path = Field(DEFAULT_TABLE, description="kernel classification table; re-read when its modification "
+                                                   "time changes, so a change needs no model-server restart")
+
+
+@dataclass
+class _Totals:
+    """What the exporter has counted since it started; only ever added to."""
+
+    gemm: Counter[tuple[str, str]] = field(default_factory=Counter)  # (gpu, precision) -> launches
+    gemm_ns: Counter[tuple[str, str]] = field(default_factory=Counter)
+    kernels: Counter[str] = field(default_factory=Counter)
+    kernel_ns: Counter[str] = field(default_factory=Counter)
+    overflow: Counter[str] = field(default_factory=Counter)
+    unrecognized: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class _Process:
+    """One live writer: its identity, what it had counted at the last poll, its last good header."""
+
+    identity: tuple[int, float]  # (pid, started_at): a change is a restart
+    state: dict[str, Any]  # the last good header (no gpus)
+    signature: tuple[int, int, int] = (0, 0, 0)  # the file's (inode, mtime_ns, size) when it was last read
+    seen: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # gpu -> name -> last [launches, ns]
+    gpu_counts: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # gpu -> kernels, kernel_ns, overflow
+    unrecognized: dict[tuple[str, str], int] = field(default_factory=dict)  # (gpu, name) -> launches
+    unrecognized_names: Counter[str] = field(default_factory=Counter)  # gpu -> len of the above on that GPU
 
 
 class DispatchSource(Source):
@@ -36,64 +87,271 @@ class DispatchSource(Source):
         super().__init__(config)
         self.config: DispatchConfig = config
         self._clock = clock
+        self._started_at = clock()
+        self._totals = _Totals()
+        self._processes: dict[str, _Process] = {}
+        self._ignored: dict[str, tuple[int, int, int]] = {}  # file name -> stat signature of a file we cannot remove
+        self._unreadable: dict[str, tuple[tuple[int, int, int], float]] = {}  # file name -> (signature, first seen)
+        self._retired: dict[tuple[int, float], _Process] = {}  # the last RETIRED_KEPT finished processes, oldest first
+        self._table: KernelClassifier | None = None
+        self._table_stamp: tuple[int, int] | None = None
+        self._table_error = ""
+        self._faults: list[StateError] = []
+        self._lock = threading.Lock()  # poll() against notes(), which the HTTP thread calls
 
+    def notes(self) -> list[str]:
+        """Built on demand (the landing page is rare, polls are not): table errors, writers' reasons, names."""
+        with self._lock:
+            return self._build_notes(self._faults)
+
+    # -- the poll ------------------------------------------------------------------------------------
     def poll(self) -> list[Family]:
-        directory = self.config.state_dir
-        try:
-            paths = sorted(p for p in directory.glob("*.json") if p.is_file())
-        except OSError as exc:
-            raise PollError(f"{directory}: cannot list state files: {exc}", "missing") from None
-        if not paths:
-            raise PollError(f"{directory}: no dispatch state files (*.json); start the sampler in the serving "
-                            "process with exporter.inprocess.start_sampler()", "missing")
+        with self._lock:
+            return self._poll()
+
+    def _poll(self) -> list[Family]:
+        self._refresh_table()
         now = self._clock()
-        states = []
-        problems: list[StateError] = []
-        for path in paths:
+        faults: list[StateError] = []
+        present = set()
+        for path in self._state_files():
+            present.add(path.name)
             try:
-                states.append((path.stem, read_state(path, now, self.config.stale_after)))
+                self._read(path, now)
             except StateError as exc:
-                problems.append(exc)
-        if not states:
-            raise PollError(str(problems[0]), problems[0].reason)
-        families = self._families(states, now)
-        # A stale file is a process that ended without stopping its sampler (killed): it must not
-        # hide the live ones. A torn or invalid file of a live process is a real fault: shown, partially.
-        faults = [p for p in problems if p.reason != "stale"]
+                faults.append(exc)
+        for gone in set(self._processes) - present:
+            del self._processes[gone]  # removed by its writer or an operator: its counts are already in the totals
+        for kept in (self._ignored, self._unreadable):
+            for gone in set(kept) - present:
+                del kept[gone]
+        families = self._families(now)
+        self._faults = faults
         if faults:
-            raise PartialPollError("; ".join(str(p) for p in faults), families, faults[0].reason)
+            raise PartialPollError("; ".join(str(f) for f in faults), families, faults[0].reason)
+        if not self._processes:
+            message = f"{self.config.state_dir}: no live dispatch state files (*.json); {START_HINT}"
+            if self._totals.kernels:
+                raise PartialPollError(message, families, "missing")
+            raise PollError(message, "missing")
         return families
 
-    @staticmethod
-    def _families(states: list[tuple[str, dict]], now: float) -> list[Family]:
-        launches: dict[tuple[str, str], float] = defaultdict(float)
-        seconds: dict[tuple[str, str], float] = defaultdict(float)
-        kernels: dict[str, float] = defaultdict(float)
-        kernel_seconds: dict[str, float] = defaultdict(float)
+    def _state_files(self) -> list[Path]:
+        directory = self.config.state_dir
+        try:
+            return sorted(p for p in directory.glob("*.json") if not p.name.startswith(".") and p.is_file())
+        except OSError as exc:
+            raise PollError(f"{directory}: cannot list state files: {exc}", "missing") from None
+
+    def _read(self, path: Path, now: float) -> None:
+        """Fold one file into the totals; raise StateError for a corrupt file of a live process."""
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return
+        signature = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if self._ignored.get(path.name) == signature:
+            return
+        known = self._processes.get(path.name)
+        if known is not None and known.signature == signature:  # not rewritten since the last poll: nothing new
+            if self._is_finished(known.state, now):
+                self._retire(path, signature, f"stale (last written {now - known.state['updated_at']:.0f}s ago)")
+            return
+        try:
+            state = read_state(path)
+        except StateError:
+            # Unchanged since first seen unreadable (by this exporter's clock) for longer than stale_after:
+            # abandoned, with nothing to count. Until then a fault of a live process.
+            seen = self._unreadable.setdefault(path.name, (signature, now))
+            if seen[0] != signature:
+                seen = self._unreadable[path.name] = (signature, now)
+            if now - seen[1] > self.config.stale_after:
+                self._retire(path, signature, "was not a readable state file and stopped changing")
+                return
+            raise
+        self._unreadable.pop(path.name, None)
+        identity = (state["pid"], float(state["started_at"]))
+        process = self._processes.get(path.name)
+        if process is None or process.identity != identity:
+            if process is not None:
+                log.info("dispatch: %s restarted (pid %s -> %s); its earlier counts stay in the totals",
+                         path.name, process.identity[0], identity[0])
+            # A process taken for gone that writes again (stopped for longer than stale_after, then resumed)
+            # goes on from what was already counted, never from zero.
+            process = self._retired.pop(identity, None) or _Process(identity, state)
+            finished_before_us = identity[1] < self._started_at and self._is_finished(state, now)
+            if finished_before_us:  # counted, if at all, by an earlier exporter: do not count it again
+                self._retire(path, signature, "ended before this exporter started")
+                return
+            self._processes[path.name] = process
+        self._fold(path, process, state)
+        process.state = {key: value for key, value in state.items() if key != "gpus"}  # the names live in seen
+        process.signature = signature
+        if self._is_finished(state, now):
+            why = "exited" if state["status"] == "exited" else f"stale (last written {now - state['updated_at']:.0f}s ago)"
+            self._retire(path, signature, why)
+
+    def _is_finished(self, state: dict[str, Any], now: float) -> bool:
+        return state["status"] == "exited" or now - state["updated_at"] > self.config.stale_after
+
+    def _retire(self, path: Path, signature: tuple[int, int, int], why: str) -> None:
+        """Forget a finished process (its counts stay in the totals) and remove its file, or ignore it from now on."""
+        process = self._processes.pop(path.name, None)
+        if process is not None:
+            self._retired[process.identity] = process
+            while len(self._retired) > RETIRED_KEPT:
+                self._retired.pop(next(iter(self._retired)))
+        self._unreadable.pop(path.name, None)
+        try:
+            if os.stat(path).st_ino == signature[0]:  # not a new process's file that replaced it meanwhile
+                path.unlink()
+            log.info("dispatch: %s %s; its counts are kept in the totals and the file removed", path, why)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            if path.name not in self._ignored:
+                log.warning("dispatch: %s %s but cannot be removed (%s); ignoring it", path, why, exc.strerror or exc)
+            self._ignored[path.name] = signature
+
+    # -- counting ------------------------------------------------------------------------------------
+    def _fold(self, path: Path, process: _Process, state: dict[str, Any]) -> None:
+        """Add what each name gained since the last poll; all or nothing for the file (a bad pair adds nothing)."""
+        assert self._table is not None
+        decide = self._table.decide
+        updates = []
+        for gpu, entry in state["gpus"].items():
+            last = process.seen.get(gpu, {}).get
+            changed = [(name, pair) for name, pair in entry["names"].items() if pair != last(name)]
+            for name, pair in changed:
+                if not is_pair(pair):
+                    raise StateError(f"{path}: gpus[{gpu}].names[{name!r}]: expected [launches, gpu_ns], got {pair!r}",
+                                     "invalid")
+            updates.append((gpu, entry, changed))
+        totals = self._totals
+        for gpu, entry, changed in updates:
+            seen = process.seen.setdefault(gpu, {})
+            for name, pair in changed:
+                before = seen.get(name)
+                seen[name] = pair
+                precision, rule = decide(name)
+                if precision is None:
+                    continue
+                launches = max(0, pair[0] - before[0]) if before else pair[0]
+                nanoseconds = max(0, pair[1] - before[1]) if before else pair[1]
+                totals.gemm[(gpu, precision)] += launches
+                totals.gemm_ns[(gpu, precision)] += nanoseconds
+                if rule.startswith("default:"):
+                    totals.unrecognized[gpu] += launches
+                    if (gpu, name) not in process.unrecognized:
+                        process.unrecognized_names[gpu] += 1
+                    process.unrecognized[(gpu, name)] = pair[0]
+            counts = (entry["kernels"], entry["kernel_ns"], entry.get("overflow", [0, 0])[0])
+            before = process.gpu_counts.get(gpu, (0, 0, 0))
+            totals.kernels[gpu] += max(0, counts[0] - before[0])
+            totals.kernel_ns[gpu] += max(0, counts[1] - before[1])
+            totals.overflow[gpu] += max(0, counts[2] - before[2])
+            process.gpu_counts[gpu] = counts
+            for precision in PRECISIONS:  # every precision of a GPU that ran kernels, from 0 for increase()
+                totals.gemm[(gpu, precision)] += 0
+                totals.gemm_ns[(gpu, precision)] += 0
+            totals.unrecognized[gpu] += 0
+            totals.overflow[gpu] += 0
+
+    # -- the classification table ---------------------------------------------------------------------
+    def _refresh_table(self) -> None:
+        path = self.config.table
+        try:
+            stat = path.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        except OSError as exc:
+            stamp = None
+            error = f"{path}: cannot read kernel classification table: {exc.strerror or exc}"
+        if stamp is not None and stamp == self._table_stamp:
+            return
+        if stamp is not None:
+            try:
+                table = KernelClassifier.load(path)
+            except ValueError as exc:
+                error = str(exc)
+            else:
+                if self._table is not None:
+                    log.info("dispatch: %s changed; new launches are classified with it", path)
+                self._table, self._table_stamp, self._table_error = table, stamp, ""
+                self._reclassify_unrecognized()
+                return
+        if error != self._table_error:
+            log.warning("dispatch: %s%s", error, "; keeping the last good table" if self._table else "")
+        self._table_error, self._table_stamp = error, stamp
+        if self._table is None:
+            raise PollError(error, "table")
+
+    def _reclassify_unrecognized(self) -> None:
+        """The list of names the table does not know follows the table now in use."""
+        assert self._table is not None
+        for process in self._processes.values():
+            process.unrecognized = {
+                (gpu, name): pair[0] for gpu, names in process.seen.items() for name, pair in names.items()
+                if self._table.decide(name)[0] is not None and self._table.decide(name)[1].startswith("default:")}
+            process.unrecognized_names = Counter(gpu for gpu, _ in process.unrecognized)
+
+    # -- what is exported -----------------------------------------------------------------------------
+    def _families(self, now: float) -> list[Family]:
+        t = self._totals
         f = {name: Family(name) for name in (
             "blackwell_gemm_kernel_launches_total", "blackwell_gemm_kernel_seconds_total",
             "blackwell_dispatch_kernel_launches_total", "blackwell_dispatch_kernel_seconds_total",
-            "blackwell_dispatch_sampler_windows_total", "blackwell_dispatch_sampler_sampled_seconds_total",
-            "blackwell_dispatch_sampler_records_total", "blackwell_dispatch_sampler_dropped_records_total",
-            "blackwell_dispatch_sampler_duty_cycle_ratio", "blackwell_dispatch_sampler_state_age_seconds",
+            "blackwell_dispatch_overflow_kernel_launches_total", "blackwell_dispatch_unrecognized_gemm_launches_total",
+            "blackwell_dispatch_unrecognized_gemm_names", "blackwell_dispatch_table_last_reload_successful",
         )}
-        for process, state in states:
-            for gpu, entry in state["gpus"].items():
-                kernels[gpu] += entry["kernels"]
-                kernel_seconds[gpu] += entry["kernel_seconds"]
-                for precision in PRECISIONS:
-                    launches[(gpu, precision)] += entry["gemm_launches"].get(precision, 0)
-                    seconds[(gpu, precision)] += entry["gemm_seconds"].get(precision, 0.0)
-            f["blackwell_dispatch_sampler_windows_total"].add((process,), state["windows"])
-            f["blackwell_dispatch_sampler_sampled_seconds_total"].add((process,), state["sampled_seconds"])
-            f["blackwell_dispatch_sampler_records_total"].add((process,), state["records"])
-            f["blackwell_dispatch_sampler_dropped_records_total"].add((process,), state["dropped_records"])
-            f["blackwell_dispatch_sampler_duty_cycle_ratio"].add((process,), state["duty_cycle"])
-            f["blackwell_dispatch_sampler_state_age_seconds"].add((process,), round(max(0.0, now - state["updated_at"]), 3))
-        for (gpu, precision), value in sorted(launches.items()):
-            f["blackwell_gemm_kernel_launches_total"].add((gpu, precision), value)
-            f["blackwell_gemm_kernel_seconds_total"].add((gpu, precision), seconds[(gpu, precision)])
-        for gpu in sorted(kernels):
-            f["blackwell_dispatch_kernel_launches_total"].add((gpu,), kernels[gpu])
-            f["blackwell_dispatch_kernel_seconds_total"].add((gpu,), kernel_seconds[gpu])
-        return list(f.values())
+        for key in sorted(t.gemm):
+            f["blackwell_gemm_kernel_launches_total"].add(key, t.gemm[key])
+            f["blackwell_gemm_kernel_seconds_total"].add(key, t.gemm_ns[key] / 1e9)
+        names: Counter[str] = sum((p.unrecognized_names for p in self._processes.values()), Counter())
+        for gpu in sorted(t.kernels):
+            f["blackwell_dispatch_kernel_launches_total"].add((gpu,), t.kernels[gpu])
+            f["blackwell_dispatch_kernel_seconds_total"].add((gpu,), t.kernel_ns[gpu] / 1e9)
+            f["blackwell_dispatch_overflow_kernel_launches_total"].add((gpu,), t.overflow[gpu])
+            f["blackwell_dispatch_unrecognized_gemm_launches_total"].add((gpu,), t.unrecognized[gpu])
+            f["blackwell_dispatch_unrecognized_gemm_names"].add((gpu,), names[gpu])
+        f["blackwell_dispatch_table_last_reload_successful"].add((), 0 if self._table_error else 1)
+        return [*f.values(), *self._health(now)]
+
+    def _health(self, now: float) -> list[Family]:
+        """Per-process series of the live writers: they end with their process."""
+        per_process = {
+            "blackwell_dispatch_sampler_windows_total": "windows",
+            "blackwell_dispatch_sampler_windows_skipped_total": "windows_skipped",
+            "blackwell_dispatch_sampler_sampled_seconds_total": "sampled_seconds",
+            "blackwell_dispatch_sampler_records_total": "records",
+            "blackwell_dispatch_sampler_dropped_records_total": "dropped_records",
+            "blackwell_dispatch_sampler_duty_cycle_ratio": "duty_cycle",
+        }
+        families = {name: Family(name) for name in per_process}
+        age = Family("blackwell_dispatch_sampler_state_age_seconds")
+        status = Family("blackwell_dispatch_sampler_status")
+        for process, record in sorted(self._processes.items()):
+            label = (process.removesuffix(".json"),)
+            state = record.state
+            for name, key in per_process.items():
+                families[name].add(label, state.get(key, 0))
+            age.add(label, round(max(0.0, now - state["updated_at"]), 3))
+            status.add((*label, state.get("writer", ""), state["status"], state.get("reason", "")), 1)
+        return [*families.values(), age, status]
+
+    def _build_notes(self, faults: list[StateError]) -> list[str]:
+        notes = [f"table {self._table_error} (the last good table stays in use)"] if self._table_error else []
+        notes += [f"unreadable: {fault}" for fault in faults]
+        for name, process in sorted(self._processes.items()):
+            state = process.state
+            if state["status"] != "sampling":
+                notes.append(f"{name} (pid {state['pid']}, {state.get('writer', '?')}): {state['status']}, "
+                             f"reason {state.get('reason') or '-'}: {state.get('detail') or 'no detail'}")
+        if self._ignored:
+            notes.append(f"finished but not removable (ignored): {', '.join(sorted(self._ignored))}")
+        launches: dict[tuple[str, str], int] = defaultdict(int)
+        for process in self._processes.values():
+            for key, count in process.unrecognized.items():
+                launches[key] += count
+        top = heapq.nsmallest(NOTE_NAMES, launches.items(), key=lambda item: (-item[1], item[0]))
+        notes += [f"unrecognized GEMM on gpu {gpu} ({count} launches): {name}" for (gpu, name), count in top]
+        return notes

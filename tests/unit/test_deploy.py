@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import re
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -41,13 +42,42 @@ def _flag(args: list[str], name: str) -> str:
 
 
 def _check_exporter_config(path: Path) -> config_mod.Config:
-    """Loads as the exporter would at start-up; serves 9402 and reads Triton on loopback (a sidecar)."""
+    """Loads as the exporter would at start-up; serves 9402, reads Triton on loopback (a sidecar) and dispatch state."""
     config = config_mod.load(path, environ={})
     assert config_mod.parse_listen(config.listen)[1] == EXPORTER_PORT
     urls = [e.url for e in config.sources.triton.endpoints]  # type: ignore[attr-defined]
     assert config.sources.triton.enabled and urls == [f"http://127.0.0.1:{TRITON_METRICS_PORT}/metrics"]  # type: ignore[attr-defined]
     assert config.sources.nvml.enabled  # type: ignore[attr-defined]
+    assert config.sources.dispatch.enabled  # type: ignore[attr-defined]
     return config
+
+
+# -- the injection library in the serving container ------------------------------------------
+
+def _library_variables() -> set[str]:
+    """The variables the writers read: the state file doc's settings table, and the names the native sources spell."""
+    doc = (REPO / "docs" / "dispatch-state.md").read_text()
+    settings = doc[doc.index("## Settings read by both writers"):]
+    names = set(re.findall(r"^\| `(BLACKWELL_DISPATCH_[A-Z_]+)` \|", settings, re.M))
+    for source in (REPO / "native").rglob("*.c") if (REPO / "native").is_dir() else ():
+        names |= set(re.findall(r'"(BLACKWELL_DISPATCH_[A-Z_]+)"', source.read_text()))
+    assert "BLACKWELL_DISPATCH_STATE_DIR" in names
+    return names | {"CUDA_INJECTION64_PATH"}
+
+
+def _check_injection(env: dict[str, str], serving_mounts: dict[PurePosixPath, str],
+                     exporter_mounts: dict[PurePosixPath, str], copy_command: str, copy_mounts: dict[PurePosixPath, str],
+                     config: config_mod.Config) -> None:
+    """The serving container loads the library the copy step put on a shared volume and writes state where the
+    exporter reads it; every variable set is one the writers read."""
+    assert set(env) <= _library_variables(), f"variables no writer reads: {set(env) - _library_variables()}"
+    library = PurePosixPath(env["CUDA_INJECTION64_PATH"])
+    assert "blackwell-exporter inject-path" in copy_command and str(library) in copy_command
+    assert serving_mounts[library.parent] == copy_mounts[library.parent], "the library is not on the copied volume"
+    state_dir = PurePosixPath(env["BLACKWELL_DISPATCH_STATE_DIR"])
+    assert state_dir in serving_mounts and state_dir in exporter_mounts, "the state directory is not shared"
+    assert serving_mounts[state_dir] == exporter_mounts[state_dir], "the two containers mount different volumes"
+    assert PurePosixPath(str(config.sources.dispatch.state_dir)) == state_dir  # type: ignore[attr-defined]
 
 
 # -- docker compose --------------------------------------------------------------------------
@@ -112,7 +142,7 @@ def _listens(name: str, service: dict[str, Any], port: int) -> bool:
 
 
 def test_compose_runs_the_whole_stack(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"triton", "exporter", "prometheus", "alertmanager", "grafana"}
+    assert set(compose["services"]) == {"inject", "triton", "exporter", "prometheus", "alertmanager", "grafana"}
 
 
 def test_every_bind_mount_exists_in_the_repository(compose: dict[str, Any]) -> None:
@@ -135,6 +165,21 @@ def test_exporter_is_a_sidecar_of_triton_built_from_the_repository(compose: dict
     assert re.search(rf"^EXPOSE\s+{EXPORTER_PORT}\b", dockerfile.read_text(), re.M)
     config_path = _repo_path(exporter, _flag(exporter["command"], "--config"))
     _check_exporter_config(config_path)
+
+
+def test_triton_loads_the_injection_library_and_shares_the_state_directory_with_the_exporter(
+        compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    triton, exporter, inject = services["triton"], services["exporter"], services["inject"]
+    assert triton["depends_on"]["inject"]["condition"] == "service_completed_successfully"
+    assert inject["image"] == exporter["image"], "the library comes from the exporter's own image"
+    config = config_mod.load(_repo_path(exporter, _flag(exporter["command"], "--config")), environ={})
+    for volume in {source for source in _mounts(inject).values()}:
+        assert volume in compose["volumes"], f"{volume} is not a named volume shared between services"
+    _check_injection({k: str(v) for k, v in triton["environment"].items()}, _mounts(triton), _mounts(exporter),
+                     " ".join(inject["entrypoint"]), _mounts(inject), config)
+    state_dir = PurePosixPath(triton["environment"]["BLACKWELL_DISPATCH_STATE_DIR"])
+    assert not [v for v in exporter["volumes"] if v.startswith(f"{_mounts(exporter)[state_dir]}:") and v.endswith(":ro")]
 
 
 def test_prometheus_loads_the_generated_rules_and_reaches_the_exporter(compose: dict[str, Any]) -> None:
@@ -219,6 +264,46 @@ def _port(container: dict[str, Any], name_or_number: str | int) -> int:
     raise AssertionError(f"{container['name']} has no port {name_or_number}")
 
 
+def _pod_mounts(container: dict[str, Any]) -> dict[PurePosixPath, str]:
+    return {PurePosixPath(m["mountPath"]): m["name"] for m in container.get("volumeMounts", [])}
+
+
+def test_triton_loads_the_injection_library_from_an_init_container_and_shares_an_emptydir_with_the_sidecar(
+        manifests: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    pod = manifests["Deployment"]["spec"]["template"]["spec"]
+    containers = _containers(manifests)
+    triton, exporter = containers["triton"], containers["blackwell-exporter"]
+    (init,) = pod["initContainers"]
+    assert init["image"] == exporter["image"], "the library comes from the exporter's own image"
+    assert init["securityContext"]["runAsNonRoot"] and not init["securityContext"]["allowPrivilegeEscalation"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    env = {e["name"]: e["value"] for e in triton["env"]}
+    (tmp_path / "config.yaml").write_text(manifests["ConfigMap"]["data"]["config.yaml"])
+    _check_injection(env, _pod_mounts(triton), _pod_mounts(exporter), " ".join(init["command"]), _pod_mounts(init),
+                     config_mod.load(tmp_path / "config.yaml", environ={}))
+    state_volume = _pod_mounts(exporter)[PurePosixPath(env["BLACKWELL_DISPATCH_STATE_DIR"])]
+    assert "emptyDir" in volumes[state_volume] and "emptyDir" in volumes[_pod_mounts(init)[
+        PurePosixPath(env["CUDA_INJECTION64_PATH"]).parent]]
+    exporter_mount = next(m for m in exporter["volumeMounts"] if m["name"] == state_volume)
+    assert not exporter_mount.get("readOnly"), "the exporter removes the files of finished processes"
+
+
+def test_the_sidecar_sees_exactly_the_serving_containers_gpus_and_no_others(manifests: dict[str, dict[str, Any]]) -> None:
+    pod = manifests["Deployment"]["spec"]["template"]["spec"]
+    containers = _containers(manifests)
+    for container in [*containers.values(), *pod.get("initContainers", [])]:
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        assert env.get("NVIDIA_VISIBLE_DEVICES") != "all", f"{container['name']} would see every GPU of the node"
+    claims = {c["name"] for c in containers["triton"]["resources"]["claims"]}
+    assert claims and {c["name"] for c in containers["blackwell-exporter"]["resources"]["claims"]} == claims
+    templates = {c["name"]: c["resourceClaimTemplateName"] for c in pod["resourceClaims"]}
+    template = manifests["ResourceClaimTemplate"]
+    assert {templates[c] for c in claims} == {template["metadata"]["name"]}
+    (request,) = template["spec"]["spec"]["devices"]["requests"]
+    assert request["exactly"]["deviceClassName"] == "gpu.nvidia.com" and request["exactly"]["count"] >= 1
+    assert "nvidia.com/gpu" not in containers["blackwell-exporter"]["resources"].get("limits", {})
+
+
 def test_kustomization_lists_every_manifest() -> None:
     listed = set(_load(K8S / "kustomization.yaml")["resources"])
     assert listed == {f.name for f in K8S.glob("*.yaml")} - {"kustomization.yaml"}
@@ -272,3 +357,44 @@ def test_service_and_servicemonitor_reach_the_exporter_port(manifests: dict[str,
     assert endpoint["port"] in ports and ports[endpoint["port"]]["targetPort"] == "exporter"
     job = [r["replacement"] for r in endpoint["relabelings"] if r["targetLabel"] == "job"]
     assert job == [MixinConfig().job], "the scraped job must be the one the alerts select"
+
+
+# -- examples for each runtime ---------------------------------------------------------------
+
+EXAMPLES = DEPLOY / "examples"
+
+
+@pytest.mark.parametrize("script", sorted(EXAMPLES.glob("*.sh")), ids=lambda p: p.name)
+def test_each_shell_example_parses_and_sets_only_variables_the_library_reads(script: Path) -> None:
+    import subprocess
+
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    text = script.read_text()
+    set_here = set(re.findall(r"^export ([A-Z0-9_]+)=", text, re.M)) | set(re.findall(r"-x ([A-Z0-9_]+)", text))
+    assert set_here <= _library_variables()
+    if script.name != "inject.env.sh":
+        assert re.search(r'^source "\$\(dirname "\$0"\)/inject.env.sh"$', text, re.M), "the library is not set up"
+        assert os.access(script, os.X_OK)
+
+
+def test_the_shared_setup_finds_the_library_with_inject_path_and_sets_the_state_directory() -> None:
+    text = (EXAMPLES / "inject.env.sh").read_text()
+    assert 'CUDA_INJECTION64_PATH="$(blackwell-exporter inject-path)"' in text
+    assert {"CUDA_INJECTION64_PATH", "BLACKWELL_DISPATCH_STATE_DIR"} <= set(re.findall(r"^export ([A-Z0-9_]+)", text, re.M))
+
+
+def test_the_llm_api_example_sets_the_library_before_cuda_and_guards_its_main() -> None:
+    text = (EXAMPLES / "llm_api_tp2.py").read_text()
+    compile(text, "llm_api_tp2.py", "exec")
+    assert text.index('os.environ["CUDA_INJECTION64_PATH"]') < text.index("from tensorrt_llm import")
+    assert '["blackwell-exporter", "inject-path"]' in text and 'if __name__ == "__main__":' in text
+    assert "tensor_parallel_size=2" in text
+
+
+def test_the_examples_readme_links_every_example() -> None:
+    readme = (EXAMPLES / "README.md").read_text()
+    for example in [*EXAMPLES.glob("*.sh"), *EXAMPLES.glob("*.py")]:
+        if example.name != "inject.env.sh":
+            assert f"]({example.name})" in readme, f"{example.name} is not listed"
+    for link in re.findall(r"\]\(([^)#]+)\)", readme):
+        assert (EXAMPLES / link).resolve().exists(), link

@@ -1,100 +1,319 @@
-"""The dispatch state-file protocol: sampler side (accumulator, atomic writes) and source side."""
+"""The dispatch state file, version 2: the Python writer's accumulator, and the source that classifies raw names.
+
+State files are real files in a temporary directory, written as the injection library and the
+Python sampler write them (docs/dispatch-state.md); the source is driven through poll().
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 from pathlib import Path
 
 import pytest
 
-from exporter.dispatch_table import KernelClassifier
+from exporter.dispatch_table import DEFAULT_TABLE
 from exporter.inprocess.accumulator import Accumulator
-from exporter.inprocess.state import FORMAT, write_atomic
+from exporter.inprocess.state import FORMAT, VERSION, write_atomic
 from exporter.snapshot import Snapshot
 from exporter.sources.base import PartialPollError, PollError
 from exporter.sources.dispatch import DispatchConfig, DispatchSource
 
-TABLE = KernelClassifier.load()
 NOW = 1_800_000_000.0
 BF16 = "nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_NNT"
 FP8 = "nvjet_sm90_qqtst_128x128_128x6_2x1_v_bz_coopA_algo2_TNT"
 FP4 = "bmm_Bfloat16_E2m1E2m1_Fp32_t128x16x256u2_et128x16_m128x16x64_cga1x1x1_16dp256b_TN_transOut_schedS_bN_dynBatch_sm100a"
 SOFTMAX = "void at::native::(anonymous namespace)::cunn_SoftMaxForwardReg<float>"
+CUSTOM_GEMM = "my_custom_gemm_kernel"
 
 
-def accumulator(process: str = "rank0", clock=lambda: NOW) -> Accumulator:
-    labels = {0: ("3", "GPU-aaaa"), 1: ("5", "GPU-bbbb")}
-    return Accumulator(TABLE.classify, TABLE.explain, labels.__getitem__, process, 0.01, 30.0, clock=clock)
+class Clock:
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
-def source(directory: Path, now: float = NOW, stale_after: float = 120.0) -> DispatchSource:
-    return DispatchSource(DispatchConfig(enabled=True, state_dir=directory, stale_after=stale_after),
-                          clock=lambda: now)
+def state(names: dict[str, list[int]], pid: int = 100, started_at: float = NOW, updated_at: float | None = None,
+          status: str = "sampling", reason: str = "", gpu: str = "0", overflow: tuple[int, int] = (0, 0),
+          extra_kernels: int = 0, **header) -> dict:
+    """A state file as the injection library writes it: all kernels counted, GEMMs among them."""
+    launches = sum(p[0] for p in names.values()) + overflow[0] + extra_kernels
+    nanoseconds = sum(p[1] for p in names.values()) + overflow[1]
+    return {"format": FORMAT, "version": VERSION, "writer": "inject", "writer_version": "0.1.0", "pid": pid,
+            "process": "rank0", "started_at": started_at, "updated_at": NOW if updated_at is None else updated_at,
+            "status": status, "reason": reason, "detail": header.pop("detail", ""), "duty_cycle": 0.1,
+            "period_seconds": 30.0, "windows": 3, "windows_skipped": 0, "sampled_seconds": 9.0, "records": launches,
+            "incomplete_records": 0, "dropped_records": 0, "max_names": 2048,
+            "gpus": {gpu: {"uuid": "GPU-aaaa", "kernels": launches, "kernel_ns": nanoseconds, "names": names,
+                           "overflow": list(overflow)}}, **header}
+
+
+def write(directory: Path, name: str, content: dict) -> Path:
+    write_atomic(directory / f"{name}.json", content)
+    return directory / f"{name}.json"
+
+
+def source(directory: Path, clock: Clock | None = None, table: Path = DEFAULT_TABLE,
+           stale_after: float = 120.0) -> DispatchSource:
+    return DispatchSource(DispatchConfig(enabled=True, state_dir=directory, stale_after=stale_after, table=table),
+                          clock=clock or Clock())
 
 
 def samples(families) -> dict[tuple[str, tuple[str, ...]], float]:
     return {(f.metric.name, labels): value for f in families for labels, value in f.samples}
 
 
-def test_records_are_summed_per_nvml_gpu_and_precision_and_non_gemms_only_count_as_kernels():
-    acc = accumulator()
-    acc.add_records([(BF16, 0, 0, 2000), (FP8, 0, 0, 1000), (FP8, 1, 0, 1000), (FP4, 1, 0, 500),
-                     (SOFTMAX, 0, 0, 100)])
-    acc.add_window(0.3, dropped=2)
-    state = acc.state()
-    assert state["gpus"]["3"]["gemm_launches"] == {"fp4": 0, "fp8": 1, "16bit": 1, "other": 0}
-    assert state["gpus"]["3"]["kernels"] == 3
-    assert state["gpus"]["3"]["kernel_seconds"] == pytest.approx(3.1e-6)
-    assert state["gpus"]["5"]["gemm_launches"]["fp4"] == 1
-    assert state["gpus"]["5"]["uuid"] == "GPU-bbbb"
-    assert (state["windows"], state["sampled_seconds"], state["dropped_records"]) == (1, 0.3, 2)
+def launches(got, precision: str, gpu: str = "0") -> float:
+    return got[("blackwell_gemm_kernel_launches_total", (gpu, precision))]
 
 
-def test_records_flushed_before_the_kernel_ended_are_counted_as_incomplete_not_as_launches():
-    acc = accumulator()
-    acc.add_records([(BF16, 0, 500, 0)])
-    state = acc.state()
-    assert state["records"] == 1 and state["incomplete_records"] == 1 and state["gpus"] == {}
-
-
-def test_gemms_the_table_does_not_know_are_listed_for_the_operator():
-    acc = accumulator()
-    acc.add_records([("my_custom_gemm_kernel", 0, 0, 10)] * 3)
-    assert acc.state()["unrecognized_gemms"] == {"my_custom_gemm_kernel": 3}
-    assert acc.state()["gpus"]["3"]["gemm_launches"]["other"] == 3
-
-
-def test_the_source_exports_what_the_sampler_wrote(tmp_path):
-    acc = accumulator()
-    acc.add_records([(BF16, 0, 0, 2000), (FP8, 0, 0, 1000), (FP8, 0, 0, 1000)])
-    acc.add_window(0.3, dropped=0)
-    write_atomic(tmp_path / "rank0.json", acc.state())
-    got = samples(source(tmp_path).poll())
-    assert got[("blackwell_gemm_kernel_launches_total", ("3", "fp8"))] == 2
-    assert got[("blackwell_gemm_kernel_launches_total", ("3", "16bit"))] == 1
-    assert got[("blackwell_gemm_kernel_seconds_total", ("3", "fp8"))] == pytest.approx(2e-6)
-    assert got[("blackwell_dispatch_kernel_launches_total", ("3",))] == 3
-    assert got[("blackwell_dispatch_sampler_sampled_seconds_total", ("rank0",))] == 0.3
-    assert got[("blackwell_dispatch_sampler_duty_cycle_ratio", ("rank0",))] == 0.01
-    assert got[("blackwell_dispatch_sampler_state_age_seconds", ("rank0",))] == 0
-
-
-def test_two_processes_on_one_gpu_are_summed_and_reported_separately(tmp_path):
-    for name in ("rank0", "rank1"):
-        acc = accumulator(name)
-        acc.add_records([(FP4, 1, 0, 100)])
-        write_atomic(tmp_path / f"{name}.json", acc.state())
-    families = source(tmp_path).poll()
-    got = samples(families)
-    assert got[("blackwell_gemm_kernel_launches_total", ("5", "fp4"))] == 2
-    assert ("blackwell_dispatch_sampler_windows_total", ("rank1",)) in got
+def poll(src: DispatchSource) -> dict:
+    families = src.poll()
     Snapshot.of("dispatch", families)  # every family is one the dispatch source may fill
+    return samples(families)
 
 
-def test_no_state_file_means_the_source_is_down_and_says_how_to_start_the_sampler(tmp_path):
-    with pytest.raises(PollError, match="start_sampler") as err:
+# -- raw names to classified metrics ----------------------------------------------------------------
+
+def test_raw_names_are_classified_per_gpu_and_precision_and_non_gemms_count_only_as_kernels(tmp_path):
+    write(tmp_path, "rank0", state({BF16: [2, 4000], FP8: [3, 3000], FP4: [1, 500], SOFTMAX: [7, 700]}))
+    got = poll(source(tmp_path))
+    assert (launches(got, "16bit"), launches(got, "fp8"), launches(got, "fp4"), launches(got, "other")) == (2, 3, 1, 0)
+    assert got[("blackwell_gemm_kernel_seconds_total", ("0", "fp8"))] == pytest.approx(3e-6)
+    assert got[("blackwell_dispatch_kernel_launches_total", ("0",))] == 13
+    assert got[("blackwell_dispatch_kernel_seconds_total", ("0",))] == pytest.approx(8.2e-6)
+    assert got[("blackwell_dispatch_sampler_sampled_seconds_total", ("rank0",))] == 9.0
+    assert got[("blackwell_dispatch_sampler_status", ("rank0", "inject", "sampling", ""))] == 1
+    assert got[("blackwell_dispatch_table_last_reload_successful", ())] == 1
+
+
+def test_two_processes_on_one_gpu_are_summed_and_their_health_is_reported_apart(tmp_path):
+    write(tmp_path, "rank0", state({FP4: [2, 100]}, pid=1))
+    write(tmp_path, "rank1", state({FP4: [3, 100]}, pid=2))
+    got = poll(source(tmp_path))
+    assert launches(got, "fp4") == 5
+    assert {labels for (name, labels) in got if name == "blackwell_dispatch_sampler_windows_total"} == {
+        ("rank0",), ("rank1",)}
+
+
+def test_gemms_no_rule_knows_are_counted_as_other_and_named_on_the_landing_page(tmp_path):
+    write(tmp_path, "rank0", state({CUSTOM_GEMM: [4, 40], FP8: [1, 10]}))
+    src = source(tmp_path)
+    got = poll(src)
+    assert launches(got, "other") == 4
+    assert got[("blackwell_dispatch_unrecognized_gemm_launches_total", ("0",))] == 4
+    assert got[("blackwell_dispatch_unrecognized_gemm_names", ("0",))] == 1
+    assert any(CUSTOM_GEMM in note and "4 launches" in note for note in src.notes())
+
+
+def test_overflow_counts_as_kernels_and_is_exported_but_never_as_a_gemm(tmp_path):
+    write(tmp_path, "rank0", state({FP8: [1, 10]}, overflow=(50, 500)))
+    got = poll(source(tmp_path))
+    assert got[("blackwell_dispatch_overflow_kernel_launches_total", ("0",))] == 50
+    assert got[("blackwell_dispatch_kernel_launches_total", ("0",))] == 51
+    assert sum(launches(got, p) for p in ("fp4", "fp8", "16bit", "other")) == 1
+
+
+def test_a_writer_that_cannot_sample_says_why_as_a_series_and_on_the_landing_page(tmp_path):
+    write(tmp_path, "rank0", state({}, status="unavailable", reason="multiple_subscribers", windows_skipped=0,
+                                   detail="CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED: torch.profiler holds CUPTI"))
+    content = json.loads((tmp_path / "rank0.json").read_text())
+    content["windows_skipped"] = 6
+    write(tmp_path, "rank0", content)
+    src = source(tmp_path)
+    got = poll(src)
+    assert got[("blackwell_dispatch_sampler_status", ("rank0", "inject", "unavailable", "multiple_subscribers"))] == 1
+    assert got[("blackwell_dispatch_sampler_windows_skipped_total", ("rank0",))] == 6
+    assert any("torch.profiler holds CUPTI" in note for note in src.notes())
+
+
+# -- the table is data, re-read while the exporter runs -------------------------------------------
+
+def test_a_table_change_applies_to_new_launches_without_a_restart_and_no_counter_goes_down(tmp_path):
+    table = tmp_path / "table.yaml"
+    shutil.copy(DEFAULT_TABLE, table)
+    states = tmp_path / "states"
+    write(states, "rank0", state({CUSTOM_GEMM: [10, 100]}))
+    src = source(states, table=table)
+    assert launches(poll(src), "other") == 10
+    text = table.read_text().replace("precision:\n", "precision:\n  - name: custom-fp8\n    precision: fp8\n"
+                                                  "    pattern: '^my_custom_gemm'\n", 1)
+    table.write_text(text)
+    os.utime(table, ns=(1, 2))  # a different modification time, whatever the file system's clock resolution
+    write(states, "rank0", state({CUSTOM_GEMM: [15, 150]}))
+    got = poll(src)
+    assert (launches(got, "other"), launches(got, "fp8")) == (10, 5)  # the past stays, new launches follow the table
+    assert got[("blackwell_dispatch_unrecognized_gemm_names", ("0",))] == 0
+
+
+def test_a_bad_table_keeps_the_last_good_one_and_says_why(tmp_path):
+    table = tmp_path / "table.yaml"
+    shutil.copy(DEFAULT_TABLE, table)
+    states = tmp_path / "states"
+    write(states, "rank0", state({FP8: [1, 10]}))
+    src = source(states, table=table)
+    poll(src)
+    table.write_text("version: 1\nprecision:\n  - {name: broken, precision: fp8, pattern: '(unclosed'}\n")
+    write(states, "rank0", state({FP8: [3, 30]}))
+    got = poll(src)
+    assert launches(got, "fp8") == 3
+    assert got[("blackwell_dispatch_table_last_reload_successful", ())] == 0
+    assert any("broken" in note and "bad regular expression" in note for note in src.notes())
+
+
+def test_without_any_good_table_the_source_is_down_naming_the_file(tmp_path):
+    table = tmp_path / "table.yaml"
+    table.write_text("version: 7\n")
+    write(tmp_path, "rank0", state({FP8: [1, 10]}))
+    with pytest.raises(PollError, match=f"{table}: expected a mapping with version: 1") as err:
+        source(tmp_path, table=table).poll()
+    assert err.value.reason == "table"
+
+
+# -- counters never go backwards --------------------------------------------------------------------
+
+def test_a_restarted_process_adds_to_the_totals_and_its_old_counts_stay(tmp_path):
+    write(tmp_path, "rank0", state({FP8: [100, 1000]}, pid=1))
+    src = source(tmp_path)
+    assert launches(poll(src), "fp8") == 100
+    write(tmp_path, "rank0", state({FP8: [7, 70]}, pid=2, started_at=NOW + 5))  # same name, a new process
+    got = poll(src)
+    assert launches(got, "fp8") == 107
+    assert got[("blackwell_dispatch_kernel_launches_total", ("0",))] == 107
+
+
+def test_an_exited_process_keeps_its_last_counts_loses_its_series_and_its_file_is_removed(tmp_path):
+    write(tmp_path, "rank0", state({FP8: [10, 100]}))
+    write(tmp_path, "rank1", state({BF16: [1, 10]}, pid=2))
+    src = source(tmp_path)
+    poll(src)
+    write(tmp_path, "rank0", state({FP8: [12, 120]}, status="exited", reason="exited"))
+    got = poll(src)
+    assert launches(got, "fp8") == 12  # the final write's counts were added
+    assert not (tmp_path / "rank0.json").exists()
+    assert ("blackwell_dispatch_sampler_windows_total", ("rank0",)) not in got
+    got = poll(src)
+    assert launches(got, "fp8") == 12
+
+
+def test_a_stale_file_is_folded_in_removed_and_its_process_series_end(tmp_path):
+    clock = Clock()
+    write(tmp_path, "rank0", state({FP8: [10, 100]}))
+    write(tmp_path, "rank1", state({BF16: [1, 10]}, pid=2))
+    src = source(tmp_path, clock)
+    poll(src)
+    write(tmp_path, "rank0", state({FP8: [11, 110]}))  # its last write, then it was killed
+    clock.now += 600
+    write(tmp_path, "rank1", state({BF16: [2, 20]}, pid=2, updated_at=clock.now))
+    got = poll(src)
+    assert launches(got, "fp8") == 11 and launches(got, "16bit") == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["rank1.json"]
+    assert {labels for (name, labels) in got if name == "blackwell_dispatch_sampler_status"} == {
+        ("rank1", "inject", "sampling", "")}
+
+
+def test_a_process_taken_for_stale_that_writes_again_goes_on_from_what_was_counted(tmp_path):
+    clock = Clock()
+    write(tmp_path, "rank0", state({FP8: [10, 100]}))
+    src = source(tmp_path, clock)
+    poll(src)
+    clock.now += 600  # stopped (SIGSTOP, a debugger) for longer than stale_after
+    with pytest.raises(PartialPollError):
+        src.poll()
+    write(tmp_path, "rank0", state({FP8: [13, 130]}, updated_at=clock.now))  # the same process resumes
+    assert launches(poll(src), "fp8") == 13
+
+
+def test_a_file_removed_by_its_writer_takes_nothing_away(tmp_path):
+    write(tmp_path, "rank0", state({FP8: [10, 100]}))
+    write(tmp_path, "rank1", state({BF16: [1, 10]}, pid=2))
+    src = source(tmp_path)
+    poll(src)
+    (tmp_path / "rank0.json").unlink()
+    got = poll(src)
+    assert launches(got, "fp8") == 10
+    assert ("blackwell_dispatch_sampler_windows_total", ("rank0",)) not in got
+
+
+def test_when_every_process_is_gone_the_totals_are_still_served_while_the_source_says_why(tmp_path):
+    write(tmp_path, "rank0", state({FP8: [10, 100]}))
+    src = source(tmp_path)
+    poll(src)
+    write(tmp_path, "rank0", state({FP8: [12, 120]}, status="exited", reason="exited"))
+    for _ in range(2):
+        with pytest.raises(PartialPollError, match="inject-path") as err:
+            src.poll()
+        assert err.value.reason == "missing"
+        assert launches(samples(err.value.families), "fp8") == 12
+
+
+def test_files_of_processes_that_ended_before_the_exporter_started_are_removed_uncounted(tmp_path):
+    write(tmp_path, "old", state({FP8: [99, 990]}, pid=1, started_at=NOW - 900, updated_at=NOW - 600))
+    write(tmp_path, "rank0", state({BF16: [1, 10]}, pid=2))
+    got = poll(source(tmp_path))
+    assert launches(got, "fp8") == 0 and launches(got, "16bit") == 1
+    assert not (tmp_path / "old.json").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may remove files from a read-only directory")
+def test_a_finished_file_that_cannot_be_removed_is_counted_once_and_then_ignored(tmp_path):
+    write(tmp_path, "rank0", state({FP8: [10, 100]}))
+    src = source(tmp_path)
+    poll(src)
+    write(tmp_path, "rank0", state({FP8: [12, 120]}, status="exited", reason="exited"))
+    tmp_path.chmod(0o555)
+    try:
+        with pytest.raises(PartialPollError):  # no live process left
+            src.poll()
+        with pytest.raises(PartialPollError) as err:
+            src.poll()
+    finally:
+        tmp_path.chmod(0o755)
+    assert launches(samples(err.value.families), "fp8") == 12
+    assert any("rank0.json" in note and "ignored" in note for note in src.notes())
+
+
+def test_a_corrupt_file_of_a_live_process_is_a_partial_error_naming_it_and_drops_no_counter(tmp_path):
+    write(tmp_path, "rank0", state({FP8: [10, 100]}))
+    write(tmp_path, "rank1", state({BF16: [5, 50]}, pid=2))
+    src = source(tmp_path)
+    poll(src)
+    (tmp_path / "rank1.json").write_text('{"format": "blackwell-dis')
+    write(tmp_path, "rank0", state({FP8: [11, 110]}))
+    with pytest.raises(PartialPollError, match="rank1.json: torn or not JSON") as err:
+        src.poll()
+    got = samples(err.value.families)
+    assert err.value.reason == "torn"
+    assert launches(got, "fp8") == 11 and launches(got, "16bit") == 5
+    assert got[("blackwell_dispatch_sampler_windows_total", ("rank1",))] == 3  # its last good series stay
+
+
+def test_a_bad_name_pair_adds_nothing_from_that_file(tmp_path):
+    write(tmp_path, "rank0", state({FP8: [10, 100]}))
+    src = source(tmp_path)
+    poll(src)
+    write(tmp_path, "rank0", state({FP8: [20, 200], BF16: [-1, 5]}))
+    with pytest.raises(PartialPollError, match=r"names\['nvjet_sm90_tst.*expected \[launches, gpu_ns\]") as err:
+        src.poll()
+    assert launches(samples(err.value.families), "fp8") == 10
+    write(tmp_path, "rank0", state({FP8: [20, 200], BF16: [1, 5]}))
+    assert launches(poll(src), "fp8") == 20
+
+
+def test_a_version_1_file_is_refused_with_what_to_do(tmp_path):
+    (tmp_path / "rank0.json").write_text(json.dumps({"format": FORMAT, "version": 1, "pid": 1, "updated_at": NOW,
+                                                     "gpus": {}}))
+    with pytest.raises(PollError, match="older sampler.*restart the serving process") as err:
+        source(tmp_path).poll()
+    assert err.value.reason == "outdated"
+
+
+def test_no_state_file_means_the_source_is_down_and_says_how_to_start_sampling(tmp_path):
+    with pytest.raises(PollError, match="CUDA_INJECTION64_PATH.*start_sampler") as err:
         source(tmp_path).poll()
     assert err.value.reason == "missing"
     with pytest.raises(PollError) as err:
@@ -102,64 +321,59 @@ def test_no_state_file_means_the_source_is_down_and_says_how_to_start_the_sample
     assert err.value.reason == "missing"
 
 
-def test_a_torn_state_file_is_refused_as_torn(tmp_path):
-    acc = accumulator()
-    text = json.dumps(acc.state())
-    (tmp_path / "rank0.json").write_text(text[: len(text) // 2])
-    with pytest.raises(PollError, match="torn or not JSON") as err:
-        source(tmp_path).poll()
-    assert err.value.reason == "torn"
-
-
-def test_a_stale_state_file_is_refused_with_its_age_and_pid(tmp_path):
-    acc = accumulator(clock=lambda: NOW - 600)
-    write_atomic(tmp_path / "rank0.json", acc.state())
-    with pytest.raises(PollError, match=rf"stale: last written 600s ago .*pid {os.getpid()}") as err:
-        source(tmp_path).poll()
-    assert err.value.reason == "stale"
-
-
-def test_a_dead_processs_stale_file_does_not_hide_the_live_ones(tmp_path):
-    write_atomic(tmp_path / "pid1.json", accumulator("dead", clock=lambda: NOW - 600).state())
-    live = accumulator("live")
-    live.add_records([(FP8, 0, 0, 1000)])
-    write_atomic(tmp_path / "pid2.json", live.state())
-    got = samples(source(tmp_path).poll())
-    assert got[("blackwell_gemm_kernel_launches_total", ("3", "fp8"))] == 1
-
-
-def test_a_torn_file_next_to_a_good_one_is_a_partial_result(tmp_path):
-    good = accumulator("live")
-    good.add_records([(FP8, 0, 0, 1000)])
-    write_atomic(tmp_path / "pid2.json", good.state())
-    (tmp_path / "pid3.json").write_text('{"format": "blackwell-dis')
-    with pytest.raises(PartialPollError) as err:
-        source(tmp_path).poll()
-    assert err.value.reason == "torn"
-    assert samples(err.value.families)[("blackwell_gemm_kernel_launches_total", ("3", "fp8"))] == 1
-
-
 @pytest.mark.parametrize(("mutate", "message"), [
     (lambda s: s.update(format="something-else"), "not a dispatch state file"),
     (lambda s: s.update(version=99), "state version 99"),
-    (lambda s: s["gpus"]["3"]["gemm_launches"].update(fp8=-1), r"gemm_launches.fp8: expected a non-negative"),
+    (lambda s: s["gpus"]["0"].update(kernels=-1), r"kernels: expected a non-negative integer"),
+    (lambda s: s["gpus"]["0"].update(names=[]), "names: must be a mapping"),
+    (lambda s: s["gpus"]["0"].update(overflow=[1]), r"overflow: expected \[launches, gpu_ns\]"),
     (lambda s: s.update(gpus=[]), "gpus must be a mapping"),
+    (lambda s: s.update(status="sleeping"), "status 'sleeping'"),
     (lambda s: s.update(windows="many"), "windows: expected a non-negative number"),
 ])
 def test_a_state_file_with_wrong_contents_is_refused_as_invalid(tmp_path, mutate, message):
-    acc = accumulator()
-    acc.add_records([(FP8, 0, 0, 10)])
-    state = acc.state()
-    mutate(state)
-    (tmp_path / "rank0.json").write_text(json.dumps(state))
+    content = state({FP8: [1, 10]})
+    mutate(content)
+    (tmp_path / "rank0.json").write_text(json.dumps(content))
     with pytest.raises(PollError, match=message) as err:
         source(tmp_path).poll()
     assert err.value.reason == "invalid"
 
 
+# -- the Python writer ------------------------------------------------------------------------------
+
+def accumulator(max_names: int = 2048) -> Accumulator:
+    labels = {0: ("3", "GPU-aaaa"), 1: ("5", "GPU-bbbb")}
+    return Accumulator(labels.__getitem__, "rank0", 0.01, 30.0, max_names=max_names, clock=lambda: NOW)
+
+
+def test_the_python_accumulator_writes_raw_names_that_the_source_classifies(tmp_path):
+    acc = accumulator()
+    acc.add_records([(BF16, 0, 0, 2000), (FP8, 0, 0, 1000), (FP8, 1, 0, 1000), (FP4, 1, 0, 500),
+                     (SOFTMAX, 0, 0, 100), (FP8, 0, 500, 0)])
+    acc.add_window(0.3, dropped=2)
+    written = acc.state()
+    assert (written["version"], written["writer"], written["status"]) == (2, "python", "sampling")
+    assert written["gpus"]["3"]["names"] == {BF16: [1, 2000], FP8: [1, 1000], SOFTMAX: [1, 100]}
+    assert (written["records"], written["incomplete_records"], written["dropped_records"]) == (6, 1, 2)
+    write_atomic(tmp_path / "rank0.json", written)
+    got = poll(source(tmp_path))
+    assert launches(got, "fp8", "3") == 1 and launches(got, "16bit", "3") == 1 and launches(got, "fp4", "5") == 1
+    assert got[("blackwell_dispatch_kernel_launches_total", ("3",))] == 3
+
+
+def test_the_python_accumulator_bounds_names_per_gpu_with_an_overflow_bucket():
+    acc = accumulator(max_names=2)
+    acc.add_records([("a_gemm", 0, 0, 10), ("b_gemm", 0, 0, 10), ("c_gemm", 0, 0, 10), ("a_gemm", 0, 0, 10),
+                     ("d_gemm", 0, 0, 5)])
+    gpu = acc.state()["gpus"]["3"]
+    assert gpu["names"] == {"a_gemm": [2, 20], "b_gemm": [1, 10]}
+    assert gpu["overflow"] == [2, 15] and gpu["kernels"] == 5
+
+
 def test_atomic_writes_never_show_a_reader_a_partial_file(tmp_path):
     acc = accumulator()
-    acc.add_records([(BF16, 0, 0, 10)] * 2000)  # a state big enough to need several write() calls
+    acc.add_records([(f"{BF16}_{i}", 0, 0, 10) for i in range(2000)])  # big enough to need several write() calls
     path = tmp_path / "rank0.json"
     write_atomic(path, acc.state())
     stop = threading.Event()
@@ -181,3 +395,88 @@ def test_atomic_writes_never_show_a_reader_a_partial_file(tmp_path):
         thread.join()
     assert errors == []
     assert [p.name for p in tmp_path.iterdir()] == ["rank0.json"]  # no temporary files left behind
+
+
+def test_a_file_unreadable_and_unchanged_for_longer_than_stale_after_is_removed(tmp_path):
+    clock = Clock()
+    write(tmp_path, "rank0", state({FP8: [1, 10]}))
+    (tmp_path / "broken.json").write_text("{not json")
+    src = source(tmp_path, clock)
+    with pytest.raises(PartialPollError, match="broken.json"):
+        src.poll()
+    clock.now += 121
+    write(tmp_path, "rank0", state({FP8: [2, 20]}, updated_at=clock.now))
+    assert launches(poll(src), "fp8") == 2
+    assert not (tmp_path / "broken.json").exists()
+
+
+def test_no_exported_counter_ever_decreases_through_restarts_exits_stale_files_and_table_changes(tmp_path):
+    """A long random life of three ranks: every counter of every poll is >= the one before."""
+    import random
+
+    rng = random.Random(5)
+    clock = Clock()
+    table = tmp_path / "table.yaml"
+    shutil.copy(DEFAULT_TABLE, table)
+    states = tmp_path / "states"
+    src = source(states, clock, table=table, stale_after=60)
+    pool = [BF16, FP8, FP4, SOFTMAX, CUSTOM_GEMM]
+    ranks = {name: {"pid": i, "names": {}} for i, name in enumerate(("rank0", "rank1", "rank2"))}
+    before: dict = {}
+    for step in range(300):
+        clock.now += 10
+        for name, rank in ranks.items():
+            event = rng.random()
+            if event < 0.03:  # restart: a new process under the same name
+                rank["pid"] += 10
+                rank["names"] = {}
+            elif event < 0.05:  # killed: its file stops changing
+                continue
+            for kernel in rng.sample(pool, 2):
+                pair = rank["names"].setdefault(kernel, [0, 0])
+                pair[0] += rng.randint(0, 5)
+                pair[1] += rng.randint(0, 500)
+            status = "exited" if event > 0.98 else "sampling"
+            write(states, name, state({k: list(v) for k, v in rank["names"].items()}, pid=rank["pid"],
+                                      started_at=NOW + rank["pid"], updated_at=clock.now, status=status))
+            if status == "exited":  # what comes next under this name is another process
+                rank["pid"] += 10
+                rank["names"] = {}
+        if step % 50 == 25:  # the table moves the custom GEMM between precisions
+            fp8_rule = "precision:\n  - {name: custom, precision: fp8, pattern: '^my_custom'}\n"
+            text = DEFAULT_TABLE.read_text()
+            table.write_text(text.replace("precision:\n", fp8_rule, 1) if step % 100 == 25 else text)
+            os.utime(table, ns=(step, step))
+        try:
+            got = samples(src.poll())
+        except PartialPollError as err:
+            got = samples(err.families)
+        counters = {key: value for key, value in got.items() if key[0].endswith("_total") and "sampler" not in key[0]}
+        for key, value in before.items():
+            assert counters.get(key, value) >= value, f"{key} went from {value} to {counters.get(key)} at step {step}"
+            assert key in counters, f"{key} disappeared at step {step}"
+        before = counters
+
+
+def test_the_landing_page_lists_unrecognized_gemms_and_why_a_writer_is_not_sampling(tmp_path):
+    import urllib.request
+
+    from exporter.scheduler import Scheduler
+    from exporter.server import ExporterHTTPServer
+    from exporter.snapshot import SnapshotStore
+
+    write(tmp_path, "rank0", state({CUSTOM_GEMM: [9, 90]}))
+    write(tmp_path, "rank1", state({}, pid=2, status="unavailable", reason="cupti_missing",
+                                   detail="no libcupti.so.13 found in /usr/local/cuda/lib64"))
+    scheduler = Scheduler([source(tmp_path)], SnapshotStore(), "hardware")
+    scheduler.runners["dispatch"].run_once()
+    server = ExporterHTTPServer(("127.0.0.1", 0), scheduler)
+    server.serve_in_thread()
+    try:
+        page = urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/", timeout=5).read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "<h2>dispatch</h2>" in page
+    assert f"unrecognized GEMM on gpu 0 (9 launches): {CUSTOM_GEMM}" in page
+    assert "rank1.json (pid 2, inject): unavailable, reason cupti_missing: no libcupti.so.13 found" in page

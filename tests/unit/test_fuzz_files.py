@@ -189,13 +189,16 @@ numbers = st.one_of(st.integers(-3, 10**12), st.floats(allow_nan=True, allow_inf
 
 
 def _state(now: float) -> st.SearchStrategy[dict]:
-    table = st.dictionaries(st.one_of(st.sampled_from(["fp4", "fp8", "16bit", "other"]), st.text(max_size=8)),
-                            numbers, max_size=4)
-    gpu = st.fixed_dictionaries({"kernels": numbers, "kernel_seconds": numbers, "gemm_launches": table,
-                                 "gemm_seconds": table})
+    pair = st.one_of(st.lists(numbers, min_size=0, max_size=3), numbers)
+    names = st.dictionaries(st.sampled_from(["nvjet_sm90_qqtst_x", "my_gemm", "softmax", ""]), pair, max_size=4)
+    gpu = st.fixed_dictionaries({"kernels": numbers, "kernel_ns": numbers, "names": st.one_of(names, numbers),
+                                 "overflow": pair})
     return st.fixed_dictionaries({
-        "format": st.sampled_from([FORMAT, FORMAT, "other"]), "version": st.sampled_from([VERSION, VERSION, 2]),
-        "updated_at": st.one_of(st.just(now - 1), numbers), "pid": st.integers(0, 10**6),
+        "format": st.sampled_from([FORMAT, FORMAT, "other"]), "version": st.sampled_from([VERSION, VERSION, 1, 3]),
+        "updated_at": st.one_of(st.just(now - 1), numbers), "started_at": st.one_of(st.just(now - 5), numbers),
+        "pid": st.one_of(st.integers(0, 10**6), numbers),
+        "status": st.sampled_from(["sampling", "exited", "paused", "bogus"]),
+        "reason": st.one_of(st.sampled_from(["", "multiple_subscribers", "new_reason"]), numbers),
         "windows": numbers, "sampled_seconds": numbers, "records": numbers, "dropped_records": numbers,
         "duty_cycle": numbers,
         "gpus": st.one_of(st.dictionaries(st.sampled_from(["0", "1", "7", 'x"y']), gpu, max_size=3), numbers)})

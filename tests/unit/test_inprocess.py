@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -63,6 +64,7 @@ class FakeCupti(types.SimpleNamespace):
 
 @pytest.fixture
 def fake_cupti(monkeypatch):
+    monkeypatch.delenv("CUDA_INJECTION64_PATH", raising=False)
     fake = FakeCupti()
     package = types.ModuleType("cupti")
     package.cupti = fake
@@ -72,12 +74,18 @@ def fake_cupti(monkeypatch):
     inprocess.stop_sampler()
 
 
-def test_without_cupti_python_start_sampler_logs_how_to_install_it_and_returns_none(monkeypatch, tmp_path, caplog):
+def test_without_cupti_python_the_sampler_logs_how_to_install_it_and_its_state_file_says_why(
+        monkeypatch, tmp_path, caplog):
+    monkeypatch.delenv("CUDA_INJECTION64_PATH", raising=False)
     monkeypatch.setitem(sys.modules, "cupti", None)  # import cupti raises ImportError
     with caplog.at_level(logging.WARNING, logger="blackwell_exporter.inprocess"):
-        assert inprocess.start_sampler(state_dir=tmp_path) is None
+        sampler = inprocess.start_sampler(state_dir=tmp_path, process="rank0")
+    state = json.loads((tmp_path / "rank0.json").read_text())
+    inprocess.stop_sampler()
+    assert not sampler.sampling
     assert "pip install 'blackwell-exporter[cupti]'" in caplog.text
-    assert list(tmp_path.iterdir()) == []
+    assert (state["version"], state["status"], state["reason"]) == (2, "unavailable", "cupti_missing")
+    assert "cupti-python is not importable" in state["detail"]
 
 
 def test_the_process_name_follows_the_launchers_local_rank(monkeypatch):
@@ -111,10 +119,12 @@ def test_kernels_are_recorded_only_inside_windows_and_the_coverage_matches_the_d
     elapsed = time.monotonic() - began
     last_written = json.loads((tmp_path / "p.json").read_text())
     sampler.stop()
-    assert not (tmp_path / "p.json").exists(), "a stopped sampler's counters end with it"
-    state = sampler.accumulator.state()
+    state = json.loads((tmp_path / "p.json").read_text())
+    assert (state["status"], state["reason"]) == ("exited", "exited"), "the final write tells the exporter it ended"
     assert state["windows"] >= last_written["windows"]
-    gemms = state["gpus"]["0"]["gemm_launches"]
+    names = state["gpus"]["0"]["names"]
+    gemms = {"fp8": names["nvjet_sm90_qqtst_128x128_128x6_2x1_v_bz_coopA_algo2_TNT"][0],
+             "16bit": names["nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_NNT"][0]}
     assert gemms["fp8"] == gemms["16bit"] > 0
     assert state["windows"] >= 5
     coverage = state["sampled_seconds"] / elapsed
@@ -130,13 +140,53 @@ def test_an_error_inside_cupti_stops_sampling_but_not_the_process(fake_cupti, tm
     sampler = DispatchSampler(tmp_path / "p.json", duty_cycle=0.5, period=0.05, process="p", seed=1)
     with caplog.at_level(logging.ERROR, logger="blackwell_exporter.inprocess"):
         sampler.start()
-        sampler._thread.join(2.0)
-    assert not sampler._thread.is_alive()
-    assert "dispatch sampler stopped after an error" in caplog.text
+        wait = time.monotonic() + 2.0
+        while sampler.sampling and time.monotonic() < wait:
+            time.sleep(0.01)
+        time.sleep(0.2)  # a few more periods: it keeps writing, without windows
+    state = json.loads((tmp_path / "p.json").read_text())
+    sampler.stop()
+    assert "dispatch sampler paused after a CUPTI error" in caplog.text
+    assert (state["status"], state["reason"]) == ("paused", "cupti_error")
+    assert "CUPTI_ERROR_NOT_INITIALIZED" in state["detail"] and state["windows_skipped"] >= 1
+
+
+def test_a_second_cupti_subscriber_is_reported_as_multiple_subscribers(fake_cupti, tmp_path):
+    def taken(requested, completed):
+        raise RuntimeError("CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED")
+
+    fake_cupti.activity_register_callbacks = taken
+    sampler = inprocess.start_sampler(state_dir=tmp_path, process="rank0")
+    state = json.loads((tmp_path / "rank0.json").read_text())
+    assert not sampler.sampling and (state["status"], state["reason"]) == ("unavailable", "multiple_subscribers")
+
+
+def test_a_setting_that_does_not_parse_is_one_log_line_and_the_default(fake_cupti, monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("BLACKWELL_DISPATCH_DUTY_CYCLE", "ten percent")
+    with caplog.at_level(logging.WARNING, logger="blackwell_exporter.inprocess"):
+        sampler = inprocess.start_sampler(state_dir=tmp_path, process="rank0")
+    assert sampler.duty_cycle == inprocess.DEFAULT_DUTY_CYCLE
+    assert "BLACKWELL_DISPATCH_DUTY_CYCLE='ten percent' is not a number" in caplog.text
+
+
+def test_a_name_a_live_process_of_another_pid_writes_gets_this_pids_suffix(fake_cupti, tmp_path):
+    (tmp_path / "rank0.json").write_text(json.dumps({"pid": 1, "status": "sampling", "updated_at": time.time()}))
+    sampler = inprocess.start_sampler(state_dir=tmp_path, process="rank0")
+    assert sampler.state_path.name == f"rank0-pid{os.getpid()}.json"
 
 
 def test_bad_settings_are_refused_before_anything_starts(tmp_path):
     with pytest.raises(ValueError, match="duty_cycle"):
-        DispatchSampler(tmp_path / "p.json", duty_cycle=0, period=10, process="p")
+        DispatchSampler(tmp_path / "p.json", duty_cycle=1.5, period=10, process="p")
     with pytest.raises(ValueError, match="period"):
         DispatchSampler(tmp_path / "p.json", duty_cycle=0.1, period=-1, process="p")
+
+
+def test_in_a_process_the_injection_library_samples_the_python_sampler_stands_aside_in_its_own_file(
+        fake_cupti, monkeypatch, tmp_path):
+    monkeypatch.setenv("CUDA_INJECTION64_PATH", "/opt/blackwell/inject/libblackwell-inject.so")
+    sampler = inprocess.start_sampler(state_dir=tmp_path, process="rank0")
+    state = json.loads((tmp_path / "rank0-python.json").read_text())
+    assert not sampler.sampling and fake_cupti.completed is None, "it never subscribed to CUPTI"
+    assert (state["status"], state["reason"]) == ("unavailable", "disabled")
+    assert "injection library" in state["detail"]

@@ -276,15 +276,16 @@ def test_engine_directory_swapped_during_a_deploy(tmp_path: Path) -> None:
 
 # -- the serving process (dispatch sampler) restarts ------------------------------------------------
 
-def test_dispatch_writer_restart_resets_its_counters_and_a_dead_writer_goes_stale(tmp_path: Path) -> None:
+def test_dispatch_writer_restart_adds_to_the_totals_and_a_dead_writers_counts_stay(tmp_path: Path) -> None:
     from exporter.inprocess.state import FORMAT, VERSION, write_atomic
     from exporter.sources.dispatch import DispatchConfig, DispatchSource
 
     def state(pid: int, launches: int, at: float) -> dict:
-        return {"format": FORMAT, "version": VERSION, "pid": pid, "updated_at": at, "windows": 1,
-                "sampled_seconds": 1.0, "records": launches, "dropped_records": 0, "duty_cycle": 0.1,
-                "gpus": {"0": {"kernels": launches, "kernel_seconds": 1.0, "gemm_launches": {"fp4": launches},
-                               "gemm_seconds": {"fp4": 0.5}}}}
+        return {"format": FORMAT, "version": VERSION, "pid": pid, "started_at": at - 1, "updated_at": at,
+                "status": "sampling", "windows": 1, "sampled_seconds": 1.0, "records": launches,
+                "dropped_records": 0, "duty_cycle": 0.1,
+                "gpus": {"0": {"kernels": launches, "kernel_ns": 10**9,
+                               "names": {"bmm_E2m1_E2m1E2m1_Fp32_t128x16x512": [launches, 5 * 10**8]}}}}
 
     wall = [1_800_000_000.0]
     clock = Clock()
@@ -299,9 +300,11 @@ def test_dispatch_writer_restart_resets_its_counters_and_a_dead_writer_goes_stal
     wall[0] += 90  # the serving process died: its file stops changing
     clock.now += 10
     run.run_once()
-    assert not run.up and run.errors.get("stale") == 1
+    assert not run.up and run.errors.get("missing") == 1, "no live writer left"
+    assert served(store)[fp4] == 5000, "its counts stay in the totals"
+    assert not (tmp_path / "serving.json").exists(), "its stale file is removed"
 
     write_atomic(tmp_path / "serving.json", state(200, 40, wall[0]))  # restarted: counting from zero
     clock.now += 20
     run.run_once()
-    assert run.up and served(store)[fp4] == 40
+    assert run.up and served(store)[fp4] == 5040

@@ -3,7 +3,7 @@
 The box model (``model.py``) already fills the GEMM launch/seconds counters per precision and the
 TE promotion counter. This adds what the engine, dispatch and logs sources would report on the
 same box: the engine's build config (an MX-FP4 Qwen2.5-72B-shaped engine on Blackwell, FP8 on
-Hopper, listed through the same layer code the engine source uses), the in-process sampler's
+Hopper, listed through the same layer code the engine source uses), the Python sampler's
 health at its default duty cycle, and log-rule counters that the scenarios move (FP8 fallback
 warnings in ``fp8-fallback``, cold-start events in ``cold-start``).
 
@@ -98,12 +98,22 @@ class PrecisionExtras:
             Family("blackwell_dispatch_sampler_dropped_records_total").add((process,), 0),
             Family("blackwell_dispatch_sampler_duty_cycle_ratio").add((process,), DEFAULT_DUTY_CYCLE),
             Family("blackwell_dispatch_sampler_state_age_seconds").add((process,), round(self.age, 1)),
+            Family("blackwell_dispatch_sampler_windows_skipped_total").add((process,), 0),
+            Family("blackwell_dispatch_sampler_status").add((process, "python", "sampling", ""), 1),
+            Family("blackwell_dispatch_table_last_reload_successful").add((), 1),
         ]
         kernels = Family("blackwell_dispatch_kernel_launches_total")
         kernel_seconds = Family("blackwell_dispatch_kernel_seconds_total")
+        # The simulated table knows every GEMM and the writer's name bound is never reached: the
+        # series a real dispatch source exports per GPU are all there, at 0.
+        per_gpu_zero = [Family(name) for name in (
+            "blackwell_dispatch_overflow_kernel_launches_total", "blackwell_dispatch_unrecognized_gemm_launches_total",
+            "blackwell_dispatch_unrecognized_gemm_names")]
         for gpu in sorted(self.kernels):
             kernels.add((str(gpu),), int(self.kernels[gpu]))
             kernel_seconds.add((str(gpu),), round(self.kernel_seconds[gpu], 6))
+            for family in per_gpu_zero:
+                family.add((str(gpu),), 0)
         logs = [
             Family("blackwell_fp8_fallback_warnings_total").add(("fp8_fallback",), int(self.fallback_warnings)),
             Family("blackwell_cuda_oom_errors_total").add((), 0),
@@ -111,4 +121,4 @@ class PrecisionExtras:
         cold = Family("blackwell_engine_cold_start_events_total")
         for event, count in sorted(self.cold_start.items()):
             cold.add((event,), count)
-        return [info, layers, params, *health, kernels, kernel_seconds, *logs, cold]
+        return [info, layers, params, *health, kernels, kernel_seconds, *per_gpu_zero, *logs, cold]
