@@ -20,7 +20,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "exporter.snapshot": {"exporter.catalog"},
     "exporter.mixin": {"exporter.foundation", "exporter.catalog"},
     "exporter.scheduler": {"exporter.foundation", "exporter.backoff", "exporter.snapshot", "exporter.sources"},
-    "exporter.server": {"exporter.scheduler", "exporter.snapshot", "exporter.webconfig"},
+    "exporter.connection_slots": set(),
+    "exporter.server": {"exporter.scheduler", "exporter.snapshot", "exporter.webconfig", "exporter.connection_slots"},
 }
 # Nothing below the daemon may reach up into it.
 ABOVE_SOURCES = {"exporter.scheduler", "exporter.server", "exporter.daemon", "exporter.cli", "exporter.config",
