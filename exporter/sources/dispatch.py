@@ -49,8 +49,9 @@ class DispatchConfig(SourceConfig):
     state_dir: Path = Field(DEFAULT_DIR, description="directory the samplers write their state files to")
     stale_after: float = Field(120.0, gt=0, description="seconds after which an unchanged state file counts as stale "
                                                         "(its process is taken as gone); keep above the writer's period")
-    table: Path = Field(DEFAULT_TABLE, description="kernel classification table; re-read when its modification "
-                                                   "time changes, so a change needs no model-server restart")
+    table: Path | None = Field(None, description="kernel classification table (unset: the one shipped in the package, "
+                                                 "exporter/dispatch_table.yaml); re-read when its modification time "
+                                                 "changes, so a change needs no model-server restart")
 
 
 @dataclass
@@ -259,7 +260,7 @@ class DispatchSource(Source):
 
     # -- the classification table ---------------------------------------------------------------------
     def _refresh_table(self) -> None:
-        path = self.config.table
+        path = self.config.table or DEFAULT_TABLE
         try:
             stat = path.stat()
             stamp = (stat.st_mtime_ns, stat.st_size)

@@ -37,3 +37,11 @@ def test_the_measured_fixtures_and_schemas_are_in_the_repository():
     assert (REPO / "tests" / "fixtures" / "nvml" / "h200x2" / "nvml_probe.json").is_file()
     for schema in ("dashboard", "prometheus", "timeseries", "common"):
         assert (REPO / "tests" / "fixtures" / "grafana_schemas" / f"{schema}.jsonschema.json").is_file()
+
+
+def test_committed_generated_files_do_not_depend_on_where_the_clone_lies():
+    """CI regenerates in its own checkout and fails on drift: an absolute path of this checkout is drift."""
+    for folder in ("alerts", "dashboards", "runbooks", "docs"):
+        for path in (REPO / folder).rglob("*"):
+            if path.is_file():
+                assert str(REPO) not in path.read_text(), f"{path.relative_to(REPO)} names the checkout {REPO}"
