@@ -1,0 +1,231 @@
+"""The runtimes source: vLLM, SGLang, Dynamo and NIM expositions under the blackwell_serving_* names.
+
+The vLLM and SGLang fixtures are recorded from the runtimes' own metric modules; Dynamo's and
+NIM's are written from their source and documentation (each fixture's header says which).
+"""
+
+import logging
+import math
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from exporter import promtext
+from exporter.snapshot import Snapshot
+from exporter.sources.base import PartialPollError
+from exporter.sources.runtimes import RuntimeEndpoint, RuntimesConfig, RuntimesSource, runtime_families
+from tests.unit.upstream_server import Route, Upstream
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "runtimes"
+URL = "http://10.0.0.5:8000/metrics"
+LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
+# vllm/v1/metrics/loggers.py (0.11.0): time_to_first_token_seconds, inter_token_latency_seconds
+VLLM_TTFT = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+             40.0, 80.0, 160.0, 640.0, 2560.0, math.inf]
+VLLM_ITL = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0,
+            80.0, math.inf]
+
+
+def values(families):
+    return {(f.metric.name, labels): value for f in families for labels, value in f.samples}
+
+
+def read(fixture: str, runtime: str, **endpoint) -> dict:
+    metrics = promtext.parse((FIXTURES / fixture).read_bytes())
+    families = runtime_families(RuntimeEndpoint(url=URL, runtime=runtime, **endpoint), metrics, 200, "")
+    Snapshot.of("runtimes", families)  # every family is one the catalog lets this source fill
+    return values(families)
+
+
+def bounds(histogram) -> list[float]:
+    return [b for b, _ in histogram.buckets]
+
+
+def test_vllm_current_generation():
+    got = read("vllm/metrics_0.11.0.txt", "vllm")
+    assert bounds(got[("blackwell_serving_ttft_seconds", (LLAMA,))]) == VLLM_TTFT
+    itl = got[("blackwell_serving_inter_token_latency_seconds", (LLAMA,))]
+    assert bounds(itl) == VLLM_ITL and itl.count == 4
+    assert got[("blackwell_serving_e2e_latency_seconds", (LLAMA,))].sum == pytest.approx(2.1 + 4.4 + 9.8)
+    assert got[("blackwell_serving_queue_time_seconds", (LLAMA,))].count == 3
+    assert got[("blackwell_serving_request_success_total", (LLAMA, ""))] == 3  # stop + length
+    assert got[("blackwell_serving_request_failure_total", (LLAMA, "", "CANCELED"))] == 0  # abort
+    assert got[("blackwell_serving_prompt_tokens_total", (LLAMA,))] == 2688
+    assert got[("blackwell_serving_generation_tokens_total", (LLAMA,))] == 704
+    assert got[("blackwell_serving_batch_requests", (LLAMA, "active"))] == 14
+    assert got[("blackwell_serving_batch_requests", (LLAMA, "waiting"))] == 2
+    assert got[("blackwell_serving_kv_cache_usage_ratio", (LLAMA,))] == 0.37
+    assert got[("blackwell_serving_kv_cache_blocks", (LLAMA, "max"))] == 16384  # cache_config_info
+    assert got[("blackwell_serving_kv_cache_blocks", (LLAMA, "used"))] == round(0.37 * 16384)
+    assert got[("blackwell_serving_preemptions_total", (LLAMA,))] == 1
+    assert got[("blackwell_serving_prefix_cache_queried_tokens_total", (LLAMA,))] == 2944
+    assert got[("blackwell_serving_prefix_cache_hit_tokens_total", (LLAMA,))] == 1024
+    assert got[("blackwell_serving_runtime_info", ("vllm", URL, "v1-engine", "unknown"))] == 1
+
+
+def test_vllm_printing_both_generations_counts_once():
+    """--show-hidden-metrics-for-version prints gpu_cache_usage_perc and gpu_prefix_cache_* beside the new names."""
+    assert read("vllm/metrics_0.11.0_hidden.txt", "vllm") == read("vllm/metrics_0.11.0.txt", "vllm")
+
+
+def test_vllm_older_generations():
+    v092 = read("vllm/metrics_0.9.2.txt", "vllm")  # no inter_token_latency_seconds yet
+    itl = v092[("blackwell_serving_inter_token_latency_seconds", (LLAMA,))]
+    assert itl.count == 4 and itl.sum == pytest.approx(0.085)
+    v085 = read("vllm/metrics_0.8.5.txt", "vllm")  # gpu_cache_usage_perc, gpu_prefix_cache_* only
+    assert v085[("blackwell_serving_kv_cache_usage_ratio", (LLAMA,))] == 0.37
+    assert v085[("blackwell_serving_prefix_cache_hit_tokens_total", (LLAMA,))] == 1024
+
+
+def test_sglang():
+    got = read("sglang/metrics.txt", "sglang")
+    ttft = got[("blackwell_serving_ttft_seconds", (LLAMA,))]
+    assert bounds(ttft)[:4] == [0.1, 0.2, 0.4, 0.6] and bounds(ttft)[-2:] == [400.0, math.inf]  # SGLang's own
+    assert got[("blackwell_serving_inter_token_latency_seconds", (LLAMA,))].count == 60  # 3 x 20 tokens
+    assert got[("blackwell_serving_queue_time_seconds", (LLAMA,))].count == 4
+    assert got[("blackwell_serving_batch_requests", (LLAMA, "active"))] == 12
+    assert got[("blackwell_serving_pending_requests", (LLAMA, ""))] == 3
+    assert got[("blackwell_serving_kv_cache_usage_ratio", (LLAMA,))] == 0.62
+    assert got[("blackwell_serving_kv_cache_hit_ratio", (LLAMA,))] == 0.41
+    assert got[("blackwell_serving_prefix_cache_hit_tokens_total", (LLAMA,))] == 320
+    assert got[("blackwell_serving_request_success_total", (LLAMA, ""))] == 3
+    assert got[("blackwell_serving_runtime_info", ("sglang", URL, "unified", "unknown"))] == 1
+    assert ("blackwell_serving_prefix_cache_queried_tokens_total", (LLAMA,)) not in got  # SGLang has no such count
+
+
+def test_nim_first_generation_names_without_prefix():
+    got = read("nim/metrics.txt", "nim")
+    assert got[("blackwell_serving_inter_token_latency_seconds", (LLAMA,))].count == 4  # time_per_output_token
+    assert got[("blackwell_serving_kv_cache_usage_ratio", (LLAMA,))] == 0.44  # gpu_cache_usage_perc
+    assert got[("blackwell_serving_batch_requests", (LLAMA, "max"))] == 256
+    assert got[("blackwell_serving_request_success_total", (LLAMA, ""))] == 3
+    assert not any(name == "blackwell_serving_queue_time_seconds" for name, _ in got)  # NIM has none: absent
+
+
+def test_dynamo_frontend_failures_by_error_type():
+    got = read("dynamo/frontend.txt", "dynamo-frontend")
+    assert got[("blackwell_serving_request_success_total", (LLAMA, ""))] == 41
+    assert got[("blackwell_serving_request_failure_total", (LLAMA, "", "CANCELED"))] == 2
+    assert got[("blackwell_serving_request_failure_total", (LLAMA, "", "REJECTED"))] == 1  # overload
+    assert got[("blackwell_serving_request_failure_total", (LLAMA, "", "BACKEND"))] == 1  # internal
+    assert got[("blackwell_serving_prompt_tokens_total", (LLAMA,))] == 512 + 2048 + 128
+    ttft = got[("blackwell_serving_ttft_seconds", (LLAMA,))]
+    assert bounds(ttft)[:3] == [0.0, 0.0022, 0.0047] and bounds(ttft)[-2:] == [480.0, math.inf]
+    assert got[("blackwell_serving_runtime_info", ("dynamo", URL, "frontend", "unknown"))] == 1
+
+
+def test_dynamo_workers_report_state_not_client_latency():
+    prefill = read("dynamo/worker_prefill.txt", "dynamo-worker")
+    decode = read("dynamo/worker_decode.txt", "dynamo-worker", role="decode")
+    assert prefill[("blackwell_serving_runtime_info", ("dynamo", URL, "vllm-prefill", "unknown"))] == 1
+    assert decode[("blackwell_serving_runtime_info", ("dynamo", URL, "vllm-decode", "unknown"))] == 1
+    assert prefill[("blackwell_serving_kv_cache_usage_ratio", (LLAMA,))] == 0.12
+    assert decode[("blackwell_serving_kv_cache_usage_ratio", (LLAMA,))] == 0.81
+    assert decode[("blackwell_serving_kv_cache_blocks", (LLAMA, "max"))] == 16384
+    for worker in (prefill, decode):
+        assert not [key for key in worker if key[0].endswith(("_seconds", "tokens_total"))
+                    and "prefix_cache" not in key[0]], "latency and tokens are the frontend's"
+
+
+def test_a_percentage_where_a_ratio_belongs_is_left_out_and_reported():
+    metrics = promtext.parse(f'vllm:kv_cache_usage_perc{{model_name="{LLAMA}",engine="0"}} 37\n')
+    got = values(runtime_families(RuntimeEndpoint(url=URL, runtime="vllm"), metrics, 200, ""))
+    assert ("blackwell_serving_kv_cache_usage_ratio", (LLAMA,)) not in got
+    assert any("outside 0..1" in problem for problem in metrics.problems)
+
+
+def test_data_parallel_engines_add_up_and_ratios_average():
+    metrics = promtext.parse(
+        f'vllm:num_requests_running{{model_name="{LLAMA}",engine="0"}} 3\n'
+        f'vllm:num_requests_running{{model_name="{LLAMA}",engine="1"}} 5\n'
+        f'vllm:kv_cache_usage_perc{{model_name="{LLAMA}",engine="0"}} 0.2\n'
+        f'vllm:kv_cache_usage_perc{{model_name="{LLAMA}",engine="1"}} 0.6\n')
+    got = values(runtime_families(RuntimeEndpoint(url=URL, runtime="vllm"), metrics, 200, ""))
+    assert got[("blackwell_serving_batch_requests", (LLAMA, "active"))] == 8
+    assert got[("blackwell_serving_kv_cache_usage_ratio", (LLAMA,))] == pytest.approx(0.4)
+
+
+def test_an_endpoint_must_say_which_runtime_it_is():
+    with pytest.raises(ValidationError, match="runtime"):
+        RuntimesConfig(enabled=True, endpoints=[{"url": URL}])
+    with pytest.raises(ValidationError, match="runtime"):
+        RuntimesConfig(enabled=True, endpoints=[{"url": URL, "runtime": "lmdeploy"}])
+
+
+# -- the source against a local server playing vLLM -------------------------------------------
+
+@pytest.fixture
+def server():
+    upstream = Upstream()
+    upstream.routes.update({
+        "/metrics": Route((FIXTURES / "vllm" / "metrics_0.11.0.txt").read_bytes()),
+        "/health": Route(b""),
+        "/version": Route(b'{"version": "0.11.0"}', content_type="application/json"),
+    })
+    yield upstream
+    upstream.close()
+
+
+class Clock:
+    now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def source_for(server: Upstream, clock: Clock | None = None, **endpoint) -> RuntimesSource:
+    config = RuntimesConfig(enabled=True, interval=5, timeout=2,
+                            endpoints=[{"url": server.url("/metrics"), "runtime": "vllm", **endpoint}])
+    return RuntimesSource(config, clock=clock or Clock())
+
+
+def test_the_source_reads_metrics_health_and_version_once(server):
+    clock = Clock()
+    source = source_for(server, clock)
+    got = values(source.poll())
+    url = server.url("/metrics")
+    assert got[("blackwell_serving_up", ("vllm", url))] == 1
+    assert got[("blackwell_serving_ready", ("vllm", url))] == 1
+    assert got[("blackwell_serving_runtime_info", ("vllm", url, "v1-engine", "0.11.0"))] == 1
+    clock.now += 5
+    source.poll()
+    assert server.hits["/version"] == 1 and server.hits["/metrics"] == 2
+
+
+def test_an_unknown_version_is_read_and_logged_once(server, caplog):
+    server.routes["/version"] = Route(b'{"version": "0.14.1"}', content_type="application/json")
+    clock = Clock()
+    source = source_for(server, clock)
+    with caplog.at_level(logging.WARNING, logger="exporter.sources.runtimes"):
+        first = values(source.poll())
+        clock.now += 5
+        source.poll()
+    assert first[("blackwell_serving_ttft_seconds", (LLAMA,))].count == 3
+    assert first[("blackwell_serving_runtime_info", ("vllm", server.url("/metrics"), "v1-engine", "0.14.1"))] == 1
+    assert len([r for r in caplog.records if "0.14.1" in r.message]) == 1
+
+
+@pytest.mark.parametrize("route, reason", [
+    (Route(b"vllm:num_requests_running{model_name=\"m\"} 1\nvllm:num_requests_wai"), "malformed"),
+    (Route(b"vllm:num_requests_running{model_name=\"m\"} 1\nvllm:num_requests_running{model_name=\"m\"} 2\n"),
+     "malformed"),
+    (Route(b"x 1\n" * 50_000), "too_large"),
+    (Route(b"", status=500), "http_status"),
+])
+def test_a_bad_body_is_refused_whole_with_its_reason(server, route, reason):
+    server.routes["/metrics"] = route
+    with pytest.raises(PartialPollError) as err:
+        source_for(server, max_bytes=100_000).poll()
+    assert err.value.reason == reason
+    got = values(err.value.families)
+    url = server.url("/metrics")
+    assert got[("blackwell_serving_up", ("vllm", url))] == 0
+    assert not [name for name, _ in got if name.endswith(("_total", "_seconds", "_requests", "_ratio"))]
+
+
+def test_a_server_that_is_not_ready_is_live_but_not_ready(server):
+    server.routes["/health"] = Route(b"", status=503)
+    got = values(source_for(server).poll())
+    url = server.url("/metrics")
+    assert (got[("blackwell_serving_live", ("vllm", url))], got[("blackwell_serving_ready", ("vllm", url))]) == (1, 0)
