@@ -65,7 +65,7 @@ class RuntimeEndpoint(Endpoint):
 
 class RuntimesConfig(ServingConfig):
     endpoints: list[RuntimeEndpoint] = Field(  # type: ignore[assignment]
-        default_factory=list,
+        default_factory=lambda: [RuntimeEndpoint(url="http://127.0.0.1:8000/metrics", runtime="vllm")],
         description="servers to read; each sets url and runtime, and may set model, role, timeout, interval, "
                     "tls_verify, ca_file, max_bytes")
 
