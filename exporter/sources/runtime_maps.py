@@ -213,7 +213,7 @@ _KVSTATS = (
 )
 # A worker's latencies and tokens are the frontend's to report (a prefill worker's TTFT is not the
 # client's): from the engine metrics a worker passes through only its state is taken.
-_WORKER_STATE = {"blackwell_serving_batch_requests", "blackwell_serving_kv_cache_blocks", "blackwell_serving_pending_requests",
+WORKER_STATE = {"blackwell_serving_batch_requests", "blackwell_serving_kv_cache_blocks", "blackwell_serving_pending_requests",
                  "blackwell_serving_kv_cache_usage_ratio", "blackwell_serving_kv_cache_hit_ratio",
                  "blackwell_serving_preemptions_total", "blackwell_serving_prefix_cache_queried_tokens_total",
                  "blackwell_serving_prefix_cache_hit_tokens_total"}
@@ -235,7 +235,7 @@ def worker_engine(metrics: Exposition) -> tuple[str, RuntimeMap | None]:
 def dynamo_worker(metrics: Exposition) -> RuntimeMap:
     """A Dynamo worker's map: the engine's state rules first (they are the original), then kvstats."""
     _, engine = worker_engine(metrics)
-    rules = tuple(r for r in engine.rules if r.catalog in _WORKER_STATE) if engine else ()
+    rules = tuple(r for r in engine.rules if r.catalog in WORKER_STATE) if engine else ()
     return RuntimeMap(runtime="dynamo", model_label="model_name", histograms={}, rules=rules + _KVSTATS,
                       flavour=lambda m: worker_engine(m)[0], health_path="/health")
 

@@ -229,3 +229,45 @@ def test_a_server_that_is_not_ready_is_live_but_not_ready(server):
     got = values(source_for(server).poll())
     url = server.url("/metrics")
     assert (got[("blackwell_serving_live", ("vllm", url))], got[("blackwell_serving_ready", ("vllm", url))]) == (1, 0)
+
+
+# -- the simulation standing in for each runtime ------------------------------------------------
+
+def simulated(runtime: str) -> dict:
+    from exporter.sources.simulated.source import SimulatedConfig, SimulatedSource
+
+    now = [0.0]
+    source = SimulatedSource(SimulatedConfig(enabled=True, profile="hgx-b200", runtime=runtime), clock=lambda: now[0])
+    source.poll()
+    now[0] = 60.0
+    families = source.poll()
+    Snapshot.of("simulated", families)
+    return values(families)
+
+
+@pytest.mark.parametrize("runtime, fixture, kind", [
+    ("vllm", "vllm/metrics_0.11.0.txt", "vllm"), ("sglang", "sglang/metrics.txt", "sglang"),
+    ("nim", "nim/metrics.txt", "nim"), ("dynamo", "dynamo/frontend.txt", "dynamo-frontend"),
+])
+def test_the_simulation_reports_what_the_runtime_reports(runtime, fixture, kind):
+    """The same serving families (and states, and failure reasons) as the runtime's own exposition gives."""
+    sim = simulated(runtime)
+    real = read(fixture, kind)
+    if runtime == "dynamo":  # the workers' state beside the frontend
+        real |= read("dynamo/worker_decode.txt", "dynamo-worker", role="decode")
+    only_series = {(name, labels[1:]) for name, labels in sim if name.startswith("blackwell_serving_")}
+    real_series = {(name, labels[1:]) for name, labels in real}
+    extra = {key for key in only_series - real_series if key[0] not in
+             ("blackwell_serving_up", "blackwell_serving_live", "blackwell_serving_ready",
+              "blackwell_serving_runtime_info", "blackwell_serving_request_failure_total")}
+    assert not extra, f"the simulated {runtime} reports what {runtime} cannot: {sorted(extra)}"
+    assert [labels[0] for name, labels in sim if name == "blackwell_serving_runtime_info"] == [runtime]
+    used = sim.get(("blackwell_serving_kv_cache_usage_ratio", ("qwen2.5-72b-fp4",)))
+    assert used is None or 0 <= used <= 1
+
+
+def test_the_simulation_stays_triton_by_default():
+    got = simulated("triton")
+    assert ("blackwell_serving_runtime_info", ("triton", "http://127.0.0.1:8002/metrics", "trtllm-cpp-backend",
+                                               "2.51.0")) in got
+    assert not any(name == "blackwell_serving_kv_cache_usage_ratio" for name, _ in got)
