@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from exporter import promtext
-from exporter.stack import Stack, StackError, find_binary
+from exporter.stack import DRILL_TIME_SCALE, Stack, StackError, find_binary, write_rules
 from tests.unit.upstream_server import Route, Upstream
 
 REPO = Path(__file__).resolve().parents[2]
@@ -218,3 +218,55 @@ def test_runtime_info_says_what_is_behind_each_endpoint(stack):
     info = {(r["metric"]["runtime"], r["metric"]["flavour"]) for r in stack.query("blackwell_serving_runtime_info")}
     assert info == {("vllm", "v1-engine"), ("sglang", "unified"), ("nim", "llm"), ("dynamo", "frontend"),
                     ("dynamo", "vllm-prefill"), ("dynamo", "vllm-decode")}
+
+
+# -- a drill on vLLM: the KV cache fills, the alert fires and clears ------------------------------
+
+def _kv_usage(body: bytes, usage: float) -> bytes:
+    return b"\n".join(line.rsplit(b" ", 1)[0] + f" {usage}".encode() if line.startswith(b"vllm:kv_cache_usage_perc{")
+                      else line for line in body.split(b"\n"))
+
+
+@pytest.fixture(scope="module")
+def vllm_drill(tmp_path_factory):
+    """vLLM behind the exporter, with the mixin's rules time-scaled as the drills run them."""
+    try:
+        find_binary("prometheus")
+        find_binary("alertmanager", "prometheus-alertmanager")
+    except StackError as exc:
+        pytest.skip(str(exc))
+    runtime = Runtime(RUNTIMES["vllm"])
+    directory = tmp_path_factory.mktemp("vllm-drill")
+    rules = write_rules(directory / "rules.yaml", DRILL_TIME_SCALE)
+    try:
+        with Stack.start(directory, [], [rules], configured={"vllm": runtime.exporter_config()}) as running:
+            yield running, runtime
+    finally:
+        runtime.stop()
+
+
+def _kv_alerts(stack: Stack) -> list[dict]:
+    return [a for a in stack.active_alerts() if a["labels"].get("alertname") == "BlackwellKVCacheNearFull"]
+
+
+def _wait(check, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(1.0)
+    return False
+
+
+def test_drill_vllm_kv_cache_fills_then_drains(vllm_drill):
+    """vLLM reports only kv_cache_usage_perc and its block count: the KV alert must still fire on it."""
+    stack, runtime = vllm_drill
+    assert _wait(lambda: stack.query("instance_model:blackwell_serving_kv_cache_blocks:used_ratio"), 60)
+    assert not _kv_alerts(stack), "0.37 of the KV cache in use is healthy"
+    runtime.servers = [(settings, server, _kv_usage(body, 0.97)) for settings, server, body in runtime.servers]
+    assert _wait(lambda: _kv_alerts(stack), 90), "BlackwellKVCacheNearFull did not reach Alertmanager"
+    alert = _kv_alerts(stack)[0]
+    assert alert["labels"]["model"] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert alert["labels"]["instance"] == stack.instance("vllm")
+    runtime.servers = [(settings, server, _kv_usage(body, 0.4)) for settings, server, body in runtime.servers]
+    assert _wait(lambda: not _kv_alerts(stack), 90), "the alert did not clear once the cache drained"
