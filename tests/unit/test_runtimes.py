@@ -9,11 +9,14 @@ import math
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from exporter import promtext
 from exporter.snapshot import Snapshot
 from exporter.sources.base import PartialPollError
+from exporter.sources.runtime_maps import DYNAMO_FRONTEND, NIM, SGLANG, VLLM
 from exporter.sources.runtimes import RuntimeEndpoint, RuntimesConfig, RuntimesSource, runtime_families
 from tests.unit.upstream_server import Route, Upstream
 
@@ -271,3 +274,31 @@ def test_the_simulation_stays_triton_by_default():
     assert ("blackwell_serving_runtime_info", ("triton", "http://127.0.0.1:8002/metrics", "trtllm-cpp-backend",
                                                "2.51.0")) in got
     assert not any(name == "blackwell_serving_kv_cache_usage_ratio" for name, _ in got)
+
+
+# -- whatever a runtime prints, the mapping produces valid catalog families ------------------------
+
+_UPSTREAM_NAMES = sorted({name for m in (VLLM, SGLANG, NIM, DYNAMO_FRONTEND) for r in m.rules for name in r.upstream}
+                         | {"dynamo_component_kvstats_gpu_cache_usage_percent", "vllm:cache_config_info"})
+_LABELS = st.dictionaries(st.sampled_from(["model_name", "model", "engine", "finished_reason", "status",
+                                           "error_type", "num_gpu_blocks", "worker_type"]),
+                          st.sampled_from(["", "undefined", "m", "abort", "error", "cancelled", "16384", "-3",
+                                           "None", "nan", "prefill"]), max_size=4)
+_VALUES = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-10, 10**12).map(float)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_UPSTREAM_NAMES), _LABELS, _VALUES), max_size=30),
+       st.sampled_from(["vllm", "sglang", "nim", "dynamo-frontend", "dynamo-worker"]))
+def test_any_exposition_maps_to_valid_families(samples, runtime):
+    lines = {}
+    for name, labels, value in samples:
+        rendered = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        number = "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf") if math.isinf(value) else repr(value)
+        lines[f"{name}{{{rendered}}}"] = f"{name}{{{rendered}}} {number}"
+    metrics = promtext.parse("\n".join(lines.values()) + "\n")
+    families = runtime_families(RuntimeEndpoint(url=URL, runtime=runtime), metrics, 200, "")
+    Snapshot.of("runtimes", families)
+    for (name, _), value in values(families).items():
+        if name.endswith("_ratio"):
+            assert 0 <= value <= 1
