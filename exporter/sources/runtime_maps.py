@@ -265,7 +265,7 @@ def map_exposition(metrics: Exposition, runtime: RuntimeMap, model: str, out: Fa
         for series_model, hist in histograms_by_model(metrics, family, runtime.model_label, rename=model_of).items():
             out.add(name, (series_model,), hist)
             models.add(series_model)
-    filled: set[tuple[str, tuple[str, ...]]] = set()
+    filled: dict[tuple[str, tuple[str, ...]], float] = {}
     for rule in runtime.rules:
         chosen = next((u for u in rule.upstream if any(metrics.named(u))), None)
         if chosen is None:
@@ -273,34 +273,32 @@ def map_exposition(metrics: Exposition, runtime: RuntimeMap, model: str, out: Fa
         rows = _aggregate(metrics, rule, chosen, model_of, runtime.model_label)
         for labels, value in rows.items():
             if (rule.catalog, labels) not in filled:
-                filled.add((rule.catalog, labels))
+                filled[(rule.catalog, labels)] = value
                 out.add(rule.catalog, labels, value)
                 models.add(labels[0])
-    _derive_used_blocks(out)
+    _derive_used_blocks(filled, out)
     return models
 
 
-def _derive_used_blocks(out: FamilyBuilder) -> None:
+def _derive_used_blocks(filled: dict[tuple[str, tuple[str, ...]], float], out: FamilyBuilder) -> None:
     """used = usage x max where a runtime reports its block count and usage ratio but not used blocks.
 
     vLLM computes kv_cache_usage_perc as 1 - free / total blocks, so this inverts it exactly (up to
     rounding); it lets the KV occupancy rule work for a runtime that has no used-blocks gauge.
     """
-    blocks = out.by_name.get("blackwell_serving_kv_cache_blocks")
-    ratios = out.by_name.get("blackwell_serving_kv_cache_usage_ratio")
-    if blocks is None or ratios is None:
-        return
-    states = {labels: value for labels, value in blocks.samples}
-    for (model,), ratio in ratios.samples:
-        total = states.get((model, "max"))
-        if isinstance(total, float) and (model, "used") not in states and isinstance(ratio, float):
-            out.add("blackwell_serving_kv_cache_blocks", (model, "used"), float(round(ratio * total)))
+    blocks = "blackwell_serving_kv_cache_blocks"
+    for (name, labels), ratio in filled.items():
+        if name != "blackwell_serving_kv_cache_usage_ratio":
+            continue
+        total = filled.get((blocks, (labels[0], "max")))
+        if total is not None and (blocks, (labels[0], "used")) not in filled:
+            out.add(blocks, (labels[0], "used"), float(round(ratio * total)))
 
 
 def _aggregate(metrics: Exposition, rule: Rule, upstream: str, model_of: Callable[[str], str],
                model_label: str) -> dict[tuple[str, ...], float]:
     """Samples of ``upstream`` per catalog label set: summed, or averaged for a 0-1 ratio."""
-    names = catalog.get(rule.catalog).labels
+    names = [n for n in catalog.get(rule.catalog).labels if n != "endpoint"]  # the builder adds it
     totals: dict[tuple[str, ...], list[float]] = {}
     for sample in metrics.named(upstream):
         number = _label_number(sample, rule.from_label) if rule.from_label else sample.value

@@ -11,8 +11,8 @@ Dynamo: point one endpoint at the frontend (``runtime: dynamo-frontend``, latenc
 requests as the client sees them) and one per worker (``runtime: dynamo-worker``, on its
 ``DYN_SYSTEM_PORT``: KV cache, batch and preemptions of the engine behind it). A worker's role
 (prefill, decode, aggregated) comes from the endpoint's ``role``, else from Dynamo's labels; it is
-part of the worker's flavour (``vllm-prefill``), so prefill and decode workers stay apart instead
-of adding up.
+part of the worker's flavour (``vllm-prefill``); every series carries its endpoint, so prefill and
+decode workers stay apart instead of adding up.
 """
 
 from __future__ import annotations
@@ -74,10 +74,10 @@ def runtime_families(endpoint: RuntimeEndpoint, metrics: Exposition | None, heal
                      version: str) -> list[Family]:
     """Catalog families for one endpoint; ``metrics`` is None when its body was refused or not read."""
     runtime = "dynamo" if endpoint.runtime.startswith("dynamo") else endpoint.runtime
-    out = FamilyBuilder()
-    out.add("blackwell_serving_up", (runtime, endpoint.url), int(metrics is not None))
-    out.add("blackwell_serving_live", (runtime, endpoint.url), int(health_status is not None))
-    out.add("blackwell_serving_ready", (runtime, endpoint.url), int(health_status == 200))
+    out = FamilyBuilder(endpoint.url)
+    out.add("blackwell_serving_up", (runtime,), int(metrics is not None))
+    out.add("blackwell_serving_live", (runtime,), int(health_status is not None))
+    out.add("blackwell_serving_ready", (runtime,), int(health_status == 200))
     flavour = "unknown"
     if metrics is not None:
         mapping = dynamo_worker(metrics) if endpoint.runtime == "dynamo-worker" else _MAPS[endpoint.runtime]
@@ -85,7 +85,7 @@ def runtime_families(endpoint: RuntimeEndpoint, metrics: Exposition | None, heal
         flavour = mapping.flavour(metrics)
         if endpoint.runtime == "dynamo-worker":
             flavour = f"{flavour}-{endpoint.role or worker_role(metrics)}"
-    out.add("blackwell_serving_runtime_info", (runtime, endpoint.url, flavour, version or "unknown"), 1)
+    out.add("blackwell_serving_runtime_info", (runtime, flavour, version or "unknown"), 1)
     return out.families()
 
 
@@ -105,7 +105,11 @@ class RuntimesSource(ServingSource[RuntimeEndpoint]):
         self._reported: set[tuple[str, str]] = set()
 
     def close(self) -> None:
+        super().close()
         self._versions.clear()
+
+    def unanswered(self, endpoint: RuntimeEndpoint) -> list[Family]:
+        return runtime_families(endpoint, None, None, "")
 
     def read(self, endpoint: RuntimeEndpoint, timeout: float) -> Reading:
         deadline = self._clock() + timeout

@@ -18,6 +18,7 @@ from exporter.snapshot import Snapshot
 from exporter.sources.base import PartialPollError
 from exporter.sources.runtime_maps import DYNAMO_FRONTEND, NIM, SGLANG, VLLM
 from exporter.sources.runtimes import RuntimeEndpoint, RuntimesConfig, RuntimesSource, runtime_families
+from exporter.sources.serving_endpoints import merge_families
 from tests.unit.upstream_server import Route, Upstream
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "runtimes"
@@ -47,23 +48,23 @@ def bounds(histogram) -> list[float]:
 
 def test_vllm_current_generation():
     got = read("vllm/metrics_0.11.0.txt", "vllm")
-    assert bounds(got[("blackwell_serving_ttft_seconds", (LLAMA,))]) == VLLM_TTFT
-    itl = got[("blackwell_serving_inter_token_latency_seconds", (LLAMA,))]
+    assert bounds(got[("blackwell_serving_ttft_seconds", (LLAMA, URL))]) == VLLM_TTFT
+    itl = got[("blackwell_serving_inter_token_latency_seconds", (LLAMA, URL))]
     assert bounds(itl) == VLLM_ITL and itl.count == 4
-    assert got[("blackwell_serving_e2e_latency_seconds", (LLAMA,))].sum == pytest.approx(2.1 + 4.4 + 9.8)
-    assert got[("blackwell_serving_queue_time_seconds", (LLAMA,))].count == 3
-    assert got[("blackwell_serving_request_success_total", (LLAMA, ""))] == 3  # stop + length
-    assert got[("blackwell_serving_request_failure_total", (LLAMA, "", "CANCELED"))] == 0  # abort
-    assert got[("blackwell_serving_prompt_tokens_total", (LLAMA,))] == 2688
-    assert got[("blackwell_serving_generation_tokens_total", (LLAMA,))] == 704
-    assert got[("blackwell_serving_batch_requests", (LLAMA, "active"))] == 14
-    assert got[("blackwell_serving_batch_requests", (LLAMA, "waiting"))] == 2
-    assert got[("blackwell_serving_kv_cache_usage_ratio", (LLAMA,))] == 0.37
-    assert got[("blackwell_serving_kv_cache_blocks", (LLAMA, "max"))] == 16384  # cache_config_info
-    assert got[("blackwell_serving_kv_cache_blocks", (LLAMA, "used"))] == round(0.37 * 16384)
-    assert got[("blackwell_serving_preemptions_total", (LLAMA,))] == 1
-    assert got[("blackwell_serving_prefix_cache_queried_tokens_total", (LLAMA,))] == 2944
-    assert got[("blackwell_serving_prefix_cache_hit_tokens_total", (LLAMA,))] == 1024
+    assert got[("blackwell_serving_e2e_latency_seconds", (LLAMA, URL))].sum == pytest.approx(2.1 + 4.4 + 9.8)
+    assert got[("blackwell_serving_queue_time_seconds", (LLAMA, URL))].count == 3
+    assert got[("blackwell_serving_request_success_total", (LLAMA, "", URL))] == 3  # stop + length
+    assert got[("blackwell_serving_request_failure_total", (LLAMA, "", "CANCELED", URL))] == 0  # abort
+    assert got[("blackwell_serving_prompt_tokens_total", (LLAMA, URL))] == 2688
+    assert got[("blackwell_serving_generation_tokens_total", (LLAMA, URL))] == 704
+    assert got[("blackwell_serving_batch_requests", (LLAMA, "active", URL))] == 14
+    assert got[("blackwell_serving_batch_requests", (LLAMA, "waiting", URL))] == 2
+    assert got[("blackwell_serving_kv_cache_usage_ratio", (LLAMA, URL))] == 0.37
+    assert got[("blackwell_serving_kv_cache_blocks", (LLAMA, "max", URL))] == 16384  # cache_config_info
+    assert got[("blackwell_serving_kv_cache_blocks", (LLAMA, "used", URL))] == round(0.37 * 16384)
+    assert got[("blackwell_serving_preemptions_total", (LLAMA, URL))] == 1
+    assert got[("blackwell_serving_prefix_cache_queried_tokens_total", (LLAMA, URL))] == 2944
+    assert got[("blackwell_serving_prefix_cache_hit_tokens_total", (LLAMA, URL))] == 1024
     assert got[("blackwell_serving_runtime_info", ("vllm", URL, "v1-engine", "unknown"))] == 1
 
 
@@ -74,46 +75,46 @@ def test_vllm_printing_both_generations_counts_once():
 
 def test_vllm_older_generations():
     v092 = read("vllm/metrics_0.9.2.txt", "vllm")  # no inter_token_latency_seconds yet
-    itl = v092[("blackwell_serving_inter_token_latency_seconds", (LLAMA,))]
+    itl = v092[("blackwell_serving_inter_token_latency_seconds", (LLAMA, URL))]
     assert itl.count == 4 and itl.sum == pytest.approx(0.085)
     v085 = read("vllm/metrics_0.8.5.txt", "vllm")  # gpu_cache_usage_perc, gpu_prefix_cache_* only
-    assert v085[("blackwell_serving_kv_cache_usage_ratio", (LLAMA,))] == 0.37
-    assert v085[("blackwell_serving_prefix_cache_hit_tokens_total", (LLAMA,))] == 1024
+    assert v085[("blackwell_serving_kv_cache_usage_ratio", (LLAMA, URL))] == 0.37
+    assert v085[("blackwell_serving_prefix_cache_hit_tokens_total", (LLAMA, URL))] == 1024
 
 
 def test_sglang():
     got = read("sglang/metrics.txt", "sglang")
-    ttft = got[("blackwell_serving_ttft_seconds", (LLAMA,))]
+    ttft = got[("blackwell_serving_ttft_seconds", (LLAMA, URL))]
     assert bounds(ttft)[:4] == [0.1, 0.2, 0.4, 0.6] and bounds(ttft)[-2:] == [400.0, math.inf]  # SGLang's own
-    assert got[("blackwell_serving_inter_token_latency_seconds", (LLAMA,))].count == 60  # 3 x 20 tokens
-    assert got[("blackwell_serving_queue_time_seconds", (LLAMA,))].count == 4
-    assert got[("blackwell_serving_batch_requests", (LLAMA, "active"))] == 12
-    assert got[("blackwell_serving_pending_requests", (LLAMA, ""))] == 3
-    assert got[("blackwell_serving_kv_cache_usage_ratio", (LLAMA,))] == 0.62
-    assert got[("blackwell_serving_kv_cache_hit_ratio", (LLAMA,))] == 0.41
-    assert got[("blackwell_serving_prefix_cache_hit_tokens_total", (LLAMA,))] == 320
-    assert got[("blackwell_serving_request_success_total", (LLAMA, ""))] == 3
+    assert got[("blackwell_serving_inter_token_latency_seconds", (LLAMA, URL))].count == 60  # 3 x 20 tokens
+    assert got[("blackwell_serving_queue_time_seconds", (LLAMA, URL))].count == 4
+    assert got[("blackwell_serving_batch_requests", (LLAMA, "active", URL))] == 12
+    assert got[("blackwell_serving_pending_requests", (LLAMA, "", URL))] == 3
+    assert got[("blackwell_serving_kv_cache_usage_ratio", (LLAMA, URL))] == 0.62
+    assert got[("blackwell_serving_kv_cache_hit_ratio", (LLAMA, URL))] == 0.41
+    assert got[("blackwell_serving_prefix_cache_hit_tokens_total", (LLAMA, URL))] == 320
+    assert got[("blackwell_serving_request_success_total", (LLAMA, "", URL))] == 3
     assert got[("blackwell_serving_runtime_info", ("sglang", URL, "unified", "unknown"))] == 1
-    assert ("blackwell_serving_prefix_cache_queried_tokens_total", (LLAMA,)) not in got  # SGLang has no such count
+    assert ("blackwell_serving_prefix_cache_queried_tokens_total", (LLAMA, URL)) not in got  # SGLang has no such count
 
 
 def test_nim_first_generation_names_without_prefix():
     got = read("nim/metrics.txt", "nim")
-    assert got[("blackwell_serving_inter_token_latency_seconds", (LLAMA,))].count == 4  # time_per_output_token
-    assert got[("blackwell_serving_kv_cache_usage_ratio", (LLAMA,))] == 0.44  # gpu_cache_usage_perc
-    assert got[("blackwell_serving_batch_requests", (LLAMA, "max"))] == 256
-    assert got[("blackwell_serving_request_success_total", (LLAMA, ""))] == 3
+    assert got[("blackwell_serving_inter_token_latency_seconds", (LLAMA, URL))].count == 4  # time_per_output_token
+    assert got[("blackwell_serving_kv_cache_usage_ratio", (LLAMA, URL))] == 0.44  # gpu_cache_usage_perc
+    assert got[("blackwell_serving_batch_requests", (LLAMA, "max", URL))] == 256
+    assert got[("blackwell_serving_request_success_total", (LLAMA, "", URL))] == 3
     assert not any(name == "blackwell_serving_queue_time_seconds" for name, _ in got)  # NIM has none: absent
 
 
 def test_dynamo_frontend_failures_by_error_type():
     got = read("dynamo/frontend.txt", "dynamo-frontend")
-    assert got[("blackwell_serving_request_success_total", (LLAMA, ""))] == 41
-    assert got[("blackwell_serving_request_failure_total", (LLAMA, "", "CANCELED"))] == 2
-    assert got[("blackwell_serving_request_failure_total", (LLAMA, "", "REJECTED"))] == 1  # overload
-    assert got[("blackwell_serving_request_failure_total", (LLAMA, "", "BACKEND"))] == 1  # internal
-    assert got[("blackwell_serving_prompt_tokens_total", (LLAMA,))] == 512 + 2048 + 128
-    ttft = got[("blackwell_serving_ttft_seconds", (LLAMA,))]
+    assert got[("blackwell_serving_request_success_total", (LLAMA, "", URL))] == 41
+    assert got[("blackwell_serving_request_failure_total", (LLAMA, "", "CANCELED", URL))] == 2
+    assert got[("blackwell_serving_request_failure_total", (LLAMA, "", "REJECTED", URL))] == 1  # overload
+    assert got[("blackwell_serving_request_failure_total", (LLAMA, "", "BACKEND", URL))] == 1  # internal
+    assert got[("blackwell_serving_prompt_tokens_total", (LLAMA, URL))] == 512 + 2048 + 128
+    ttft = got[("blackwell_serving_ttft_seconds", (LLAMA, URL))]
     assert bounds(ttft)[:3] == [0.0, 0.0022, 0.0047] and bounds(ttft)[-2:] == [480.0, math.inf]
     assert got[("blackwell_serving_runtime_info", ("dynamo", URL, "frontend", "unknown"))] == 1
 
@@ -123,18 +124,31 @@ def test_dynamo_workers_report_state_not_client_latency():
     decode = read("dynamo/worker_decode.txt", "dynamo-worker", role="decode")
     assert prefill[("blackwell_serving_runtime_info", ("dynamo", URL, "vllm-prefill", "unknown"))] == 1
     assert decode[("blackwell_serving_runtime_info", ("dynamo", URL, "vllm-decode", "unknown"))] == 1
-    assert prefill[("blackwell_serving_kv_cache_usage_ratio", (LLAMA,))] == 0.12
-    assert decode[("blackwell_serving_kv_cache_usage_ratio", (LLAMA,))] == 0.81
-    assert decode[("blackwell_serving_kv_cache_blocks", (LLAMA, "max"))] == 16384
+    assert prefill[("blackwell_serving_kv_cache_usage_ratio", (LLAMA, URL))] == 0.12
+    assert decode[("blackwell_serving_kv_cache_usage_ratio", (LLAMA, URL))] == 0.81
+    assert decode[("blackwell_serving_kv_cache_blocks", (LLAMA, "max", URL))] == 16384
     for worker in (prefill, decode):
         assert not [key for key in worker if key[0].endswith(("_seconds", "tokens_total"))
                     and "prefix_cache" not in key[0]], "latency and tokens are the frontend's"
 
 
+def test_prefill_and_decode_workers_of_one_model_stay_apart():
+    families = []
+    for fixture, url, role in (("dynamo/worker_prefill.txt", "http://prefill-0:9090/metrics", None),
+                               ("dynamo/worker_decode.txt", "http://decode-0:9090/metrics", "decode")):
+        metrics = promtext.parse((FIXTURES / fixture).read_bytes())
+        families.append(runtime_families(RuntimeEndpoint(url=url, runtime="dynamo-worker", role=role), metrics, 200, ""))
+    merged, duplicates = merge_families(families)
+    got = values(merged)
+    assert not duplicates
+    assert got[("blackwell_serving_kv_cache_usage_ratio", (LLAMA, "http://prefill-0:9090/metrics"))] == 0.12
+    assert got[("blackwell_serving_kv_cache_usage_ratio", (LLAMA, "http://decode-0:9090/metrics"))] == 0.81
+
+
 def test_a_percentage_where_a_ratio_belongs_is_left_out_and_reported():
     metrics = promtext.parse(f'vllm:kv_cache_usage_perc{{model_name="{LLAMA}",engine="0"}} 37\n')
     got = values(runtime_families(RuntimeEndpoint(url=URL, runtime="vllm"), metrics, 200, ""))
-    assert ("blackwell_serving_kv_cache_usage_ratio", (LLAMA,)) not in got
+    assert ("blackwell_serving_kv_cache_usage_ratio", (LLAMA, URL)) not in got
     assert any("outside 0..1" in problem for problem in metrics.problems)
 
 
@@ -145,8 +159,8 @@ def test_data_parallel_engines_add_up_and_ratios_average():
         f'vllm:kv_cache_usage_perc{{model_name="{LLAMA}",engine="0"}} 0.2\n'
         f'vllm:kv_cache_usage_perc{{model_name="{LLAMA}",engine="1"}} 0.6\n')
     got = values(runtime_families(RuntimeEndpoint(url=URL, runtime="vllm"), metrics, 200, ""))
-    assert got[("blackwell_serving_batch_requests", (LLAMA, "active"))] == 8
-    assert got[("blackwell_serving_kv_cache_usage_ratio", (LLAMA,))] == pytest.approx(0.4)
+    assert got[("blackwell_serving_batch_requests", (LLAMA, "active", URL))] == 8
+    assert got[("blackwell_serving_kv_cache_usage_ratio", (LLAMA, URL))] == pytest.approx(0.4)
 
 
 def test_an_endpoint_must_say_which_runtime_it_is():
@@ -204,7 +218,7 @@ def test_an_unknown_version_is_read_and_logged_once(server, caplog):
         first = values(source.poll())
         clock.now += 5
         source.poll()
-    assert first[("blackwell_serving_ttft_seconds", (LLAMA,))].count == 3
+    assert first[("blackwell_serving_ttft_seconds", (LLAMA, server.url("/metrics")))].count == 3
     assert first[("blackwell_serving_runtime_info", ("vllm", server.url("/metrics"), "v1-engine", "0.14.1"))] == 1
     assert len([r for r in caplog.records if "0.14.1" in r.message]) == 1
 
@@ -258,15 +272,14 @@ def test_the_simulation_reports_what_the_runtime_reports(runtime, fixture, kind)
     real = read(fixture, kind)
     if runtime == "dynamo":  # the workers' state beside the frontend
         real |= read("dynamo/worker_decode.txt", "dynamo-worker", role="decode")
-    only_series = {(name, labels[1:]) for name, labels in sim if name.startswith("blackwell_serving_")}
-    real_series = {(name, labels[1:]) for name, labels in real}
+    only_series = {(name, labels[1:-1]) for name, labels in sim if name.startswith("blackwell_serving_")}
+    real_series = {(name, labels[1:-1]) for name, labels in real}  # model and endpoint differ
     extra = {key for key in only_series - real_series if key[0] not in
              ("blackwell_serving_up", "blackwell_serving_live", "blackwell_serving_ready",
               "blackwell_serving_runtime_info", "blackwell_serving_request_failure_total")}
     assert not extra, f"the simulated {runtime} reports what {runtime} cannot: {sorted(extra)}"
     assert [labels[0] for name, labels in sim if name == "blackwell_serving_runtime_info"] == [runtime]
-    used = sim.get(("blackwell_serving_kv_cache_usage_ratio", ("qwen2.5-72b-fp4",)))
-    assert used is None or 0 <= used <= 1
+    assert all(0 <= value <= 1 for (name, _), value in sim.items() if name.endswith("_ratio"))
 
 
 def test_the_simulation_stays_triton_by_default():

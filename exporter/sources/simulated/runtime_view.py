@@ -67,32 +67,34 @@ def stand_in(families: list[Family], runtime: str) -> list[Family]:
         if name not in rows:
             continue
         kept = Family(name)
-        version = family.metric.labels.index("version") if "version" in family.metric.labels else None
+        names = family.metric.labels
+        extra = next((i for i, n in enumerate(names) if n not in ("model", "version", "endpoint")), None)
         for labels, value in family.samples:
             states = rows[name]
-            if states is None or labels[-1] in states:
-                # These runtimes have no model versions.
-                kept.add(labels if version is None else labels[:version] + ("",) + labels[version + 1:], value)
+            if states is None or (extra is not None and labels[extra] in states):
+                # These runtimes have no model versions; the series come from the stand-in's endpoint.
+                kept.add(tuple("" if n == "version" else endpoint if n == "endpoint" else v
+                               for n, v in zip(names, labels, strict=True)), value)
         out.append(kept)
     ready = next((v for _, v in by_name["blackwell_serving_ready"].samples), 1)
     for name, value in (("blackwell_serving_up", 1), ("blackwell_serving_live", 1), ("blackwell_serving_ready", ready)):
         out.append(Family(name).add((runtime, endpoint), value))
     out.append(Family("blackwell_serving_runtime_info").add((runtime, endpoint, flavour, version), 1))
-    out += [f for f in _only_theirs(by_name) if f.metric.name in rows]
+    out += [f for f in _only_theirs(by_name, endpoint) if f.metric.name in rows]
     return out
 
 
-def _only_theirs(by_name: dict[str, Family]) -> list[Family]:
+def _only_theirs(by_name: dict[str, Family], endpoint: str) -> list[Family]:
     """The families the simulated Triton has no counterpart of, from its own numbers."""
     usage, preemptions = Family("blackwell_serving_kv_cache_usage_ratio"), Family("blackwell_serving_preemptions_total")
     queried = Family("blackwell_serving_prefix_cache_queried_tokens_total")
     hits = Family("blackwell_serving_prefix_cache_hit_tokens_total")
-    blocks = dict(by_name["blackwell_serving_kv_cache_blocks"].samples)
-    for (model,), prompt in by_name["blackwell_serving_prompt_tokens_total"].samples:
+    blocks = {(model, state): value for (model, state, _), value in by_name["blackwell_serving_kv_cache_blocks"].samples}
+    for (model, _), prompt in by_name["blackwell_serving_prompt_tokens_total"].samples:
         total = blocks.get((model, "max"))
         if total:
-            usage.add((model,), round(float(blocks.get((model, "used"), 0)) / float(total), 4))
-        preemptions.add((model,), 0)
-        queried.add((model,), prompt)
-        hits.add((model,), int(float(prompt) * _PREFIX_HIT_SHARE))
+            usage.add((model, endpoint), round(float(blocks.get((model, "used"), 0)) / float(total), 4))
+        preemptions.add((model, endpoint), 0)
+        queried.add((model, endpoint), prompt)
+        hits.add((model, endpoint), int(float(prompt) * _PREFIX_HIT_SHARE))
     return [usage, preemptions, queried, hits]
