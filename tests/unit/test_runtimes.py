@@ -229,11 +229,12 @@ def test_an_unknown_version_is_read_and_logged_once(server, caplog):
      "malformed"),
     (Route(b"x 1\n" * 50_000), "too_large"),
     (Route(b"", status=500), "http_status"),
+    (Route(b"vllm:num_requests_running 1\n" * 20, drip_seconds=0.2), "timeout"),
 ])
 def test_a_bad_body_is_refused_whole_with_its_reason(server, route, reason):
     server.routes["/metrics"] = route
     with pytest.raises(PartialPollError) as err:
-        source_for(server, max_bytes=100_000).poll()
+        source_for(server, max_bytes=100_000, timeout=0.5).poll()
     assert err.value.reason == reason
     got = values(err.value.families)
     url = server.url("/metrics")
