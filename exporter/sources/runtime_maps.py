@@ -200,6 +200,7 @@ DYNAMO_FRONTEND = RuntimeMap(
         Rule("blackwell_serving_generation_tokens_total", ("dynamo_frontend_output_tokens_total",)),
         Rule(_BATCH, ("dynamo_frontend_active_requests", "dynamo_frontend_inflight_requests"), "active"),
         Rule("blackwell_serving_pending_requests", ("dynamo_frontend_queued_requests",)),
+        Rule("blackwell_serving_model_ready", ("dynamo_frontend_model_ready",)),
     ),
     flavour=lambda metrics: "frontend",
     health_path="/health",

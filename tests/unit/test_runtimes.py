@@ -114,6 +114,7 @@ def test_dynamo_frontend_failures_by_error_type():
     assert got[("blackwell_serving_request_failure_total", (LLAMA, "", "REJECTED", URL))] == 1  # overload
     assert got[("blackwell_serving_request_failure_total", (LLAMA, "", "BACKEND", URL))] == 1  # internal
     assert got[("blackwell_serving_prompt_tokens_total", (LLAMA, URL))] == 512 + 2048 + 128
+    assert got[("blackwell_serving_model_ready", (LLAMA, "", URL))] == 1
     ttft = got[("blackwell_serving_ttft_seconds", (LLAMA, URL))]
     assert bounds(ttft)[:3] == [0.0, 0.0022, 0.0047] and bounds(ttft)[-2:] == [480.0, math.inf]
     assert got[("blackwell_serving_runtime_info", ("dynamo", URL, "frontend", "unknown"))] == 1
