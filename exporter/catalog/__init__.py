@@ -13,6 +13,7 @@ from exporter.catalog import gpu as _gpu
 from exporter.catalog import nvlink as _nvlink
 from exporter.catalog import precision as _precision
 from exporter.catalog import preflight as _preflight
+from exporter.catalog import runtimes as _runtimes
 from exporter.catalog import serving as _serving
 from exporter.catalog.model import Metric, MetricType
 
@@ -21,7 +22,7 @@ __all__ = ["CATALOG", "Metric", "MetricType", "get", "series_names"]
 
 def _collect() -> dict[str, Metric]:
     merged: dict[str, Metric] = {}
-    for module in (_exporter, _gpu, _nvlink, _serving, _precision, _preflight):
+    for module in (_exporter, _gpu, _nvlink, _serving, _runtimes, _precision, _preflight):
         for metric in module.METRICS:
             if metric.name in merged:
                 raise ValueError(f"metric {metric.name} declared twice in the catalog")

@@ -7,7 +7,7 @@ quantiles honestly do not.
 
 from exporter.catalog.model import counter, gauge, histogram, info
 
-_SRV = ("triton", "trtllm_serve", "simulated")
+_SRV = ("triton", "trtllm_serve", "runtimes", "simulated")
 # Series of one model carry the endpoint they came from: the same model on two servers (or on
 # triton and trtllm-serve at once) is two series, so one endpoint failing never hands its series
 # to another endpoint's value (a false counter reset). Aggregate with sum by (model).

@@ -19,6 +19,7 @@ _PATHS = {
     "preflight": "exporter.preflight.source:PreflightSource",
     "triton": "exporter.sources.triton:TritonSource",
     "trtllm_serve": "exporter.sources.trtllm_serve:TrtllmServeSource",
+    "runtimes": "exporter.sources.runtimes:RuntimesSource",
     "counter_mapping": "exporter.sources.counter_mapping:CounterMappingSource",
     "engine": "exporter.sources.engine:EngineSource",
     "dispatch": "exporter.sources.dispatch:DispatchSource",

@@ -12,6 +12,7 @@ from exporter.snapshot import Family
 from exporter.sources.base import Source, SourceConfig
 from exporter.sources.simulated.model import BoxModel
 from exporter.sources.simulated.profiles import PROFILES
+from exporter.sources.simulated.runtime_view import RUNTIMES, stand_in
 from exporter.sources.simulated.scenarios import DEFAULT_SCENARIO, SCENARIOS, Scenario
 
 
@@ -21,12 +22,21 @@ class SimulatedConfig(SourceConfig):
     profile: str | None = Field(None, description=f"one of {', '.join(PROFILES)}")
     scenario: str = Field(DEFAULT_SCENARIO, description=f"one of {', '.join(SCENARIOS)}")
     seed: int = Field(0, description="random seed: the same seed and poll times give the same numbers")
+    runtime: str = Field("triton", description=f"serving runtime to stand in for: {', '.join(RUNTIMES)} "
+                                               "(only the families that runtime reports)")
 
     @field_validator("profile")
     @classmethod
     def _known_profile(cls, value: str | None) -> str | None:
         if value is not None and value not in PROFILES:
             raise ValueError(f"unknown profile {value!r}; choose one of {', '.join(PROFILES)}")
+        return value
+
+    @field_validator("runtime")
+    @classmethod
+    def _known_runtime(cls, value: str) -> str:
+        if value not in RUNTIMES:
+            raise ValueError(f"unknown runtime {value!r}; choose one of {', '.join(RUNTIMES)}")
         return value
 
     @field_validator("scenario")
@@ -96,4 +106,4 @@ class SimulatedSource(Source):
     def poll(self) -> list[Family]:
         with self._lock:
             self._model.advance(self._clock())
-            return self._model.families()
+            return stand_in(self._model.families(), self.config.runtime)
