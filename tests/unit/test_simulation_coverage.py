@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from exporter import catalog
 from exporter.sources.simulated.profiles import PROFILES
+from exporter.sources.simulated.runtime_view import RUNTIMES
 from exporter.sources.simulated.scenarios import SCENARIOS
 from exporter.sources.simulated.source import SimulatedConfig, SimulatedSource, check_scenario_fits
 from tests.support import FakeClock
@@ -21,20 +22,29 @@ NOT_MODELLED_YET = {
 
 
 def simulated_metrics() -> set[str]:
-    """Every metric some profile emits with samples in some scenario it supports, over three polls."""
+    """Every metric some profile emits with samples in some scenario it supports, for some serving
+    runtime it stands in for, over three polls."""
     seen: set[str] = set()
     for profile in PROFILES:
+        for runtime in RUNTIMES:
+            seen.update(_polled(SimulatedConfig(enabled=True, profile=profile, runtime=runtime)))
         for name, scenario in SCENARIOS.items():
             try:
                 check_scenario_fits(scenario, profile)
             except ValueError:
                 continue
-            clock = FakeClock()
-            source = SimulatedSource(SimulatedConfig(enabled=True, profile=profile, scenario=name), clock=clock)
-            for _ in range(3):
-                clock.advance(60)
-                seen.update(family.metric.name for family in source.poll() if family.samples)
+            seen.update(_polled(SimulatedConfig(enabled=True, profile=profile, scenario=name)))
     return seen
+
+
+def _polled(config: SimulatedConfig) -> set[str]:
+    clock = FakeClock()
+    source = SimulatedSource(config, clock=clock)
+    names: set[str] = set()
+    for _ in range(3):
+        clock.advance(60)
+        names.update(family.metric.name for family in source.poll() if family.samples)
+    return names
 
 
 def test_every_metric_the_catalog_lets_the_simulation_fill_is_simulated():
