@@ -1,4 +1,4 @@
-"""Command line: run | generate | preflight | demo | config check | version."""
+"""Command line: run | generate | preflight | demo | config check | version | inject-path."""
 
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--scenario", default="healthy", help="scenario to start in")
 
     sub.add_parser("version", help="print the version")
+    sub.add_parser("inject-path", help="print the absolute path of the CUPTI injection library (CUDA_INJECTION64_PATH)")
     return parser
 
 
@@ -212,6 +213,15 @@ def main(argv: list[str] | None = None) -> int:
         from exporter.demo import main as demo_main
 
         return demo_main(args)
+    if args.command == "inject-path":
+        from exporter.inject import LibraryNotBuilt, library_path
+
+        try:
+            print(library_path())
+        except LibraryNotBuilt as exc:
+            print(f"blackwell-exporter inject-path: {exc}", file=sys.stderr)
+            return 1
+        return 0
     if args.command == "preflight":
         from exporter.preflight import main as preflight_main
 

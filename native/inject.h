@@ -1,0 +1,64 @@
+/* The CUPTI injection library of blackwell-exporter: shared declarations.
+ *
+ * inject.c holds the lifecycle (InitializeInjection, the window thread, fork and exit),
+ * cupti_loader.c finds and binds libcupti at run time, table.c the bounded per-GPU name table
+ * and the JSON state file (format: docs/dispatch-state.md, version 2). */
+#ifndef BLACKWELL_INJECT_H
+#define BLACKWELL_INJECT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BW_MAX_GPUS 64
+#define BW_TEXT 512
+
+/* Offsets of the fields read from a CUPTI kernel activity record. The same in CUpti_ActivityKernel9
+ * (CUPTI 12.x) and CUpti_ActivityKernel10 (13.x): inject.c asserts them against the header it is
+ * built with, and tests/unit/test_inject_native.py builds against both header versions. */
+#define BW_OFFSET_KIND 0
+#define BW_OFFSET_START 16
+#define BW_OFFSET_END 24
+#define BW_OFFSET_DEVICE 40
+#define BW_OFFSET_NAME 104
+#define BW_KIND_CONCURRENT_KERNEL 10
+
+typedef struct bw_entry {
+    char *raw;           /* the name as CUPTI reported it (hash key) */
+    char *demangled;     /* what the state file shows */
+    uint64_t hash;
+    uint64_t launches;
+    uint64_t ns;
+} bw_entry;
+
+typedef struct bw_gpu {
+    int seen;
+    char label[32];
+    char uuid[48];
+    uint64_t kernels, kernel_ns;
+    uint64_t overflow_launches, overflow_ns;
+    size_t count, capacity; /* open addressing, capacity a power of two >= 2 * max_names */
+    bw_entry *slots;
+    size_t *order;          /* slot indices in insertion order, for a stable file */
+} bw_gpu;
+
+typedef struct bw_stats {
+    const char *status, *reason;
+    char detail[BW_TEXT];
+    double duty_cycle, period_seconds, started_at, sampled_seconds;
+    uint64_t windows, windows_skipped, records, incomplete_records, dropped_records;
+    size_t max_names;
+    int pid;
+    const char *process;
+} bw_stats;
+
+typedef char *(*bw_demangler)(const char *mangled, char *out, size_t *length, int *status);
+
+void bw_table_init(size_t max_names, bw_demangler demangle);
+/* Folds one kernel record into the table; returns 0 if the record had no valid duration. */
+int bw_table_add(uint32_t device, const char *name, uint64_t start, uint64_t end);
+void bw_table_set_label(uint32_t device, const char *label, const char *uuid);
+int bw_table_has_label(uint32_t device);
+/* Writes the state file atomically; returns 0 or an errno value. */
+int bw_state_write(const char *directory, const char *file_name, const bw_stats *stats);
+
+#endif

@@ -1,0 +1,133 @@
+/* A stand-in libcupti for the tests on machines without a GPU (tests/unit/test_inject_native.py).
+ *
+ * Implements the nine CUPTI functions the injection library binds, with CUPTI's behaviour where
+ * the library depends on it: one subscriber per process (a second cuptiSubscribe returns
+ * CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED), records only while the kernel kind is enabled,
+ * buffers requested from and handed back to the client, records without a buffer dropped and
+ * counted, cuptiActivityGetNextRecord ending with CUPTI_ERROR_MAX_LIMIT_REACHED. Record layout:
+ * the fields the library reads, at the CUpti_ActivityKernel10 offsets (native/inject.h).
+ *
+ * Driven by the environment: FAKE_CUPTI_NAMES is a file of NUL-separated kernel names, each
+ * delivered once per window on device FAKE_CUPTI_DEVICE (default 0), lasting 100 ns; names
+ * starting with "!" arrive without an end time. FAKE_CUPTI_OTHER_SUBSCRIBER=1 makes every
+ * cuptiSubscribe fail as when Nsight or torch.profiler holds CUPTI. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RECORD_BYTES 216
+typedef void (*requested_fn)(uint8_t **, size_t *, size_t *);
+typedef void (*completed_fn)(void *, uint32_t, uint8_t *, size_t, size_t);
+
+static requested_fn on_requested;
+static completed_fn on_completed;
+static int subscribed, enabled, window_had_kernels;
+static size_t dropped;
+
+int cuptiSubscribe(void **subscriber, void *callback, void *data) {
+    (void)callback, (void)data;
+    const char *other = getenv("FAKE_CUPTI_OTHER_SUBSCRIBER");
+    if (subscribed || (other && other[0] == '1')) return 39;
+    subscribed = 1;
+    *subscriber = &subscribed;
+    return 0;
+}
+
+int cuptiUnsubscribe(void *subscriber) {
+    if (subscriber != &subscribed || !subscribed) return 1;
+    subscribed = 0;
+    return 0;
+}
+
+int cuptiActivityRegisterCallbacks(requested_fn requested, completed_fn completed) {
+    if (!requested || !completed) return 1;
+    on_requested = requested;
+    on_completed = completed;
+    return 0;
+}
+
+int cuptiActivityEnable(int kind) {
+    if (kind != 10) return 1;
+    enabled = window_had_kernels = 1;
+    return 0;
+}
+
+int cuptiActivityDisable(int kind) {
+    if (kind != 10) return 1;
+    enabled = 0;
+    return 0;
+}
+
+static void put_record(uint8_t *at, const char *name, uint32_t device) {
+    uint32_t kind = 10;
+    uint64_t start = 1000000, end = name[0] == '!' ? 0 : start + 100;
+    memset(at, 0, RECORD_BYTES);
+    memcpy(at + 0, &kind, 4);
+    memcpy(at + 16, &start, 8);
+    memcpy(at + 24, &end, 8);
+    memcpy(at + 40, &device, 4);
+    memcpy(at + 104, &name, sizeof name);
+}
+
+static char *load_names(size_t *length) {
+    const char *path = getenv("FAKE_CUPTI_NAMES");
+    FILE *file = path ? fopen(path, "rb") : NULL;
+    if (!file) return NULL;
+    static char *names;
+    static size_t size;
+    if (!names) {
+        fseek(file, 0, SEEK_END);
+        size = (size_t)ftell(file);
+        fseek(file, 0, SEEK_SET);
+        names = calloc(size + 1, 1);
+        if (names && fread(names, 1, size, file) != size) size = 0;
+    }
+    fclose(file);
+    *length = size;
+    return names;
+}
+
+/* Delivers this window's records through the client's buffers. */
+int cuptiActivityFlushAll(uint32_t flag) {
+    (void)flag;
+    size_t length = 0;
+    char *names = load_names(&length);
+    const char *device_text = getenv("FAKE_CUPTI_DEVICE");
+    uint32_t device = device_text ? (uint32_t)atoi(device_text) : 0;
+    if (!window_had_kernels || !names || !on_requested) return 0;
+    window_had_kernels = 0;
+    char *next = names, *end = names + length;
+    while (next < end) {
+        uint8_t *buffer = NULL;
+        size_t size = 0, max_records = 0, used = 0;
+        on_requested(&buffer, &size, &max_records);
+        if (!buffer) {
+            for (; next < end; next += strlen(next) + 1) dropped++;
+            break;
+        }
+        for (; next < end && used + RECORD_BYTES <= size; next += strlen(next) + 1, used += RECORD_BYTES)
+            put_record(buffer + used, next, device);
+        on_completed(NULL, 0, buffer, size, used);
+    }
+    return 0;
+}
+
+int cuptiActivityGetNextRecord(uint8_t *buffer, size_t valid, void **record) {
+    uint8_t *next = *record ? (uint8_t *)*record + RECORD_BYTES : buffer;
+    if (next + RECORD_BYTES > buffer + valid) return 12; /* CUPTI_ERROR_MAX_LIMIT_REACHED */
+    *record = next;
+    return 0;
+}
+
+int cuptiActivityGetNumDroppedRecords(void *context, uint32_t stream, size_t *count) {
+    (void)context, (void)stream;
+    *count = dropped;
+    dropped = 0;
+    return 0;
+}
+
+int cuptiGetResultString(int result, const char **text) {
+    *text = result == 39 ? "CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED" : result == 0 ? "CUPTI_SUCCESS" : "CUPTI_ERROR_UNKNOWN";
+    return 0;
+}

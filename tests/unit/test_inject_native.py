@@ -1,0 +1,198 @@
+"""The CUPTI injection library (native/) as a guest in a host process, without a GPU.
+
+Each test starts a real Python process that loads the built library the way the CUDA driver
+does (dlopen + InitializeInjection) with a stand-in libcupti (native/testing/fake_cupti.c,
+compiled here) or none at all, and reads the state file it writes (docs/dispatch-state.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from exporter.inject import library_path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+HOST = textwrap.dedent("""
+    import ctypes, json, os, sys, time
+    ctypes.CDLL("libstdc++.so.6", mode=ctypes.RTLD_GLOBAL)  # a C++ host, as the serving runtimes are
+    library = ctypes.CDLL(os.environ["INJECT_LIBRARY"])
+    assert library.InitializeInjection() == 1
+    state_file = os.path.join(os.environ["BLACKWELL_DISPATCH_STATE_DIR"], os.environ.get("EXPECT_FILE", ""))
+    def read_state():
+        with open(state_file, "rb") as handle:
+            return json.loads(handle.read().decode("utf-8"))
+""")
+
+
+@pytest.fixture(scope="module")
+def fake_cupti(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("fake") / "libcupti.so.13"
+    subprocess.run(["gcc", "-std=c11", "-shared", "-fPIC", "-O1", str(ROOT / "native/testing/fake_cupti.c"),
+                    "-o", str(out)], check=True)
+    return out
+
+
+def run_host(tmp_path: Path, body: str, **env: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    state_dir = tmp_path / "dispatch"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("BLACKWELL_", "FAKE_CUPTI"))}
+    environment.update({"INJECT_LIBRARY": str(library_path()), "BLACKWELL_DISPATCH_STATE_DIR": str(state_dir),
+                        "BLACKWELL_DISPATCH_PROCESS": "host", "EXPECT_FILE": "host.json", **env})
+    process = subprocess.run([sys.executable, "-c", HOST + textwrap.dedent(body)], env=environment,
+                             capture_output=True, text=True, timeout=60)
+    return process, state_dir
+
+
+def names_file(tmp_path: Path, names: list[bytes]) -> str:
+    path = tmp_path / "names"
+    path.write_bytes(b"".join(name + b"\0" for name in names))
+    return str(path)
+
+
+def final_state(state_dir: Path, name: str = "host.json") -> dict:
+    return json.loads((state_dir / name).read_bytes().decode("utf-8"))
+
+
+def test_without_cupti_the_host_runs_on_and_the_file_says_cupti_missing(tmp_path: Path) -> None:
+    process, state_dir = run_host(tmp_path, "print(json.dumps(read_state()))",
+                                  BLACKWELL_DISPATCH_CUPTI=str(tmp_path / "no/libcupti.so.13"))
+    assert process.returncode == 0, process.stderr
+    while_running = json.loads(process.stdout)
+    assert (while_running["status"], while_running["reason"]) == ("unavailable", "cupti_missing")
+    assert "no/libcupti.so.13" in while_running["detail"]
+    assert while_running["writer"] == "inject" and while_running["version"] == 2
+    assert process.stderr.count("no libcupti loadable") == 1
+    assert final_state(state_dir)["status"] == "exited"
+
+
+def test_kernel_names_are_demangled_escaped_and_counted_once_per_launch(tmp_path: Path, fake_cupti: Path) -> None:
+    names = [b"_ZN7cutlass6KernelI4GemmEEvT_", b'quote"and\\backslash', b"tab\tnew\nline", "ünïcode".encode(),
+             b"bad\xff\xfebytes", b"!incomplete"]
+    process, state_dir = run_host(tmp_path, "time.sleep(1.0)", BLACKWELL_DISPATCH_CUPTI=str(fake_cupti),
+                                  FAKE_CUPTI_NAMES=names_file(tmp_path, names), FAKE_CUPTI_DEVICE="3",
+                                  BLACKWELL_DISPATCH_PERIOD="0.1", BLACKWELL_DISPATCH_DUTY_CYCLE="0.5")
+    assert process.returncode == 0, process.stderr
+    state = final_state(state_dir)
+    windows = state["windows"]
+    assert windows >= 3 and state["status"] == "exited" and state["dropped_records"] == 0
+    gpu = state["gpus"]["3"]  # no CUDA here: the label falls back to the CUDA ordinal
+    assert gpu["names"] == {
+        "void cutlass::Kernel<Gemm>(Gemm)": [windows, 100 * windows],
+        'quote"and\\backslash': [windows, 100 * windows],
+        "tab\tnew\nline": [windows, 100 * windows],
+        "ünïcode": [windows, 100 * windows],
+        "bad\ufffd\ufffdbytes": [windows, 100 * windows],
+    }
+    assert gpu["kernels"] == 5 * windows and gpu["kernel_ns"] == 500 * windows
+    assert state["records"] == 6 * windows and state["incomplete_records"] == windows
+
+
+def test_names_beyond_max_names_go_to_the_overflow_bucket(tmp_path: Path, fake_cupti: Path) -> None:
+    names = [f"kernel_{i}".encode() for i in range(10)]
+    process, state_dir = run_host(tmp_path, "time.sleep(0.6)", BLACKWELL_DISPATCH_CUPTI=str(fake_cupti),
+                                  FAKE_CUPTI_NAMES=names_file(tmp_path, names), BLACKWELL_DISPATCH_MAX_NAMES="4",
+                                  BLACKWELL_DISPATCH_PERIOD="0.1", BLACKWELL_DISPATCH_DUTY_CYCLE="0.5")
+    assert process.returncode == 0, process.stderr
+    state = final_state(state_dir)
+    windows, gpu = state["windows"], state["gpus"]["0"]
+    assert state["max_names"] == 4
+    assert sorted(gpu["names"]) == ["kernel_0", "kernel_1", "kernel_2", "kernel_3"]
+    assert gpu["overflow"] == [6 * windows, 600 * windows]
+    assert gpu["kernels"] == 10 * windows
+
+
+def test_bad_settings_fall_back_to_the_defaults_with_one_line_each(tmp_path: Path) -> None:
+    process, state_dir = run_host(tmp_path, "pass", BLACKWELL_DISPATCH_DUTY_CYCLE="lots",
+                                  BLACKWELL_DISPATCH_PERIOD="-5", BLACKWELL_DISPATCH_MAX_NAMES="0",
+                                  BLACKWELL_DISPATCH_PROCESS="../escape", EXPECT_FILE="",
+                                  BLACKWELL_DISPATCH_CUPTI=str(tmp_path / "none.so"))
+    assert process.returncode == 0, process.stderr
+    for variable in ("DUTY_CYCLE=lots", "PERIOD=-5", "MAX_NAMES=0", "PROCESS=../escape"):
+        assert process.stderr.count(f"BLACKWELL_DISPATCH_{variable}") == 1, process.stderr
+    (written,) = state_dir.iterdir()
+    state = json.loads(written.read_text())
+    assert written.name == f"pid{state['pid']}.json"
+    assert (state["duty_cycle"], state["period_seconds"], state["max_names"]) == (0.1, 30, 2048)
+
+
+def test_duty_cycle_zero_disables_sampling(tmp_path: Path) -> None:
+    process, _ = run_host(tmp_path, "print(json.dumps(read_state()))", BLACKWELL_DISPATCH_DUTY_CYCLE="0")
+    state = json.loads(process.stdout)
+    assert (state["status"], state["reason"], state["duty_cycle"]) == ("unavailable", "disabled", 0)
+
+
+def test_another_cupti_subscriber_skips_windows_and_says_why(tmp_path: Path, fake_cupti: Path) -> None:
+    process, _ = run_host(tmp_path, "time.sleep(0.8); print(json.dumps(read_state()))",
+                          BLACKWELL_DISPATCH_CUPTI=str(fake_cupti), FAKE_CUPTI_OTHER_SUBSCRIBER="1",
+                          BLACKWELL_DISPATCH_PERIOD="0.1", BLACKWELL_DISPATCH_DUTY_CYCLE="0.5")
+    assert process.returncode == 0, process.stderr
+    state = json.loads(process.stdout)
+    assert (state["status"], state["reason"], state["windows"]) == ("unavailable", "multiple_subscribers", 0)
+    assert state["windows_skipped"] >= 3
+    assert "MULTIPLE_SUBSCRIBERS" in state["detail"]
+    assert process.stderr.count("window skipped") == 1
+
+
+def test_readers_only_ever_see_whole_files(tmp_path: Path, fake_cupti: Path) -> None:
+    names = [f"kernel_with_a_rather_long_name_{i}".encode() for i in range(300)]
+    process, state_dir = run_host(tmp_path, """
+        replaced, parsed, inode = 0, 0, None
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            now = os.stat(state_file).st_ino
+            replaced += inode is not None and now != inode
+            inode = now
+            read_state()  # raises on a torn file
+            parsed += 1
+        print(json.dumps({"replaced": replaced, "parsed": parsed}))
+    """, BLACKWELL_DISPATCH_CUPTI=str(fake_cupti), FAKE_CUPTI_NAMES=names_file(tmp_path, names),
+                                  BLACKWELL_DISPATCH_PERIOD="0.02", BLACKWELL_DISPATCH_DUTY_CYCLE="0.5")
+    assert process.returncode == 0, process.stderr
+    seen = json.loads(process.stdout)
+    assert seen["replaced"] > 5 and seen["parsed"] > 100  # replaced by rename, many times
+    assert [p.name for p in state_dir.iterdir()] == ["host.json"]  # no temporary files left
+
+
+def test_an_unwritable_state_directory_is_one_line_and_the_host_runs_on(tmp_path: Path, fake_cupti: Path) -> None:
+    (tmp_path / "a_file").write_text("")
+    process, _ = run_host(tmp_path, "time.sleep(0.5)", BLACKWELL_DISPATCH_STATE_DIR=str(tmp_path / "a_file/dir"),
+                          BLACKWELL_DISPATCH_CUPTI=str(fake_cupti), BLACKWELL_DISPATCH_PERIOD="0.05")
+    assert process.returncode == 0
+    assert process.stderr.count("cannot write the state file") == 1, process.stderr
+
+
+def test_a_forked_child_never_samples_nor_touches_the_parents_file(tmp_path: Path, fake_cupti: Path) -> None:
+    process, state_dir = run_host(tmp_path, """
+        before = open(state_file, "rb").read()
+        child = os.fork()
+        if child == 0:
+            time.sleep(0.3)
+            sys.exit(0)  # a normal exit: the child's atexit handlers run
+        os.waitpid(child, 0)
+        print(json.dumps({"unchanged": open(state_file, "rb").read() == before, "child": child}))
+    """, BLACKWELL_DISPATCH_CUPTI=str(fake_cupti), BLACKWELL_DISPATCH_PERIOD="3600")
+    assert process.returncode == 0, process.stderr
+    seen = json.loads(process.stdout)
+    assert seen["unchanged"]
+    assert process.stderr.count("forked child: not sampled") == 1
+    assert [p.name for p in state_dir.iterdir()] == ["host.json"]
+    assert final_state(state_dir)["status"] == "exited"
+
+
+def test_two_live_processes_with_one_name_write_two_files(tmp_path: Path, fake_cupti: Path) -> None:
+    first, state_dir = run_host(tmp_path, """
+        import subprocess
+        subprocess.run([sys.executable, "-c", os.environ["SECOND"]], check=True)  # while this one lives
+    """, BLACKWELL_DISPATCH_CUPTI=str(fake_cupti), BLACKWELL_DISPATCH_PERIOD="3600",
+                                SECOND=HOST + "print(os.getpid())")
+    assert first.returncode == 0, first.stderr
+    files = {p.name for p in state_dir.iterdir()}
+    assert "host.json" in files and len(files) == 2
+    assert any(name.startswith("host-pid") for name in files)
