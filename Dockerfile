@@ -11,11 +11,19 @@
 FROM python:3.12-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# gcc builds the CUPTI injection library (native/, headers from PyPI wheels: setup.py); it lands at
+# /opt/blackwell-exporter/libblackwell_inject.so in the final image, for CUDA_INJECTION64_PATH on
+# serving containers that mount or copy it (docs/injection.md).
+RUN apt-get update -q && apt-get install -y -q --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
+COPY pyproject.toml setup.py README.md ./
+COPY native/ native/
 COPY exporter/ exporter/
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-compile . \
- && /opt/venv/bin/python -m compileall -q /opt/venv
+ && /opt/venv/bin/python -m compileall -q /opt/venv \
+ && mkdir -p /opt/blackwell-exporter \
+ && cp "$(/opt/venv/bin/blackwell-exporter inject-path)" /opt/blackwell-exporter/libblackwell_inject.so \
+ && echo "injection library: /opt/blackwell-exporter/libblackwell_inject.so"
 
 FROM python:3.12-slim
 ENV PATH=/opt/venv/bin:$PATH \
@@ -23,6 +31,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp
 COPY --from=build /opt/venv /opt/venv
+COPY --from=build /opt/blackwell-exporter /opt/blackwell-exporter
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /tmp --shell /usr/sbin/nologin exporter
 USER 10001:10001
 WORKDIR /tmp

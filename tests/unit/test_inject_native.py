@@ -196,3 +196,22 @@ def test_two_live_processes_with_one_name_write_two_files(tmp_path: Path, fake_c
     files = {p.name for p in state_dir.iterdir()}
     assert "host.json" in files and len(files) == 2
     assert any(name.startswith("host-pid") for name in files)
+
+
+HEADER_WHEELS = {"12.8": ["nvidia-cuda-cupti-cu12==12.8.90", "nvidia-cuda-runtime-cu12==12.8.90"],
+                 "13.0": ["nvidia-cuda-cupti==13.0.85", "nvidia-cuda-runtime==13.0.96"]}
+
+
+@pytest.mark.parametrize("version", sorted(HEADER_WHEELS))
+def test_the_library_compiles_against_cupti_headers_of_both_lines(version: str, tmp_path: Path) -> None:
+    """The static assertions in native/inject.c pin the record offsets the library reads."""
+    download = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(tmp_path),
+                               *HEADER_WHEELS[version]], capture_output=True, text=True, timeout=300)
+    if download.returncode != 0:
+        pytest.skip(f"header wheels not downloadable here: {download.stderr[-300:]}")
+    for wheel in tmp_path.glob("*.whl"):
+        subprocess.run([sys.executable, "-m", "zipfile", "-e", str(wheel), str(tmp_path / "x")], check=True)
+    includes = [f"-I{p.parent}" for name in ("cupti.h", "cuda.h") for p in (tmp_path / "x").glob(f"nvidia/*/include/{name}")]
+    assert len(includes) == 2
+    subprocess.run(["gcc", "-std=c11", "-fsyntax-only", "-Wall", "-Werror", f"-I{ROOT / 'native'}", *includes,
+                    "-idirafter", str(ROOT / "native/shim"), str(ROOT / "native/inject.c")], check=True)

@@ -1,0 +1,100 @@
+"""Throughput cost of the injection library vs the cupti-python sampler, side by side in one run.
+
+The workload is bench/dispatch_bench.py's launch-bound eager decode loop (40 kernels a step from
+one Python thread, the worst case for a kernel tracer). The library is set at cuInit, so each
+mode runs in its own process; modes alternate round by round so drift hits all of them alike.
+
+    python3 bench/inject_bench.py OUT_DIR LIBRARY [--rounds N] [--seconds S]
+Writes OUT_DIR/inject_bench.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+PERIOD = "4"
+MODES = {
+    "off": {},
+    "library, window always open": {"inject": True, "BLACKWELL_DISPATCH_DUTY_CYCLE": "1"},
+    "cupti-python, always on": {"python": True},
+    "library, duty 0.1": {"inject": True, "BLACKWELL_DISPATCH_DUTY_CYCLE": "0.1"},
+    "library, duty 0.01": {"inject": True, "BLACKWELL_DISPATCH_DUTY_CYCLE": "0.01"},
+}
+
+CHILD = """
+import json, os, sys, time
+from pathlib import Path
+sys.path.insert(0, "bench")
+import torch
+from dispatch_bench import Decode, throughput
+seconds = float(sys.argv[1])
+state = Path(os.environ["BLACKWELL_DISPATCH_STATE_DIR"]) / "bench.json"
+if os.environ.get("PYTHON_SAMPLER"):
+    from exporter.inprocess.sampler import DispatchSampler
+    sampler = DispatchSampler(state, 1.0, float(os.environ["BLACKWELL_DISPATCH_PERIOD"]), "bench")
+    sampler.start()
+work = Decode()
+throughput(work, 3.0)
+def sampled():
+    try:
+        return json.loads(state.read_text())["sampled_seconds"]
+    except (OSError, ValueError, KeyError):
+        return 0.0
+before = sampled()
+rate = throughput(work, seconds)
+print(json.dumps({"steps_per_second": rate, "sampled_before": before, "sampled_after": sampled()}))
+"""
+
+
+def run_mode(mode: dict, library: str, seconds: float) -> dict:
+    state_dir = tempfile.mkdtemp(prefix="inject-bench-")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BLACKWELL_", "CUDA_INJECTION64"))}
+    env.update({"BLACKWELL_DISPATCH_STATE_DIR": state_dir, "BLACKWELL_DISPATCH_PROCESS": "bench",
+                "BLACKWELL_DISPATCH_PERIOD": PERIOD})
+    env.update({k: v for k, v in mode.items() if k.startswith("BLACKWELL_")})
+    if mode.get("inject"):
+        env["CUDA_INJECTION64_PATH"] = library
+    if mode.get("python"):
+        env["PYTHON_SAMPLER"] = "1"
+    out = subprocess.run([sys.executable, "-c", CHILD, str(seconds)], env=env, capture_output=True, text=True,
+                         timeout=seconds + 120)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["coverage"] = (result["sampled_after"] - result["sampled_before"]) / seconds
+    return result
+
+
+def main() -> None:
+    out_dir, library = Path(sys.argv[1]), sys.argv[2]
+    rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 2
+    seconds = float(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 10.0
+    runs: dict[str, list[dict]] = {name: [] for name in MODES}
+    for _ in range(rounds):
+        for name, mode in MODES.items():
+            runs[name].append(run_mode(mode, library, seconds))
+            print(name, json.dumps(runs[name][-1]), flush=True)
+    base = statistics.mean(r["steps_per_second"] for r in runs["off"])
+    cost = {name: 1 - statistics.mean(r["steps_per_second"] for r in rs) / base for name, rs in runs.items()}
+    report = {
+        "workload": "bench/dispatch_bench.py Decode: 8 layers x (bf16 mm M=16, silu, mul, fp8 scaled_mm, add)",
+        "seconds_per_block": seconds, "rounds": rounds, "period_seconds": float(PERIOD), "runs": runs,
+        "cost": cost,
+        "coverage": {name: statistics.mean(r["coverage"] for r in rs) for name, rs in runs.items()},
+        "baseline_spread": (max(r["steps_per_second"] for r in runs["off"])
+                            - min(r["steps_per_second"] for r in runs["off"])) / base,
+        "ratio_library_open_to_cupti_python": cost["library, window always open"] / cost["cupti-python, always on"],
+    }
+    (out_dir / "inject_bench.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps({k: report[k] for k in ("cost", "coverage", "baseline_spread",
+                                              "ratio_library_open_to_cupti_python")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
