@@ -234,18 +234,18 @@ def _node(config: MixinConfig) -> dict:
         Panel("NVLink5 bit error rate", "Decoded NVLink5 BER per link, effective (post-FEC) and symbol (pre-FEC).",
           "sci", [Query(f"max by (instance, gpu, kind) (blackwell_nvlink5_bit_error_rate{{{INSTANCE_GPU}}})",
                     "{{instance}} gpu {{gpu}} {{kind}}")]),
-        Panel("NVLink throughput per link", "GPM receive and transmit rate per link.", "Bps",
-          [Query(f"sum by (instance, gpu) (blackwell_nvlink_link_rx_bytes_per_second{{{INSTANCE_GPU}}})", "{{instance}} gpu {{gpu}} rx"),
-           Query(f"sum by (instance, gpu) (blackwell_nvlink_link_tx_bytes_per_second{{{INSTANCE_GPU}}})", "{{instance}} gpu {{gpu}} tx")]),
+        Panel("NVLink throughput per GPU", "Payload bytes per second over all of the GPU's links (fields 138-141); "
+          "per-link GPM rates are in the full detail tier.", "Bps",
+          [Query(f"sum by (instance, gpu, direction) (rate(blackwell_nvlink_throughput_bytes_total{{{INSTANCE_GPU}, "
+                 f'kind="data"}}[$__rate_interval]))', "{{instance}} gpu {{gpu}} {{direction}}")]),
         Panel("NVLink links up", "Active links per GPU.", "none",
           [Query(f"sum by (instance, gpu) (blackwell_nvlink_link_up{{{INSTANCE_GPU}}})", "{{instance}} gpu {{gpu}}")]),
-        Panel("Hopper legacy CRC flit errors", "Legacy nvmlDeviceGetNvLinkErrorCounter CRC_FLIT per second (Hopper "
-          "and older; Blackwell reports the NVLink5 counters instead).", "short",
-          [Query(f"sum by (instance, gpu) (rate(blackwell_nvlink_crc_flit_errors_total{{{INSTANCE_GPU}}}[$__rate_interval]))",
-             "{{instance}} gpu {{gpu}}")]),
-        Panel("Hopper DL CRC errors", "NVLINK_ERROR_DL_CRC per second, as nvidia-smi nvlink -e prints on Hopper.", "short",
+        Panel("NVLink CRC and receive errors", "Per second: NVLINK_ERROR_DL_CRC where the GPU has no NVLink5 "
+          "counters (Hopper, as nvidia-smi nvlink -e prints), NVLink5 receive errors on Blackwell.", "short",
           [Query(f"sum by (instance, gpu) (rate(blackwell_nvlink_dl_crc_errors_total{{{INSTANCE_GPU}}}[$__rate_interval]))",
-             "{{instance}} gpu {{gpu}}")]),
+             "{{instance}} gpu {{gpu}} DL CRC"),
+           Query(f"sum by (instance, gpu) (rate(blackwell_nvlink5_errors_total{{{INSTANCE_GPU}, kind=\"rcv\"}}"
+                 "[$__rate_interval]))", "{{instance}} gpu {{gpu}} NVLink5 rcv")]),
     ], config, ["gpu", "nvlink"])
 
 
