@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from exporter import __version__
 from exporter import config as config_mod
+from exporter.catalog.tiers import TIER_NAMES, detail_flags
 
 if TYPE_CHECKING:
     from exporter.daemon import Daemon
@@ -64,6 +65,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--simulate", metavar="PROFILE", help="simulate a box instead of reading hardware")
     parser.add_argument("--scenario", metavar="NAME", help="simulation scenario to start in (default healthy)")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--detail", choices=TIER_NAMES, help="detail tier: basic | standard (default) | full")
+    parser.add_argument("--detail-group", action="append", default=[], metavar="GROUP=TIER",
+                        help="detail tier of one family group (gpu, nvlink, serving ...), repeatable")
 
 
 def config_flags(args: argparse.Namespace) -> dict:
@@ -73,6 +77,7 @@ def config_flags(args: argparse.Namespace) -> dict:
         flags["listen"] = args.listen
     if args.log_level:
         flags["log_level"] = args.log_level
+    flags.update(detail_flags(args.detail, args.detail_group))
     return flags
 
 

@@ -20,6 +20,7 @@ import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from exporter import catalog
+from exporter.catalog.tiers import DetailConfig
 from exporter.foundation import StrictModel
 from exporter.mixin.config import MixinConfig
 from exporter.sources.registry import SOURCES
@@ -35,6 +36,7 @@ class ConfigBase(StrictModel):
         None, description="exporter-toolkit style web config (tls_server_config, basic_auth_users)"
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log verbosity (stderr)")
+    detail: DetailConfig = Field(default_factory=DetailConfig)  # series budget tiers: exporter/catalog/tiers.py
 
     @field_validator("listen")
     @classmethod

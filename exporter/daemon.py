@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter import config as config_mod
+from exporter.catalog.tiers import DetailSelection
 from exporter.scheduler import Scheduler
 from exporter.snapshot import Family, SnapshotStore
 from exporter.sources.base import Source
@@ -82,7 +83,7 @@ class Daemon:
         self.reload_ok = True
         self.reload_success_time = time.time()
         self.sources = build_sources(config)
-        self.scheduler = Scheduler(self.sources, SnapshotStore(), self.mode, self.extra_families)
+        self.scheduler = Scheduler(self.sources, SnapshotStore(DetailSelection(config.detail)), self.mode, self.extra_families)
 
     @property
     def mode(self) -> str:

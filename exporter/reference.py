@@ -15,6 +15,7 @@ from pydantic.fields import FieldInfo
 from exporter import catalog
 from exporter.catalog.model import Metric
 from exporter.config import Config
+from exporter.sources.simulated import budget
 from exporter.sources.simulated.profiles import PROFILES
 from exporter.sources.simulated.scenarios import SCENARIOS
 
@@ -52,12 +53,15 @@ def metrics_markdown() -> str:
         "`blackwell_gpu_info` for the UUID or model name.",
         "",
     ]
+    lines += budget.detail_section()
     for area, metrics in by_area.items():
-        lines += [f"## {area}", "", "| metric | type | labels | filled by | meaning |", "| --- | --- | --- | --- | --- |"]
+        lines += [f"## {area}", "", "| metric | type | labels | filled by | tier | meaning |",
+                  "| --- | --- | --- | --- | --- | --- |"]
         for m in metrics:
             labels = ", ".join(f"`{label}`" for label in m.labels) or "-"
             sources = ", ".join(m.sources)
-            lines.append(f"| `{m.name}` | {m.type.value} | {labels} | {sources} | {_cell(m.help)} |")
+            lines.append(f"| `{m.name}` | {m.type.value} | {labels} | {sources} | {budget.tier_cell(m.name)} | "
+                         f"{_cell(m.help)} |")
         lines.append("")
     return "\n".join(lines)
 

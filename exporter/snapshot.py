@@ -17,6 +17,7 @@ from itertools import chain
 
 from exporter import catalog
 from exporter.catalog import Metric, MetricType
+from exporter.catalog.tiers import DetailSelection
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -231,7 +232,9 @@ class SnapshotStore:
     HELP/TYPE header, as both formats require.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, detail: DetailSelection | None = None) -> None:
+        """``detail``: the tiers to publish (the daemon passes ``detail:`` of its config); None publishes all."""
+        self._detail = detail if detail is not None and not detail.everything else None
         self._lock = threading.Lock()
         self._snapshots: dict[str, Snapshot] = {}
         self._self: Snapshot = Snapshot("exporter", {})
@@ -255,8 +258,8 @@ class SnapshotStore:
             if snapshot is None:
                 self._snapshots.pop(source, None)
             else:
-                self._snapshots[source] = snapshot
-            self._self = self_metrics()
+                self._snapshots[source] = self._trimmed(snapshot)
+            self._self = self._trimmed(self_metrics())
             self._version += 1
             current = self._current = self._render()
         # Prometheus asks for gzip on every scrape and a scrape usually finds a new version, so
@@ -267,6 +270,11 @@ class SnapshotStore:
         for openmetrics, asked in tuple(self._gzip_wanted.items()):
             if now - asked < GZIP_AHEAD_SECONDS:
                 current.gzipped(openmetrics)
+
+    def _trimmed(self, snapshot: Snapshot) -> Snapshot:
+        if self._detail is None:
+            return snapshot
+        return Snapshot(snapshot.source, self._detail.apply(snapshot.rendered), snapshot.taken_at)
 
     def _render(self) -> Exposition:
         parts = [self._self, *(self._snapshots[s] for s in sorted(self._snapshots))]

@@ -6,9 +6,14 @@ hardware or another SLO changes one YAML key and regenerates, never edits a rule
 
 from __future__ import annotations
 
+import re
+
 from pydantic import Field, field_validator
 
 from exporter.foundation import StrictModel
+
+_MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"')
+_MATCHER_SPLIT = re.compile(r',(?=(?:[^"]*"[^"]*")*[^"]*$)')  # commas outside quotes
 
 
 class MixinConfig(StrictModel):
@@ -19,6 +24,14 @@ class MixinConfig(StrictModel):
     )
     dashboard_base_url: str = Field("http://grafana.local/d", description="Grafana base URL for dashboard_url")
     job: str = Field("blackwell-exporter", description="Prometheus job name the exporter is scraped under")
+    selector: str | None = Field(
+        None,
+        description='label matchers (no braces) every rule and panel query carries; default job="<job>". '
+        "Only job matchers: recording rules keep job, so their outputs can be selected the same way",
+    )
+    disabled_alerts: list[str] = Field(
+        [], description="alert names the generated rules leave out (each must be an alert the mixin ships)"
+    )
 
     # -- serving SLOs -------------------------------------------------------------------------
     ttft_slo_seconds: float = Field(
@@ -91,6 +104,26 @@ class MixinConfig(StrictModel):
     peak_output_tokens_per_second: float = Field(
         32_000.0, gt=0, description="measured saturation output tokens/s of one box (HGX B200, TP=8: ~32k)"
     )
+
+    @field_validator("selector")
+    @classmethod
+    def _job_matchers_only(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        matchers = [part.strip() for part in _MATCHER_SPLIT.split(value.strip()) if part.strip()]
+        for matcher in matchers:
+            found = _MATCHER.fullmatch(matcher)
+            if not found:
+                raise ValueError(f'{matcher!r} is not a label matcher like job="name" or job=~"a|b"')
+            if found.group(1) != "job":
+                raise ValueError(f"{matcher!r}: the selector may match only job (recording rules aggregate "
+                                 "other labels away, so their outputs could not be selected by it)")
+        return ", ".join(matchers)
+
+    @property
+    def matchers(self) -> str:
+        """The label matchers injected into every vector selector of every rule and panel."""
+        return self.selector if self.selector is not None else f'job="{self.job}"'
 
     @field_validator("runbook_base_url", "dashboard_base_url")
     @classmethod

@@ -98,11 +98,11 @@ def write(files: dict[str, str], root: Path) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         config = _load_config(args.config)
-    except Exception as exc:  # ConfigError lists problems; anything else is a bad path
+        files = render(config)  # a disabled alert the mixin does not ship fails here
+    except Exception as exc:  # ConfigError lists problems; anything else is a bad path or value
         for problem in getattr(exc, "problems", [str(exc)]):
             print(f"config error: {problem}", file=sys.stderr)
         return 2
-    files = render(config)
     root = Path(args.output)
     if args.check:
         problems = drift(files, root)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 SEVERITIES = ("critical", "warning", "info")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Recording:
     """A recording rule; ``record`` follows ``level:metric:operations``."""
 
@@ -22,7 +22,7 @@ class Recording:
         return rule
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Alert:
     """One alerting rule. Several rules may share a name (burn-rate windows); each has one runbook.
 

@@ -98,3 +98,55 @@ def metric_names(expr: str) -> set[str]:
             continue
         names.add(word)
     return names
+
+
+# One token of PromQL text, as far as the selector rewrite cares: a string, a {matcher} block, a
+# [range] block, a grouping list after by/without/on/ignoring/group_left/group_right, or a word.
+_TOKEN = re.compile(
+    r'(?P<string>"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\')'
+    r"|(?P<matchers>\{(?:[^{}\"]|\"(?:[^\"\\]|\\.)*\")*\})"
+    r"|(?P<range>\[[^\]]*\])"
+    r"|(?P<grouping>\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\))"
+    r"|(?P<offset>\boffset\s+-?\w+)"
+    r"|(?P<word>(?<![\w:.$])[a-zA-Z_:][a-zA-Z0-9_:]*(?![\w:]))"
+)
+_FOLLOWED_BY_CALL = re.compile(r"\s*\(")
+_FOLLOWED_BY_MATCHERS = re.compile(r"\s*\{")
+
+
+def with_selector(expr: str, matchers: str) -> str:
+    """``expr`` with ``matchers`` (label matchers without braces) added to every vector selector.
+
+    ``rate(x[5m]) / y{a="b"}`` with ``job="j"`` -> ``rate(x{job="j"}[5m]) / y{job="j", a="b"}``.
+    Function and aggregation names, keywords, grouping lists, strings and durations are left alone.
+    An empty ``matchers`` returns ``expr`` unchanged.
+    """
+    if not matchers.strip():
+        return expr
+    out: list[str] = []
+    position = 0
+    for match in _TOKEN.finditer(expr):
+        out.append(expr[position:match.start()])
+        token = match.group(0)
+        if match.lastgroup == "matchers":  # after a metric name, or a bare {...} selector
+            token = _merge(token, matchers)
+        elif match.lastgroup == "word" and _is_metric_name(expr, match):
+            rest = expr[match.end():]
+            if not _FOLLOWED_BY_MATCHERS.match(rest):
+                token += "{" + matchers + "}"
+        out.append(token)
+        position = match.end()
+    out.append(expr[position:])
+    return "".join(out)
+
+
+def _is_metric_name(expr: str, match: re.Match[str]) -> bool:
+    word = match.group(0)
+    if word.lower() in _KEYWORDS or word in ("bool", "inf", "nan", "Inf", "NaN"):
+        return False
+    return not _FOLLOWED_BY_CALL.match(expr[match.end():])
+
+
+def _merge(block: str, matchers: str) -> str:
+    inner = block[1:-1].strip()
+    return "{" + matchers + (", " + inner if inner else "") + "}"

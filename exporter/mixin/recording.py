@@ -48,29 +48,29 @@ def itl_quantile(name: str) -> str:
 
 def _serving(config: MixinConfig) -> Group:
     rules = [
-        Recording(TOKENS_RATE,
-                  "sum by (job, instance, model) (rate(blackwell_serving_generation_tokens_total[5m]))"),
-        Recording(INSTANCE_TOKENS_RATE, f"sum by (job, instance) ({TOKENS_RATE})"),
-        Recording(JOB_TOKENS_RATE, f"sum by (job) ({TOKENS_RATE})"),
-        Recording("instance_model:blackwell_serving_prompt_tokens:rate5m",
-                  "sum by (job, instance, model) (rate(blackwell_serving_prompt_tokens_total[5m]))"),
+        Recording(record=TOKENS_RATE,
+                  expr="sum by (job, instance, model) (rate(blackwell_serving_generation_tokens_total[5m]))"),
+        Recording(record=INSTANCE_TOKENS_RATE, expr=f"sum by (job, instance) ({TOKENS_RATE})"),
+        Recording(record=JOB_TOKENS_RATE, expr=f"sum by (job) ({TOKENS_RATE})"),
+        Recording(record="instance_model:blackwell_serving_prompt_tokens:rate5m",
+                  expr="sum by (job, instance, model) (rate(blackwell_serving_prompt_tokens_total[5m]))"),
     ]
     for label, q in QUANTILES:
-        rules.append(Recording(ttft_quantile(label), f"histogram_quantile({q}, sum by (job, instance, model, le) "
+        rules.append(Recording(record=ttft_quantile(label), expr=f"histogram_quantile({q}, sum by (job, instance, model, le) "
                                                      "(rate(blackwell_serving_ttft_seconds_bucket[5m])))"))
     for label, q in QUANTILES:
-        rules.append(Recording(itl_quantile(label), f"histogram_quantile({q}, sum by (job, instance, model, le) "
+        rules.append(Recording(record=itl_quantile(label), expr=f"histogram_quantile({q}, sum by (job, instance, model, le) "
                                                     "(rate(blackwell_serving_inter_token_latency_seconds_bucket[5m])))"))
     rules += [
-        Recording(KV_OCCUPANCY,
-                  'sum by (job, instance, model) (blackwell_serving_kv_cache_blocks{state="used"})\n'
+        Recording(record=KV_OCCUPANCY,
+                  expr='sum by (job, instance, model) (blackwell_serving_kv_cache_blocks{state="used"})\n'
                   '/ sum by (job, instance, model) (blackwell_serving_kv_cache_blocks{state="max"} > 0)'),
-        Recording(TOKENS_VS_YESTERDAY, f"{INSTANCE_TOKENS_RATE}\n/ ({INSTANCE_TOKENS_RATE} offset 1d > 0)"),
+        Recording(record=TOKENS_VS_YESTERDAY, expr=f"{INSTANCE_TOKENS_RATE}\n/ ({INSTANCE_TOKENS_RATE} offset 1d > 0)"),
         # Every GPU of the box is paid for, lost or idle ones included: count gpu_up, not busy GPUs.
-        Recording(COST_PER_MILLION,
-                  f"count by (job, instance) (blackwell_gpu_up) * {_num(config.gpu_hour_price / 3600)}\n"
+        Recording(record=COST_PER_MILLION,
+                  expr=f"count by (job, instance) (blackwell_gpu_up) * {_num(config.gpu_hour_price / 3600)}\n"
                   f"/ on (job, instance) ({INSTANCE_TOKENS_RATE} > 0) * 1e6"),
-        Recording(HEADROOM, f"1 - {INSTANCE_TOKENS_RATE} / {_num(config.peak_output_tokens_per_second)}"),
+        Recording(record=HEADROOM, expr=f"1 - {INSTANCE_TOKENS_RATE} / {_num(config.peak_output_tokens_per_second)}"),
     ]
     return Group("blackwell-serving.rules", rules)
 
@@ -89,19 +89,19 @@ def _gpu(config: MixinConfig) -> Group:
     for name in ("crc_flit", "replay", "recovery", "dl_crc", "dl_replay", "dl_recovery"):
         nvlink.append((name, f"sum by (job, instance, gpu, link) (increase(blackwell_nvlink_{name}_errors_total[5m]))"))
     rules = [
-        Recording(GPU_UTIL, "avg by (job, instance, gpu) (avg_over_time(blackwell_gpu_utilization_ratio[5m]))"),
+        Recording(record=GPU_UTIL, expr="avg by (job, instance, gpu) (avg_over_time(blackwell_gpu_utilization_ratio[5m]))"),
         # Mean of the other GPUs of the same box: (sum - own) / (count - 1); one-GPU boxes have no peers.
-        Recording(PEER_UTIL,
-                  f"(sum by (job, instance) ({GPU_UTIL}) - on (job, instance) group_right {GPU_UTIL})\n"
+        Recording(record=PEER_UTIL,
+                  expr=f"(sum by (job, instance) ({GPU_UTIL}) - on (job, instance) group_right {GPU_UTIL})\n"
                   f"/ on (job, instance) group_left () ((count by (job, instance) ({GPU_UTIL}) > 1) - 1)"),
-        Recording(PEER_DEVIATION, f"{GPU_UTIL} - {PEER_UTIL}"),
-        Recording("instance:blackwell_gpu_utilization_ratio:avg5m", f"avg by (job, instance) ({GPU_UTIL})"),
-        Recording(INSTANCE_POWER, "avg by (job, instance) (avg_over_time(blackwell_gpu_power_watts[5m]))"),
-        *(Recording(NVLINK_ERRORS, expr, {"counter": name}) for name, expr in nvlink),
+        Recording(record=PEER_DEVIATION, expr=f"{GPU_UTIL} - {PEER_UTIL}"),
+        Recording(record="instance:blackwell_gpu_utilization_ratio:avg5m", expr=f"avg by (job, instance) ({GPU_UTIL})"),
+        Recording(record=INSTANCE_POWER, expr="avg by (job, instance) (avg_over_time(blackwell_gpu_power_watts[5m]))"),
+        *(Recording(record=NVLINK_ERRORS, expr=expr, labels={"counter": name}) for name, expr in nvlink),
         # HBM reads are not counted directly: DRAM bandwidth utilization x peak approximates
         # reads + writes (REFERENCE.md section 1), so the share is a lower bound of the truth.
-        Recording(C2C_READ_SHARE,
-                  'avg by (job, instance, gpu) (avg_over_time(blackwell_c2c_rx_bytes_per_second{kind="data"}[5m]))\n'
+        Recording(record=C2C_READ_SHARE,
+                  expr='avg by (job, instance, gpu) (avg_over_time(blackwell_c2c_rx_bytes_per_second{kind="data"}[5m]))\n'
                   "/ (\n"
                   '  avg by (job, instance, gpu) (avg_over_time(blackwell_c2c_rx_bytes_per_second{kind="data"}[5m]))\n'
                   "  + avg by (job, instance, gpu) (avg_over_time(blackwell_gpu_dram_bandwidth_utilization_ratio[5m])"
@@ -113,18 +113,18 @@ def _gpu(config: MixinConfig) -> Group:
 
 def _precision() -> Group:
     rules = [
-        Recording(GEMM_RATE,
-                  "sum by (job, instance, gpu, precision) (rate(blackwell_gemm_kernel_launches_total[5m]))"),
-        Recording(GPU_FP4_HIT_RATE, f'sum by (job, instance, gpu) ({GEMM_RATE}{{precision="fp4"}})\n'
+        Recording(record=GEMM_RATE,
+                  expr="sum by (job, instance, gpu, precision) (rate(blackwell_gemm_kernel_launches_total[5m]))"),
+        Recording(record=GPU_FP4_HIT_RATE, expr=f'sum by (job, instance, gpu) ({GEMM_RATE}{{precision="fp4"}})\n'
                                     f"/ sum by (job, instance, gpu) ({GEMM_RATE})"),
-        Recording(GPU_FP8_SHARE, f'sum by (job, instance, gpu) ({GEMM_RATE}{{precision="fp8"}})\n'
+        Recording(record=GPU_FP8_SHARE, expr=f'sum by (job, instance, gpu) ({GEMM_RATE}{{precision="fp8"}})\n'
                                  f"/ sum by (job, instance, gpu) ({GEMM_RATE})"),
-        Recording(FP4_HIT_RATE, f'sum by (job, instance) ({GEMM_RATE}{{precision="fp4"}})\n'
+        Recording(record=FP4_HIT_RATE, expr=f'sum by (job, instance) ({GEMM_RATE}{{precision="fp4"}})\n'
                                 f"/ sum by (job, instance) ({GEMM_RATE})"),
-        Recording(FP8_SHARE, f'sum by (job, instance) ({GEMM_RATE}{{precision="fp8"}})\n'
+        Recording(record=FP8_SHARE, expr=f'sum by (job, instance) ({GEMM_RATE}{{precision="fp8"}})\n'
                              f"/ sum by (job, instance) ({GEMM_RATE})"),
-        Recording(TE_LAYER_RATE, "sum by (job, instance, layer) (rate(blackwell_te_promotion_events_total[1h]))"),
-        Recording(TE_INSTANCE_RATE, f"sum by (job, instance) ({TE_LAYER_RATE})"),
+        Recording(record=TE_LAYER_RATE, expr="sum by (job, instance, layer) (rate(blackwell_te_promotion_events_total[1h]))"),
+        Recording(record=TE_INSTANCE_RATE, expr=f"sum by (job, instance) ({TE_LAYER_RATE})"),
     ]
     return Group("blackwell-precision.rules", rules)
 

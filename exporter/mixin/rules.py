@@ -1,5 +1,8 @@
 """Prometheus rule groups (recording + alerting) as plain data, ready for YAML.
 
+Rules are written without a selector; :func:`group_dict` adds ``mixin.selector`` (default
+``job="blackwell-exporter"``) to every vector selector of every expression, recorded series included.
+
 This is the interface the fault drills use: ``rule_groups(config, time_scale=0.01)`` gives the
 production rules with every ``for:``, range window and offset 100x shorter, so an alert that
 needs 10 minutes in production fires in 6 seconds against the simulated exporter.
@@ -10,7 +13,7 @@ from __future__ import annotations
 from exporter.mixin.alerts import alert_groups
 from exporter.mixin.config import MixinConfig
 from exporter.mixin.model import Alert, Group
-from exporter.mixin.promql import scale, scale_expr
+from exporter.mixin.promql import scale, scale_expr, with_selector
 from exporter.mixin.recording import recording_groups
 from exporter.mixin.slo import slo_recording_groups
 
@@ -39,7 +42,7 @@ def group_dict(group: Group, config: MixinConfig, time_scale: float = 1.0) -> di
     for rule in group.rules:
         data = (rule.as_rule(config.runbook_base_url, config.dashboard_base_url) if isinstance(rule, Alert)
                 else rule.as_rule())
-        data["expr"] = scale_expr(data["expr"], time_scale)
+        data["expr"] = scale_expr(with_selector(data["expr"], config.matchers), time_scale)
         if "for" in data:
             data["for"] = scale(data["for"], time_scale)
         rules.append(data)

@@ -45,15 +45,15 @@ def availability_error_ratio(window: str) -> str:
 def slo_recording_groups(config: MixinConfig) -> list[Group]:
     le = le_matcher(config.ttft_slo_seconds)
     ttft = [
-        Recording(ttft_error_ratio(w),
-                  f"1 - (\n  sum by (job, instance, model) (rate(blackwell_serving_ttft_seconds_bucket{{{le}}}[{w}]))\n"
+        Recording(record=ttft_error_ratio(w),
+                  expr=f"1 - (\n  sum by (job, instance, model) (rate(blackwell_serving_ttft_seconds_bucket{{{le}}}[{w}]))\n"
                   f"  / sum by (job, instance, model) (rate(blackwell_serving_ttft_seconds_count[{w}]) > 0)\n)")
         for w in WINDOWS
     ]
     # Client cancellations are not the server's fault; every other failure reason is.
     availability = [
-        Recording(availability_error_ratio(w),
-                  f'sum by (job, instance, model) (rate(blackwell_serving_request_failure_total{{reason!="CANCELED"}}[{w}]))\n'
+        Recording(record=availability_error_ratio(w),
+                  expr=f'sum by (job, instance, model) (rate(blackwell_serving_request_failure_total{{reason!="CANCELED"}}[{w}]))\n'
                   "/ ((\n"
                   f"  sum by (job, instance, model) (rate(blackwell_serving_request_success_total[{w}]))\n"
                   f"  + sum by (job, instance, model) (rate(blackwell_serving_request_failure_total[{w}]))\n"

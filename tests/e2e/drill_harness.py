@@ -8,6 +8,7 @@ names, switches back to healthy and waits until everything that fired has resolv
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -337,8 +338,9 @@ def backfill_yesterday(stack: Stack, profile: str, rules_file: Path, span: float
 
     recorded = {r["record"]: r["expr"] for g in yaml.safe_load(rules_file.read_text())["groups"]
                 for r in g["rules"] if "record" in r}
-    expr = recorded[recording.INSTANCE_TOKENS_RATE].replace(recording.TOKENS_RATE,
-                                                            f"({recorded[recording.TOKENS_RATE]})")
+    # The intermediate rule's name carries the mixin's selector; the inlined expression carries it too.
+    expr = re.sub(re.escape(recording.TOKENS_RATE) + r"(\{[^{}]*\})?", lambda _: f"({recorded[recording.TOKENS_RATE]})",
+                  recorded[recording.INSTANCE_TOKENS_RATE])
     (work / "rules.yaml").write_text(yaml.safe_dump({"groups": [
         {"name": "yesterday", "rules": [{"record": recording.INSTANCE_TOKENS_RATE, "expr": expr}]}]}))
     assert stack.prometheus is not None

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 def concrete(expr: str) -> str:
     """Grafana's variables as Grafana fills them with every instance and GPU selected."""
     return (expr.replace("$__rate_interval", "10s").replace("$__range", "1h")
-            .replace("$instance", ".*").replace("$gpu", ".*"))
+            .replace("$instance", ".*").replace("$gpu", ".*").replace("$job", ".*").replace("$cluster", ".*"))
 
 
 def _queries() -> list[tuple[str, str, str]]:
@@ -103,12 +103,14 @@ def test_variable_queries_find_instances_and_gpus(stack):
 
 
 def test_profile_specific_panels_see_their_box(stack):
-    """C2C share only on the GB200 tray, NVLink5 BER only on Blackwell, legacy CRC only on Hopper."""
+    """C2C share only on the GB200 tray, NVLink5 BER only on Blackwell, DL CRC only on Hopper, and the
+    legacy CRC counter (the same hardware counter as DL CRC) nowhere in the default detail tier."""
     def instances(expr: str) -> set[str]:
         return {r["metric"]["instance"] for r in stack.query(expr)}
 
     assert instances("instance_gpu:blackwell_c2c_rx_bytes_per_second:read_share_avg5m") == {stack.instance("gb200-tray")}
     assert instances("blackwell_nvlink5_bit_error_rate") == {stack.instance("hgx-b200"), stack.instance("gb200-tray")}
-    assert instances("blackwell_nvlink_crc_flit_errors_total") == {stack.instance("h200x2")}
+    assert instances("blackwell_nvlink_dl_crc_errors_total") == {stack.instance("h200x2")}
+    assert instances("blackwell_nvlink_crc_flit_errors_total") == set()
     xids = stack.query('sum by (instance, xid) (increase(blackwell_gpu_xid_errors_total[1h]))')
     assert {(r["metric"]["instance"], r["metric"]["xid"]) for r in xids} == {(stack.instance("h200x2"), "79")}

@@ -125,7 +125,7 @@ def serving_queries() -> list[tuple[str, str]]:
             for target in panel.get("targets", []):
                 if "blackwell_serving" in target["expr"] and _in_scope(target["expr"]):
                     expr = (target["expr"].replace("$__rate_interval", "10s").replace("$__range", "1h")
-                            .replace("$instance", ".*").replace("$gpu", ".*"))
+                            .replace("$instance", ".*").replace("$gpu", ".*").replace("$job", ".*").replace("$cluster", ".*"))
                     queries.append((f"{board['uid']} / {panel['title']}", expr))
     return queries
 

@@ -75,13 +75,15 @@ def test_stable_unique_uids_tags_and_current_schema_version(boards):
     assert all_dashboards(MixinConfig()) == boards, "generation must be deterministic"
 
 
-def test_variables_chain_datasource_instance_gpu(boards):
+def test_variables_chain_datasource_job_cluster_instance_gpu(boards):
     for board in boards:
         variables = board["templating"]["list"]
-        assert [v["name"] for v in variables] == ["datasource", "instance", "gpu"]
+        assert [v["name"] for v in variables] == ["datasource", "job", "cluster", "instance", "gpu"]
         assert variables[0]["type"] == "datasource" and variables[0]["query"] == "prometheus"
-        assert variables[1]["datasource"]["uid"] == "${datasource}"
-        assert "$instance" in variables[2]["query"], "gpu choices depend on the chosen instance"
+        assert all(v["datasource"]["uid"] == "${datasource}" for v in variables[1:])
+        assert "$job" in variables[2]["query"], "cluster choices depend on the chosen job"
+        assert "$cluster" in variables[3]["query"], "instance choices depend on the chosen cluster"
+        assert "$instance" in variables[4]["query"], "gpu choices depend on the chosen instance"
 
 
 def test_every_panel_has_unique_id_unit_description_and_datasource(boards):

@@ -66,8 +66,8 @@ def test_config_file_thresholds_reach_the_rules(tmp_path):
     config.write_text(yaml.safe_dump({"mixin": {"kv_cache_occupancy_max": 0.8, "ttft_slo_seconds": 0.25}}))
     assert main(_args(tmp_path, config=config)) == 0
     text = (tmp_path / "alerts" / "alerts.yaml").read_text()
-    assert "instance_model:blackwell_serving_kv_cache_blocks:used_ratio > 0.8" in text
-    assert "p95_rate5m > 0.25" in text
+    assert 'instance_model:blackwell_serving_kv_cache_blocks:used_ratio{job="blackwell-exporter"} > 0.8' in text
+    assert 'p95_rate5m{job="blackwell-exporter"} > 0.25' in text
     assert main(_args(REPO, check=True, config=config)) == 1, "committed defaults differ from this config"
 
 

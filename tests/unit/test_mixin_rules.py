@@ -108,7 +108,8 @@ def test_burn_rate_alerts_use_the_workbook_windows(groups):
                    ("3d", "6h", "warning")}
     page = next(r for r in burn if r["labels"]["long"] == "1h")
     # 14.4x the 1% budget of a 99% objective.
-    assert "slo_error_ratio_rate1h > 0.144" in page["expr"] and "slo_error_ratio_rate5m > 0.144" in page["expr"]
+    assert 'slo_error_ratio_rate1h{job="blackwell-exporter"} > 0.144' in page["expr"]
+    assert 'slo_error_ratio_rate5m{job="blackwell-exporter"} > 0.144' in page["expr"]
 
 
 def test_time_scale_shrinks_every_for_window_and_offset():
@@ -139,7 +140,8 @@ def test_ttft_objective_is_a_bucket_bound_and_matches_both_spellings():
 
 
 # Fields that only shape links, not rule logic.
-_URL_FIELDS = {"runbook_base_url", "dashboard_base_url"}
+# URLs, and the selector and alert switches that tests/unit/test_mixin_selector.py specifies.
+_URL_FIELDS = {"runbook_base_url", "dashboard_base_url", "selector", "disabled_alerts"}
 
 
 @pytest.mark.parametrize("field", [f for f in MixinConfig.model_fields if f not in _URL_FIELDS])

@@ -78,6 +78,26 @@ class GpuState:
     gemm_seconds: dict[str, float] = field(default_factory=dict)
 
 
+# Every per-GPU family the simulation fills, in exposition order.
+_GPU_FAMILIES = (
+    "blackwell_gpu_info", "blackwell_gpu_up", "blackwell_gpu_utilization_ratio",
+    "blackwell_gpu_memory_utilization_ratio", "blackwell_gpu_memory_used_bytes",
+    "blackwell_gpu_memory_total_bytes", "blackwell_gpu_power_watts", "blackwell_gpu_power_limit_watts",
+    "blackwell_gpu_energy_joules_total", "blackwell_gpu_temperature_celsius",
+    "blackwell_gpu_memory_temperature_celsius", "blackwell_gpu_sm_clock_hertz",
+    "blackwell_gpu_memory_clock_hertz", "blackwell_gpu_performance_state",
+    "blackwell_gpu_pcie_link_generation", "blackwell_gpu_pcie_link_width",
+    "blackwell_gpu_clock_event_seconds_total", "blackwell_gpu_clock_event_active",
+    "blackwell_gpu_ecc_errors_total", "blackwell_gpu_remapped_rows_total",
+    "blackwell_gpu_remapped_rows_pending", "blackwell_gpu_remapped_rows_failure",
+    "blackwell_gpu_pcie_replay_total", "blackwell_gpu_xid_errors_total",
+    "blackwell_gpu_tensor_active_ratio", "blackwell_gpu_dram_bandwidth_utilization_ratio",
+    "blackwell_gpu_sm_active_ratio", "blackwell_gpu_sm_occupancy_ratio",
+    "blackwell_gpu_hbm_peak_bandwidth_bytes_per_second", "blackwell_c2c_enabled",
+    "blackwell_c2c_link_up", "blackwell_c2c_rx_bytes_per_second", "blackwell_c2c_tx_bytes_per_second",
+)
+
+
 class BoxModel:
     def __init__(self, profile: Profile, scenario: Scenario, seed: int = 0, start: float = 0.0) -> None:
         self.profile = profile
@@ -279,86 +299,82 @@ class BoxModel:
                 *self._precision_families(), *self.extras.families()]
 
     def _gpu_families(self) -> list[Family]:
-        p, g, sc = self.profile, self.profile.gpu, self.scenario
         lost = self._lost()
-        f = {name: Family(name) for name in (
-            "blackwell_gpu_info", "blackwell_gpu_up", "blackwell_gpu_utilization_ratio",
-            "blackwell_gpu_memory_utilization_ratio", "blackwell_gpu_memory_used_bytes",
-            "blackwell_gpu_memory_total_bytes", "blackwell_gpu_power_watts", "blackwell_gpu_power_limit_watts",
-            "blackwell_gpu_energy_joules_total", "blackwell_gpu_temperature_celsius",
-            "blackwell_gpu_memory_temperature_celsius", "blackwell_gpu_sm_clock_hertz",
-            "blackwell_gpu_memory_clock_hertz", "blackwell_gpu_performance_state",
-            "blackwell_gpu_pcie_link_generation", "blackwell_gpu_pcie_link_width",
-            "blackwell_gpu_clock_event_seconds_total", "blackwell_gpu_clock_event_active",
-            "blackwell_gpu_ecc_errors_total", "blackwell_gpu_remapped_rows_total",
-            "blackwell_gpu_remapped_rows_pending", "blackwell_gpu_remapped_rows_failure",
-            "blackwell_gpu_pcie_replay_total", "blackwell_gpu_xid_errors_total",
-            "blackwell_gpu_tensor_active_ratio", "blackwell_gpu_dram_bandwidth_utilization_ratio",
-            "blackwell_gpu_sm_active_ratio", "blackwell_gpu_sm_occupancy_ratio",
-            "blackwell_gpu_hbm_peak_bandwidth_bytes_per_second", "blackwell_c2c_enabled",
-            "blackwell_c2c_link_up", "blackwell_c2c_rx_bytes_per_second", "blackwell_c2c_tx_bytes_per_second",
-        )}
+        f = {name: Family(name) for name in _GPU_FAMILIES}
         for gpu in self.gpus:
             i = str(gpu.index)
             f["blackwell_gpu_up"].add((i, gpu.uuid), 0 if gpu.index in lost else 1)
             if gpu.index in lost:
                 continue
-            bus = f"00000000:{0x18 + 0x10 * gpu.index:02X}:00.0"
-            f["blackwell_gpu_info"].add(
-                (i, gpu.uuid, g.name, bus, g.architecture, g.compute_capability, "580.159.04",
-                 "97.00.B9.00.2F", str(gpu.index % 4 + 1)), 1)
             util = self.utilization(gpu.index)
-            throttled = gpu.index in (self._gpu(sc.thermal_throttle_gpu), self._gpu(sc.power_cap_gpu))
-            f["blackwell_gpu_utilization_ratio"].add((i,), round(util, 4))
-            f["blackwell_gpu_memory_utilization_ratio"].add((i,), round(util * 0.62, 4))
-            used = g.memory_bytes * (0.90 if self.load_now > 0 else 0.02)
-            f["blackwell_gpu_memory_used_bytes"].add((i,), float(int(used)))
-            f["blackwell_gpu_memory_total_bytes"].add((i,), g.memory_bytes)
-            f["blackwell_gpu_power_watts"].add((i,), round(self.power(gpu.index, util), 2))
-            f["blackwell_gpu_power_limit_watts"].add((i,), g.power_limit_watts)
-            f["blackwell_gpu_energy_joules_total"].add((i,), round(gpu.energy_joules, 3))
-            temp = 38 + 35 * util + (22 if gpu.index == self._gpu(sc.thermal_throttle_gpu) else 0)
-            f["blackwell_gpu_temperature_celsius"].add((i,), round(temp + self.rng.gauss(0, 0.5)))
-            f["blackwell_gpu_memory_temperature_celsius"].add((i,), round(temp + 6 + self.rng.gauss(0, 0.5)))
-            sm_clock = g.sm_clock_max_mhz * (0.72 if throttled else 1.0) if util > 0.05 else 345
-            f["blackwell_gpu_sm_clock_hertz"].add((i,), sm_clock * 1e6)
-            f["blackwell_gpu_memory_clock_hertz"].add((i,), g.memory_clock_mhz * 1e6)
-            f["blackwell_gpu_performance_state"].add((i,), 0 if util > 0.05 else 8)
-            f["blackwell_gpu_pcie_link_generation"].add((i,), 5)
-            f["blackwell_gpu_pcie_link_width"].add((i,), 16)
-            for reason, seconds in gpu.clock_event_seconds.items():
-                f["blackwell_gpu_clock_event_seconds_total"].add((i, reason), round(seconds, 6))
-                active = (reason in ("sw_thermal", "hw_thermal") and gpu.index == self._gpu(sc.thermal_throttle_gpu)) or (
-                    reason == "sw_power_cap" and gpu.index == self._gpu(sc.power_cap_gpu))
-                f["blackwell_gpu_clock_event_active"].add((i, reason), int(active))
-            for err in ("corrected", "uncorrected"):
-                for cnt in ("volatile", "aggregate"):
-                    f["blackwell_gpu_ecc_errors_total"].add((i, err, cnt), int(gpu.ecc.get((err, cnt), 0.0)))
-            f["blackwell_gpu_remapped_rows_total"].add((i, "correctable"), gpu.remapped_correctable)
-            f["blackwell_gpu_remapped_rows_total"].add((i, "uncorrectable"), gpu.remapped_uncorrectable)
-            f["blackwell_gpu_remapped_rows_pending"].add((i,), 0)
-            f["blackwell_gpu_remapped_rows_failure"].add((i,), int(sc.row_remap_failure and gpu.index == self._gpu(1)))
-            f["blackwell_gpu_pcie_replay_total"].add((i,), int(gpu.pcie_replays))
-            for xid, count in sorted(gpu.xids.items()):
-                f["blackwell_gpu_xid_errors_total"].add((i, str(xid)), count)
-            tensor = util * 0.68
-            for pipe, share in (("any", 1.0), ("hmma", 1.0), ("imma", 0.0), ("dfma", 0.0), ("dmma", 0.0)):
-                f["blackwell_gpu_tensor_active_ratio"].add((i, pipe), round(tensor * share, 4))
-            dram = min(1.0, 0.25 + 0.7 * min(self.load_now, 1.0))
-            f["blackwell_gpu_dram_bandwidth_utilization_ratio"].add((i,), round(dram, 4))
-            f["blackwell_gpu_sm_active_ratio"].add((i,), round(util * 0.93, 4))
-            f["blackwell_gpu_sm_occupancy_ratio"].add((i,), round(util * 0.41, 4))
-            f["blackwell_gpu_hbm_peak_bandwidth_bytes_per_second"].add((i,), g.hbm_peak_bytes_per_second)
-            f["blackwell_c2c_enabled"].add((i,), int(p.c2c))
-            if p.c2c:
-                f["blackwell_c2c_link_up"].add((i,), 1)
-                hbm_reads = dram * g.hbm_peak_bytes_per_second
-                share = min(0.95, max(0.0, self.c2c_share + self.rng.gauss(0, 0.002)))
-                c2c_data = hbm_reads * share / (1.0 - share)
-                for kind, factor in (("data", 1.0), ("total", 1.08)):
-                    f["blackwell_c2c_rx_bytes_per_second"].add((i, kind), round(c2c_data * factor))
-                    f["blackwell_c2c_tx_bytes_per_second"].add((i, kind), round(c2c_data * 0.1 * factor))
+            self._gpu_identity_power_thermal(f, gpu, util)
+            self._gpu_clocks_and_errors(f, gpu, util)
+            self._gpu_activity_and_c2c(f, gpu, util)
         return list(f.values())
+
+    def _gpu_identity_power_thermal(self, f: dict[str, Family], gpu: GpuState, util: float) -> None:
+        g, sc, i = self.profile.gpu, self.scenario, str(gpu.index)
+        bus = f"00000000:{0x18 + 0x10 * gpu.index:02X}:00.0"
+        f["blackwell_gpu_info"].add(
+            (i, gpu.uuid, g.name, bus, g.architecture, g.compute_capability, "580.159.04",
+             "97.00.B9.00.2F", str(gpu.index % 4 + 1)), 1)
+        f["blackwell_gpu_utilization_ratio"].add((i,), round(util, 4))
+        f["blackwell_gpu_memory_utilization_ratio"].add((i,), round(util * 0.62, 4))
+        used = g.memory_bytes * (0.90 if self.load_now > 0 else 0.02)
+        f["blackwell_gpu_memory_used_bytes"].add((i,), float(int(used)))
+        f["blackwell_gpu_memory_total_bytes"].add((i,), g.memory_bytes)
+        f["blackwell_gpu_power_watts"].add((i,), round(self.power(gpu.index, util), 2))
+        f["blackwell_gpu_power_limit_watts"].add((i,), g.power_limit_watts)
+        f["blackwell_gpu_energy_joules_total"].add((i,), round(gpu.energy_joules, 3))
+        temp = 38 + 35 * util + (22 if gpu.index == self._gpu(sc.thermal_throttle_gpu) else 0)
+        f["blackwell_gpu_temperature_celsius"].add((i,), round(temp + self.rng.gauss(0, 0.5)))
+        f["blackwell_gpu_memory_temperature_celsius"].add((i,), round(temp + 6 + self.rng.gauss(0, 0.5)))
+
+    def _gpu_clocks_and_errors(self, f: dict[str, Family], gpu: GpuState, util: float) -> None:
+        g, sc, i = self.profile.gpu, self.scenario, str(gpu.index)
+        throttled = gpu.index in (self._gpu(sc.thermal_throttle_gpu), self._gpu(sc.power_cap_gpu))
+        sm_clock = g.sm_clock_max_mhz * (0.72 if throttled else 1.0) if util > 0.05 else 345
+        f["blackwell_gpu_sm_clock_hertz"].add((i,), sm_clock * 1e6)
+        f["blackwell_gpu_memory_clock_hertz"].add((i,), g.memory_clock_mhz * 1e6)
+        f["blackwell_gpu_performance_state"].add((i,), 0 if util > 0.05 else 8)
+        f["blackwell_gpu_pcie_link_generation"].add((i,), 5)
+        f["blackwell_gpu_pcie_link_width"].add((i,), 16)
+        for reason, seconds in gpu.clock_event_seconds.items():
+            f["blackwell_gpu_clock_event_seconds_total"].add((i, reason), round(seconds, 6))
+            active = (reason in ("sw_thermal", "hw_thermal") and gpu.index == self._gpu(sc.thermal_throttle_gpu)) or (
+                reason == "sw_power_cap" and gpu.index == self._gpu(sc.power_cap_gpu))
+            f["blackwell_gpu_clock_event_active"].add((i, reason), int(active))
+        for error in ("corrected", "uncorrected"):
+            for counter in ("volatile", "aggregate"):
+                f["blackwell_gpu_ecc_errors_total"].add((i, error, counter), int(gpu.ecc.get((error, counter), 0.0)))
+        f["blackwell_gpu_remapped_rows_total"].add((i, "correctable"), gpu.remapped_correctable)
+        f["blackwell_gpu_remapped_rows_total"].add((i, "uncorrectable"), gpu.remapped_uncorrectable)
+        f["blackwell_gpu_remapped_rows_pending"].add((i,), 0)
+        f["blackwell_gpu_remapped_rows_failure"].add((i,), int(sc.row_remap_failure and gpu.index == self._gpu(1)))
+        f["blackwell_gpu_pcie_replay_total"].add((i,), int(gpu.pcie_replays))
+        for xid, count in sorted(gpu.xids.items()):
+            f["blackwell_gpu_xid_errors_total"].add((i, str(xid)), count)
+
+    def _gpu_activity_and_c2c(self, f: dict[str, Family], gpu: GpuState, util: float) -> None:
+        p, g, i = self.profile, self.profile.gpu, str(gpu.index)
+        tensor = util * 0.68
+        for pipe, share in (("any", 1.0), ("hmma", 1.0), ("imma", 0.0), ("dfma", 0.0), ("dmma", 0.0)):
+            f["blackwell_gpu_tensor_active_ratio"].add((i, pipe), round(tensor * share, 4))
+        dram = min(1.0, 0.25 + 0.7 * min(self.load_now, 1.0))
+        f["blackwell_gpu_dram_bandwidth_utilization_ratio"].add((i,), round(dram, 4))
+        f["blackwell_gpu_sm_active_ratio"].add((i,), round(util * 0.93, 4))
+        f["blackwell_gpu_sm_occupancy_ratio"].add((i,), round(util * 0.41, 4))
+        f["blackwell_gpu_hbm_peak_bandwidth_bytes_per_second"].add((i,), g.hbm_peak_bytes_per_second)
+        f["blackwell_c2c_enabled"].add((i,), int(p.c2c))
+        if not p.c2c:
+            return
+        f["blackwell_c2c_link_up"].add((i,), 1)
+        hbm_reads = dram * g.hbm_peak_bytes_per_second
+        share = min(0.95, max(0.0, self.c2c_share + self.rng.gauss(0, 0.002)))
+        c2c_data = hbm_reads * share / (1.0 - share)
+        for kind, factor in (("data", 1.0), ("total", 1.08)):
+            f["blackwell_c2c_rx_bytes_per_second"].add((i, kind), round(c2c_data * factor))
+            f["blackwell_c2c_tx_bytes_per_second"].add((i, kind), round(c2c_data * 0.1 * factor))
 
     def _nvlink_families(self) -> list[Family]:
         g = self.profile.gpu
