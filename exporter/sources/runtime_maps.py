@@ -263,8 +263,9 @@ def map_exposition(metrics: Exposition, runtime: RuntimeMap, model: str, out: Fa
         family = next((f for f in upstream if any(metrics.named(f + "_count"))), None)
         if family is None:
             continue
-        for series_model, hist in histograms_by_model(metrics, family, runtime.model_label, rename=model_of).items():
-            out.add(name, (series_model,), hist)
+        for series_model, parts in histograms_by_model(metrics, family, runtime.model_label, rename=model_of).items():
+            for part, hist in parts.items():
+                out.add(name, (series_model,), hist, part=part)
             models.add(series_model)
     filled: dict[tuple[str, tuple[str, ...]], float] = {}
     for rule in runtime.rules:

@@ -41,7 +41,7 @@ from exporter.sources.runtime_maps import (
     map_exposition,
     worker_role,
 )
-from exporter.sources.serving_endpoints import FamilyBuilder, Reading, ServingConfig, ServingSource
+from exporter.sources.serving_endpoints import FamilyBuilder, Reading, RetiredTotals, ServingConfig, ServingSource
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,9 @@ class RuntimesConfig(ServingConfig):
 
 
 def runtime_families(endpoint: RuntimeEndpoint, metrics: Exposition | None, health_status: int | None,
-                     version: str) -> list[Family]:
-    """Catalog families for one endpoint; ``metrics`` is None when its body was refused or not read."""
+                     version: str, retired: RetiredTotals | None = None) -> list[Family]:
+    """Catalog families for one endpoint; ``metrics`` is None when its body was refused or not read.
+    ``retired`` (kept per endpoint by the source) keeps histograms summed over upstream series rising."""
     runtime = "dynamo" if endpoint.runtime.startswith("dynamo") else endpoint.runtime
     out = FamilyBuilder(endpoint.url)
     out.add("blackwell_serving_up", (runtime,), int(metrics is not None))
@@ -86,7 +87,7 @@ def runtime_families(endpoint: RuntimeEndpoint, metrics: Exposition | None, heal
         if endpoint.runtime == "dynamo-worker":
             flavour = f"{flavour}-{endpoint.role or worker_role(metrics)}"
     out.add("blackwell_serving_runtime_info", (runtime, flavour, version or "unknown"), 1)
-    return out.families()
+    return out.families(retired)
 
 
 def _only_model(metrics: Exposition, label: str) -> str:
@@ -134,7 +135,9 @@ class RuntimesSource(ServingSource[RuntimeEndpoint]):
             self._versions.pop(endpoint.url, None)  # it may come back as another build
         if metrics is not None:
             self._report(endpoint, metrics.problems)
-        return Reading(runtime_families(endpoint, metrics, health, self._versions.get(endpoint.url, "")), error)
+        families = runtime_families(endpoint, metrics, health, self._versions.get(endpoint.url, ""),
+                                    self.retired_totals(endpoint.url))
+        return Reading(families, error)
 
     def _version(self, endpoint: RuntimeEndpoint, mapping: RuntimeMap, deadline: float) -> str:
         response = self.fetch(endpoint, endpoint.base() + str(mapping.version_path), deadline, allow_status=True)

@@ -89,6 +89,7 @@ class ServingSource(Source, Generic[E], abc.ABC):
         self._states: list[_EndpointState[E]] = [_EndpointState(e) for e in config.endpoints]  # type: ignore[misc]
         self._duplicates: list[str] = []
         self._pool: ThreadPoolExecutor | None = None
+        self._retired: dict[str, RetiredTotals] = {}
 
     @abc.abstractmethod
     def read(self, endpoint: E, timeout: float) -> Reading:
@@ -105,6 +106,10 @@ class ServingSource(Source, Generic[E], abc.ABC):
             self._pool = None
         for state in self._states:
             state.in_flight = None
+
+    def retired_totals(self, url: str) -> RetiredTotals:
+        """The retired totals of one endpoint, kept for the life of the source (closing included)."""
+        return self._retired.setdefault(url, RetiredTotals())
 
     def endpoint_timeout(self, endpoint: E) -> float:
         """An endpoint gets at most 90% of the source's timeout: a hung upstream must be reported by
@@ -198,6 +203,36 @@ def merge_families(groups: list[list[Family]]) -> tuple[list[Family], list[str]]
     return list(merged.values()), duplicates
 
 
+Value = float | HistogramValue
+
+
+def add_values(first: Value, second: Value) -> Value | None:
+    """``first + second``: numbers add, histograms with the same boundaries add bucket by bucket;
+    None when they cannot be added (a number and a histogram, or different boundaries)."""
+    if isinstance(first, HistogramValue) and isinstance(second, HistogramValue):
+        if [b for b, _ in first.buckets] != [b for b, _ in second.buckets]:
+            return None
+        return HistogramValue(tuple((bound, c1 + c2) for (bound, c1), (_, c2) in
+                                    zip(first.buckets, second.buckets, strict=True)),
+                              first.sum + second.sum, first.count + second.count)
+    if isinstance(first, HistogramValue) or isinstance(second, HistogramValue):
+        return None
+    return first + second
+
+
+def went_down(now: Value, last: Value) -> bool:
+    """Whether a part restarted: a number lower than before, or a histogram whose count, sum or any
+    bucket is lower, or whose boundaries changed (a reload with another bucket configuration)."""
+    if isinstance(now, HistogramValue) and isinstance(last, HistogramValue):
+        if add_values(now, last) is None:
+            return True
+        return now.count < last.count or now.sum < last.sum or any(
+            c_now < c_last for (_, c_now), (_, c_last) in zip(now.buckets, last.buckets, strict=True))
+    if isinstance(now, HistogramValue) or isinstance(last, HistogramValue):
+        return True
+    return now < last
+
+
 class FamilyBuilder:
     """One endpoint's families by catalog name, created on first use, in a stable order.
 
@@ -205,36 +240,43 @@ class FamilyBuilder:
     catalog order), so no two endpoints can produce the same series. A series added twice (two
     versions of one model, where the catalog keys on the model only) is combined with ``merge`` -
     a sum by default, which keeps used/max and per-model rates right - rather than emitted twice,
-    which would make Prometheus reject the whole scrape. A counter added with ``part`` (the model
-    version it sums) is remembered part by part so :class:`RetiredTotals` can keep the sum rising
-    when a part goes away.
+    which would make Prometheus reject the whole scrape; histograms are added bucket by bucket (the
+    first is kept when the boundaries differ). A counter or histogram added with ``part`` (the
+    model version, or upstream series, it sums) is remembered part by part so
+    :class:`RetiredTotals` can keep the sum rising when a part goes away.
     """
 
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
         self.by_name: dict[str, Family] = {}
         self._index: dict[tuple[str, tuple[str, ...]], int] = {}
-        self.parts: dict[tuple[str, tuple[str, ...]], dict[str, float]] = {}
+        self.parts: dict[tuple[str, tuple[str, ...]], dict[str, Value]] = {}
 
-    def add(self, name: str, labels: tuple[str, ...], value: float | HistogramValue,
+    def add(self, name: str, labels: tuple[str, ...], value: Value,
             merge: Callable[[float, float], float] = operator.add, part: str | None = None) -> None:
         family = self.by_name.get(name)
         if family is None:
             family = self.by_name[name] = Family(name)
         labels = self._with_endpoint(family, tuple(labels))
         key = (name, labels)
-        if part is not None and not isinstance(value, HistogramValue):
-            parts = self.parts.setdefault(key, {})
-            parts[part] = parts.get(part, 0.0) + value
         position = self._index.get(key)
         if position is None:
             self._index[key] = len(family.samples)
             family.add(labels, value)
-            return
-        previous = family.samples[position][1]
-        if isinstance(previous, HistogramValue) or isinstance(value, HistogramValue):
-            return  # histograms are merged by histograms_by_model before they get here
-        family.samples[position] = (family.samples[position][0], merge(previous, value))
+        else:
+            previous = family.samples[position][1]
+            if isinstance(previous, HistogramValue) or isinstance(value, HistogramValue):
+                combined = add_values(previous, value)
+                if combined is None:
+                    return  # cannot be added: the first is kept, and the part left out with it
+            else:
+                combined = merge(previous, value)
+            family.samples[position] = (family.samples[position][0], combined)
+        if part is not None:
+            parts = self.parts.setdefault(key, {})
+            earlier = parts.get(part)
+            both = None if earlier is None else add_values(earlier, value)
+            parts[part] = value if earlier is None else earlier if both is None else both
 
     def _with_endpoint(self, family: Family, labels: tuple[str, ...]) -> tuple[str, ...]:
         names = family.metric.labels
@@ -244,59 +286,72 @@ class FamilyBuilder:
         return (*labels[:at], self.endpoint, *labels[at:])
 
     def families(self, retired: RetiredTotals | None = None) -> list[Family]:
-        """The families; with ``retired``, counters summed over parts include the parts gone away."""
+        """The families; with ``retired``, series summed over parts include the parts gone away."""
         if retired is not None:
             for (name, labels), extra in retired.update(self.parts).items():
                 family = self.by_name[name]
                 position = self._index[(name, labels)]
-                family.samples[position] = (labels, family.samples[position][1] + extra)
+                combined = add_values(family.samples[position][1], extra)
+                if combined is None:
+                    log.warning("%s %s: histogram boundaries changed; the totals of retired model versions "
+                                "are dropped", self.endpoint, name)
+                    retired.forget((name, labels))
+                    continue
+                family.samples[position] = (labels, combined)
         return list(self.by_name.values())
 
 
 class RetiredTotals:
     """What model versions that went away had counted, per summed series of one endpoint.
 
-    A counter summed over a model's versions would drop when a version is unloaded (or reloaded,
-    which restarts its count). Each part's last value is kept; a part that is missing from a read,
-    or reads lower than before, adds its last value to the series' retired total, so the sum never
-    goes backwards while the exporter runs. Kept across endpoint failures: a runtime restart then
-    shows as the sum carrying on, which is what rate() needs. Bounded by the series ever seen.
+    A counter or histogram summed over a model's versions would drop when a version is unloaded
+    (or reloaded, which restarts its count). Each part's last value is kept; a part that is
+    missing from a read, or reads lower than before (see :func:`went_down`), adds its last value
+    to the series' retired total, so the sum - every bucket, ``_count`` and ``_sum`` of a
+    histogram - never goes backwards while the exporter runs. Kept across endpoint failures: a
+    runtime restart then shows as the sum carrying on, which is what rate() needs. Bounded by the
+    series ever seen. Only a change of histogram boundaries starts a series' retired total anew.
     """
 
     def __init__(self) -> None:
-        self._last: dict[tuple[str, tuple[str, ...]], dict[str, float]] = {}
-        self._retired: dict[tuple[str, tuple[str, ...]], float] = {}
+        self._last: dict[tuple[str, tuple[str, ...]], dict[str, Value]] = {}
+        self._retired: dict[tuple[str, tuple[str, ...]], Value] = {}
 
-    def update(self, parts: dict[tuple[str, tuple[str, ...]], dict[str, float]]) -> dict[tuple[str, tuple[str, ...]], float]:
+    def update(self, parts: dict[tuple[str, tuple[str, ...]], dict[str, Value]]) -> dict[tuple[str, tuple[str, ...]], Value]:
         """Take one read's parts; return the retired total to add to each series read now."""
         for key, now in parts.items():
             for part, last in self._last.get(key, {}).items():
-                if now.get(part, -math.inf) < last:
-                    self._retired[key] = self._retired.get(key, 0.0) + last
+                if part not in now or went_down(now[part], last):
+                    retired = self._retired.get(key)
+                    both = None if retired is None else add_values(retired, last)
+                    self._retired[key] = last if both is None else both  # new boundaries start anew
             self._last[key] = dict(now)
         return {key: self._retired[key] for key in parts if self._retired.get(key)}
 
+    def forget(self, key: tuple[str, tuple[str, ...]]) -> None:
+        """Drop a series' retired total (it can no longer be added to what the series reads now)."""
+        self._retired.pop(key, None)
+
 
 def histograms_by_model(metrics: Exposition, family: str, model_label: str = "model",
-                        divisor: float = 1.0, rename: Callable[[str], str] = lambda m: m) -> dict[str, HistogramValue]:
-    """Series of histogram ``family`` per model; series of one model with equal buckets are added up.
+                        divisor: float = 1.0, rename: Callable[[str], str] = lambda m: m
+                        ) -> dict[str, dict[str, HistogramValue]]:
+    """Series of histogram ``family`` per model, each under its part: its upstream label set
+    (``model="m",version="2"``), for :meth:`FamilyBuilder.add`'s ``part``, which adds them up.
 
-    ``divisor`` only changes the unit (1000: ms -> s; a division keeps 700 ms exactly 0.7 s): the boundaries stay the upstream's own, never
-    re-bucketed. Series of one model with different boundaries cannot be added; the first is kept
-    and the clash is recorded in ``metrics.problems``.
+    ``divisor`` only changes the unit (1000: ms -> s; a division keeps 700 ms exactly 0.7 s): the
+    boundaries stay the upstream's own, never re-bucketed. Series of one model with different
+    boundaries cannot be added; the first is kept and the clash is recorded in ``metrics.problems``.
     """
-    merged: dict[str, HistogramValue] = {}
+    merged: dict[str, dict[str, HistogramValue]] = {}
     for hist in metrics.histograms(family):
         model = rename(hist.labels.get(model_label, ""))
         value = HistogramValue(tuple((b / divisor if math.isfinite(b) else b, c) for b, c in hist.buckets),
                                hist.sum / divisor, hist.count)
-        previous = merged.get(model)
-        if previous is not None:
-            if [b for b, _ in previous.buckets] != [b for b, _ in value.buckets]:
-                metrics.problems.append(f"{family}: series of model {model!r} use different buckets; kept one")
-                continue
-            value = HistogramValue(tuple((b, c1 + c2) for (b, c1), (_, c2) in
-                                         zip(previous.buckets, value.buckets, strict=True)),
-                                   previous.sum + value.sum, previous.count + value.count)
-        merged[model] = value
+        parts = merged.setdefault(model, {})
+        first = next(iter(parts.values()), None)
+        if first is not None and [b for b, _ in first.buckets] != [b for b, _ in value.buckets]:
+            metrics.problems.append(f"{family}: series of model {model!r} use different buckets; kept one")
+            continue
+        parts[",".join(f'{k}="{v}"' for k, v in sorted(hist.labels.items()))] = value
     return merged

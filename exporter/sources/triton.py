@@ -159,8 +159,9 @@ def _request_metrics(out: FamilyBuilder, metrics: Exposition) -> None:
     for s in metrics.named("nv_inference_pending_request_count"):
         out.add("blackwell_serving_pending_requests", _mv(s.labels), s.value)
     ttft = histograms_by_model(metrics, "nv_inference_first_response_histogram_ms", divisor=1000)
-    for model, hist in ttft.items():
-        out.add("blackwell_serving_ttft_seconds", (model,), hist)
+    for model, parts in ttft.items():
+        for part, hist in parts.items():
+            out.add("blackwell_serving_ttft_seconds", (model,), hist, part=part)
 
 
 def _trtllm_metrics(out: FamilyBuilder, metrics: Exposition) -> None:
@@ -190,24 +191,20 @@ def _trtllm_metrics(out: FamilyBuilder, metrics: Exposition) -> None:
         for hist in metrics.histograms(family):
             # The histogram's _sum is the running total of tokens: a counter, so tokens/s is a rate().
             out.add(counter, (hist.labels.get("model", ""),), hist.sum, part=hist.labels.get("version", ""))
-    for model, hist in histograms_by_model(metrics, "nv_llm_input_token_len").items():
-        out.add("blackwell_serving_prompt_length_tokens", (model,), hist)
+    for model, parts in histograms_by_model(metrics, "nv_llm_input_token_len").items():
+        for part, hist in parts.items():
+            out.add("blackwell_serving_prompt_length_tokens", (model,), hist, part=part)
 
 
 def _stats_latency(out: FamilyBuilder, stats: list[dict[str, Any]]) -> None:
-    """Success and queue time from the statistics API: sums and counts only (no buckets exist)."""
-    totals: dict[tuple[str, str], list[float]] = {}
-    for entry in stats:
-        model = entry["name"]
-        inference = entry["inference_stats"]
-        for kind in ("success", "queue"):
-            seconds, count = inference[kind]["ns"] / 1e9, inference[kind]["count"]
-            acc = totals.setdefault((model, kind), [0.0, 0.0])
-            acc[0] += seconds
-            acc[1] += count
+    """Success and queue time from the statistics API: sums and counts only (no buckets exist),
+    added up over a model's versions, each version a part so unloading one loses nothing."""
     names = {"success": "blackwell_serving_e2e_latency_seconds", "queue": "blackwell_serving_queue_time_seconds"}
-    for (model, kind), (seconds, count) in sorted(totals.items()):
-        out.add(names[kind], (model,), HistogramValue.sum_count_only(seconds, count))
+    for kind, name in names.items():
+        for entry in sorted(stats, key=lambda e: (e["name"], e["version"])):
+            inference = entry["inference_stats"][kind]
+            out.add(name, (entry["name"],), HistogramValue.sum_count_only(inference["ns"] / 1e9, inference["count"]),
+                    part=entry["version"])
 
 
 def parse_stats(body: bytes) -> list[dict[str, Any]]:
@@ -260,7 +257,6 @@ class TritonSource(ServingSource[TritonEndpoint]):
         # Per endpoint URL: server version and model backends, read once while the server stays up.
         self._versions: dict[str, str] = {}
         self._backends: dict[str, dict[str, str]] = {}
-        self._retired: dict[str, RetiredTotals] = {}
 
     def close(self) -> None:
         super().close()
@@ -292,8 +288,7 @@ class TritonSource(ServingSource[TritonEndpoint]):
             # A server that failed may come back as another build with other models: ask again.
             self._versions.pop(endpoint.url, None)
             self._backends.pop(endpoint.url, None)
-        retired = self._retired.setdefault(endpoint.url, RetiredTotals())
-        return Reading(triton_families(endpoint.url, metrics, api, retired), error)
+        return Reading(triton_families(endpoint.url, metrics, api, self.retired_totals(endpoint.url)), error)
 
     def _read_api(self, endpoint: TritonEndpoint, deadline: float) -> TritonApi:
         base = endpoint.api_base()

@@ -39,6 +39,7 @@ from exporter.sources.http_upstream import Endpoint, Response, UpstreamError, js
 from exporter.sources.serving_endpoints import (
     FamilyBuilder,
     Reading,
+    RetiredTotals,
     ServingConfig,
     ServingSource,
     histograms_by_model,
@@ -116,11 +117,13 @@ def _short(name: str) -> str:
 
 
 def trtllm_serve_families(url: str, metrics: Exposition | None, health_status: int | None, version: str,
-                          model: str, iteration: dict[str, Any] | None) -> list[Family]:
+                          model: str, iteration: dict[str, Any] | None,
+                          retired: RetiredTotals | None = None) -> list[Family]:
     """Catalog families for one endpoint.
 
     ``metrics`` is None when the Prometheus endpoint failed, ``health_status`` None when /health
-    did not answer; ``model`` names series whose model_name label is undefined.
+    did not answer; ``model`` names series whose model_name label is undefined. ``retired`` (kept
+    per endpoint by the source) keeps histograms summed over upstream series rising.
     """
     out = FamilyBuilder(url)
     out.add("blackwell_serving_up", (RUNTIME,), int(metrics is not None))
@@ -159,9 +162,10 @@ def trtllm_serve_families(url: str, metrics: Exposition | None, health_status: i
             seen.add((name, labels))
         for upstream, ours in _HISTOGRAMS.items():
             for family in (PREFIX + upstream if prefixed else upstream,):
-                for name_model, hist in histograms_by_model(metrics, family, "model_name", rename=model_of).items():
+                for name_model, parts in histograms_by_model(metrics, family, "model_name", rename=model_of).items():
                     if (ours, (name_model,)) not in seen:
-                        out.add(ours, (name_model,), hist)
+                        for part, hist in parts.items():
+                            out.add(ours, (name_model,), hist, part=part)
                         seen.add((ours, (name_model,)))
         models = {labels[0] for _, labels in seen} or {model}
     else:
@@ -172,7 +176,7 @@ def trtllm_serve_families(url: str, metrics: Exposition | None, health_status: i
                 if (name, labels) not in seen:
                     out.add(name, labels, value)
     out.add("blackwell_serving_runtime_info", (RUNTIME, engine, version or "unknown"), 1)
-    return out.families()
+    return out.families(retired)
 
 
 def _iteration_rows(stats: dict[str, Any], model: str) -> list[tuple[str, tuple[str, ...], float]]:
@@ -265,7 +269,8 @@ class TrtllmServeSource(ServingSource[TrtllmServeEndpoint]):
             self.close_endpoint(endpoint.url)
         model = endpoint.model or self._models.get(endpoint.url) or "unknown"
         families = trtllm_serve_families(endpoint.url, metrics, health, self._versions.get(endpoint.url, ""),
-                                         model, self._last_iteration.get(endpoint.url))
+                                         model, self._last_iteration.get(endpoint.url),
+                                         self.retired_totals(endpoint.url))
         return Reading(families, error)
 
     def unanswered(self, endpoint: TrtllmServeEndpoint) -> list[Family]:

@@ -8,6 +8,7 @@ import pytest
 from exporter import promtext
 from exporter.snapshot import Snapshot, SnapshotStore
 from exporter.sources.base import PartialPollError
+from exporter.sources.runtimes import RuntimesConfig, RuntimesSource
 from exporter.sources.triton import TritonConfig, TritonSource
 from exporter.sources.trtllm_serve import TrtllmServeConfig, TrtllmServeSource
 from tests.unit.upstream_server import Route, Upstream
@@ -103,6 +104,92 @@ def test_counters_summed_over_versions_keep_the_totals_of_versions_that_were_unl
         totals.append((sum(series(families, TOKENS).values()), sum(series(families, ITERATIONS).values())))
         clock.next_poll()
     assert totals == [(130, 13), (140, 14), (150, 16)]
+
+
+def histogram_body(family: str, label: str, *rows: tuple[str, int, int, float]) -> str:
+    """One series of histogram ``family`` per (``label`` value, count at le=1, count, sum) row."""
+    text = f"# TYPE {family} histogram\n"
+    for value, under_one, count, total in rows:
+        labels = f'model="llama",{label}="{value}"' if label == "version" else f'model_name="llama",{label}="{value}"'
+        text += (f'{family}_bucket{{{labels},le="1"}} {under_one}\n'
+                 f'{family}_bucket{{{labels},le="+Inf"}} {count}\n'
+                 f'{family}_sum{{{labels}}} {total}\n'
+                 f'{family}_count{{{labels}}} {count}\n')
+    return text
+
+
+def stats_body(*rows: tuple[str, int, int]) -> bytes:
+    """Triton's statistics API answer with one (version, count, ns) row per loaded version of llama."""
+    entries = ",".join(
+        f'{{"name": "llama", "version": "{v}", "inference_stats": {{"success": {{"count": {count}, "ns": {ns}}}, '
+        f'"fail": {{"count": 0, "ns": 0}}, "queue": {{"count": {count}, "ns": {ns // 10}}}}}}}'
+        for v, count, ns in rows)
+    return f'{{"model_stats": [{entries}]}}'.encode()
+
+
+def histogram_of(families, name: str):
+    [value] = series(families, name).values()
+    return value
+
+
+def never_decreases(histograms) -> bool:
+    """Each bucket, _count and _sum at least what it was the poll before."""
+    return all(now.count >= before.count and now.sum >= before.sum
+               and all(c_now >= c_before for (_, c_now), (_, c_before) in zip(now.buckets, before.buckets, strict=True))
+               for before, now in zip(histograms, histograms[1:], strict=False))
+
+
+def test_histograms_summed_over_triton_versions_keep_what_unloaded_versions_counted(upstreams):
+    """TTFT and prompt length from /metrics, e2e and queue time from the statistics API: version 1
+    is unloaded, then loaded again with its counts started over; no bucket, _count or _sum drops."""
+    reads = [  # (TTFT rows, prompt length rows, statistics rows), one per poll
+        ([("1", 3, 4, 2900), ("2", 1, 2, 1500)], [("1", 0, 4, 400), ("2", 0, 2, 200)], [("1", 4, 4e9), ("2", 2, 2e9)]),
+        ([("2", 2, 3, 1900)], [("2", 1, 3, 201)], [("2", 3, 3e9)]),
+        ([("1", 1, 1, 700), ("2", 2, 3, 1900)], [("1", 1, 1, 1), ("2", 1, 3, 201)], [("1", 1, 1e9), ("2", 3, 3e9)]),
+    ]
+    server = upstreams(b"")
+    server.routes.update({"/v2/health/live": Route(b""), "/v2/health/ready": Route(b""),
+                          "/v2": Route(b'{"name":"triton","version":"2.51.0"}'),
+                          "/v2/models/llama/versions/1/ready": Route(b""),
+                          "/v2/models/llama/versions/2/ready": Route(b"")})
+    clock = Clock()
+    source = TritonSource(TritonConfig(enabled=True, interval=5, timeout=2, endpoints=[
+        {"url": server.url("/metrics"), "api_url": server.url("")}]), clock=clock)
+    seen: dict[str, list] = {}
+    for ttft, prompt, stats in reads:
+        server.routes["/metrics"] = Route((histogram_body("nv_inference_first_response_histogram_ms", "version", *ttft)
+                                           + histogram_body("nv_llm_input_token_len", "version", *prompt)).encode())
+        server.routes["/v2/models/stats"] = Route(stats_body(*((v, c, int(ns)) for v, c, ns in stats)))
+        families = poll(source)
+        for name in ("blackwell_serving_ttft_seconds", "blackwell_serving_prompt_length_tokens",
+                     "blackwell_serving_e2e_latency_seconds", "blackwell_serving_queue_time_seconds"):
+            seen.setdefault(name, []).append(histogram_of(families, name))
+        clock.next_poll()
+    for name, histograms in seen.items():
+        assert never_decreases(histograms), name
+    ttft = seen["blackwell_serving_ttft_seconds"]
+    assert [h.count for h in ttft] == [6, 7, 8]  # 4+2; 4 retired + 3; 4 retired + 1 + 3
+    assert [h.buckets[0][1] for h in ttft] == [4, 5, 6]
+    assert [h.sum for h in ttft] == pytest.approx([4.4, 4.8, 5.5])
+    assert [h.count for h in seen["blackwell_serving_e2e_latency_seconds"]] == [6, 7, 8]
+    assert [h.sum for h in seen["blackwell_serving_e2e_latency_seconds"]] == pytest.approx([6, 7, 8])
+
+
+def test_histograms_summed_over_a_runtimes_series_keep_what_a_series_that_went_away_counted(upstreams):
+    """A vLLM data-parallel engine's TTFT series goes away: the model's sum keeps what it counted."""
+    family = "vllm:time_to_first_token_seconds"
+    server = upstreams(b"")
+    server.routes.update({"/health": Route(b""), "/version": Route(b'{"version": "0.11.0"}')})
+    clock = Clock()
+    source = RuntimesSource(RuntimesConfig(enabled=True, interval=5, timeout=2, endpoints=[
+        {"url": server.url("/metrics"), "runtime": "vllm"}]), clock=clock)
+    counts = []
+    for rows in ([("0", 1, 2, 1.5), ("1", 3, 3, 0.9)], [("0", 2, 4, 2.5)], [("0", 2, 5, 3.5), ("1", 0, 1, 2.0)]):
+        server.routes["/metrics"] = Route(histogram_body(family, "engine", *rows).encode())
+        hist = histogram_of(poll(source), "blackwell_serving_ttft_seconds")
+        counts.append((hist.buckets[0][1], hist.count, hist.sum))
+        clock.next_poll()
+    assert counts == [(4, 5, pytest.approx(2.4)), (5, 7, pytest.approx(3.4)), (5, 9, pytest.approx(6.4))]
 
 
 def test_triton_and_trtllm_serve_on_one_model_name_make_a_body_the_strict_parser_accepts(upstreams):
