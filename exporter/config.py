@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
-from exporter import catalog
 from exporter.catalog.tiers import DetailConfig
 from exporter.foundation import StrictModel
 from exporter.mixin.config import MixinConfig
@@ -49,15 +48,9 @@ class ConfigBase(StrictModel):
         """Refuse source combinations that would emit one series twice (Prometheus drops such a scrape)."""
         enabled = set(self.enabled_sources())
         for name in sorted(enabled):
-            for other, what in SOURCES[name].conflicts_with.items():
-                if other in enabled:
-                    raise ValueError(f"sources.{name} and sources.{other} fill {what}; enable one of them")
-        if "counter_mapping" in enabled:
-            for mapping in self.sources.counter_mapping.mappings:  # type: ignore[attr-defined]
-                others = sorted((set(catalog.get(mapping.metric).sources) & enabled) - {"counter_mapping"})
-                if others:
-                    raise ValueError(f"sources.counter_mapping maps {mapping.upstream} to {mapping.metric}, which "
-                                     f"sources.{others[0]} also fills; drop the mapping or disable {others[0]}")
+            problems = SOURCES[name].conflicts(getattr(self.sources, name), enabled)
+            if problems:
+                raise ValueError(problems[0])
         return self
 
     @property

@@ -8,7 +8,7 @@ HTTP server or another source; it returns families and raises when it cannot.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field, model_validator
@@ -74,10 +74,18 @@ class Source(abc.ABC):
     # one off. None: the simulation does not model it, and it keeps its setting.
     stand_in: ClassVar[str | None] = None
     # Other source -> what both would fill: enabling both is a config error (a series twice).
+    # A conflict that depends on this source's settings is declared by overriding ``conflicts``.
     conflicts_with: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
+
+    @classmethod
+    def conflicts(cls, config: SourceConfig, enabled: Set[str]) -> list[str]:
+        """Why this source, set up as ``config``, cannot run beside the ``enabled`` sources (it
+        would emit a series one of them emits); empty when it can. Checked when the config loads."""
+        return [f"sources.{cls.name} and sources.{other} fill {what}; enable one of them"
+                for other, what in cls.conflicts_with.items() if other in enabled]
 
     @classmethod
     def build(cls, config: Config, built: Mapping[str, Source]) -> Source:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import string
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from typing import ClassVar
 
 from pydantic import Field, field_validator, model_validator
@@ -185,6 +185,17 @@ class CounterMappingSource(ServingSource[Endpoint]):
     name: ClassVar[str] = SOURCE_NAME
     stand_in: ClassVar[str | None] = "simulated"
     config_model: ClassVar[type[SourceConfig]] = CounterMappingConfig
+
+    @classmethod
+    def conflicts(cls, config: SourceConfig, enabled: Set[str]) -> list[str]:
+        """A mapping onto a catalog counter that another enabled source fills would emit it twice."""
+        problems = super().conflicts(config, enabled)
+        for mapping in config.mappings if isinstance(config, CounterMappingConfig) else []:
+            others = sorted((set(catalog.get(mapping.metric).sources) & enabled) - {cls.name})
+            if others:
+                problems.append(f"sources.{cls.name} maps {mapping.upstream} to {mapping.metric}, which "
+                                f"sources.{others[0]} also fills; drop the mapping or disable {others[0]}")
+        return problems
 
     def __init__(self, config: CounterMappingConfig, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(config, clock)
