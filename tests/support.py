@@ -1,8 +1,9 @@
-"""Helpers the tests share: free ports, a fake clock, a scheduler run tick by tick, and the real
-exporter started as a subprocess."""
+"""Helpers the tests share: free ports, a fake clock, a scheduler run tick by tick, a test-only
+catalog source for fakes, and the real exporter started as a subprocess."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -14,9 +15,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from exporter import catalog
 from exporter.scheduler import Scheduler, SourceRunner
 from exporter.snapshot import SnapshotStore
 from exporter.sources.base import Source
+from exporter.sources.registry import SOURCES
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -41,6 +44,22 @@ def scheduled(source: Source, clock: Callable[[], float] | None = None,
     store = store if store is not None else SnapshotStore()
     scheduler = Scheduler([source], store, "hardware", clock=clock or time.monotonic)
     return scheduler.runners[source.name], store
+
+
+@contextmanager
+def catalog_source(name: str, *metrics: str) -> Iterator[None]:
+    """While the block runs, the test-only source ``name`` (a fake's ``name``) may fill the catalog
+    ``metrics`` as if their rows listed it; afterwards the catalog is as it was. A fake so never
+    poses as a real source: a registered source's name is refused."""
+    if name in SOURCES:
+        raise ValueError(f"{name!r} is a real source; give the fake a name of its own")
+    originals = {metric: catalog.get(metric) for metric in metrics}
+    try:
+        for metric, row in originals.items():
+            catalog.CATALOG[metric] = dataclasses.replace(row, sources=(*row.sources, name))
+        yield
+    finally:
+        catalog.CATALOG.update(originals)
 
 
 def free_port() -> int:

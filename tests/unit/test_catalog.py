@@ -4,6 +4,8 @@ import pytest
 
 from exporter import catalog
 from exporter.catalog.model import COMPAT_SOURCE, MetricType, counter, gauge, info
+from exporter.snapshot import Family, Snapshot
+from tests.support import catalog_source
 
 
 def test_every_metric_follows_the_naming_conventions():
@@ -50,3 +52,21 @@ def test_dcgm_exporter_names_are_allowed_only_for_the_compat_option():
     with pytest.raises(ValueError, match="DCGM_FI_"):
         gauge("DCGM_FI_DEV_GPU_UTIL", "x", sources=("nvml",))
     assert gauge("DCGM_FI_DEV_GPU_UTIL", "x", sources=(COMPAT_SOURCE,)).name == "DCGM_FI_DEV_GPU_UTIL"
+
+
+def test_a_test_only_source_fills_what_it_declares_for_the_block_only():
+    def snapshot() -> Snapshot:
+        return Snapshot.of("fake_gpu", [Family("blackwell_gpu_memory_used_bytes").add(("0",), 1)])
+
+    with catalog_source("fake_gpu", "blackwell_gpu_memory_used_bytes"):
+        assert snapshot().source == "fake_gpu"
+        with pytest.raises(ValueError, match="may not fill blackwell_gpu_power_watts"):
+            Snapshot.of("fake_gpu", [Family("blackwell_gpu_power_watts").add(("0",), 1)])
+    with pytest.raises(ValueError, match="may not fill blackwell_gpu_memory_used_bytes"):
+        snapshot()
+    assert "fake_gpu" not in catalog.get("blackwell_gpu_memory_used_bytes").sources
+
+
+def test_a_fake_may_not_pose_as_a_real_source():
+    with pytest.raises(ValueError, match="'nvml' is a real source"), catalog_source("nvml", "blackwell_gpu_power_watts"):
+        pass

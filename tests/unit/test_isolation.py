@@ -17,17 +17,26 @@ from exporter.scheduler import STALE_INTERVALS, Scheduler, SourceRunner
 from exporter.server import ExporterHTTPServer
 from exporter.snapshot import Family, SnapshotStore
 from exporter.sources.base import PartialPollError, PollError, ReprobeRequired, Source, SourceConfig
-from tests.support import FakeClock, scheduled
+from tests.support import FakeClock, catalog_source, scheduled
+
+MEMORY = "blackwell_gpu_memory_used_bytes"
+
+
+@pytest.fixture(autouse=True)
+def _fakes_may_fill_memory():
+    """The fakes below are test-only catalog sources, not stand-ins for nvml or dcgm."""
+    with catalog_source(Scripted.name, MEMORY), catalog_source(Other.name, MEMORY):
+        yield
 
 
 def memory_family(value: float = 1.0) -> Family:
-    return Family("blackwell_gpu_memory_used_bytes").add(("0",), value)
+    return Family(MEMORY).add(("0",), value)
 
 
 class Scripted(Source):
     """A source whose probe/poll do whatever the test says, counting every call."""
 
-    name: ClassVar[str] = "nvml"
+    name: ClassVar[str] = "scripted"
     config_model: ClassVar[type[SourceConfig]] = SourceConfig
 
     def __init__(self, poll: Callable[[], object], interval: float = 1.0, timeout: float = 0.3,
@@ -49,7 +58,7 @@ class Scripted(Source):
 
 
 class Other(Scripted):
-    name: ClassVar[str] = "dcgm"
+    name: ClassVar[str] = "other"
 
 
 def runner_for(source: Source, store: SnapshotStore | None = None, clock: FakeClock | None = None) -> SourceRunner:
@@ -134,7 +143,7 @@ def test_garbage_from_poll_is_an_error_and_leaves_other_sources_alone(result: ob
     assert message in bad.last_error
     body = store.current().text.decode()
     assert 'blackwell_gpu_memory_used_bytes{gpu="0"} 7' in body
-    assert store.snapshot("nvml") is None
+    assert store.snapshot("scripted") is None
 
 
 def test_poll_error_keeps_its_reason_and_does_not_restart_but_reprobe_required_does() -> None:
@@ -272,14 +281,14 @@ def test_last_good_snapshot_is_served_until_stale_then_dropped() -> None:
     clock = FakeClock()
     runner = runner_for(Scripted(poll, interval=2.0), store, clock)
     runner.run_once()
-    assert store.snapshot("nvml") is not None
+    assert store.snapshot("scripted") is not None
     clock.now += 2
     runner.run_once()
-    assert not runner.up and store.snapshot("nvml") is not None, "a brief failure keeps the last good data"
+    assert not runner.up and store.snapshot("scripted") is not None, "a brief failure keeps the last good data"
     assert runner.state() == "down"
     clock.now += STALE_INTERVALS * 2
     runner.run_once()
-    assert store.snapshot("nvml") is None and runner.state() == "stale"
+    assert store.snapshot("scripted") is None and runner.state() == "stale"
     assert "blackwell_gpu_memory_used_bytes" not in store.current().text.decode()
 
 
@@ -326,17 +335,17 @@ def test_hung_source_does_not_delay_scrapes_or_remove_another_sources_metrics() 
             started = time.monotonic()
             body = urllib.request.urlopen(url, timeout=2).read().decode()
             latencies.append(time.monotonic() - started)
-            if 'source_errors_total{source="nvml",reason="busy"}' in body and "} 42" in body:
+            if 'source_errors_total{source="scripted",reason="busy"}' in body and "} 42" in body:
                 break
             time.sleep(0.05)
-        assert 'blackwell_exporter_source_up{source="nvml"} 0' in body
-        assert 'blackwell_exporter_source_up{source="dcgm"} 1' in body
-        assert 'blackwell_exporter_source_errors_total{source="nvml",reason="timeout"} 1' in body
-        assert 'source_errors_total{source="nvml",reason="busy"}' in body
+        assert 'blackwell_exporter_source_up{source="scripted"} 0' in body
+        assert 'blackwell_exporter_source_up{source="other"} 1' in body
+        assert 'blackwell_exporter_source_errors_total{source="scripted",reason="timeout"} 1' in body
+        assert 'source_errors_total{source="scripted",reason="busy"}' in body
         assert 'blackwell_gpu_memory_used_bytes{gpu="0"} 42' in body
         assert max(latencies) < 0.15, f"slowest scrape {max(latencies):.3f}s while a source hangs"
         ready, reasons = scheduler.ready()
-        assert not ready and any(r.startswith("nvml: no completed poll yet") for r in reasons)
+        assert not ready and any(r.startswith("scripted: no completed poll yet") for r in reasons)
     finally:
         hang.set()
         server.shutdown()
