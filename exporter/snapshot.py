@@ -109,16 +109,19 @@ def _line_format(sample_name: str, names: Sequence[str]) -> str:
     return sample_name + "{" + ",".join(f'{n}="%s"' for n in names) + "} %s\n"
 
 
-_FORMATS: dict[str, tuple[str, str, str, str]] = {}  # metric name -> (plain, bucket, sum, count) line formats
+# (metric name, label names) -> (plain, bucket, sum, count) line formats; the label names are part of
+# the key because dcgm-exporter compat families may rename a label per generation (Hostname/hostname).
+_FORMATS: dict[tuple[str, tuple[str, ...]], tuple[str, str, str, str]] = {}
 
 
 def _formats(metric: Metric) -> tuple[str, str, str, str]:
-    formats = _FORMATS.get(metric.name)
+    key = (metric.name, metric.labels)
+    formats = _FORMATS.get(key)
     if formats is None:
         name, names = metric.name, metric.labels
         formats = (_line_format(name, names), _line_format(name + "_bucket", (*names, "le")),
                    _line_format(name + "_sum", names), _line_format(name + "_count", names))
-        _FORMATS[metric.name] = formats
+        _FORMATS[key] = formats
     return formats
 
 

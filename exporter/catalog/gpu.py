@@ -1,12 +1,12 @@
 """Per-GPU health and activity. Filled by the nvml source (or dcgm), or by the simulation."""
 
+from exporter.catalog import dcgm_compat
 from exporter.catalog.model import COMPAT_SOURCE, counter, gauge, info
 
 _HW = ("nvml", "dcgm", "simulated")
 _REAL = ("nvml", "dcgm")  # paths the simulation does not model
 _COMPAT = ("nvml", "dcgm", COMPAT_SOURCE)
 _G = ("gpu",)
-_DCGM_LABELS = ("gpu", "UUID", "device", "modelName")
 
 METRICS = [
     info(
@@ -107,25 +107,7 @@ METRICS = [
          ("gpu", "clique_id", "cluster_uuid", "state", "status"), sources=_REAL),
     gauge("blackwell_gpu_fabric_health_mask", "NVLink fabric health bitmask from nvmlDeviceGetGpuFabricInfoV "
           "(0 = healthy; bits per nvml.h NVML_GPU_FABRIC_HEALTH_MASK_*).", _G, sources=_REAL),
-    # dcgm-exporter's default names and labels (nvml source option dcgm_compat_names), in its units.
-    *(gauge(name, f"dcgm-exporter compatible {name} ({help_text}).", _DCGM_LABELS, sources=_COMPAT)
-      for name, help_text in (
-          ("DCGM_FI_DEV_SM_CLOCK", "SM clock, MHz"),
-          ("DCGM_FI_DEV_MEM_CLOCK", "memory clock, MHz"),
-          ("DCGM_FI_DEV_MEMORY_TEMP", "memory temperature, C"),
-          ("DCGM_FI_DEV_GPU_TEMP", "GPU temperature, C"),
-          ("DCGM_FI_DEV_POWER_USAGE", "power draw, W"),
-          ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "energy since driver load, mJ; a counter in dcgm-exporter"),
-          ("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "PCIe replays; a counter in dcgm-exporter"),
-          ("DCGM_FI_DEV_GPU_UTIL", "GPU utilization, %"),
-          ("DCGM_FI_DEV_MEM_COPY_UTIL", "memory utilization, %"),
-          ("DCGM_FI_DEV_FB_FREE", "framebuffer free, MiB"),
-          ("DCGM_FI_DEV_FB_USED", "framebuffer used, MiB"),
-          ("DCGM_FI_DEV_XID_ERRORS", "last XID code seen, 0 if none; see blackwell_gpu_xid_errors_total"),
-          ("DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", "rows remapped for uncorrectable errors"),
-          ("DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", "rows remapped for correctable errors"),
-          ("DCGM_FI_DEV_ROW_REMAP_FAILURE", "1 when a row remap failed"),
-          ("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "tensor pipe active ratio, 0-1, from GPM"),
-          ("DCGM_FI_PROF_DRAM_ACTIVE", "DRAM bandwidth active ratio, 0-1, from GPM"),
-      )),
+    # dcgm-exporter's names and labels per generation (nvml source option dcgm_compat_names), in its units.
+    *(gauge(name, f"dcgm-exporter compatible {name} ({help_text}).", labels, sources=_COMPAT)
+      for name, help_text, labels in dcgm_compat.help_rows()),
 ]

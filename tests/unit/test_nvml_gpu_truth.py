@@ -19,6 +19,7 @@ from exporter.scheduler import Scheduler, SourceRunner
 from exporter.snapshot import Family, Snapshot, SnapshotStore
 from exporter.sources.base import PartialPollError
 from exporter.sources.nvml.backend import GPU_IS_LOST, NO_PERMISSION, NOT_SUPPORTED, TIMEOUT
+from exporter.sources.nvml.compat import exporter_hostname
 from exporter.sources.nvml.source import NvmlConfig, NvmlSource
 from tests.nvml_replay import ReplayBackend
 
@@ -286,6 +287,6 @@ def test_memory_used_and_reserved_are_what_nvidia_smi_printed(backend: ReplayBac
     assert s[("blackwell_gpu_memory_used_bytes", ("0",))] // MIB == smi["Used"]
     assert abs(s[("blackwell_gpu_memory_reserved_bytes", ("0",))] / MIB - smi["Reserved"]) < 1
     assert s[("blackwell_gpu_memory_total_bytes", ("0",))] // MIB == smi["Total"]
-    labels = ("0", GPU0, "nvidia0", "NVIDIA H200")
+    labels = ("0", GPU0, "00000000:00:06.0", "nvidia0", "NVIDIA H200", exporter_hostname(), "580.159.04")
     assert s[("DCGM_FI_DEV_FB_USED", labels)] == smi["Used"], "DCGM field 252 excludes the reserve too"
     assert round(s[("DCGM_FI_DEV_FB_FREE", labels)]) == smi["Free"]  # nvidia-smi rounds each line on its own

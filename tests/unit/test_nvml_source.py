@@ -16,6 +16,7 @@ from exporter.snapshot import Family, Snapshot
 from exporter.sources.base import PollError
 from exporter.sources.nvml import fields as nf
 from exporter.sources.nvml.backend import GPU_IS_LOST, NOT_SUPPORTED, RESET_REQUIRED, NvmlError
+from exporter.sources.nvml.compat import exporter_hostname
 from exporter.sources.nvml.source import NvmlConfig, NvmlSource
 from tests.nvml_replay import ReplayBackend
 from tests.support import FakeClock as Clock
@@ -341,7 +342,7 @@ def test_nvml_init_failure_is_a_clear_poll_error(backend: ReplayBackend) -> None
 def test_dcgm_exporter_compatible_names(backend: ReplayBackend) -> None:
     source = make_source(backend, dcgm_compat_names=True)
     s = samples(source.poll())
-    labels = ("0", GPU0, "nvidia0", "NVIDIA H200")
+    labels = ("0", GPU0, "00000000:00:06.0", "nvidia0", "NVIDIA H200", exporter_hostname(), "580.159.04")
     assert s[("DCGM_FI_DEV_POWER_USAGE", labels)] == pytest.approx(81.447)
     assert s[("DCGM_FI_DEV_GPU_UTIL", labels)] == 0
     assert s[("DCGM_FI_DEV_SM_CLOCK", labels)] == 345

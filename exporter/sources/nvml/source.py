@@ -27,14 +27,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from exporter.backoff import backoff_delay
 from exporter.snapshot import Family
 from exporter.sources.base import PartialPollError, PollError, ReprobeRequired, Source, SourceConfig
 from exporter.sources.nvml.backend import UNINITIALIZED, Backend, NvmlError
 from exporter.sources.nvml.capabilities import probe_gpu
-from exporter.sources.nvml.compat import dcgm_compat_families
+from exporter.sources.nvml.compat import dcgm_compat_families, exporter_hostname, parse_generation
 from exporter.sources.nvml.known import load_known, save_known
 from exporter.sources.nvml.reader import GpuState, Reading, Sample, read_gpu
 from exporter.sources.nvml.xid import XidWatcher
@@ -53,14 +53,20 @@ class NvmlConfig(SourceConfig):
         "(one NVML call per link and counter, ~1 ms each); 0 reads them every poll")
     gpm: bool = Field(True, description="read GPM metrics (tensor activity, DRAM bandwidth, NVLink/C2C rates)")
     xid_events: bool = Field(True, description="count XID events from NVML's event stream")
-    dcgm_compat_names: bool = Field(
-        False, description="also emit dcgm-exporter's default DCGM_FI_* names and labels")
+    dcgm_compat_names: bool | str = Field(
+        False, description="also emit dcgm-exporter's default DCGM_FI_* names and labels of one generation: "
+        "\"pre-4.6\" (Hostname label), \"pre-4.9\" (true means this), \"4.9\" (DCGM 4.7 names, base units)")
     expected_gpus: int | None = Field(
         None, ge=1, le=4096, description="GPUs this host should have; those NVML does not list are reported "
         "down (blackwell_gpu_up 0 with an empty uuid) and /readyz says so")
     known_gpus_file: str | None = Field(
         None, description="JSON file that remembers the UUIDs of the GPUs seen, so one that is down stays "
         "reported down under its UUID after a restart; remove a GPU's entry after taking it out on purpose")
+
+    @field_validator("dcgm_compat_names", mode="before")
+    @classmethod
+    def _known_generation(cls, value: object) -> bool | str:
+        return parse_generation(value) or False
 
     @model_validator(mode="after")
     def _deadline_within_timeout(self) -> NvmlConfig:
@@ -110,6 +116,7 @@ class NvmlSource(Source):
         self._clock = clock
         self._initialised = False
         self._driver = ""
+        self._hostname = exporter_hostname()
         self._gpus: list[_Gpu] = []
         self._xid: XidWatcher | None = None
         self._xid_counts: Any = None
@@ -238,7 +245,8 @@ class NvmlSource(Source):
         families = [*_families(samples), self._read_error_family()]
         if self.config.dcgm_compat_names:
             last = self._xid.last() if self._xid is not None else {}
-            families.extend(dcgm_compat_families(samples, {g.uuid: g for g in self._gpus if g.uuid}, last))
+            families.extend(dcgm_compat_families(samples, {g.uuid: g for g in self._gpus if g.uuid}, last,
+                                                 str(self.config.dcgm_compat_names), self._hostname, self._driver))
         return [up, stalled, partial, *families]
 
     def _read_all(self, now: float) -> dict[int, _Result]:
