@@ -61,7 +61,8 @@ _BASIC = (
     # identity and health
     "blackwell_exporter_build_info", "blackwell_exporter_source_up", "blackwell_exporter_source_interval_seconds",
     "blackwell_exporter_source_last_success_timestamp_seconds", "blackwell_exporter_simulation_scenario",
-    "blackwell_gpu_info", "blackwell_gpu_up", "blackwell_gpu_fabric_info", "blackwell_serving_up",
+    "blackwell_gpu_info", "blackwell_gpu_up", "blackwell_gpu_fabric_info",
+    "blackwell_gpu_nvml_read_errors_total", "blackwell_gpu_nvml_partial_read", "blackwell_serving_up",
     "blackwell_serving_ready", "blackwell_serving_runtime_info", "blackwell_engine_info",
     # what the alerts and recording rules read
     "blackwell_gpu_utilization_ratio", "blackwell_gpu_power_watts", "blackwell_gpu_xid_errors_total",
