@@ -92,11 +92,12 @@ _FULL = (
 TIERS: dict[str, Tier] = {**{name: Tier.BASIC for name in _BASIC}, **{name: Tier.FULL for name in _FULL}}
 
 # family -> (label, values kept below full). Of the nine NVLink5 error kinds, rcv counts the
-# receive-side errors (remote, general and malformed packets among them) and effective the ones FEC
-# could not correct; symbol errors, which FEC corrects, the alert ignores anyway. The other kinds
-# are in full: 144 series each on an 8-GPU box.
+# receive-side errors (remote, general and malformed packets among them), effective the ones FEC
+# could not correct and local_link_integrity the link's own integrity faults (a failing cable or
+# connector, before the link goes down); symbol errors, which FEC corrects, the alert ignores
+# anyway. The other kinds are in full: 144 series each on an 8-GPU box.
 KEPT_VALUES: dict[str, tuple[str, frozenset[str]]] = {
-    "blackwell_nvlink5_errors_total": ("kind", frozenset({"rcv", "effective"})),
+    "blackwell_nvlink5_errors_total": ("kind", frozenset({"rcv", "effective", "local_link_integrity"})),
     "blackwell_nvlink5_recovery_events_total": ("result", frozenset({"total"})),
     "blackwell_nvlink5_bit_error_rate": ("kind", frozenset({"effective"})),
     "blackwell_gpu_tensor_active_ratio": ("pipe", frozenset({"any"})),
