@@ -88,10 +88,10 @@ METRICS = [
     counter("blackwell_gpu_nvml_read_errors_total",
             "NVML calls on this GPU that failed without the GPU being lost (Timeout, NoData, a bindings error), "
             "by call; that call's series are left out of the poll, the GPU's other series stay.",
-            ("gpu", "uuid", "call"), sources=("nvml",)),
+            ("gpu", "uuid", "call"), sources=("nvml", "simulated")),
     gauge("blackwell_gpu_nvml_partial_read",
           "1 when the last poll of this GPU left series out because an NVML call failed (see "
-          "blackwell_gpu_nvml_read_errors_total), 0 when every call answered.", ("gpu", "uuid"), sources=("nvml",)),
+          "blackwell_gpu_nvml_read_errors_total), 0 when every call answered.", ("gpu", "uuid"), sources=("nvml", "simulated")),
     counter("blackwell_gpu_pcie_errors_total",
             "PCIe error counters by kind (NVML_FI_DEV_PCIE_COUNT_*: correctable, naks_received, receiver, "
             "bad_tlp, naks_sent, bad_dllp, non_fatal, fatal, unsupported_request, lcrc, lane).",

@@ -61,7 +61,8 @@ _BASIC = (
     # identity and health
     "blackwell_exporter_build_info", "blackwell_exporter_source_up", "blackwell_exporter_source_interval_seconds",
     "blackwell_exporter_source_last_success_timestamp_seconds", "blackwell_exporter_simulation_scenario",
-    "blackwell_gpu_info", "blackwell_gpu_up", "blackwell_gpu_fabric_info", "blackwell_serving_up",
+    "blackwell_gpu_info", "blackwell_gpu_up", "blackwell_gpu_fabric_info",
+    "blackwell_gpu_nvml_read_errors_total", "blackwell_gpu_nvml_partial_read", "blackwell_serving_up",
     "blackwell_serving_ready", "blackwell_serving_runtime_info", "blackwell_engine_info",
     # what the alerts and recording rules read
     "blackwell_gpu_utilization_ratio", "blackwell_gpu_power_watts", "blackwell_gpu_xid_errors_total",
@@ -91,11 +92,12 @@ _FULL = (
 TIERS: dict[str, Tier] = {**{name: Tier.BASIC for name in _BASIC}, **{name: Tier.FULL for name in _FULL}}
 
 # family -> (label, values kept below full). Of the nine NVLink5 error kinds, rcv counts the
-# receive-side errors (remote, general and malformed packets among them) and effective the ones FEC
-# could not correct; symbol errors, which FEC corrects, the alert ignores anyway. The other kinds
-# are in full: 144 series each on an 8-GPU box.
+# receive-side errors (remote, general and malformed packets among them), effective the ones FEC
+# could not correct and local_link_integrity the link's own integrity faults (a failing cable or
+# connector, before the link goes down); symbol errors, which FEC corrects, the alert ignores
+# anyway. The other kinds are in full: 144 series each on an 8-GPU box.
 KEPT_VALUES: dict[str, tuple[str, frozenset[str]]] = {
-    "blackwell_nvlink5_errors_total": ("kind", frozenset({"rcv", "effective"})),
+    "blackwell_nvlink5_errors_total": ("kind", frozenset({"rcv", "effective", "local_link_integrity"})),
     "blackwell_nvlink5_recovery_events_total": ("result", frozenset({"total"})),
     "blackwell_nvlink5_bit_error_rate": ("kind", frozenset({"effective"})),
     "blackwell_gpu_tensor_active_ratio": ("pipe", frozenset({"any"})),

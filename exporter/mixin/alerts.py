@@ -42,6 +42,14 @@ def _gpu_alerts(config: MixinConfig) -> list[Alert]:
               summary="A GPU stopped answering NVML (fell off the bus or needs a reset).",
               description=f"{_WHERE_GPU} (uuid {{{{ $labels.uuid }}}}) is lost; its tensor-parallel group cannot serve.",
               dashboard=NODE, for_="1m"),
+        # Either branch gives one series per GPU; for: 15m asks that calls keep failing, not one Timeout.
+        Alert(name="BlackwellNVMLReadErrors",
+              expr="max by (job, instance, gpu, uuid) (blackwell_gpu_nvml_partial_read) == 1\n"
+              "or sum by (job, instance, gpu, uuid) (increase(blackwell_gpu_nvml_read_errors_total[5m])) > 0",
+              severity="warning", summary="NVML calls on a GPU keep failing; some of its series are missing.",
+              description=f"{_WHERE_GPU} (uuid {{{{ $labels.uuid }}}}) still answers NVML, but some calls have failed "
+              "(Timeout, NoData or a bindings error) for 15 minutes; their series are left out of the polls.",
+              dashboard=NODE, for_="15m"),
         Alert(name="BlackwellXIDCritical",
               # The second half catches a code's first event: a new series has no earlier sample to increase from.
               expr=f'increase(blackwell_gpu_xid_errors_total{{xid=~"{xids}"}}[10m]) > 0\n'

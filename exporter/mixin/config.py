@@ -35,9 +35,10 @@ class MixinConfig(StrictModel):
 
     # -- serving SLOs -------------------------------------------------------------------------
     ttft_slo_seconds: float = Field(
-        0.5, gt=0,
+        1.0, gt=0,
         description="TTFT objective: p95 must stay under it, and it is the good/bad line of the TTFT SLO. "
-        "Must be a bucket bound of blackwell_serving_ttft_seconds (trtllm-serve's: 0.1, 0.25, 0.5, 0.75, 1, 2.5 ...)",
+        "Must be a bucket bound of every runtime's TTFT histogram: 1 s is one in vLLM, trtllm-serve, NIM, "
+        "SGLang and Dynamo's defaults (docs/mixin.md: picking a threshold)",
     )
     ttft_slo_objective: float = Field(
         0.99, gt=0, lt=1, description="fraction of requests whose TTFT must be under ttft_slo_seconds"

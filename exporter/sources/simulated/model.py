@@ -71,6 +71,7 @@ class GpuState:
     remapped_uncorrectable: int = 0
     pcie_replays: float = 0.0
     xids: dict[int, int] = field(default_factory=dict)
+    nvml_read_errors: int = 0  # failed memory-info calls
     nvlink_errors: dict[tuple[int, str], float] = field(default_factory=dict)
     nvlink_tx_bytes: float = 0.0
     nvlink_rx_bytes: float = 0.0
@@ -91,6 +92,7 @@ _GPU_FAMILIES = (
     "blackwell_gpu_ecc_errors_total", "blackwell_gpu_remapped_rows_total",
     "blackwell_gpu_remapped_rows_pending", "blackwell_gpu_remapped_rows_failure",
     "blackwell_gpu_pcie_replay_total", "blackwell_gpu_xid_errors_total",
+    "blackwell_gpu_nvml_read_errors_total", "blackwell_gpu_nvml_partial_read",
     "blackwell_gpu_tensor_active_ratio", "blackwell_gpu_dram_bandwidth_utilization_ratio",
     "blackwell_gpu_sm_active_ratio", "blackwell_gpu_sm_occupancy_ratio",
     "blackwell_gpu_hbm_peak_bandwidth_bytes_per_second", "blackwell_c2c_enabled",
@@ -235,6 +237,8 @@ class BoxModel:
             expected = int((self.last - self.scenario_started) / 30.0) + 1
             seen = gpu.xids.get(sc.xid, 0)
             gpu.xids[sc.xid] = max(seen, expected)
+        if gpu.index == self._gpu(sc.nvml_read_error_gpu):
+            gpu.nvml_read_errors += 1  # one failed call per poll, as the NVML source counts them
         traffic = tokens_per_s * 2.0e6 / max(1, p.gpu_count) if p.tensor_parallel > 1 else 0.0
         gpu.nvlink_tx_bytes += traffic * dt
         gpu.nvlink_rx_bytes += traffic * dt
@@ -319,9 +323,14 @@ class BoxModel:
             (i, gpu.uuid, g.name, bus, g.architecture, g.compute_capability, "580.159.04",
              "97.00.B9.00.2F", str(gpu.index % 4 + 1)), 1)
         f["blackwell_gpu_utilization_ratio"].add((i,), round(util, 4))
+        failing = gpu.index == self._gpu(sc.nvml_read_error_gpu)
+        f["blackwell_gpu_nvml_partial_read"].add((i, gpu.uuid), int(failing))
+        if gpu.nvml_read_errors:
+            f["blackwell_gpu_nvml_read_errors_total"].add((i, gpu.uuid, "memory"), gpu.nvml_read_errors)
         f["blackwell_gpu_memory_utilization_ratio"].add((i,), round(util * 0.62, 4))
-        used = g.memory_bytes * (0.90 if self.load_now > 0 else 0.02)
-        f["blackwell_gpu_memory_used_bytes"].add((i,), float(int(used)))
+        if not failing:  # the failed call's series are left out, the GPU's others stay
+            used = g.memory_bytes * (0.90 if self.load_now > 0 else 0.02)
+            f["blackwell_gpu_memory_used_bytes"].add((i,), float(int(used)))
         f["blackwell_gpu_memory_total_bytes"].add((i,), g.memory_bytes)
         f["blackwell_gpu_power_watts"].add((i,), round(self.power(gpu.index, util), 2))
         f["blackwell_gpu_power_limit_watts"].add((i,), g.power_limit_watts)

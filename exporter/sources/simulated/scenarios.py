@@ -32,6 +32,7 @@ class Scenario:
     c2c_read_share: float = 0.02  # of GPU memory reads served from Grace (C2C profiles only)
     c2c_share_growth_per_second: float = 0.0
     xid: int | None = None  # one XID every 30 s on GPU 0
+    nvml_read_error_gpu: int | None = None  # this GPU's memory-info call fails every poll (NVML Timeout)
     ecc_uncorrectable: bool = False
     row_remap_failure: bool = False
     thermal_throttle_gpu: int | None = None
@@ -94,6 +95,12 @@ SCENARIOS: dict[str, Scenario] = {
             "Right after a deploy: engine load and kernel autotuning push first requests' TTFT over 10 s.",
             ("BlackwellColdStartTTFT",),
             cold_start=True,
+        ),
+        Scenario(
+            "nvml-read-errors",
+            "GPU 5 still answers NVML but its memory-info call times out every poll: its memory series are missing.",
+            ("BlackwellNVMLReadErrors",),
+            nvml_read_error_gpu=5,
         ),
         Scenario(
             "fp8-fallback",
