@@ -120,11 +120,12 @@ def domain_alerts(config: MixinConfig) -> list[Alert]:
               description=f"GPU {{{{ $labels.gpu }}}} in {_WHERE_TRAY} is {{{{ $value | humanizePercentage }}}} "
               "(absolute) from the domain's median utilization; every GPU of a parallel group spanning the rack "
               "waits for it.", dashboard=RACK, for_="10m"),
-        Alert(name="BlackwellDomainTrayLinksBehind", expr=f"{TRAY_NVLINK_TX_RATIO} < {ratio}",
+        Alert(name="BlackwellDomainTrayLinksBehind", expr=f"{TRAY_NVLINK_TX_RATIO} < {ratio}", labels={"signal": "bandwidth"},
               description=f"{_WHERE_TRAY} moves {{{{ $value | humanizePercentage }}}} of the domain's median "
               "NVLink traffic per tray.", **behind),
         Alert(name="BlackwellDomainTrayLinksBehind",
               expr=f"{TRAY_NVLINK_ERRORS}\n> on ({DOMAIN}) group_left clamp_min({factor} * {NVLINK_ERRORS_MEDIAN}, {floor})",
+              labels={"signal": "errors"},
               description=f"{_WHERE_TRAY} counted {{{{ $value | humanize }}}} NVLink errors, replays or recoveries "
               f"in 5 minutes, over {factor}x the domain's median tray.", **behind),
         Alert(name="BlackwellDomainFabricDegraded", expr=f"{TRAY_UNHEALTHY} > 0", severity="critical",
