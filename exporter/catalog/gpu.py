@@ -104,9 +104,9 @@ METRICS = [
     info("blackwell_gpu_fabric_info",
          "NVLink fabric membership (nvmlDeviceGetGpuFabricInfoV): clique, cluster UUID, registration state "
          "and status (an NVML return code, 0 = success).",
-         ("gpu", "clique_id", "cluster_uuid", "state", "status"), sources=_REAL),
+         ("gpu", "clique_id", "cluster_uuid", "state", "status"), sources=_HW),
     gauge("blackwell_gpu_fabric_health_mask", "NVLink fabric health bitmask from nvmlDeviceGetGpuFabricInfoV "
-          "(0 = healthy; bits per nvml.h NVML_GPU_FABRIC_HEALTH_MASK_*).", _G, sources=_REAL),
+          "(0 = healthy; bits per nvml.h NVML_GPU_FABRIC_HEALTH_MASK_*).", _G, sources=_HW),
     # dcgm-exporter's names and labels per generation (nvml source option dcgm_compat_names), in its units.
     *(gauge(name, f"dcgm-exporter compatible {name} ({help_text}).", labels, sources=_COMPAT)
       for name, help_text, labels in dcgm_compat.help_rows()),

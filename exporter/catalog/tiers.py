@@ -73,6 +73,8 @@ _BASIC = (
     "blackwell_nvlink_dl_recovery_errors_total", "blackwell_nvlink_link_up",
     "blackwell_nvlink_crc_flit_errors_total", "blackwell_nvlink_replay_errors_total",
     "blackwell_nvlink_recovery_errors_total",
+    # the NVLink-domain rules: a tray's NVLink traffic, each GPU's fabric health
+    "blackwell_nvlink_throughput_bytes_total", "blackwell_gpu_fabric_health_mask",
     "blackwell_serving_generation_tokens_total", "blackwell_serving_prompt_tokens_total",
     "blackwell_serving_ttft_seconds", "blackwell_serving_inter_token_latency_seconds",
     "blackwell_serving_kv_cache_blocks", "blackwell_serving_pending_requests",

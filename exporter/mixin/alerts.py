@@ -10,6 +10,7 @@ from __future__ import annotations
 from exporter.foundation import STALE_INTERVALS
 from exporter.mixin import recording as rec
 from exporter.mixin.config import MixinConfig
+from exporter.mixin.domain import domain_alerts
 from exporter.mixin.model import Alert, Group
 from exporter.mixin.slo import slo_alerts
 
@@ -198,6 +199,7 @@ def alert_groups(config: MixinConfig) -> list[Group]:
         Group("blackwell-serving.alerts", list(_serving_alerts(config))),
         Group("blackwell-precision.alerts", list(_precision_alerts(config))),
         Group("blackwell-slo.alerts", list(slo_alerts(config))),
+        Group("blackwell-domain.alerts", domain_alerts(config)),
         Group("blackwell-exporter.alerts", list(_exporter_alerts(config))),
     ]
     shipped = {rule.name for group in groups for rule in group.rules if isinstance(rule, Alert)}

@@ -68,6 +68,18 @@ class MixinConfig(StrictModel):
     straggler_min_peer_utilization: float = Field(
         0.5, ge=0, lt=1, description="only judge stragglers while the peers are this busy"
     )
+    domain_straggler_utilization_gap: float = Field(
+        0.06, gt=0, lt=1, description="a GPU this far (absolute ratio) under its NVLink domain's median utilization straggles"
+    )
+    domain_tray_nvlink_bandwidth_ratio_min: float = Field(
+        0.7, gt=0, lt=1, description="a tray moving under this fraction of its domain's median tray NVLink traffic is behind"
+    )
+    domain_tray_nvlink_errors_factor: float = Field(
+        10.0, gt=1, description="a tray counting this many times its domain's median tray NVLink errors is behind"
+    )
+    domain_tray_nvlink_errors_min: float = Field(
+        10.0, gt=0, description="NVLink errors in 5 minutes a tray must count before it can be behind on errors"
+    )
     underutilized_power_watts: float = Field(
         800.0, gt=0, description="mean GPU power under this while requests queue means a starved batcher"
     )

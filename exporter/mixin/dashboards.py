@@ -411,4 +411,7 @@ def _exporter(config: MixinConfig) -> dict:
 
 
 def all_dashboards(config: MixinConfig) -> list[dict]:
-    return [_fleet(config), _node(config), _serving(config), _precision(config), _cost(config), _exporter(config)]
+    from exporter.mixin.rack_dashboard import rack_dashboard  # it builds on this module's panels and layout
+
+    return [_fleet(config), _node(config), _serving(config), _precision(config), _cost(config), _exporter(config),
+            rack_dashboard(config)]

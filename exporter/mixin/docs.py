@@ -8,14 +8,14 @@ from exporter.mixin.alerts import alert_groups, alert_names, all_alerts
 from exporter.mixin.config import MixinConfig
 from exporter.mixin.dashboards import SCHEMA_VERSION, all_dashboards
 from exporter.mixin.model import Recording
-from exporter.mixin.recording import recording_groups
-from exporter.mixin.slo import BURN_WINDOWS, WINDOWS, slo_recording_groups
+from exporter.mixin.rules import groups
+from exporter.mixin.slo import BURN_WINDOWS, WINDOWS
 
 
 def render(config: MixinConfig) -> str:
     env = Environment(loader=PackageLoader("exporter.mixin", "templates/docs"), undefined=StrictUndefined,
                       keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
-    rec_groups = recording_groups(config) + slo_recording_groups(config)
+    rec_groups = groups(config)["recording-rules"]
     recording = [r for g in rec_groups for r in g.rules if isinstance(r, Recording)]
     return env.get_template("mixin.md.j2").render(
         c=config,

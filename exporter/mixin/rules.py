@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from exporter.mixin.alerts import alert_groups
 from exporter.mixin.config import MixinConfig
+from exporter.mixin.domain import domain_recording_groups
 from exporter.mixin.model import Alert, Group
 from exporter.mixin.promql import scale, scale_expr, with_selector
 from exporter.mixin.recording import recording_groups
@@ -23,7 +24,7 @@ MAX_RULES_PER_GROUP = 20
 def groups(config: MixinConfig) -> dict[str, list[Group]]:
     """Rule groups by the file they are written to under ``alerts/`` (without ``.yaml``)."""
     return {
-        "recording-rules": recording_groups(config) + slo_recording_groups(config),
+        "recording-rules": recording_groups(config) + slo_recording_groups(config) + domain_recording_groups(config),
         "alerts": alert_groups(config),
     }
 

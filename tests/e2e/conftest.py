@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from drill_harness import (
+    BOX_SCENARIOS,
     DRILL_PROFILES,
     TRITON_EXPORTER,
     Drills,
@@ -116,5 +117,5 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """``drill``: one (alert, scenario) case per alert a scenario in scenarios.py names."""
     if "drill" in metafunc.fixturenames:
-        cases = [(alert, s.name) for s in SCENARIOS.values() for alert in s.alerts]
+        cases = [(alert, s.name) for s in BOX_SCENARIOS.values() for alert in s.alerts]
         metafunc.parametrize("drill", cases, ids=[f"{alert}-{scenario}" for alert, scenario in cases])

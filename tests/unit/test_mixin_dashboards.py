@@ -67,7 +67,7 @@ def test_schema_validation_rejects_a_broken_dashboard(boards):
 
 def test_stable_unique_uids_tags_and_current_schema_version(boards):
     uids = [b["uid"] for b in boards]
-    assert len(set(uids)) == len(uids) == 6
+    assert len(set(uids)) == len(uids) == 7
     for board in boards:
         assert re.fullmatch(r"[a-z0-9-]{8,40}", board["uid"])
         assert board["schemaVersion"] == SCHEMA_VERSION == 42

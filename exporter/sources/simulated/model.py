@@ -19,7 +19,7 @@ from exporter.inprocess import DEFAULT_DUTY_CYCLE
 from exporter.snapshot import Family, HistogramValue
 from exporter.sources.simulated.precision_extras import PrecisionExtras
 from exporter.sources.simulated.profiles import Profile
-from exporter.sources.simulated.scenarios import Scenario
+from exporter.sources.simulated.scenarios import DEFAULT_SCENARIO, SCENARIOS, Scenario
 
 # Bucket boundaries trtllm-serve uses for its latency histograms (seconds).
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
@@ -100,11 +100,35 @@ _GPU_FAMILIES = (
 )
 
 
+# NVIDIA's mock GB200 reports this state; NVML_GPU_FABRIC_STATE_COMPLETED once the fabric manager registered the GPU.
+FABRIC_STATE_COMPLETED = "completed"
+
+
+@dataclass(frozen=True)
+class RackPlace:
+    """Where a tray sits: its index in the NVL72 rack and the rack's name (the fabric cluster UUID derives from it)."""
+
+    tray: int = 0
+    rack: str = "rack-0"
+
+    @property
+    def cluster_uuid(self) -> str:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"nvl72/{self.rack}"))
+
+    @property
+    def clique_id(self) -> str:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"nvl72/{self.rack}").int % 32767 + 1)
+
+
 class BoxModel:
-    def __init__(self, profile: Profile, scenario: Scenario, seed: int = 0, start: float = 0.0) -> None:
+    def __init__(self, profile: Profile, scenario: Scenario, seed: int = 0, start: float = 0.0,
+                 place: RackPlace | None = None) -> None:
         self.profile = profile
-        self.rng = random.Random(seed)
-        self.scenario = scenario
+        self.place = place or RackPlace()
+        # Each tray its own GPU UUIDs; tray 0 draws what a box without a rack place draws.
+        self.rng = random.Random(seed + 7919 * self.place.tray)
+        self.requested = scenario
+        self.scenario = self._effective(scenario)
         self.scenario_started = start
         self.last = start
         self.started = start
@@ -128,10 +152,17 @@ class BoxModel:
         self.load_now = 0.0
         self.extras = PrecisionExtras(profile)
 
+    def _effective(self, scenario: Scenario) -> Scenario:
+        """A rack scenario breaks one tray only; every other tray runs healthy under it."""
+        if scenario.fault_tray is None or scenario.fault_tray == self.place.tray:
+            return scenario
+        return SCENARIOS[DEFAULT_SCENARIO]
+
     def set_scenario(self, scenario: Scenario, now: float) -> None:
-        self.scenario = scenario
+        self.requested = scenario
+        self.scenario = self._effective(scenario)
         self.scenario_started = now
-        self.c2c_share = scenario.c2c_read_share
+        self.c2c_share = self.scenario.c2c_read_share
 
     def _gpu(self, index: int | None) -> int | None:
         """Scenario GPU numbers refer to an 8-GPU box; smaller boxes take the last GPU instead."""
@@ -240,6 +271,7 @@ class BoxModel:
         if gpu.index == self._gpu(sc.nvml_read_error_gpu):
             gpu.nvml_read_errors += 1  # one failed call per poll, as the NVML source counts them
         traffic = tokens_per_s * 2.0e6 / max(1, p.gpu_count) if p.tensor_parallel > 1 else 0.0
+        traffic *= sc.nvlink_bandwidth_factor
         gpu.nvlink_tx_bytes += traffic * dt
         gpu.nvlink_rx_bytes += traffic * dt
         if gpu.index == self._gpu(sc.nvlink_error_gpu) and sc.nvlink_errors_per_second:
@@ -285,6 +317,8 @@ class BoxModel:
             base = override[index]
         else:
             base = 0.20 + 0.70 * min(self.load_now, 1.0)  # 0.85 load -> ~0.80
+        shortfall = {self._gpu(k): v for k, v in self.scenario.util_shortfall.items()}
+        base -= shortfall.get(index, 0.0)
         return min(1.0, max(0.0, base + self.rng.gauss(0, 0.01)))
 
     def power(self, index: int, util: float) -> float:
@@ -314,7 +348,20 @@ class BoxModel:
             self._gpu_identity_power_thermal(f, gpu, util)
             self._gpu_clocks_and_errors(f, gpu, util)
             self._gpu_activity_and_c2c(f, gpu, util)
-        return list(f.values())
+        return [*f.values(), *self._fabric_families(lost)]
+
+    def _fabric_families(self, lost: set[int]) -> list[Family]:
+        """Fabric membership as nvmlDeviceGetGpuFabricInfoV reports it; only NVLink-domain trays have one."""
+        if not self.profile.nvlink_domain:
+            return []
+        info, health = Family("blackwell_gpu_fabric_info"), Family("blackwell_gpu_fabric_health_mask")
+        for gpu in self.gpus:
+            if gpu.index in lost:
+                continue
+            i = str(gpu.index)
+            info.add((i, self.place.clique_id, self.place.cluster_uuid, FABRIC_STATE_COMPLETED, "0"), 1)
+            health.add((i,), 0)
+        return [info, health]
 
     def _gpu_identity_power_thermal(self, f: dict[str, Family], gpu: GpuState, util: float) -> None:
         g, sc, i = self.profile.gpu, self.scenario, str(gpu.index)

@@ -92,6 +92,8 @@ class Profile:
     itl_median_seconds: float
     kv_cache_max_blocks: int
     max_batch_size: int
+    # One tray of an NVL72 rack: its GPUs report the rack's fabric cluster UUID and clique id.
+    nvlink_domain: bool = False
 
     @property
     def c2c(self) -> bool:
@@ -151,5 +153,26 @@ PROFILES: dict[str, Profile] = {
             kv_cache_max_blocks=16_384,
             max_batch_size=64,
         ),
+        Profile(
+            name="nvl72-tray",
+            # REFERENCE.md section 12: 18 such trays share one NVLink domain; a TP=72 group spans them all.
+            description="One of the 18 compute trays of a GB200 NVL72 rack: 4x B200 + 2 Grace, 18 NVLink5 "
+                        "links per GPU, fabric cluster UUID and clique id shared by the rack's 72 GPUs",
+            gpu=GB200,
+            gpu_count=4,
+            grace_count=2,
+            model="deepseek-r1-mxfp4",
+            tensor_parallel=72,
+            peak_output_tokens_per_second=17_000.0,
+            output_tokens_per_request=300.0,
+            prompt_tokens_per_request=2000.0,
+            ttft_median_seconds=0.030,
+            itl_median_seconds=0.0045,
+            kv_cache_max_blocks=49_152,
+            max_batch_size=128,
+            nvlink_domain=True,
+        ),
     )
 }
+
+NVL72_TRAYS = 18

@@ -17,6 +17,7 @@ class Scenario:
     needs_c2c: bool = False
     load: float = 0.85  # offered load as a fraction of the box's saturation throughput
     util_override: dict[int, float] = field(default_factory=dict)  # gpu -> utilization
+    util_shortfall: dict[int, float] = field(default_factory=dict)  # gpu -> how far under its peers it runs
     lost_gpus: tuple[int, ...] = ()
     nvlink_error_gpu: int | None = None  # this GPU's first links count errors
     nvlink_error_links: int = 6
@@ -41,6 +42,10 @@ class Scenario:
     cold_start: bool = False  # first requests after a deploy: engine and kernel caches cold
     requests_queued: int = 0  # extra requests waiting
     backend_failure_share: float = 0.0  # of requests failing inside the server (reason BACKEND)
+    # Rack scenarios: only this tray of an NVL72 rack (profile nvl72-tray) has the fault; the other
+    # 17 trays, given the same scenario, run healthy.
+    fault_tray: int | None = None
+    nvlink_bandwidth_factor: float = 1.0  # NVLink traffic of the faulty GPUs' tray, against healthy
 
 
 _HEALTHY = "healthy"
@@ -174,6 +179,32 @@ SCENARIOS: dict[str, Scenario] = {
             ("BlackwellServingNotReady",),
             serving_ready=False,
             load=0.0,
+        ),
+        Scenario(
+            "rack-straggler-gpu",
+            "Rack: GPU 2 of tray 7 runs 10 points of utilization under the other 71 GPUs of the NVLink domain: "
+            "under the per-instance straggler's 15-point gap against its three tray peers, over the domain "
+            "straggler's gap against the median of 72 GPUs.",
+            ("BlackwellDomainGPUStraggler",),
+            util_shortfall={2: 0.10},
+            fault_tray=7,
+        ),
+        Scenario(
+            "rack-tray-links-degrading",
+            "Rack: tray 11's NVLink traffic falls to half of the other trays' while its GPU 3's first six links "
+            "count NVLink5 errors.",
+            ("BlackwellDomainTrayLinksBehind",),
+            nvlink_error_gpu=3,
+            nvlink_errors_per_second=4.0,
+            nvlink_bandwidth_factor=0.5,
+            fault_tray=11,
+        ),
+        Scenario(
+            "rack-tray-lost",
+            "Rack: all four GPUs of tray 4 fall off the bus: the NVLink domain is short of four of its 72 GPUs.",
+            ("BlackwellDomainFabricDegraded",),
+            lost_gpus=(0, 1, 2, 3),
+            fault_tray=4,
         ),
     )
 }

@@ -10,8 +10,8 @@ from pydantic import Field, field_validator, model_validator
 
 from exporter.snapshot import Family
 from exporter.sources.base import Source, SourceConfig
-from exporter.sources.simulated.model import BoxModel
-from exporter.sources.simulated.profiles import PROFILES
+from exporter.sources.simulated.model import BoxModel, RackPlace
+from exporter.sources.simulated.profiles import NVL72_TRAYS, PROFILES
 from exporter.sources.simulated.runtime_view import RUNTIMES, stand_in
 from exporter.sources.simulated.scenarios import DEFAULT_SCENARIO, SCENARIOS, Scenario
 
@@ -22,6 +22,10 @@ class SimulatedConfig(SourceConfig):
     profile: str | None = Field(None, description=f"one of {', '.join(PROFILES)}")
     scenario: str = Field(DEFAULT_SCENARIO, description=f"one of {', '.join(SCENARIOS)}")
     seed: int = Field(0, description="random seed: the same seed and poll times give the same numbers")
+    tray: int = Field(0, ge=0, lt=NVL72_TRAYS, description="this tray's index in its NVL72 rack "
+                                                            "(profiles of one NVLink domain: nvl72-tray)")
+    rack: str = Field("rack-0", min_length=1, description="the rack's name; trays of one rack share its "
+                                                           "fabric cluster UUID and clique id")
     runtime: str = Field("triton", description=f"serving runtime to stand in for: {', '.join(RUNTIMES)} "
                                                "(only the families that runtime reports)")
 
@@ -65,6 +69,18 @@ def check_scenario_fits(scenario: Scenario, profile: str) -> None:
     if scenario.needs_c2c and not PROFILES[profile].c2c:
         c2c_profiles = ", ".join(p.name for p in PROFILES.values() if p.c2c)
         raise ValueError(f"scenario {scenario.name!r} needs a profile with Grace C2C ({c2c_profiles}), not {profile!r}")
+    if scenario.fault_tray is not None and not PROFILES[profile].nvlink_domain:
+        rack_profiles = ", ".join(p.name for p in PROFILES.values() if p.nvlink_domain)
+        raise ValueError(f"scenario {scenario.name!r} is a rack scenario; it needs an NVLink-domain tray profile "
+                         f"({rack_profiles}), not {profile!r}")
+
+
+def scenario_fits(scenario: Scenario, profile: str) -> bool:
+    try:
+        check_scenario_fits(scenario, profile)
+    except ValueError:
+        return False
+    return True
 
 
 class SimulatedSource(Source):
@@ -77,11 +93,12 @@ class SimulatedSource(Source):
         self.profile = PROFILES[config.profile]
         self._clock = clock
         self._lock = threading.Lock()
-        self._model = BoxModel(self.profile, SCENARIOS[config.scenario], seed=config.seed, start=clock())
+        self._model = BoxModel(self.profile, SCENARIOS[config.scenario], seed=config.seed, start=clock(),
+                               place=RackPlace(config.tray, config.rack))
 
     @property
     def scenario(self) -> str:
-        return self._model.scenario.name
+        return self._model.requested.name
 
     def reconfigure(self, fresh: Source) -> bool:
         """A reload that changes only the scenario switches it, as POST /-/scenario does."""
