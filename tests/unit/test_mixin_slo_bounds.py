@@ -35,9 +35,10 @@ RUNTIME_TTFT = {
 # Runtimes whose default buckets lack a bound the default rules use, with what the user does about it.
 # The test checks the lack is real, so an entry goes stale loudly too.
 LACKS = {
-    "triton": "Triton's first-response histogram has 100, 500, 2000 and 5000 ms by default: add 1000 to "
-              "the model's model_metrics histogram_options buckets in config.pbtxt, or set ttft_slo_seconds "
-              "to 0.5 or 2 for a Triton-only fleet",
+    "sglang": "SGLang's TTFT buckets have 0.4 and 0.6, not 0.5: add 0.5 to --bucket-time-to-first-token, or set "
+              "ttft_slo_seconds to 1 for a fleet without Triton",
+    "dynamo": "the Dynamo frontend's log-spaced TTFT buckets have 0.47, not 0.5: set DYN_METRICS_TTFT_* buckets, "
+              "or ttft_slo_seconds to 1 for a fleet without Triton",
 }
 BUCKET_MATCHER = re.compile(r'(\w+)_bucket\{[^}]*\ble=~?"([0-9.eE+-]+)')
 
@@ -76,7 +77,7 @@ def test_every_counted_bucket_is_a_bound_of_the_runtime(runtime: str):
 
 
 def test_a_threshold_off_a_runtime_bound_is_caught():
-    off_bound = MixinConfig(ttft_slo_seconds=0.5)  # vLLM has 0.5; SGLang (0.4, 0.6) and Dynamo (0.47) do not
-    assert (TTFT, 0.5) in counted_bounds(off_bound)
-    assert 0.5 in runtime_bounds("vllm")
-    assert 0.5 not in runtime_bounds("sglang") and 0.5 not in runtime_bounds("dynamo")
+    off_bound = MixinConfig(ttft_slo_seconds=1.0)  # vLLM, SGLang and Dynamo have 1 s; Triton (0.1, 0.5, 2, 5) does not
+    assert (TTFT, 1.0) in counted_bounds(off_bound)
+    assert 1.0 in runtime_bounds("vllm") and 1.0 in runtime_bounds("sglang") and 1.0 in runtime_bounds("dynamo")
+    assert 1.0 not in runtime_bounds("triton")
