@@ -42,7 +42,7 @@ class Scripted(Source):
     def __init__(self, poll: Callable[[], object], interval: float = 1.0, timeout: float = 0.3,
                  probe: Callable[[], None] = lambda: None) -> None:
         super().__init__(SourceConfig(enabled=True, interval=interval, timeout=timeout))
-        self._poll, self._probe = poll, probe
+        self.script, self._probe = poll, probe  # what the next polls do; a test may replace it
         self.polls = self.probes = self.closes = 0
 
     def probe(self) -> None:
@@ -51,7 +51,7 @@ class Scripted(Source):
 
     def poll(self) -> list[Family]:
         self.polls += 1
-        return self._poll()  # type: ignore[return-value]
+        return self.script()  # type: ignore[return-value]
 
     def close(self) -> None:
         self.closes += 1
@@ -157,7 +157,7 @@ def test_poll_error_keeps_its_reason_and_does_not_restart_but_reprobe_required_d
     runner.run_once()
     assert source.probes == 1, "an upstream error the source understands is retried without a restart"
     assert runner.errors == {"http": 1, "reprobe": 1}
-    source._poll = lambda: [memory_family()]
+    source.script = lambda: [memory_family()]
     clock.now += 10
     runner.run_once()
     assert source.probes == 2 and runner.up
