@@ -29,7 +29,7 @@ METRICS = [
           "NVML v2 memory info, DCGM field 252).", _G, sources=_HW, unit="bytes"),
     gauge("blackwell_gpu_memory_reserved_bytes",
           "Framebuffer memory the driver reserves for itself (nvidia-smi's FB Memory Usage Reserved; NVML v2 "
-          "memory info, DCGM field 253). Used + reserved + free = total.", _G, sources=_REAL, unit="bytes"),
+          "memory info, DCGM field 253). Used + reserved + free = total.", _G, sources=_HW, unit="bytes"),
     gauge("blackwell_gpu_memory_total_bytes", "Framebuffer memory installed.", _G, sources=_HW, unit="bytes"),
     gauge("blackwell_gpu_power_watts", "Power draw.", _G, sources=_HW, unit="watts"),
     gauge("blackwell_gpu_power_limit_watts", "Enforced power limit.", _G, sources=_HW, unit="watts"),

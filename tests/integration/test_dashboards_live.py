@@ -18,7 +18,7 @@ from exporter.mixin.config import MixinConfig
 from exporter.stack import Stack, StackError, find_binary
 
 REPO = Path(__file__).resolve().parents[2]
-PROFILES = ["hgx-b200", "gb200-tray", "h200x2"]
+PROFILES = ["hgx-b200", "gb200-tray", "h200x2", "nvl72-tray"]  # nvl72-tray: one tray fills the rack dashboard
 SETTLE_TIMEOUT_SECONDS = 60.0
 
 pytestmark = pytest.mark.integration
@@ -99,7 +99,7 @@ def test_variable_queries_find_instances_and_gpus(stack):
     instances = {r["metric"]["instance"] for r in stack.query(f'blackwell_exporter_build_info{{job="{job}"}}')}
     assert instances == {stack.instance(p) for p in PROFILES}
     gpus = {(r["metric"]["instance"], r["metric"]["gpu"]) for r in stack.query("blackwell_gpu_up")}
-    assert len(gpus) == 8 + 4 + 2
+    assert len(gpus) == 8 + 4 + 2 + 4
 
 
 def test_profile_specific_panels_see_their_box(stack):
@@ -108,8 +108,10 @@ def test_profile_specific_panels_see_their_box(stack):
     def instances(expr: str) -> set[str]:
         return {r["metric"]["instance"] for r in stack.query(expr)}
 
-    assert instances("instance_gpu:blackwell_c2c_rx_bytes_per_second:read_share_avg5m") == {stack.instance("gb200-tray")}
-    assert instances("blackwell_nvlink5_bit_error_rate") == {stack.instance("hgx-b200"), stack.instance("gb200-tray")}
+    assert instances("instance_gpu:blackwell_c2c_rx_bytes_per_second:read_share_avg5m") == {stack.instance("gb200-tray"),
+                                                                                        stack.instance("nvl72-tray")}
+    assert instances("blackwell_nvlink5_bit_error_rate") == {stack.instance("hgx-b200"), stack.instance("gb200-tray"),
+                                                             stack.instance("nvl72-tray")}
     assert instances("blackwell_nvlink_dl_crc_errors_total") == {stack.instance("h200x2")}
     assert instances("blackwell_nvlink_crc_flit_errors_total") == set()
     xids = stack.query('sum by (instance, xid) (increase(blackwell_gpu_xid_errors_total[1h]))')

@@ -28,7 +28,7 @@ IDENTITY_LABELS = {"gpu", "uuid", "name", "pci_bus_id", "serial", "vbios_version
 # Families the real source emits on this hardware that the simulation does not (all declared real-only
 # in the catalog today, so a dashboard built on the simulation never sees them).
 # (Fabric membership is simulated on the nvl72-tray profile only, where the rack rules join on it.)
-_REAL_ONLY = {"blackwell_gpu_fabric_health_mask", "blackwell_gpu_fabric_info", "blackwell_gpu_memory_reserved_bytes", "blackwell_gpu_nvml_stalled", "blackwell_gpu_pcie_errors_total",
+_REAL_ONLY = {"blackwell_gpu_fabric_health_mask", "blackwell_gpu_fabric_info", "blackwell_gpu_nvml_stalled", "blackwell_gpu_pcie_errors_total",
               "blackwell_gpu_platform_info"}
 KNOWN_REAL_ONLY = {
     "h200x2": _REAL_ONLY,

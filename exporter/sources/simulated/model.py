@@ -83,7 +83,7 @@ class GpuState:
 _GPU_FAMILIES = (
     "blackwell_gpu_info", "blackwell_gpu_up", "blackwell_gpu_utilization_ratio",
     "blackwell_gpu_memory_utilization_ratio", "blackwell_gpu_memory_used_bytes",
-    "blackwell_gpu_memory_total_bytes", "blackwell_gpu_power_watts", "blackwell_gpu_power_limit_watts",
+    "blackwell_gpu_memory_reserved_bytes", "blackwell_gpu_memory_total_bytes", "blackwell_gpu_power_watts", "blackwell_gpu_power_limit_watts",
     "blackwell_gpu_energy_joules_total", "blackwell_gpu_temperature_celsius",
     "blackwell_gpu_memory_temperature_celsius", "blackwell_gpu_sm_clock_hertz",
     "blackwell_gpu_memory_clock_hertz", "blackwell_gpu_performance_state",
@@ -378,6 +378,8 @@ class BoxModel:
         if not failing:  # the failed call's series are left out, the GPU's others stay
             used = g.memory_bytes * (0.90 if self.load_now > 0 else 0.02)
             f["blackwell_gpu_memory_used_bytes"].add((i,), float(int(used)))
+            # The driver's reserve, in the proportion the real H200 reported (616 of 143,771 MiB).
+            f["blackwell_gpu_memory_reserved_bytes"].add((i,), float(int(g.memory_bytes * 616 / 143771)))
         f["blackwell_gpu_memory_total_bytes"].add((i,), g.memory_bytes)
         f["blackwell_gpu_power_watts"].add((i,), round(self.power(gpu.index, util), 2))
         f["blackwell_gpu_power_limit_watts"].add((i,), g.power_limit_watts)
