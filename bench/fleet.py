@@ -15,8 +15,8 @@ to evaluate alerts. Stepping stops at ``--max-racks``, when rule evaluation reac
 tier's time budget is spent. On a 2-CPU box the 18 N exporter processes, not Prometheus, are what
 limits N: each tray is a Python interpreter polling its simulated source.
 
-    python bench/fleet.py --tiers basic,standard,full --max-racks 3
-    python bench/fleet.py --tiers standard --max-racks 1 --scrape-interval 5 --window 10   # smoke
+    python bench/fleet.py --tiers basic:2,standard:3,full:2
+    python bench/fleet.py --tiers standard:1 --scrape-interval 5 --settle 8 --window 10   # smoke
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -62,6 +63,7 @@ class Step:
     rule_evaluation_seconds_max: float
     rule_groups: int
     window_seconds: float
+    forwarded_series: int
 
 
 def launch_tray(directory: Path, rack: str, tray: int, tier: str) -> Service:
@@ -123,6 +125,23 @@ def total(samples: dict, name: str) -> float:
     return sum(value for _, value in samples.get(name, []))
 
 
+def forwarded_selector() -> str:
+    """deploy/fleet/rack-prometheus.yml's write_relabel_configs (keep, then drop) as one PromQL selector."""
+    relabels = yaml.safe_load((REPO / "deploy" / "fleet" / "rack-prometheus.yml").read_text())["remote_write"][0][
+        "write_relabel_configs"]
+    matchers = [f'__name__{"=~" if relabel["action"] == "keep" else "!~"}{json.dumps(relabel["regex"])}'
+                for relabel in relabels]
+    return "{" + ", ".join(matchers) + "}"
+
+
+def forwarded_series(prometheus: Service) -> int:
+    """How many of the head's series the rack Prometheus of deploy/fleet would remote_write."""
+    query = urllib.parse.quote(f"count({forwarded_selector()})")
+    status, body = http_get(f"{prometheus.url}/api/v1/query?query={query}", timeout=30.0)
+    result = json.loads(body)["data"]["result"] if status == 200 else []
+    return int(float(result[0]["value"][1])) if result else 0
+
+
 def targets_up(prometheus: Service) -> tuple[int, int]:
     status, body = http_get(f"{prometheus.url}/api/v1/targets?state=active", timeout=10.0)
     active = json.loads(body)["data"]["activeTargets"] if status == 200 else []
@@ -148,19 +167,20 @@ def measure(prometheus: Service, tier: str, racks: int, interval: float, settle:
                 rule_evaluation_seconds=round(evaluations[-1], 4),
                 rule_evaluation_seconds_max=round(max(evaluations), 4),
                 rule_groups=len(after.get("prometheus_rule_group_last_duration_seconds", [])),
-                window_seconds=round(elapsed, 1))
+                window_seconds=round(elapsed, 1), forwarded_series=forwarded_series(prometheus))
 
 
-def run_tier(directory: Path, tier: str, args: argparse.Namespace, rule_files: list[Path]) -> tuple[list[Step], str]:
+def run_tier(directory: Path, tier: str, max_racks: int, args: argparse.Namespace,
+             rule_files: list[Path]) -> tuple[list[Step], str]:
     """Add racks one by one to one Prometheus until a limit is hit; one Step per rack count, and why it stopped."""
     directory = directory / tier
     exporters: list[Service] = []
     prometheus: Service | None = None
     steps: list[Step] = []
-    stopped = f"--max-racks {args.max_racks} reached"
+    stopped = f"{max_racks} racks (the run's limit for this tier) reached"
     started = time.monotonic()
     try:
-        for racks in range(1, args.max_racks + 1):
+        for racks in range(1, max_racks + 1):
             exporters += start_racks(directory, racks - 1, 1, tier)
             config = fleet_config([f"127.0.0.1:{s.port}" for s in exporters], rule_files, args.scrape_interval)
             if prometheus is None:
@@ -173,7 +193,7 @@ def run_tier(directory: Path, tier: str, args: argparse.Namespace, rule_files: l
             if step.rule_evaluation_seconds_max >= RULE_EVALUATION_LIMIT_SECONDS:
                 stopped = f"rule evaluation reached {RULE_EVALUATION_LIMIT_SECONDS:g} s"
                 break
-            if time.monotonic() - started > args.tier_budget and racks < args.max_racks:
+            if time.monotonic() - started > args.tier_budget and racks < max_racks:
                 stopped = f"time budget of {args.tier_budget:g} s spent"
                 break
     finally:
@@ -201,6 +221,8 @@ def extrapolate(steps: list[Step]) -> dict:
     return {
         "method": "linear extrapolation from the measured steps (per-rack increment), not measured",
         "series_per_rack": round(per_rack("head_series")),
+        "forwarded_series_per_rack": round(per_rack("forwarded_series")),
+        "forwarded_series": round(at("forwarded_series", FLEET_RACKS)),
         "samples_per_second_per_rack": round(per_rack("samples_per_second"), 1),
         "racks": FLEET_RACKS,
         "series": round(series),
@@ -224,31 +246,33 @@ def markdown(result: dict) -> str:
     lines = [f"# Fleet benchmark ({result['utc']}, load average {result['load_average']})", "",
              f"`{result['command']}`: {result['machine']}; Prometheus {result['prometheus']}, scrape and "
              f"evaluation interval {result['scrape_interval']:g} s, rule files: {', '.join(result['rule_files'])}.", "",
-             "| tier | racks | targets up | head series | samples/s | Prometheus RSS MiB | rule eval s/cycle (max) |",
-             "|---|---|---|---|---|---|---|"]
+             "| tier | racks | targets up | head series | samples/s | Prometheus RSS MiB | rule eval s/cycle (max) | "
+             "series forwarded by deploy/fleet |",
+             "|---|---|---|---|---|---|---|---|"]
     for step in result["steps"]:
         lines.append(f"| {step['tier']} | {step['racks']} | {step['targets_up']}/{step['targets']} | "
                      f"{step['head_series']:,} | {step['samples_per_second']:,.0f} | "
                      f"{step['rss_bytes'] / 2**20:.0f} | {step['rule_evaluation_seconds']:.3f} "
-                     f"({step['rule_evaluation_seconds_max']:.3f}) |")
+                     f"({step['rule_evaluation_seconds_max']:.3f}) | {step['forwarded_series']:,} |")
     lines += ["", "Extrapolated linearly to 1,000 racks (an extrapolation from the steps above, not a measurement):", "",
               "| tier | largest N measured, rule eval < 1 s | series/rack | samples/s/rack | series at 1,000 racks | "
               "samples/s at 1,000 racks | racks per Prometheus at 2 M series | servers for 1,000 racks | "
-              "racks until rule eval reaches 1 s |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "racks until rule eval reaches 1 s | forwarded series at 1,000 racks |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for tier, summary in result["tiers"].items():
         fleet = summary["extrapolation"]
         lines.append(f"| {tier} | {summary['largest_racks_held']} | {fleet['series_per_rack']:,} | "
                      f"{fleet['samples_per_second_per_rack']:,.0f} | {fleet['series']:,} | {fleet['samples_per_second']:,} | "
                      f"{fleet['racks_per_prometheus_at_2M_series']:,} | {fleet['prometheus_servers_at_2M_series']} | "
-                     f"{fleet['racks_until_1s_rule_evaluation']:,} |")
+                     f"{fleet['racks_until_1s_rule_evaluation']:,} | {fleet['forwarded_series']:,} |")
     lines += ["", result["limit_note"], ""]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tiers", default="basic,standard,full")
+    parser.add_argument("--tiers", default="basic:2,standard:3,full:2",
+                        help="tier[:most racks], comma-separated (default most racks: --max-racks)")
     parser.add_argument("--max-racks", type=int, default=3)
     parser.add_argument("--scrape-interval", type=float, default=15.0)
     parser.add_argument("--settle", type=float, default=None, help="seconds after adding racks (default 1 interval)")
@@ -269,8 +293,9 @@ def main() -> None:
                     "rule_files": [str(path.relative_to(REPO)) for path in rule_files],
                     "steps": [], "tiers": {}}
     with tempfile.TemporaryDirectory(prefix="fleet-") as directory:
-        for tier in args.tiers.split(","):
-            steps, stopped = run_tier(Path(directory), tier, args, rule_files)
+        for spec in args.tiers.split(","):
+            tier, _, most = spec.partition(":")
+            steps, stopped = run_tier(Path(directory), tier, int(most or args.max_racks), args, rule_files)
             result["steps"] += [asdict(step) for step in steps]
             result["tiers"][tier] = {"largest_racks_held": largest_held(steps), "stopped": stopped,
                                      "extrapolation": extrapolate(steps)}
