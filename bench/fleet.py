@@ -3,7 +3,8 @@
 Per detail tier, racks are added one at a time to one running Prometheus (config reload), and after
 each step Prometheus's own /metrics is read over a measurement window:
 
-- active series: ``prometheus_tsdb_head_series`` (the scraped series plus the recording rules' outputs)
+- active series: ``prometheus_tsdb_head_series`` (the scraped series plus the recording rules' outputs) at
+  the end of the window (also at its start, to show it had settled)
 - samples ingested per second: the increase of ``prometheus_tsdb_head_samples_appended_total`` over
   the window divided by its length (scrapes and rule outputs both append)
 - Prometheus RSS: ``process_resident_memory_bytes``
@@ -57,6 +58,7 @@ class Step:
     targets: int
     targets_up: int
     head_series: int
+    head_series_window_start: int
     samples_per_second: float
     rss_bytes: int
     rule_evaluation_seconds: float
@@ -162,6 +164,7 @@ def measure(prometheus: Service, tier: str, racks: int, interval: float, settle:
     targets, up = targets_up(prometheus)
     return Step(tier=tier, racks=racks, targets=targets, targets_up=up,
                 head_series=int(total(after, "prometheus_tsdb_head_series")),
+                head_series_window_start=int(total(before, "prometheus_tsdb_head_series")),
                 samples_per_second=round(appended / elapsed, 1),
                 rss_bytes=int(total(after, "process_resident_memory_bytes")),
                 rule_evaluation_seconds=round(evaluations[-1], 4),
@@ -275,12 +278,12 @@ def main() -> None:
                         help="tier[:most racks], comma-separated (default most racks: --max-racks)")
     parser.add_argument("--max-racks", type=int, default=3)
     parser.add_argument("--scrape-interval", type=float, default=15.0)
-    parser.add_argument("--settle", type=float, default=None, help="seconds after adding racks (default 1 interval)")
+    parser.add_argument("--settle", type=float, default=None, help="seconds after adding racks (default 2 intervals: rate rules need two samples)")
     parser.add_argument("--window", type=float, default=None, help="measurement seconds (default 2 intervals)")
     parser.add_argument("--tier-budget", type=float, default=100.0, help="stop adding racks after this many seconds")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "fleet")
     args = parser.parse_args()
-    args.settle = args.scrape_interval if args.settle is None else args.settle
+    args.settle = 2 * args.scrape_interval if args.settle is None else args.settle
     args.window = 2 * args.scrape_interval if args.window is None else args.window
     rule_files = sorted((REPO / "alerts").glob("*.yaml"))
     version = subprocess.run(["prometheus", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
