@@ -16,7 +16,7 @@ to evaluate alerts. Stepping stops at ``--max-racks``, when rule evaluation reac
 tier's time budget is spent. On a 2-CPU box the 18 N exporter processes, not Prometheus, are what
 limits N: each tray is a Python interpreter polling its simulated source.
 
-    python bench/fleet.py --tiers basic:2,standard:3,full:2
+    python bench/fleet.py --tiers standard:3,basic:2,full:2
     python bench/fleet.py --tiers standard:1 --scrape-interval 5 --settle 8 --window 10   # smoke
 """
 
@@ -272,9 +272,20 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def write_results(result: dict, out: Path) -> None:
+    result["limit_note"] = (
+        "Why stepping stopped: " + "; ".join(f"{tier}: {summary['stopped']}" for tier, summary in result["tiers"].items())
+        + f". On {os.cpu_count()} CPUs the exporters share the cores with Prometheus ({NVL72_TRAYS} Python processes "
+        "per rack, polling their simulated source), so the measured rule evaluation time includes that contention "
+        "and the run's few-minute budget, not Prometheus alone, caps N.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(result))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tiers", default="basic:2,standard:3,full:2",
+    parser.add_argument("--tiers", default="standard:3,basic:2,full:2",
                         help="tier[:most racks], comma-separated (default most racks: --max-racks)")
     parser.add_argument("--max-racks", type=int, default=3)
     parser.add_argument("--scrape-interval", type=float, default=15.0)
@@ -302,14 +313,7 @@ def main() -> None:
             result["steps"] += [asdict(step) for step in steps]
             result["tiers"][tier] = {"largest_racks_held": largest_held(steps), "stopped": stopped,
                                      "extrapolation": extrapolate(steps)}
-    result["limit_note"] = (
-        "Why stepping stopped: " + "; ".join(f"{tier}: {summary['stopped']}" for tier, summary in result["tiers"].items())
-        + f". On {os.cpu_count()} CPUs the exporters share the cores with Prometheus ({NVL72_TRAYS} Python processes "
-        "per rack, polling their simulated source), so the measured rule evaluation time includes that contention "
-        "and the run's few-minute budget, not Prometheus alone, caps N.")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(result))
+            write_results(result, args.out)  # after each tier, so a run cut short keeps what it measured
     print(markdown(result))
 
 
