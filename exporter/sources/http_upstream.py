@@ -49,6 +49,11 @@ class Endpoint(StrictModel):
     ca_file: Path | None = Field(None, description="CA bundle for https URLs (default: the system's)")
     max_bytes: int = Field(16 * 1024 * 1024, gt=0, description="responses larger than this are rejected")
 
+    def base(self) -> str:
+        """scheme://host:port of the server, for its other paths (/version, /v1/models)."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
+
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:

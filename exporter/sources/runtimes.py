@@ -21,7 +21,6 @@ import logging
 import time
 from collections.abc import Callable
 from typing import ClassVar, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field
 
@@ -57,10 +56,6 @@ class RuntimeEndpoint(Endpoint):
     role: Literal["prefill", "decode", "aggregated"] | None = Field(
         None, description="dynamo-worker only: the worker's disaggregation role; default: from Dynamo's "
                           "worker_type or dynamo_component label, else aggregated")
-
-    def base(self) -> str:
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.netloc}"
 
 
 class RuntimesConfig(ServingConfig):

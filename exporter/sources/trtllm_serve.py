@@ -27,7 +27,6 @@ import math
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 from pydantic import Field
 
@@ -89,10 +88,6 @@ class TrtllmServeEndpoint(Endpoint):
     iteration_stats: bool = Field(False, description="also read /metrics (IterationStats JSON). Reading it REMOVES "
                                                      "the entries from the server's queue: leave off when anything "
                                                      "else reads /metrics")
-
-    def base(self) -> str:
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.netloc}"
 
 
 class TrtllmServeConfig(ServingConfig):

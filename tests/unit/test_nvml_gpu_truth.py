@@ -22,19 +22,12 @@ from exporter.sources.nvml.backend import GPU_IS_LOST, NO_PERMISSION, NOT_SUPPOR
 from exporter.sources.nvml.compat import exporter_hostname
 from exporter.sources.nvml.source import NvmlConfig, NvmlSource
 from tests.nvml_replay import ReplayBackend
+from tests.support import FakeClock as Clock
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nvml"
 GPU0 = "GPU-1b78982c-0e04-daa0-7189-44a219fa7d37"
 GPU1 = "GPU-0b6b0347-d03c-3e57-476c-d9a8e64fd5a6"
 MIB = 2**20
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -14,16 +14,9 @@ import pytest
 
 from exporter.sources.nvml.backend import GPU_IS_LOST, INVALID_ARGUMENT, NOT_SUPPORTED, UNINITIALIZED, NvmlError
 from tests.nvml_replay import NVL72_CLUSTER_UUID, ReplayBackend, error_codes, recorded_error
+from tests.support import FakeClock as Clock
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nvml"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

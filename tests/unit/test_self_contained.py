@@ -7,8 +7,10 @@ import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-# Anything that reaches out of the clone into a sibling folder: "../shared", REPO.parent / "shared", parents[3].
-OUTSIDE = re.compile(r"\.\./shared|\.parent\s*/\s*[\"']shared[\"']|parents\[3\]")
+# Anything that reaches out of the clone into the sibling folder: a relative path up into it, REPO.parent / it,
+# parents[3]. Spelled in pieces so that this file does not itself name that path.
+SIBLING = "sha" + "red"
+OUTSIDE = re.compile(r"\.\./" + SIBLING + r"|\.parent\s*/\s*[\"']" + SIBLING + r"[\"']|parents\[3\]")
 
 
 def _tracked_files() -> list[Path]:
