@@ -4,7 +4,8 @@ The workload is bench/dispatch_bench.py's launch-bound eager decode loop (40 ker
 one Python thread, the worst case for a kernel tracer). The library is set at cuInit, so each
 mode runs in its own process; modes alternate round by round so drift hits all of them alike.
 
-    python3 bench/inject_bench.py OUT_DIR LIBRARY [--rounds N] [--seconds S]
+    python3 bench/inject_bench.py OUT_DIR LIBRARY [--rounds N] [--seconds S] [--baseline LIBRARY]
+--baseline adds the duty-cycle modes under an earlier build of the library, in the same rounds.
 Writes OUT_DIR/inject_bench.json.
 """
 
@@ -25,6 +26,11 @@ MODES = {
     "cupti-python, always on": {"python": True},
     "library, duty 0.1": {"inject": True, "BLACKWELL_DISPATCH_DUTY_CYCLE": "0.1"},
     "library, duty 0.01": {"inject": True, "BLACKWELL_DISPATCH_DUTY_CYCLE": "0.01"},
+    "library loaded, duty 0": {"inject": True, "BLACKWELL_DISPATCH_DUTY_CYCLE": "0"},
+}
+BASELINE_MODES = {
+    "baseline library, duty 0.1": {"baseline": True, "BLACKWELL_DISPATCH_DUTY_CYCLE": "0.1"},
+    "baseline library, duty 0.01": {"baseline": True, "BLACKWELL_DISPATCH_DUTY_CYCLE": "0.01"},
 }
 
 CHILD = """
@@ -41,18 +47,19 @@ if os.environ.get("PYTHON_SAMPLER"):
     sampler.start()
 work = Decode()
 throughput(work, 3.0)
-def sampled():
+def read(key):
     try:
-        return json.loads(state.read_text())["sampled_seconds"]
-    except (OSError, ValueError, KeyError):
-        return 0.0
-before = sampled()
+        return json.loads(state.read_text()).get(key, 0)
+    except (OSError, ValueError):
+        return 0
+before = read("sampled_seconds")
 rate = throughput(work, seconds)
-print(json.dumps({"steps_per_second": rate, "sampled_before": before, "sampled_after": sampled()}))
+print(json.dumps({"steps_per_second": rate, "sampled_before": before, "sampled_after": read("sampled_seconds"),
+                  "windows": read("windows"), "detaches": read("detaches")}))
 """
 
 
-def run_mode(mode: dict, library: str, seconds: float) -> dict:
+def run_mode(mode: dict, library: str, baseline: str | None, seconds: float) -> dict:
     state_dir = tempfile.mkdtemp(prefix="inject-bench-")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BLACKWELL_", "CUDA_INJECTION64"))}
     env.update({"BLACKWELL_DISPATCH_STATE_DIR": state_dir, "BLACKWELL_DISPATCH_PROCESS": "bench",
@@ -60,6 +67,8 @@ def run_mode(mode: dict, library: str, seconds: float) -> dict:
     env.update({k: v for k, v in mode.items() if k.startswith("BLACKWELL_")})
     if mode.get("inject"):
         env["CUDA_INJECTION64_PATH"] = library
+    if mode.get("baseline"):
+        env["CUDA_INJECTION64_PATH"] = baseline
     if mode.get("python"):
         env["PYTHON_SAMPLER"] = "1"
     out = subprocess.run([sys.executable, "-c", CHILD, str(seconds)], env=env, capture_output=True, text=True,
@@ -75,17 +84,23 @@ def main() -> None:
     out_dir, library = Path(sys.argv[1]), sys.argv[2]
     rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 2
     seconds = float(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 10.0
-    runs: dict[str, list[dict]] = {name: [] for name in MODES}
+    baseline = sys.argv[sys.argv.index("--baseline") + 1] if "--baseline" in sys.argv else None
+    modes = {**MODES, **(BASELINE_MODES if baseline else {})}
+    runs: dict[str, list[dict]] = {name: [] for name in modes}
     for _ in range(rounds):
-        for name, mode in MODES.items():
-            runs[name].append(run_mode(mode, library, seconds))
+        for name, mode in modes.items():
+            runs[name].append(run_mode(mode, library, baseline, seconds))
             print(name, json.dumps(runs[name][-1]), flush=True)
     base = statistics.mean(r["steps_per_second"] for r in runs["off"])
     cost = {name: 1 - statistics.mean(r["steps_per_second"] for r in rs) / base for name, rs in runs.items()}
+    # each round against its own uninstrumented block: how much of a cost is drift between rounds
+    cost_per_round = {name: [round(1 - r["steps_per_second"] / off["steps_per_second"], 4)
+                             for r, off in zip(rs, runs["off"], strict=True)] for name, rs in runs.items()}
     report = {
         "workload": "bench/dispatch_bench.py Decode: 8 layers x (bf16 mm M=16, silu, mul, fp8 scaled_mm, add)",
         "seconds_per_block": seconds, "rounds": rounds, "period_seconds": float(PERIOD), "runs": runs,
-        "cost": cost,
+        "baseline_library": baseline,
+        "cost": cost, "cost_per_round": cost_per_round,
         "coverage": {name: statistics.mean(r["coverage"] for r in rs) for name, rs in runs.items()},
         "baseline_spread": (max(r["steps_per_second"] for r in runs["off"])
                             - min(r["steps_per_second"] for r in runs["off"])) / base,

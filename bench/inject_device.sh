@@ -1,8 +1,10 @@
 #!/bin/sh
 # The injection library's GPU proof, as run on the H200 device machine (see bench/results/inject_h200.md).
-#   sh bench/inject_device.sh proof|bench OUT
+#   sh bench/inject_device.sh proof|bench|all OUT
 # Builds native/ with gcc against the CUPTI and CUDA headers of the pip wheels torch brought
 # (as setup.py does), then runs bench/inject_proof.py / bench/inject_bench.py under it.
+# BASELINE_SRC=DIR (a folder holding an earlier native/) also builds that library, and the bench
+# runs it side by side; WHEELS=DIR holds the cupti-python wheels where the image has none.
 set -u
 stage=$1 OUT=$2
 export PYTHONPATH=$PWD
@@ -10,11 +12,18 @@ site=$(python3 -c 'import nvidia, os; print(os.pathsep.join(nvidia.__path__))')
 inc=$(for d in $(echo "$site" | tr : ' '); do ls -d $d/*/include 2>/dev/null; done | while read d; do
   [ -f $d/cupti.h ] || [ -f $d/cuda.h ] && printf -- '-I%s ' $d; done)
 echo "include: $inc"
-LIB=$PWD/build/libblackwell_inject.so
+build() { # SOURCE_DIR LIBRARY
+  gcc -std=c11 -O2 -Wall -fPIC -shared -fvisibility=hidden -pthread -I$1 $inc -idirafter $1/shim \
+    -DBLACKWELL_VERSION='"0.1.0"' $1/inject.c $1/table.c -ldl -o $2 && echo "built $2 from $1"
+}
 mkdir -p build
-gcc -std=c11 -O2 -Wall -fPIC -shared -fvisibility=hidden -pthread -Inative $inc -idirafter native/shim \
-  -DBLACKWELL_VERSION='"0.1.0"' native/inject.c native/table.c -ldl -o $LIB || exit 1
-echo "built $LIB"
+LIB=$PWD/build/libblackwell_inject.so
+build native $LIB || exit 1
+BASELINE=""
+if [ -n "${BASELINE_SRC:-}" ]; then
+  BASELINE=$PWD/build/libblackwell_inject_baseline.so
+  build "$BASELINE_SRC/native" $BASELINE || exit 1
+fi
 {
   echo '{'
   echo "\"nvidia_smi\": \"$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)\","
@@ -25,7 +34,7 @@ echo "built $LIB"
 } >"$OUT/versions.json"
 cat "$OUT/versions.json"
 # cupti-python for the side-by-side runs: carried wheels (wheels/) where the image has none
-python3 -c 'import cupti' 2>/dev/null || { python3 -m pip install -q --no-deps --target /tmp/cupti-python wheels/*.whl \
+python3 -c 'import cupti' 2>/dev/null || { python3 -m pip install -q --no-deps --target /tmp/cupti-python ${WHEELS:-wheels}/*.whl \
   && export PYTHONPATH=$PYTHONPATH:/tmp/cupti-python; python3 -c 'import cupti; print("cupti-python", cupti.__file__)'; }
 S=/tmp/inject-states; rm -rf $S; mkdir -p $S
 run_injected() { # DIR then command: only the injection variable (and where to write) set
@@ -52,6 +61,7 @@ if [ "$stage" = profiler ] || [ "$stage" = bench ]; then  # torch.profiler start
   done
 fi
 if [ "$stage" = bench ] || [ "$stage" = all ]; then
-  python3 bench/inject_bench.py "$OUT" $LIB --rounds ${ROUNDS:-2} --seconds ${SECONDS_PER_BLOCK:-10}
+  python3 bench/inject_bench.py "$OUT" $LIB --rounds ${ROUNDS:-2} --seconds ${SECONDS_PER_BLOCK:-10} \
+    ${BASELINE:+--baseline $BASELINE}
 fi
 tar czf "$OUT/states.tar.gz" -C $S .

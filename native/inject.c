@@ -49,6 +49,9 @@ typedef struct cupti_api {
     CUptiResult (*next_record)(uint8_t *, size_t, CUpti_Activity **);
     CUptiResult (*dropped)(CUcontext, uint32_t, size_t *);
     CUptiResult (*result_string)(CUptiResult, const char **);
+    /* Optional (NULL when absent): detach between windows, as NVIDIA's cupti_finalize sample does. */
+    CUptiResult (*enable_domain)(uint32_t, CUpti_SubscriberHandle, CUpti_CallbackDomain);
+    CUptiResult (*finalize)(void);
 } cupti_api;
 
 static struct {
@@ -67,6 +70,7 @@ static pthread_cond_t wake;
 static pthread_t sampler_thread;
 static pid_t owner_pid;
 static atomic_int initialized, thread_started, stopping, finished, window_open, outstanding_buffers;
+static atomic_ullong detaches; /* cuptiFinalize calls made by detach_callback */
 static int write_failing;
 
 static void log_line(const char *format, ...) {
@@ -175,6 +179,7 @@ static void set_status(const char *status, const char *reason, const char *forma
 
 /* Caller holds the lock. */
 static void write_state_locked(void) {
+    stats.detaches = atomic_load(&detaches);
     int error = bw_state_write(config.state_dir, config.file_name, &stats);
     if (error && !write_failing)
         log_line("cannot write the state file %s/%s: %s; the process keeps running, unsampled by the exporter",
@@ -272,6 +277,8 @@ static int bind_cupti(void *handle) {
     BIND(dropped, "cuptiActivityGetNumDroppedRecords");
     BIND(result_string, "cuptiGetResultString");
 #undef BIND
+    *(void **)&api.enable_domain = dlsym(handle, "cuptiEnableDomain");
+    *(void **)&api.finalize = dlsym(handle, "cuptiFinalize");
     return 1;
 }
 
@@ -383,8 +390,49 @@ static void CUPTIAPI buffer_completed(CUcontext context, uint32_t stream, uint8_
     if (buffer) atomic_fetch_sub(&outstanding_buffers, 1);
 }
 
-static void CUPTIAPI ignore_callback(void *data, CUpti_CallbackDomain domain, CUpti_CallbackId id, const void *info) {
-    (void)data, (void)domain, (void)id, (void)info;
+/* ---- detaching between windows --------------------------------------------------------------
+ * CUPTI left attached after a window (subscriber gone, activity disabled) still slows every launch,
+ * so a closed window asks to detach: it enables driver-API callbacks on its subscriber, and the
+ * first driver call to return in the application calls cuptiFinalize there (NVIDIA's recommended
+ * call site: cupti_finalize sample). CUPTI re-attaches lazily when the next window subscribes. A
+ * request still untaken when the next window opens (a process that made no driver call since) is
+ * withdrawn, and that window reuses the subscriber. */
+enum { DETACH_NONE, DETACH_PENDING, DETACH_RUNNING };
+static atomic_int detach_state;
+
+static void CUPTIAPI detach_callback(void *data, CUpti_CallbackDomain domain, CUpti_CallbackId id, const void *info) {
+    (void)data, (void)id;
+    if (domain != CUPTI_CB_DOMAIN_DRIVER_API || ((const CUpti_CallbackData *)info)->callbackSite != CUPTI_API_EXIT)
+        return;
+    int expected = DETACH_PENDING;
+    if (!atomic_compare_exchange_strong(&detach_state, &expected, DETACH_RUNNING)) return;
+    api.finalize();
+    atomic_fetch_add(&detaches, 1);
+    atomic_store(&detach_state, DETACH_NONE);
+}
+
+/* After close_window: 1 when a detach was asked for (the subscriber now belongs to it). */
+static int ask_detach(CUpti_SubscriberHandle subscriber) {
+    if (!api.finalize || !api.enable_domain) return 0;
+    atomic_store(&detach_state, DETACH_PENDING); /* before any callback can fire */
+    if (api.enable_domain(1, subscriber, CUPTI_CB_DOMAIN_DRIVER_API) == CUPTI_SUCCESS) return 1;
+    atomic_store(&detach_state, DETACH_NONE);
+    return 0;
+}
+
+/* Before a window opens: 1 when the last window's subscriber is still ours to reuse; else waits
+ * (bounded) for a detach that is running in an application thread. */
+static int withdraw_detach(CUpti_SubscriberHandle subscriber) {
+    int expected = DETACH_PENDING;
+    if (atomic_compare_exchange_strong(&detach_state, &expected, DETACH_NONE)) {
+        api.enable_domain(0, subscriber, CUPTI_CB_DOMAIN_DRIVER_API);
+        return 1;
+    }
+    for (int i = 0; i < 1000 && atomic_load(&detach_state) == DETACH_RUNNING; i++) {
+        struct timespec pause = {0, 1000000};
+        nanosleep(&pause, NULL);
+    }
+    return 0;
 }
 
 /* ---- windows -------------------------------------------------------------------------------- */
@@ -428,13 +476,16 @@ static void window_refused(const char *call, CUptiResult result) {
 }
 
 static int open_window(CUpti_SubscriberHandle *subscriber) {
-    CUptiResult result = api.subscribe(subscriber, ignore_callback, NULL);
-    if (result != CUPTI_SUCCESS) {
-        window_refused("cuptiSubscribe", result);
-        return 0;
+    if (!withdraw_detach(*subscriber)) {
+        if (atomic_load(&detach_state) == DETACH_RUNNING) return 0; /* a finalize that never returned */
+        CUptiResult subscribed = api.subscribe(subscriber, detach_callback, NULL);
+        if (subscribed != CUPTI_SUCCESS) {
+            window_refused("cuptiSubscribe", subscribed);
+            return 0;
+        }
     }
     const char *call = "cuptiActivityRegisterCallbacks";
-    result = api.register_callbacks(buffer_requested, buffer_completed);
+    CUptiResult result = api.register_callbacks(buffer_requested, buffer_completed);
     if (result == CUPTI_SUCCESS) {
         call = "cuptiActivityEnable";
         result = api.enable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL);
@@ -459,7 +510,7 @@ static void close_window(CUpti_SubscriberHandle subscriber, double began, int se
     api.flush_all(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
     size_t dropped = 0;
     if (api.dropped(NULL, 0, &dropped) != CUPTI_SUCCESS) dropped = 0;
-    api.unsubscribe(subscriber);
+    if (!ask_detach(subscriber)) api.unsubscribe(subscriber);
     pthread_mutex_lock(&lock);
     int resumed = strcmp(stats.status, "sampling") != 0;
     stats.windows++;
@@ -476,13 +527,13 @@ static void *sampler_main(void *unused) {
     unsigned seed = (unsigned)owner_pid ^ (unsigned)time(NULL);
     double window = config.duty * config.period;
     int labelled = 0;
+    CUpti_SubscriberHandle subscriber = NULL;
     while (1) {
         double idle = (config.period - window) * (0.5 + rand_r(&seed) / (double)RAND_MAX);
         if (wait_or_stop(idle > 0 ? idle : 0)) break;
         if (api.subscribe && window > 0) {
             if (!labelled) resolve_labels();
             labelled = 1;
-            CUpti_SubscriberHandle subscriber;
             if (open_window(&subscriber)) {
                 double began = clock_seconds(CLOCK_MONOTONIC);
                 int stop = wait_or_stop(window);
@@ -513,6 +564,8 @@ static void finish(void) {
         if (pthread_timedjoin_np(sampler_thread, NULL, &until) != 0)
             log_line("sampler thread did not stop within %d s; writing the final state without it", EXIT_JOIN_SECONDS);
     }
+    int pending = DETACH_PENDING; /* no cuptiFinalize from a driver call made during the exit */
+    atomic_compare_exchange_strong(&detach_state, &pending, DETACH_NONE);
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += 1;
     if (pthread_mutex_timedlock(&lock, &until) != 0) return; /* never stall the exit */
