@@ -4,8 +4,9 @@ The workload is bench/dispatch_bench.py's launch-bound eager decode loop (40 ker
 one Python thread, the worst case for a kernel tracer). The library is set at cuInit, so each
 mode runs in its own process; modes alternate round by round so drift hits all of them alike.
 
-    python3 bench/inject_bench.py OUT_DIR LIBRARY [--rounds N] [--seconds S] [--baseline LIBRARY]
---baseline adds the duty-cycle modes under an earlier build of the library, in the same rounds.
+    python3 bench/inject_bench.py OUT_DIR LIBRARY [--rounds N] [--seconds S] [--baseline LIBRARY] [--cpus 2-5]
+--baseline adds the duty-cycle modes under an earlier build of the library, in the same rounds;
+--cpus pins every mode's process to the same cores (a launch-bound loop's speed follows its core).
 Writes OUT_DIR/inject_bench.json.
 """
 
@@ -59,7 +60,7 @@ print(json.dumps({"steps_per_second": rate, "sampled_before": before, "sampled_a
 """
 
 
-def run_mode(mode: dict, library: str, baseline: str | None, seconds: float) -> dict:
+def run_mode(mode: dict, library: str, baseline: str | None, seconds: float, cpus: set[int] | None) -> dict:
     state_dir = tempfile.mkdtemp(prefix="inject-bench-")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BLACKWELL_", "CUDA_INJECTION64"))}
     env.update({"BLACKWELL_DISPATCH_STATE_DIR": state_dir, "BLACKWELL_DISPATCH_PROCESS": "bench",
@@ -72,7 +73,7 @@ def run_mode(mode: dict, library: str, baseline: str | None, seconds: float) -> 
     if mode.get("python"):
         env["PYTHON_SAMPLER"] = "1"
     out = subprocess.run([sys.executable, "-c", CHILD, str(seconds)], env=env, capture_output=True, text=True,
-                         timeout=seconds + 120)
+                         timeout=seconds + 120, preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -86,10 +87,14 @@ def main() -> None:
     seconds = float(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 10.0
     baseline = sys.argv[sys.argv.index("--baseline") + 1] if "--baseline" in sys.argv else None
     modes = {**MODES, **(BASELINE_MODES if baseline else {})}
+    cpus = None
+    if "--cpus" in sys.argv:
+        first, _, last = sys.argv[sys.argv.index("--cpus") + 1].partition("-")
+        cpus = set(range(int(first), int(last or first) + 1))
     runs: dict[str, list[dict]] = {name: [] for name in modes}
     for _ in range(rounds):
         for name, mode in modes.items():
-            runs[name].append(run_mode(mode, library, baseline, seconds))
+            runs[name].append(run_mode(mode, library, baseline, seconds, cpus))
             print(name, json.dumps(runs[name][-1]), flush=True)
     base = statistics.mean(r["steps_per_second"] for r in runs["off"])
     cost = {name: 1 - statistics.mean(r["steps_per_second"] for r in rs) / base for name, rs in runs.items()}
@@ -99,7 +104,7 @@ def main() -> None:
     report = {
         "workload": "bench/dispatch_bench.py Decode: 8 layers x (bf16 mm M=16, silu, mul, fp8 scaled_mm, add)",
         "seconds_per_block": seconds, "rounds": rounds, "period_seconds": float(PERIOD), "runs": runs,
-        "baseline_library": baseline,
+        "baseline_library": baseline, "cpus": sorted(cpus) if cpus else "any",
         "cost": cost, "cost_per_round": cost_per_round,
         "coverage": {name: statistics.mean(r["coverage"] for r in rs) for name, rs in runs.items()},
         "baseline_spread": (max(r["steps_per_second"] for r in runs["off"])

@@ -62,6 +62,6 @@ if [ "$stage" = profiler ] || [ "$stage" = bench ]; then  # torch.profiler start
 fi
 if [ "$stage" = bench ] || [ "$stage" = all ]; then
   python3 bench/inject_bench.py "$OUT" $LIB --rounds ${ROUNDS:-2} --seconds ${SECONDS_PER_BLOCK:-10} \
-    ${BASELINE:+--baseline $BASELINE}
+    ${BASELINE:+--baseline $BASELINE} ${CPUS:+--cpus $CPUS}
 fi
 tar czf "$OUT/states.tar.gz" -C $S .

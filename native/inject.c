@@ -11,6 +11,7 @@
 #include <glob.h>
 #include <link.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -392,17 +393,20 @@ static void CUPTIAPI buffer_completed(CUcontext context, uint32_t stream, uint8_
 
 /* ---- detaching between windows --------------------------------------------------------------
  * CUPTI left attached after a window (subscriber gone, activity disabled) still slows every launch,
- * so a closed window asks to detach: it enables driver-API callbacks on its subscriber, and the
- * first driver call to return in the application calls cuptiFinalize there (NVIDIA's recommended
- * call site: cupti_finalize sample). CUPTI re-attaches lazily when the next window subscribes. A
- * request still untaken when the next window opens (a process that made no driver call since) is
- * withdrawn, and that window reuses the subscriber. */
+ * so a closed window detaches it: it enables runtime- and driver-API callbacks on its subscriber,
+ * and the next CUDA call to return in the application calls cuptiFinalize there (NVIDIA's
+ * recommended call site: cupti_finalize sample). The window thread waits at most DETACH_WAIT_NS for
+ * that; in a process that makes no CUDA call meanwhile it takes the request back and unsubscribes
+ * instead, so no request outlives its window by more than that (another CUPTI client starting
+ * later is never finalized under). CUPTI re-attaches lazily when the next window subscribes. */
 enum { DETACH_NONE, DETACH_PENDING, DETACH_RUNNING };
+#define DETACH_WAIT_NS 20000000L
 static atomic_int detach_state;
 
 static void CUPTIAPI detach_callback(void *data, CUpti_CallbackDomain domain, CUpti_CallbackId id, const void *info) {
     (void)data, (void)id;
-    if (domain != CUPTI_CB_DOMAIN_DRIVER_API || ((const CUpti_CallbackData *)info)->callbackSite != CUPTI_API_EXIT)
+    if ((domain != CUPTI_CB_DOMAIN_RUNTIME_API && domain != CUPTI_CB_DOMAIN_DRIVER_API) ||
+        ((const CUpti_CallbackData *)info)->callbackSite != CUPTI_API_EXIT)
         return;
     int expected = DETACH_PENDING;
     if (!atomic_compare_exchange_strong(&detach_state, &expected, DETACH_RUNNING)) return;
@@ -411,28 +415,29 @@ static void CUPTIAPI detach_callback(void *data, CUpti_CallbackDomain domain, CU
     atomic_store(&detach_state, DETACH_NONE);
 }
 
-/* After close_window: 1 when a detach was asked for (the subscriber now belongs to it). */
-static int ask_detach(CUpti_SubscriberHandle subscriber) {
-    if (!api.finalize || !api.enable_domain) return 0;
-    atomic_store(&detach_state, DETACH_PENDING); /* before any callback can fire */
-    if (api.enable_domain(1, subscriber, CUPTI_CB_DOMAIN_DRIVER_API) == CUPTI_SUCCESS) return 1;
-    atomic_store(&detach_state, DETACH_NONE);
-    return 0;
+static void enable_api_callbacks(CUpti_SubscriberHandle subscriber, uint32_t enable) {
+    api.enable_domain(enable, subscriber, CUPTI_CB_DOMAIN_RUNTIME_API);
+    api.enable_domain(enable, subscriber, CUPTI_CB_DOMAIN_DRIVER_API);
 }
 
-/* Before a window opens: 1 when the last window's subscriber is still ours to reuse; else waits
- * (bounded) for a detach that is running in an application thread. */
-static int withdraw_detach(CUpti_SubscriberHandle subscriber) {
-    int expected = DETACH_PENDING;
-    if (atomic_compare_exchange_strong(&detach_state, &expected, DETACH_NONE)) {
-        api.enable_domain(0, subscriber, CUPTI_CB_DOMAIN_DRIVER_API);
-        return 1;
+/* Ends a window's subscription: detached by the application's next CUDA call, else unsubscribed. */
+static void release_subscriber(CUpti_SubscriberHandle subscriber) {
+    if (api.finalize && api.enable_domain) {
+        atomic_store(&detach_state, DETACH_PENDING); /* before any callback can fire */
+        enable_api_callbacks(subscriber, 1);
+        for (long waited = 0; waited < DETACH_WAIT_NS && atomic_load(&detach_state) != DETACH_NONE; waited += 1000000) {
+            struct timespec pause = {0, 1000000};
+            nanosleep(&pause, NULL);
+        }
+        int expected = DETACH_PENDING;
+        if (!atomic_compare_exchange_strong(&detach_state, &expected, DETACH_NONE)) {
+            for (int i = 0; i < 100000 && atomic_load(&detach_state) != DETACH_NONE; i++)
+                sched_yield(); /* a cuptiFinalize in progress in an application thread */
+            return;
+        }
+        enable_api_callbacks(subscriber, 0);
     }
-    for (int i = 0; i < 1000 && atomic_load(&detach_state) == DETACH_RUNNING; i++) {
-        struct timespec pause = {0, 1000000};
-        nanosleep(&pause, NULL);
-    }
-    return 0;
+    api.unsubscribe(subscriber);
 }
 
 /* ---- windows -------------------------------------------------------------------------------- */
@@ -476,16 +481,13 @@ static void window_refused(const char *call, CUptiResult result) {
 }
 
 static int open_window(CUpti_SubscriberHandle *subscriber) {
-    if (!withdraw_detach(*subscriber)) {
-        if (atomic_load(&detach_state) == DETACH_RUNNING) return 0; /* a finalize that never returned */
-        CUptiResult subscribed = api.subscribe(subscriber, detach_callback, NULL);
-        if (subscribed != CUPTI_SUCCESS) {
-            window_refused("cuptiSubscribe", subscribed);
-            return 0;
-        }
+    CUptiResult result = api.subscribe(subscriber, detach_callback, NULL);
+    if (result != CUPTI_SUCCESS) {
+        window_refused("cuptiSubscribe", result);
+        return 0;
     }
     const char *call = "cuptiActivityRegisterCallbacks";
-    CUptiResult result = api.register_callbacks(buffer_requested, buffer_completed);
+    result = api.register_callbacks(buffer_requested, buffer_completed);
     if (result == CUPTI_SUCCESS) {
         call = "cuptiActivityEnable";
         result = api.enable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL);
@@ -510,7 +512,7 @@ static void close_window(CUpti_SubscriberHandle subscriber, double began, int se
     api.flush_all(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
     size_t dropped = 0;
     if (api.dropped(NULL, 0, &dropped) != CUPTI_SUCCESS) dropped = 0;
-    if (!ask_detach(subscriber)) api.unsubscribe(subscriber);
+    release_subscriber(subscriber);
     pthread_mutex_lock(&lock);
     int resumed = strcmp(stats.status, "sampling") != 0;
     stats.windows++;
@@ -527,13 +529,13 @@ static void *sampler_main(void *unused) {
     unsigned seed = (unsigned)owner_pid ^ (unsigned)time(NULL);
     double window = config.duty * config.period;
     int labelled = 0;
-    CUpti_SubscriberHandle subscriber = NULL;
     while (1) {
         double idle = (config.period - window) * (0.5 + rand_r(&seed) / (double)RAND_MAX);
         if (wait_or_stop(idle > 0 ? idle : 0)) break;
         if (api.subscribe && window > 0) {
             if (!labelled) resolve_labels();
             labelled = 1;
+            CUpti_SubscriberHandle subscriber;
             if (open_window(&subscriber)) {
                 double began = clock_seconds(CLOCK_MONOTONIC);
                 int stop = wait_or_stop(window);
@@ -564,8 +566,6 @@ static void finish(void) {
         if (pthread_timedjoin_np(sampler_thread, NULL, &until) != 0)
             log_line("sampler thread did not stop within %d s; writing the final state without it", EXIT_JOIN_SECONDS);
     }
-    int pending = DETACH_PENDING; /* no cuptiFinalize from a driver call made during the exit */
-    atomic_compare_exchange_strong(&detach_state, &pending, DETACH_NONE);
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += 1;
     if (pthread_mutex_timedlock(&lock, &until) != 0) return; /* never stall the exit */

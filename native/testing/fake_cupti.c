@@ -32,7 +32,7 @@ static requested_fn on_requested;
 static completed_fn on_completed;
 static callback_fn on_callback;
 static void *callback_userdata;
-static int subscribed, driver_domain, enabled, window_had_kernels, finalized;
+static int subscribed, domains, enabled, window_had_kernels, finalized;
 static size_t dropped;
 
 int cuptiSubscribe(void **subscriber, void *callback, void *data) {
@@ -47,18 +47,19 @@ int cuptiSubscribe(void **subscriber, void *callback, void *data) {
 
 int cuptiUnsubscribe(void *subscriber) {
     if (subscriber != &subscribed || !subscribed) return 1;
-    subscribed = driver_domain = 0;
+    subscribed = domains = 0;
     return 0;
 }
 
 int cuptiEnableDomain(uint32_t enable, void *subscriber, int domain) {
     if (subscriber != &subscribed || !subscribed) return 1;
-    if (domain == DRIVER_API_DOMAIN) driver_domain = enable != 0;
+    if (domain < 1 || domain > 6) return 1; /* CUPTI_ERROR_INVALID_PARAMETER */
+    domains = enable ? domains | 1 << domain : domains & ~(1 << domain);
     return 0;
 }
 
 int cuptiFinalize(void) {
-    subscribed = driver_domain = enabled = 0;
+    subscribed = domains = enabled = 0;
     on_requested = NULL;
     on_completed = NULL;
     finalized++;
@@ -71,7 +72,8 @@ int fake_finalize_count(void) { return finalized; }
 void fake_driver_call(void) {
     for (int site = API_ENTER; site <= API_EXIT; site++) {
         callback_data data = {site};
-        if (subscribed && driver_domain && on_callback) on_callback(callback_userdata, DRIVER_API_DOMAIN, 1, &data);
+        if (subscribed && domains & 1 << DRIVER_API_DOMAIN && on_callback)
+            on_callback(callback_userdata, DRIVER_API_DOMAIN, 1, &data);
     }
 }
 

@@ -159,7 +159,8 @@ def test_cupti_detaches_after_each_window_at_the_next_driver_call_and_attaches_a
     assert state["gpus"]["0"]["names"] == {"gemm": [windows, 100 * windows]}  # each window attached afresh
 
 
-def test_a_process_without_driver_calls_keeps_one_subscriber_across_windows(tmp_path: Path, fake_cupti: Path) -> None:
+def test_without_a_cuda_call_to_detach_in_a_window_unsubscribes_and_the_next_opens(tmp_path: Path,
+                                                                                     fake_cupti: Path) -> None:
     process, state_dir = run_host(tmp_path, "time.sleep(0.8)", BLACKWELL_DISPATCH_CUPTI=str(fake_cupti),
                                   FAKE_CUPTI_NAMES=names_file(tmp_path, [b"gemm"]),
                                   BLACKWELL_DISPATCH_PERIOD="0.1", BLACKWELL_DISPATCH_DUTY_CYCLE="0.3")
