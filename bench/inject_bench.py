@@ -5,8 +5,10 @@ one Python thread, the worst case for a kernel tracer). The library is set at cu
 mode runs in its own process; modes alternate round by round so drift hits all of them alike.
 
     python3 bench/inject_bench.py OUT_DIR LIBRARY [--rounds N] [--seconds S] [--baseline LIBRARY] [--cpus 2-5]
+                                    [--modes "off|library, duty 0.1"]
 --baseline adds the duty-cycle modes under an earlier build of the library, in the same rounds;
---cpus pins every mode's process to the same cores (a launch-bound loop's speed follows its core).
+--cpus pins every mode's process to the same cores (a launch-bound loop's speed follows its core);
+--modes runs only the named modes ("off" is always among them: costs are relative to it).
 Writes OUT_DIR/inject_bench.json.
 """
 
@@ -87,6 +89,9 @@ def main() -> None:
     seconds = float(sys.argv[sys.argv.index("--seconds") + 1]) if "--seconds" in sys.argv else 10.0
     baseline = sys.argv[sys.argv.index("--baseline") + 1] if "--baseline" in sys.argv else None
     modes = {**MODES, **(BASELINE_MODES if baseline else {})}
+    if "--modes" in sys.argv:
+        chosen = {"off", *sys.argv[sys.argv.index("--modes") + 1].split("|")}
+        modes = {name: mode for name, mode in modes.items() if name in chosen}
     cpus = None
     if "--cpus" in sys.argv:
         first, _, last = sys.argv[sys.argv.index("--cpus") + 1].partition("-")
@@ -109,11 +114,13 @@ def main() -> None:
         "coverage": {name: statistics.mean(r["coverage"] for r in rs) for name, rs in runs.items()},
         "baseline_spread": (max(r["steps_per_second"] for r in runs["off"])
                             - min(r["steps_per_second"] for r in runs["off"])) / base,
-        "ratio_library_open_to_cupti_python": cost["library, window always open"] / cost["cupti-python, always on"],
     }
+    if "library, window always open" in cost and "cupti-python, always on" in cost:
+        report["ratio_library_open_to_cupti_python"] = (cost["library, window always open"]
+                                                        / cost["cupti-python, always on"])
     (out_dir / "inject_bench.json").write_text(json.dumps(report, indent=1))
-    print(json.dumps({k: report[k] for k in ("cost", "coverage", "baseline_spread",
-                                              "ratio_library_open_to_cupti_python")}, indent=1))
+    print(json.dumps({k: report.get(k) for k in ("cost", "coverage", "baseline_spread",
+                                                  "ratio_library_open_to_cupti_python")}, indent=1))
 
 
 if __name__ == "__main__":

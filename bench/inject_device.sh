@@ -3,8 +3,9 @@
 #   sh bench/inject_device.sh proof|bench|all OUT
 # Builds native/ with gcc against the CUPTI and CUDA headers of the pip wheels torch brought
 # (as setup.py does), then runs bench/inject_proof.py / bench/inject_bench.py under it.
-# BASELINE_SRC=DIR (a folder holding an earlier native/) also builds that library, and the bench
-# runs it side by side; WHEELS=DIR holds the cupti-python wheels where the image has none.
+# BASELINE_SRC=DIR (a folder holding another native/) also builds that library, and the bench
+# runs it side by side; WHEELS=DIR holds cupti-python wheels (the one matching the image's Python
+# is installed) where the image has none; CPUS=4-7 pins the bench's processes; MODES picks modes.
 set -u
 stage=$1 OUT=$2
 export PYTHONPATH=$PWD
@@ -34,7 +35,7 @@ fi
 } >"$OUT/versions.json"
 cat "$OUT/versions.json"
 # cupti-python for the side-by-side runs: carried wheels (wheels/) where the image has none
-python3 -c 'import cupti' 2>/dev/null || { python3 -m pip install -q --no-deps --target /tmp/cupti-python ${WHEELS:-wheels}/*.whl \
+python3 -c 'import cupti' 2>/dev/null || { python3 -m pip install -q --no-deps --no-index --find-links ${WHEELS:-wheels} --target /tmp/cupti-python cupti-python \
   && export PYTHONPATH=$PYTHONPATH:/tmp/cupti-python; python3 -c 'import cupti; print("cupti-python", cupti.__file__)'; }
 S=/tmp/inject-states; rm -rf $S; mkdir -p $S
 run_injected() { # DIR then command: only the injection variable (and where to write) set
@@ -62,6 +63,6 @@ if [ "$stage" = profiler ] || [ "$stage" = bench ]; then  # torch.profiler start
 fi
 if [ "$stage" = bench ] || [ "$stage" = all ]; then
   python3 bench/inject_bench.py "$OUT" $LIB --rounds ${ROUNDS:-2} --seconds ${SECONDS_PER_BLOCK:-10} \
-    ${BASELINE:+--baseline $BASELINE} ${CPUS:+--cpus $CPUS}
+    ${BASELINE:+--baseline $BASELINE} ${CPUS:+--cpus $CPUS} ${MODES:+--modes "$MODES"}
 fi
 tar czf "$OUT/states.tar.gz" -C $S .

@@ -11,7 +11,6 @@
 #include <glob.h>
 #include <link.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -50,9 +49,6 @@ typedef struct cupti_api {
     CUptiResult (*next_record)(uint8_t *, size_t, CUpti_Activity **);
     CUptiResult (*dropped)(CUcontext, uint32_t, size_t *);
     CUptiResult (*result_string)(CUptiResult, const char **);
-    /* Optional (NULL when absent): detach between windows, as NVIDIA's cupti_finalize sample does. */
-    CUptiResult (*enable_domain)(uint32_t, CUpti_SubscriberHandle, CUpti_CallbackDomain);
-    CUptiResult (*finalize)(void);
 } cupti_api;
 
 static struct {
@@ -71,7 +67,6 @@ static pthread_cond_t wake;
 static pthread_t sampler_thread;
 static pid_t owner_pid;
 static atomic_int initialized, thread_started, stopping, finished, window_open, outstanding_buffers;
-static atomic_ullong detaches; /* cuptiFinalize calls made by detach_callback */
 static int write_failing;
 
 static void log_line(const char *format, ...) {
@@ -180,7 +175,6 @@ static void set_status(const char *status, const char *reason, const char *forma
 
 /* Caller holds the lock. */
 static void write_state_locked(void) {
-    stats.detaches = atomic_load(&detaches);
     int error = bw_state_write(config.state_dir, config.file_name, &stats);
     if (error && !write_failing)
         log_line("cannot write the state file %s/%s: %s; the process keeps running, unsampled by the exporter",
@@ -278,8 +272,6 @@ static int bind_cupti(void *handle) {
     BIND(dropped, "cuptiActivityGetNumDroppedRecords");
     BIND(result_string, "cuptiGetResultString");
 #undef BIND
-    *(void **)&api.enable_domain = dlsym(handle, "cuptiEnableDomain");
-    *(void **)&api.finalize = dlsym(handle, "cuptiFinalize");
     return 1;
 }
 
@@ -391,53 +383,8 @@ static void CUPTIAPI buffer_completed(CUcontext context, uint32_t stream, uint8_
     if (buffer) atomic_fetch_sub(&outstanding_buffers, 1);
 }
 
-/* ---- detaching between windows --------------------------------------------------------------
- * CUPTI left attached after a window (subscriber gone, activity disabled) still slows every launch,
- * so a closed window detaches it: it enables runtime- and driver-API callbacks on its subscriber,
- * and the next CUDA call to return in the application calls cuptiFinalize there (NVIDIA's
- * recommended call site: cupti_finalize sample). The window thread waits at most DETACH_WAIT_NS for
- * that; in a process that makes no CUDA call meanwhile it takes the request back and unsubscribes
- * instead, so no request outlives its window by more than that (another CUPTI client starting
- * later is never finalized under). CUPTI re-attaches lazily when the next window subscribes. */
-enum { DETACH_NONE, DETACH_PENDING, DETACH_RUNNING };
-#define DETACH_WAIT_NS 20000000L
-static atomic_int detach_state;
-
-static void CUPTIAPI detach_callback(void *data, CUpti_CallbackDomain domain, CUpti_CallbackId id, const void *info) {
-    (void)data, (void)id;
-    if ((domain != CUPTI_CB_DOMAIN_RUNTIME_API && domain != CUPTI_CB_DOMAIN_DRIVER_API) ||
-        ((const CUpti_CallbackData *)info)->callbackSite != CUPTI_API_EXIT)
-        return;
-    int expected = DETACH_PENDING;
-    if (!atomic_compare_exchange_strong(&detach_state, &expected, DETACH_RUNNING)) return;
-    api.finalize();
-    atomic_fetch_add(&detaches, 1);
-    atomic_store(&detach_state, DETACH_NONE);
-}
-
-static void enable_api_callbacks(CUpti_SubscriberHandle subscriber, uint32_t enable) {
-    api.enable_domain(enable, subscriber, CUPTI_CB_DOMAIN_RUNTIME_API);
-    api.enable_domain(enable, subscriber, CUPTI_CB_DOMAIN_DRIVER_API);
-}
-
-/* Ends a window's subscription: detached by the application's next CUDA call, else unsubscribed. */
-static void release_subscriber(CUpti_SubscriberHandle subscriber) {
-    if (api.finalize && api.enable_domain) {
-        atomic_store(&detach_state, DETACH_PENDING); /* before any callback can fire */
-        enable_api_callbacks(subscriber, 1);
-        for (long waited = 0; waited < DETACH_WAIT_NS && atomic_load(&detach_state) != DETACH_NONE; waited += 1000000) {
-            struct timespec pause = {0, 1000000};
-            nanosleep(&pause, NULL);
-        }
-        int expected = DETACH_PENDING;
-        if (!atomic_compare_exchange_strong(&detach_state, &expected, DETACH_NONE)) {
-            for (int i = 0; i < 100000 && atomic_load(&detach_state) != DETACH_NONE; i++)
-                sched_yield(); /* a cuptiFinalize in progress in an application thread */
-            return;
-        }
-        enable_api_callbacks(subscriber, 0);
-    }
-    api.unsubscribe(subscriber);
+static void CUPTIAPI ignore_callback(void *data, CUpti_CallbackDomain domain, CUpti_CallbackId id, const void *info) {
+    (void)data, (void)domain, (void)id, (void)info;
 }
 
 /* ---- windows -------------------------------------------------------------------------------- */
@@ -481,7 +428,7 @@ static void window_refused(const char *call, CUptiResult result) {
 }
 
 static int open_window(CUpti_SubscriberHandle *subscriber) {
-    CUptiResult result = api.subscribe(subscriber, detach_callback, NULL);
+    CUptiResult result = api.subscribe(subscriber, ignore_callback, NULL);
     if (result != CUPTI_SUCCESS) {
         window_refused("cuptiSubscribe", result);
         return 0;
@@ -512,7 +459,7 @@ static void close_window(CUpti_SubscriberHandle subscriber, double began, int se
     api.flush_all(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
     size_t dropped = 0;
     if (api.dropped(NULL, 0, &dropped) != CUPTI_SUCCESS) dropped = 0;
-    release_subscriber(subscriber);
+    api.unsubscribe(subscriber);
     pthread_mutex_lock(&lock);
     int resumed = strcmp(stats.status, "sampling") != 0;
     stats.windows++;

@@ -46,7 +46,6 @@ typedef struct bw_stats {
     char detail[BW_TEXT];
     double duty_cycle, period_seconds, started_at, sampled_seconds;
     uint64_t windows, windows_skipped, records, incomplete_records, dropped_records;
-    uint64_t detaches; /* cuptiFinalize calls after windows (0 where CUPTI lacks it) */
     size_t max_names;
     int pid;
     const char *process;

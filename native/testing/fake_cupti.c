@@ -1,10 +1,8 @@
 /* A stand-in libcupti for the tests on machines without a GPU (tests/unit/test_inject_native.py).
  *
- * Implements the eleven CUPTI functions the injection library binds, with CUPTI's behaviour where
+ * Implements the nine CUPTI functions the injection library binds, with CUPTI's behaviour where
  * the library depends on it: one subscriber per process (a second cuptiSubscribe returns
- * CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED), callbacks of an enabled domain delivered to the
- * subscriber's function, cuptiFinalize destroying the subscriber and the activity callbacks (a
- * finalized CUPTI initializes again on the next call), records only while the kernel kind is enabled,
+ * CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED), records only while the kernel kind is enabled,
  * buffers requested from and handed back to the client, records without a buffer dropped and
  * counted, cuptiActivityGetNextRecord ending with CUPTI_ERROR_MAX_LIMIT_REACHED. Record layout:
  * the fields the library reads, at the CUpti_ActivityKernel10 offsets (native/inject.h).
@@ -12,9 +10,7 @@
  * Driven by the environment: FAKE_CUPTI_NAMES is a file of NUL-separated kernel names, each
  * delivered once per window on device FAKE_CUPTI_DEVICE (default 0), lasting 100 ns; names
  * starting with "!" arrive without an end time. FAKE_CUPTI_OTHER_SUBSCRIBER=1 makes every
- * cuptiSubscribe fail as when Nsight or torch.profiler holds CUPTI. The host stands in for the CUDA
- * driver with fake_driver_call() (entry and exit callbacks of the driver-API domain, when enabled)
- * and reads fake_finalize_count(). */
+ * cuptiSubscribe fail as when Nsight or torch.profiler holds CUPTI. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,57 +20,24 @@
 typedef void (*requested_fn)(uint8_t **, size_t *, size_t *);
 typedef void (*completed_fn)(void *, uint32_t, uint8_t *, size_t, size_t);
 
-typedef void (*callback_fn)(void *, int, unsigned, const void *);
-enum { DRIVER_API_DOMAIN = 1, API_ENTER = 0, API_EXIT = 1 };
-typedef struct { int callbackSite; } callback_data; /* CUpti_CallbackData starts with callbackSite */
-
 static requested_fn on_requested;
 static completed_fn on_completed;
-static callback_fn on_callback;
-static void *callback_userdata;
-static int subscribed, domains, enabled, window_had_kernels, finalized;
+static int subscribed, enabled, window_had_kernels;
 static size_t dropped;
 
 int cuptiSubscribe(void **subscriber, void *callback, void *data) {
+    (void)callback, (void)data;
     const char *other = getenv("FAKE_CUPTI_OTHER_SUBSCRIBER");
     if (subscribed || (other && other[0] == '1')) return 39;
     subscribed = 1;
-    on_callback = (callback_fn)callback;
-    callback_userdata = data;
     *subscriber = &subscribed;
     return 0;
 }
 
 int cuptiUnsubscribe(void *subscriber) {
     if (subscriber != &subscribed || !subscribed) return 1;
-    subscribed = domains = 0;
+    subscribed = 0;
     return 0;
-}
-
-int cuptiEnableDomain(uint32_t enable, void *subscriber, int domain) {
-    if (subscriber != &subscribed || !subscribed) return 1;
-    if (domain < 1 || domain > 6) return 1; /* CUPTI_ERROR_INVALID_PARAMETER */
-    domains = enable ? domains | 1 << domain : domains & ~(1 << domain);
-    return 0;
-}
-
-int cuptiFinalize(void) {
-    subscribed = domains = enabled = 0;
-    on_requested = NULL;
-    on_completed = NULL;
-    finalized++;
-    return 0;
-}
-
-int fake_finalize_count(void) { return finalized; }
-
-/* One driver call in the host: CUPTI calls the subscriber at its entry and exit. */
-void fake_driver_call(void) {
-    for (int site = API_ENTER; site <= API_EXIT; site++) {
-        callback_data data = {site};
-        if (subscribed && domains & 1 << DRIVER_API_DOMAIN && on_callback)
-            on_callback(callback_userdata, DRIVER_API_DOMAIN, 1, &data);
-    }
 }
 
 int cuptiActivityRegisterCallbacks(requested_fn requested, completed_fn completed) {

@@ -140,36 +140,6 @@ def test_another_cupti_subscriber_skips_windows_and_says_why(tmp_path: Path, fak
     assert process.stderr.count("window skipped") == 1
 
 
-def test_cupti_detaches_after_each_window_at_the_next_driver_call_and_attaches_again(tmp_path: Path,
-                                                                                       fake_cupti: Path) -> None:
-    process, state_dir = run_host(tmp_path, """
-        driver = ctypes.CDLL(os.environ["BLACKWELL_DISPATCH_CUPTI"])  # the same libcupti the library opened
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline:
-            driver.fake_driver_call()
-            time.sleep(0.001)
-        print(driver.fake_finalize_count())
-    """, BLACKWELL_DISPATCH_CUPTI=str(fake_cupti), FAKE_CUPTI_NAMES=names_file(tmp_path, [b"gemm"]),
-                                  BLACKWELL_DISPATCH_PERIOD="0.1", BLACKWELL_DISPATCH_DUTY_CYCLE="0.3")
-    assert process.returncode == 0, process.stderr
-    state = final_state(state_dir)
-    windows, finalized = state["windows"], int(process.stdout)
-    assert windows >= 4 and state["windows_skipped"] == 0
-    assert windows - 1 <= finalized <= windows and state["detaches"] >= finalized
-    assert state["gpus"]["0"]["names"] == {"gemm": [windows, 100 * windows]}  # each window attached afresh
-
-
-def test_without_a_cuda_call_to_detach_in_a_window_unsubscribes_and_the_next_opens(tmp_path: Path,
-                                                                                     fake_cupti: Path) -> None:
-    process, state_dir = run_host(tmp_path, "time.sleep(0.8)", BLACKWELL_DISPATCH_CUPTI=str(fake_cupti),
-                                  FAKE_CUPTI_NAMES=names_file(tmp_path, [b"gemm"]),
-                                  BLACKWELL_DISPATCH_PERIOD="0.1", BLACKWELL_DISPATCH_DUTY_CYCLE="0.3")
-    assert process.returncode == 0, process.stderr
-    state = final_state(state_dir)
-    assert state["windows"] >= 3 and state["windows_skipped"] == 0 and state["detaches"] == 0
-    assert state["gpus"]["0"]["names"] == {"gemm": [state["windows"], 100 * state["windows"]]}
-
-
 def test_readers_only_ever_see_whole_files(tmp_path: Path, fake_cupti: Path) -> None:
     names = [f"kernel_with_a_rather_long_name_{i}".encode() for i in range(300)]
     process, state_dir = run_host(tmp_path, """
