@@ -18,10 +18,11 @@ one measured by the exporter's own sources::
 Each mapping names an upstream sample name (a counter's ``_total`` suffix may be left off), an
 optional ``match`` of upstream label values, the catalog counter to fill, and a value for each of
 its labels: a literal, or ``{name}`` templates filled from the upstream sample's labels. Upstream
-samples that land on the same catalog series are added up; values pass through untouched, so an
-upstream counter reset is a reset here too (when several upstream series are added up, a reset
-of one shows as a reset of the sum, which rate() treats as a reset). The catalog metric must be a
-counter whose ``sources`` include ``counter_mapping``; the config is refused otherwise.
+samples that land on the same catalog series are added up, each kept as a part of the sum in the
+endpoint's :class:`RetiredTotals`: an upstream series that goes away or restarts at 0 adds its last
+value to the series' retired total, so no mapped series ever goes backwards while the exporter
+runs (an upstream restart reads as the sum carrying on). The catalog metric must be a counter
+whose ``sources`` include ``counter_mapping``; the config is refused otherwise.
 
 An upstream family declared as anything but a counter (or untyped) is not re-exported: a gauge
 that goes up and down would corrupt rate(). That, a missing template label, and a mapping that
@@ -35,7 +36,7 @@ from __future__ import annotations
 import string
 import time
 from collections.abc import Callable, Set
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from pydantic import Field, field_validator, model_validator
 
@@ -45,7 +46,7 @@ from exporter.promtext import Exposition, PromParseError
 from exporter.snapshot import Family
 from exporter.sources.base import PollError, SourceConfig, StrictModel
 from exporter.sources.http_upstream import Endpoint, UpstreamError
-from exporter.sources.serving_endpoints import Reading, ServingConfig, ServingSource
+from exporter.sources.serving_endpoints import Reading, RetiredTotals, ServingConfig, ServingSource
 
 SOURCE_NAME = "counter_mapping"
 _COUNTER_TYPES = (None, "counter", "untyped", "unknown")
@@ -120,17 +121,21 @@ class CounterMappingConfig(ServingConfig):
         return self
 
 
-def map_counters(metrics: Exposition, mappings: list[CounterMap],
-                 kept: list[set[tuple[str, ...]]] | None = None) -> tuple[list[Family], list[str]]:
+Parts = dict[str, float]  # upstream series (sample name and labels) -> its value
+
+
+def map_counters(metrics: Exposition, mappings: list[CounterMap], kept: list[set[tuple[str, ...]]] | None = None,
+                 retired: RetiredTotals | None = None) -> tuple[list[Family], list[str]]:
     """Catalog families from one exposition, and a problem per mapping that could not be applied.
 
     ``kept`` holds, per mapping, the catalog series it has admitted so far (updated in place): a
     series once kept stays kept, and new ones are admitted in label order while ``max_series``
     has room, so the kept set never changes under a counter between polls. Series turned away
-    are counted in ``blackwell_counter_mapping_dropped_series``.
+    are counted in ``blackwell_counter_mapping_dropped_series``. ``retired`` (kept per endpoint by
+    the source) adds what upstream series that went away or restarted had counted.
     """
     kept = kept if kept is not None else [set() for _ in mappings]
-    totals: dict[str, dict[tuple[str, ...], float]] = {}
+    parts: dict[tuple[str, tuple[str, ...]], Parts] = {}
     dropped: dict[tuple[str, str], int] = {}
     problems: list[str] = []
     for mapping, admitted in zip(mappings, kept, strict=True):
@@ -144,29 +149,32 @@ def map_counters(metrics: Exposition, mappings: list[CounterMap],
         if turned_away:
             problems.append(f"{mapping.upstream} -> {mapping.metric}: more than {mapping.max_series} series; "
                             f"{turned_away} new ones dropped, the {len(admitted)} kept stay")
-        series = totals.setdefault(mapping.metric, {})
-        for labels, value in read.items():
+        for labels, upstream in read.items():
             if labels in admitted:
-                series[labels] = series.get(labels, 0.0) + value
+                series = parts.setdefault((mapping.metric, labels), {})
+                for part, value in upstream.items():
+                    series[part] = series.get(part, 0.0) + value
     families = [Family("blackwell_counter_mapping_dropped_series")]
     for labels, count in dropped.items():
         families[0].add(labels, count)
-    for name, series in totals.items():
-        family = Family(name)
-        for labels, value in series.items():
-            family.add(labels, value)
-        families.append(family)
-    return families, problems
+    gone = retired.update(parts) if retired is not None else {}
+    by_name: dict[str, Family] = {}
+    for (name, labels), series in parts.items():
+        family = by_name.get(name)
+        if family is None:
+            family = by_name[name] = Family(name)
+        family.add(labels, sum(series.values()) + cast(float, gone.get((name, labels), 0.0)))  # counters only
+    return families + list(by_name.values()), problems
 
 
-def _mapped_series(metrics: Exposition, mapping: CounterMap) -> tuple[dict[tuple[str, ...], float], list[str]]:
-    """The catalog series one mapping makes of the exposition (upstream samples on one series added up)."""
+def _mapped_series(metrics: Exposition, mapping: CounterMap) -> tuple[dict[tuple[str, ...], Parts], list[str]]:
+    """The catalog series one mapping makes of the exposition, each with the upstream samples it adds up."""
     metric = catalog.get(mapping.metric)
     names = mapping.names()
     declared = next((t for t in (metrics.types.get(n) for n in names) if t is not None), None)
     if declared not in _COUNTER_TYPES:
         return {}, [f"{mapping.upstream} is declared {declared}, not a counter; not re-exported"]
-    series: dict[tuple[str, ...], float] = {}
+    series: dict[tuple[str, ...], Parts] = {}
     problems: list[str] = []
     for sample in metrics.samples:
         if sample.name not in names or any(sample.labels.get(k) != v for k, v in mapping.match.items()):
@@ -177,7 +185,8 @@ def _mapped_series(metrics: Exposition, mapping: CounterMap) -> tuple[dict[tuple
             problems.append(f"{mapping.upstream}{dict(sample.labels)} has no label {exc.args[0]!r} for "
                             f"{mapping.metric}; sample skipped")
             continue
-        series[labels] = series.get(labels, 0.0) + sample.value
+        part = sample.name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items())) + "}"
+        series.setdefault(labels, {})[part] = sample.value
     return series, problems
 
 
@@ -213,7 +222,8 @@ class CounterMappingSource(ServingSource[Endpoint]):
             return Reading([], exc)
         except PromParseError as exc:
             return Reading([], PollError(f"{endpoint.url}: malformed exposition: {exc}", "malformed"))
-        families, problems = map_counters(metrics, self.mappings, self._kept[endpoint.url])
+        families, problems = map_counters(metrics, self.mappings, self._kept[endpoint.url],
+                                          self.retired_totals(endpoint.url))
         if problems:
             shown = "; ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
             return Reading(families, PollError(f"{endpoint.url}: {shown}", "mapping"))

@@ -18,6 +18,13 @@ entry is served again.
 
 Latency histograms pass through with trtllm-serve's own buckets. request_error_total's HTTP
 status becomes the failure reason: 499 CANCELED, other 4xx REJECTED, 5xx BACKEND, else OTHER.
+
+Every counter and histogram is a sum of upstream series (over finished_reason, HTTP codes of one
+reason, engine_type): each upstream series is a part of the sum in the endpoint's
+:class:`RetiredTotals`, so a series that stops being printed, or a server restart that starts every
+count again at 0 (with only the reasons seen since), never takes an exported series down; what the
+new process counts is added to what the old one had. A restart whose counts pass the old ones
+before the next read goes unseen, as it would by Prometheus.
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from exporter import promtext
+from exporter import catalog, promtext
+from exporter.catalog import MetricType
 from exporter.promtext import Exposition, PromParseError
 from exporter.snapshot import Family
 from exporter.sources.base import PollError, SourceConfig
@@ -111,6 +119,15 @@ def _short(name: str) -> str:
     return name[len(PREFIX):] if name.startswith(PREFIX) else name
 
 
+def _is_counter(name: str) -> bool:
+    return catalog.get(name).type is MetricType.COUNTER
+
+
+def _part(labels: dict[str, str]) -> str:
+    """One upstream series of a summed counter, named by its labels (as histograms_by_model does)."""
+    return ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+
+
 def trtllm_serve_families(url: str, metrics: Exposition | None, health_status: int | None, version: str,
                           model: str, iteration: dict[str, Any] | None,
                           retired: RetiredTotals | None = None) -> list[Family]:
@@ -118,7 +135,7 @@ def trtllm_serve_families(url: str, metrics: Exposition | None, health_status: i
 
     ``metrics`` is None when the Prometheus endpoint failed, ``health_status`` None when /health
     did not answer; ``model`` names series whose model_name label is undefined. ``retired`` (kept
-    per endpoint by the source) keeps histograms summed over upstream series rising.
+    per endpoint by the source) keeps counters and histograms summed over upstream series rising.
     """
     out = FamilyBuilder(url)
     out.add("blackwell_serving_up", (RUNTIME,), int(metrics is not None))
@@ -133,7 +150,6 @@ def trtllm_serve_families(url: str, metrics: Exposition | None, health_status: i
     if metrics is not None:
         # A build that prints both naming generations would otherwise count everything twice.
         prefixed = any(sample.name.startswith(PREFIX) for sample in metrics.samples)
-        totals: dict[tuple[str, tuple[str, ...]], float] = {}
         for sample in metrics.samples:
             if sample.name.startswith(PREFIX) != prefixed:
                 continue
@@ -150,11 +166,10 @@ def trtllm_serve_families(url: str, metrics: Exposition | None, health_status: i
                        (name_model, "", failure_reason(sample.labels.get("http_code", ""))))
             else:
                 continue
-            # finished_reason (and any label we do not keep) is summed away.
-            totals[key] = totals.get(key, 0.0) + sample.value
-        for (name, labels), value in totals.items():
-            out.add(name, labels, value)
-            seen.add((name, labels))
+            # finished_reason (and any label we do not keep) is summed away; a counter keeps each
+            # upstream series as a part, so one that goes away or restarts never takes the sum down.
+            out.add(*key, sample.value, part=_part(sample.labels) if _is_counter(key[0]) else None)
+            seen.add(key)
         for upstream, ours in _HISTOGRAMS.items():
             for family in (PREFIX + upstream if prefixed else upstream,):
                 for name_model, parts in histograms_by_model(metrics, family, "model_name", rename=model_of).items():
@@ -169,7 +184,7 @@ def trtllm_serve_families(url: str, metrics: Exposition | None, health_status: i
         for name_model in sorted(models):
             for name, labels, value in _iteration_rows(iteration, name_model):
                 if (name, labels) not in seen:
-                    out.add(name, labels, value)
+                    out.add(name, labels, value, part="iter" if _is_counter(name) else None)
     out.add("blackwell_serving_runtime_info", (RUNTIME, engine, version or "unknown"), 1)
     return out.families(retired)
 

@@ -180,7 +180,32 @@ def test_the_source_reads_endpoints_and_reports_problems_without_losing_good_map
         server.close()
 
 
-def test_upstream_resets_pass_through():
+PROMOTIONS = CounterMap(**BRIEF_MAPPINGS[2])  # trtllm_te2_promotion_events_total{layer,tensor}, summed over tensor
+
+
+def promotions(source, upstream, body: bytes, now: list[float]) -> dict:
+    upstream.routes["/metrics"] = Route(body)
+    now[0] += 60
+    return values(source.poll())
+
+
+def test_a_mapped_counter_never_goes_backwards_when_upstream_series_go_away_or_restart(upstream):
+    now = [0.0]
+    source = CounterMappingSource(CounterMappingConfig(enabled=True, endpoints=[{"url": upstream.url("/metrics")}],
+                                                       mappings=[PROMOTIONS]), clock=lambda: now[0])
+    layer_47 = ("blackwell_te_promotion_events_total", ("47",))
+    assert promotions(source, upstream, RUNTIME_BODY, now)[layer_47] == 12 + 3
+    # the activation series is no longer printed while the weight series counts on: no false reset
+    running = promotions(source, upstream, b'trtllm_te2_promotion_events_total{layer="47",tensor="weight"} 14\n', now)
+    assert running[layer_47] == 14 + 3
+    # the runtime restarts: its counters start again at 0, with only what it has counted since
+    restarted = promotions(source, upstream, b'trtllm_te2_promotion_events_total{layer="47",tensor="activation"} 2\n'
+                                             b'trtllm_te2_promotion_events_total{layer="3",tensor="weight"} 1\n', now)
+    assert restarted[layer_47] == 14 + 3 + 2, "what the new process counted is added to what the old one had"
+    assert restarted[("blackwell_te_promotion_events_total", ("3",))] == 1, "an unchanged series is unchanged"
+
+
+def test_without_the_sources_retired_totals_the_function_passes_values_through():
     mapping = CounterMap(**BRIEF_MAPPINGS[3])
     before, _ = map_counters(promtext.parse(RUNTIME_BODY), [mapping])
     after, _ = map_counters(promtext.parse(b'trtllm_tma_multicast_loads_total{gpu="0"} 7\n'), [mapping])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.scheduler import Scheduler, SourceRunner
+from exporter.scheduler import Scheduler
 from exporter.snapshot import Family, Snapshot, SnapshotStore
 from exporter.sources.base import PartialPollError
 from exporter.sources.nvml.backend import GPU_IS_LOST, NO_PERMISSION, NOT_SUPPORTED, TIMEOUT
@@ -58,10 +58,8 @@ def series(families: list[Family]) -> dict[tuple[str, tuple[str, ...]], float]:
 def test_a_gpu_lost_before_start_is_reported_down_and_readyz_names_it(backend: ReplayBackend, clock: Clock) -> None:
     backend.lose_gpu(1)  # XID 79 before the exporter started: NVML still counts it, its handle answers GpuIsLost
     source = source_for(backend, clock)
-    store = SnapshotStore()
-    scheduler = Scheduler([], store, "hardware")
-    runner = SourceRunner(source, store, scheduler.self_snapshot, clock=clock)
-    scheduler.runners[runner.name] = runner
+    scheduler = Scheduler([source], SnapshotStore(), "hardware", clock=clock)  # its jobs not started:
+    runner = scheduler.runners[source.name]  # each run_once below is one scheduler tick
     runner.run_once()
     s = series(source.poll())
     assert s[("blackwell_gpu_up", ("0", GPU0))] == 1

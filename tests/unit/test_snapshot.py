@@ -107,7 +107,9 @@ def test_gzip_body_is_made_once_and_decompresses_to_the_text():
     store = SnapshotStore()
     store.publish("nvml", Snapshot.of("nvml", [Family("blackwell_gpu_power_watts").add(("0",), 1)]), _no_self)
     exposition = store.current()
+    assert not exposition.gzip_ready(openmetrics=False), "nobody asked for gzip yet: nothing compressed"
     first = exposition.body(openmetrics=False, gzipped=True)
+    assert exposition.gzip_ready(openmetrics=False)
     assert exposition.body(openmetrics=False, gzipped=True) is first
     assert gzip.decompress(first) == exposition.text
 
@@ -129,5 +131,6 @@ def test_a_format_scraped_gzipped_is_compressed_when_published_not_by_the_next_s
     store.current().body(openmetrics=False, gzipped=True)  # a scraper asks for gzip once
     publish(2)
     fresh = store.current()
-    assert "text" in fresh._gzip and "om" not in fresh._gzip, "only the format that was asked for"
+    assert fresh.gzip_ready(openmetrics=False), "compressed by publish, before any scrape of this version"
+    assert not fresh.gzip_ready(openmetrics=True), "only the format that was asked for"
     assert gzip.decompress(fresh.body(openmetrics=False, gzipped=True)) == fresh.text

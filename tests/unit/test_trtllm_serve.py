@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from exporter import catalog, promtext
 from exporter.catalog import MetricType
@@ -232,16 +233,6 @@ def test_server_down(server):
             got[("blackwell_serving_live", ("trtllm-serve", url))]) == (0, 0)
 
 
-def test_counter_resets_pass_through(server):
-    clock = Clock()
-    source = source_for(server, clock, model="m")
-    assert values(source.poll())[("blackwell_serving_request_success_total", ("m", ""))] == 4
-    server.routes["/prometheus/metrics"] = Route(b'request_success_total{model_name="undefined",'
-                                                 b'engine_type="undefined",finished_reason="stop"} 1.0\n')
-    clock.now += 5
-    assert values(source.poll())[("blackwell_serving_request_success_total", ("m", ""))] == 1
-
-
 def test_default_config():
     config = TrtllmServeConfig()
     [endpoint] = config.endpoints
@@ -267,3 +258,159 @@ def test_any_iteration_stats_entry_yields_valid_families(entry):
     for family in families:
         for _, value in family.samples:
             assert math.isfinite(value)
+
+
+# -- counters never go backwards: restarts and label values that go away ---------------------------
+
+class FakeTrtllmServe:
+    """A trtllm-serve process's /prometheus/metrics: the prometheus_client calls its metrics collector
+    makes (see tests/fixtures/trtllm_serve/make_bodies.py). The first generation (no prefix) has
+    request_success_total and the histograms only; current builds (``trtllm_``) add the error and
+    token counters. ``restart`` is a new process: every counter starts again at 0 and a label value
+    appears only once it is counted. trtllm-serve runs prometheus_client in multiprocess mode, which
+    prints no ``_created`` samples."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.restart()
+
+    def restart(self) -> None:
+        self.registry = CollectorRegistry()
+        p, labels = self.prefix, ["model_name", "engine_type"]
+        self.success = Counter(p + "request_success_total", "Count of successfully processed requests.",
+                               [*labels, "finished_reason"], registry=self.registry)
+        self.ttft = Histogram(p + "time_to_first_token_seconds", "Histogram of time to first token in seconds.",
+                              labels, buckets=TTFT_BUCKETS[:-1], registry=self.registry)
+        if self.prefix:
+            self.errors = Counter(p + "request_error_total", "Total request errors, labeled by HTTP status code.",
+                                  [*labels, "http_code"], registry=self.registry)
+            self.prompt = Counter(p + "prompt_tokens_total", "Cumulative number of prompt (input) tokens processed.",
+                                  labels, registry=self.registry)
+
+    def finish(self, reason: str, count: int = 1, prompt_tokens: int = 100) -> None:
+        for _ in range(count):
+            self.success.labels("undefined", "undefined", reason).inc()
+            self.ttft.labels("undefined", "undefined").observe(0.2)
+            if self.prefix:
+                self.prompt.labels("undefined", "undefined").inc(prompt_tokens)
+
+    def fail(self, http_code: str, count: int = 1) -> None:
+        if self.prefix:  # the first generation did not count errors
+            self.errors.labels("undefined", "undefined", http_code).inc(count)
+
+    def body(self) -> bytes:
+        return b"".join(line for line in generate_latest(self.registry).splitlines(keepends=True)
+                        if b"_created" not in line)
+
+
+COUNTERS = ("blackwell_serving_request_success_total", "blackwell_serving_request_failure_total",
+            "blackwell_serving_prompt_tokens_total")
+
+
+def counters_and_ttft(families) -> dict:
+    """Every counter series, and each TTFT histogram's count, sum and buckets as series of their own."""
+    out = {}
+    for key, value in values(families).items():
+        if key[0] in COUNTERS:
+            out[key] = value
+        elif key[0] == "blackwell_serving_ttft_seconds":
+            out[(key, "count")], out[(key, "sum")] = value.count, value.sum
+            out.update({(key, bound): count for bound, count in value.buckets})
+    return out
+
+
+def assert_nothing_went_down(before: dict, after: dict) -> None:
+    decreased = {key: (before[key], after.get(key)) for key in before if after.get(key, -1) < before[key]}
+    assert not decreased, f"series that went backwards or vanished: {decreased}"
+
+
+@pytest.fixture(params=["", "trtllm_"], ids=["first generation", "trtllm_ prefix"])
+def fake_serve(request, server):
+    fake = FakeTrtllmServe(request.param)
+    server.routes["/prometheus/metrics"] = Route(fake.body())
+    return fake
+
+
+def poll_after(source, server, fake, clock):
+    server.routes["/prometheus/metrics"] = Route(fake.body())
+    clock.now += 5
+    return counters_and_ttft(source.poll())
+
+
+def test_a_restart_with_fewer_finished_reasons_never_takes_a_counter_backwards(server, fake_serve):
+    clock = Clock()
+    source = source_for(server, clock, model="m")
+    fake_serve.finish("stop", 30)
+    fake_serve.finish("length", 12)
+    fake_serve.finish("abort", 3)
+    fake_serve.fail("400", 4)
+    fake_serve.fail("429", 2)
+    before = poll_after(source, server, fake_serve, clock)
+    assert before[("blackwell_serving_request_success_total", ("m", ""))] == 45
+    if fake_serve.prefix:
+        assert before[("blackwell_serving_request_failure_total", ("m", "", "REJECTED"))] == 6
+
+    fake_serve.restart()  # the new process has finished 2 requests, all "stop", and refused one with 429
+    fake_serve.finish("stop", 2)
+    fake_serve.fail("429")
+    after = poll_after(source, server, fake_serve, clock)
+    assert_nothing_went_down(before, after)
+    # what the new process counted is added to what the old one had: rate() sees exactly the new requests
+    assert after[("blackwell_serving_request_success_total", ("m", ""))] == 45 + 2
+    if fake_serve.prefix:
+        assert after[("blackwell_serving_request_failure_total", ("m", "", "REJECTED"))] == 6 + 1
+        assert after[("blackwell_serving_prompt_tokens_total", ("m",))] == 45 * 100 + 2 * 100
+    ttft = ((("blackwell_serving_ttft_seconds", ("m",))), "count")
+    assert after[ttft] == 45 + 2
+
+    fake_serve.finish("length", 1)  # a reason comes back after the restart: counted once, from where it left
+    again = poll_after(source, server, fake_serve, clock)
+    assert_nothing_went_down(after, again)
+    assert again[("blackwell_serving_request_success_total", ("m", ""))] == 45 + 3
+
+
+def test_a_reason_series_that_goes_away_while_the_server_runs_is_no_false_reset(server, fake_serve):
+    clock = Clock()
+    source = source_for(server, clock, model="m")
+    fake_serve.finish("stop", 10)
+    fake_serve.finish("length", 5)
+    fake_serve.fail("500", 3)
+    fake_serve.fail("503", 1)
+    before = poll_after(source, server, fake_serve, clock)
+    fake_serve.success.remove("undefined", "undefined", "length")  # the series is no longer printed
+    if fake_serve.prefix:
+        fake_serve.errors.remove("undefined", "undefined", "503")
+    fake_serve.finish("stop", 1)
+    after = poll_after(source, server, fake_serve, clock)
+    assert_nothing_went_down(before, after)
+    assert after[("blackwell_serving_request_success_total", ("m", ""))] == 16
+    if fake_serve.prefix:
+        assert after[("blackwell_serving_request_failure_total", ("m", "", "BACKEND"))] == 4
+
+
+def test_a_restart_behind_an_outage_carries_on_and_the_outage_costs_no_counts(server, fake_serve):
+    clock = Clock()
+    source = source_for(server, clock, model="m")
+    fake_serve.finish("stop", 8)
+    fake_serve.finish("length", 2)
+    before = poll_after(source, server, fake_serve, clock)
+    server.routes["/prometheus/metrics"] = Route(b"", status=503)  # the server is down for a few polls
+    clock.now += 5
+    with pytest.raises(PartialPollError):
+        source.poll()
+    assert poll_after(source, server, fake_serve, clock) == before, "back, not restarted: the same values"
+    fake_serve.restart()
+    fake_serve.finish("stop", 1)
+    after = poll_after(source, server, fake_serve, clock)
+    assert_nothing_went_down(before, after)
+    assert after[("blackwell_serving_request_success_total", ("m", ""))] == 11
+
+
+def test_the_iteration_counter_carries_on_over_a_restart(server):
+    clock = Clock()
+    source = source_for(server, clock, iteration_stats=True, model="m")
+    assert values(source.poll())[("blackwell_serving_iterations_total", ("m",))] == 40212
+    newest = {**json.loads(body("iteration_stats.json"))[-1], "iter": 7}  # a new process: iter counts from 0
+    server.routes["/metrics"] = Route(json.dumps([newest]).encode(), content_type="application/json")
+    clock.now += 5
+    assert values(source.poll())[("blackwell_serving_iterations_total", ("m",))] == 40212 + 7
