@@ -20,7 +20,7 @@ from exporter.sources.simulated.profiles import PROFILES
 from exporter.sources.simulated.scenarios import SCENARIOS
 
 _AREAS = {
-    "DCGM_FI_": "dcgm-exporter compatible names (nvml option)",
+    "DCGM_FI_": "dcgm-exporter compatible names (nvml or dcgm option dcgm_compat_names)",
     "blackwell_exporter_": "Exporter self-metrics",
     "blackwell_gpu_": "GPU",
     "blackwell_c2c_": "Grace NVLink-C2C",

@@ -107,7 +107,7 @@ METRICS = [
          ("gpu", "clique_id", "cluster_uuid", "state", "status"), sources=_HW),
     gauge("blackwell_gpu_fabric_health_mask", "NVLink fabric health bitmask from nvmlDeviceGetGpuFabricInfoV "
           "(0 = healthy; bits per nvml.h NVML_GPU_FABRIC_HEALTH_MASK_*).", _G, sources=_HW),
-    # dcgm-exporter's names and labels per generation (nvml source option dcgm_compat_names), in its units.
+    # dcgm-exporter's names and labels per generation (nvml or dcgm option dcgm_compat_names), in its units.
     *(gauge(name, f"dcgm-exporter compatible {name} ({help_text}).", labels, sources=_COMPAT)
       for name, help_text, labels in dcgm_compat.help_rows()),
 ]

@@ -13,6 +13,10 @@ per-link counters, GPM per-link rates and XID counting stay with the nvml source
 its last XID (field 230) is 79 (fallen off the bus), when every per-cycle reading DCGM holds for it
 is the plain blank DCGM stores for a call that failed (not "not supported"), and for a GPU DCGM
 listed earlier in this process and no longer does.
+
+With ``dcgm_compat_names`` it also emits dcgm-exporter's names of the chosen generation (the rows of
+:mod:`exporter.catalog.dcgm_compat`, shared with the nvml source), each from the DCGM field
+dcgm-exporter reads for it, so a value DCGM leaves blank is missing here as it is there.
 """
 
 from __future__ import annotations
@@ -23,10 +27,13 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Protocol
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from exporter.catalog.dcgm_compat import DRIVER_VERSION_ID
+from exporter.catalog.dcgm_compat import FIELDS as COMPAT_FIELDS
 from exporter.snapshot import Family
 from exporter.sources.base import PollError, Source, SourceConfig
+from exporter.sources.nvml.compat import CompatFamilies, GpuIdentity, exporter_hostname, parse_generation
 from exporter.sources.nvml.fields import CLOCK_EVENT_BITS
 
 log = logging.getLogger(__name__)
@@ -127,6 +134,14 @@ class DcgmReaderAdapter:
 class DcgmConfig(SourceConfig):
     bindings_path: str = Field(DEFAULT_BINDINGS, description="folder holding DCGM's Python bindings")
     hostname: str = Field("localhost", description="nv-hostengine to connect to")
+    dcgm_compat_names: bool | str = Field(
+        False, description="also emit dcgm-exporter's default DCGM_FI_* names and labels of one generation, as "
+        "sources.nvml.dcgm_compat_names does: \"pre-4.6\", \"pre-4.9\" (true means this), \"4.9\"")
+
+    @field_validator("dcgm_compat_names", mode="before")
+    @classmethod
+    def _known_generation(cls, value: object) -> bool | str:
+        return parse_generation(value) or False
 
 
 class DcgmSource(Source):
@@ -135,21 +150,30 @@ class DcgmSource(Source):
     config_model: ClassVar[type[SourceConfig]] = DcgmConfig
     config: DcgmConfig
 
-    def __init__(self, config: DcgmConfig, reader_factory: Callable[[], FieldReader] | None = None) -> None:
+    def __init__(self, config: DcgmConfig,
+                 reader_factory: Callable[[list[int]], FieldReader] | None = None) -> None:
+        """``reader_factory`` connects to DCGM and watches the field ids it is given."""
         super().__init__(config)
         self._factory = reader_factory or self._real_reader
         self._reader: FieldReader | None = None
         self._seen: dict[int, tuple[str, str]] = {}  # DCGM GPU id -> (gpu label, uuid) listed before
         self._down: list[str] = []
+        self._hostname = exporter_hostname()
 
-    def _real_reader(self) -> FieldReader:
+    def _field_ids(self) -> list[int]:
+        """Every DCGM field this source watches under its configuration."""
         ids = [NAME, UUID, PCI_BUSID, VBIOS, NVML_INDEX, CLOCK_EVENT_REASONS, XID_ERRORS, *FIELDS]
-        return DcgmReaderAdapter(self.config.bindings_path, self.config.hostname, ids,
+        if self.config.dcgm_compat_names:
+            ids += [DRIVER_VERSION_ID, *(field.legacy_id for field in COMPAT_FIELDS)]
+        return list(dict.fromkeys(ids))
+
+    def _real_reader(self, field_ids: list[int]) -> FieldReader:
+        return DcgmReaderAdapter(self.config.bindings_path, self.config.hostname, field_ids,
                                  int(self.config.interval * 1e6))
 
     def probe(self) -> None:
         try:
-            self._reader = self._factory()
+            self._reader = self._factory(self._field_ids())
         except ImportError as exc:
             raise PollError(f"DCGM Python bindings not found under {self.config.bindings_path} ({exc}); install "
                             "DCGM or set sources.dcgm.bindings_path", "import") from None
@@ -168,6 +192,8 @@ class DcgmSource(Source):
         def add(metric: str, labels: tuple[str, ...], value: float) -> None:
             families.setdefault(metric, Family(metric)).add(labels, value)
 
+        generation = self.config.dcgm_compat_names
+        compat = CompatFamilies(str(generation), self._hostname) if generation else None
         down: list[str] = []
         for gpu_id, fields in sorted(values.items()):
             index = fields.get(NVML_INDEX)
@@ -180,22 +206,16 @@ class DcgmSource(Source):
             if why:
                 down.append(f"GPU {g} ({uuid}): {why}")
                 continue
-            add("blackwell_gpu_info", (g, uuid, _text(fields.get(NAME)), _text(fields.get(PCI_BUSID)), "", "", "",
-                                       _text(fields.get(VBIOS)), ""), 1)
-            for field_id, (metric, labels, scale) in FIELDS.items():
-                value = fields.get(field_id)
-                if not is_blank(value):
-                    add(metric, (g, *labels), float(value) * scale)
-            mask = fields.get(CLOCK_EVENT_REASONS)
-            if not is_blank(mask):
-                for bit, reason in CLOCK_EVENT_BITS.items():  # DCGM reports NVML's clock-event bitmask
-                    add("blackwell_gpu_clock_event_active", (g, reason), int(bool(int(mask) & bit)))
+            _add_readings(add, g, uuid, fields)
+            if compat is not None:
+                _add_compat(compat, GpuIdentity(g, uuid, _text(fields.get(PCI_BUSID)), _text(fields.get(NAME)),
+                                                _text(fields.get(DRIVER_VERSION_ID))), fields)
         for gpu_id, (g, uuid) in sorted(self._seen.items()):
             if gpu_id not in values:
                 add("blackwell_gpu_up", (g, uuid), 0)
                 down.append(f"GPU {g} ({uuid}): DCGM no longer lists it")
         self._down = down
-        return list(families.values())
+        return [*families.values(), *(compat.families() if compat is not None else ())]
 
     def not_ready(self) -> list[str]:
         return list(self._down)
@@ -207,6 +227,30 @@ class DcgmSource(Source):
             except Exception:  # noqa: BLE001 - shutting down regardless
                 log.debug("dcgm: closing the reader", exc_info=True)
             self._reader = None
+
+
+def _add_readings(add: Callable[[str, tuple[str, ...], float], None], g: str, uuid: str,
+                  fields: Mapping[int, Any]) -> None:
+    """One answering GPU's catalog series from its DCGM values; blank values are left out."""
+    add("blackwell_gpu_info", (g, uuid, _text(fields.get(NAME)), _text(fields.get(PCI_BUSID)), "", "", "",
+                               _text(fields.get(VBIOS)), ""), 1)
+    for field_id, (metric, labels, scale) in FIELDS.items():
+        value = fields.get(field_id)
+        if not is_blank(value):
+            add(metric, (g, *labels), float(value) * scale)
+    mask = fields.get(CLOCK_EVENT_REASONS)
+    if not is_blank(mask):
+        for bit, reason in CLOCK_EVENT_BITS.items():  # DCGM reports NVML's clock-event bitmask
+            add("blackwell_gpu_clock_event_active", (g, reason), int(bool(int(mask) & bit)))
+
+
+def _add_compat(compat: CompatFamilies, gpu: GpuIdentity, fields: Mapping[int, Any]) -> None:
+    """dcgm-exporter's series for one GPU, each from the DCGM field dcgm-exporter reads for its pre-4.9
+    name (in that field's unit, converted for 4.9); a blank value is left out, as dcgm-exporter does."""
+    for field in COMPAT_FIELDS:
+        value = fields.get(field.legacy_id)
+        if not is_blank(value):
+            compat.add(field, gpu, float(value) * field.from_legacy(compat.generation))
 
 
 def _why_down(fields: Mapping[int, Any]) -> str:

@@ -1,7 +1,9 @@
-"""dcgm-exporter compatible names, per generation, made by the nvml source from the recorded H200s.
+"""dcgm-exporter compatible names, per generation, made by the nvml source from the recorded H200s and
+by the dcgm source from a DCGM that reports an H200 (tests/dcgm_fake.py).
 
-The expected names and units come from DCGM's field definitions (see docs/dcgm-compat.md); the
-dashboard queries are copied from dcgm-exporter's own Grafana dashboard (tests/fixtures/dcgm_exporter/).
+The expected names and units come from DCGM's field definitions and dcgm-exporter's counters CSVs (see
+docs/dcgm-compat.md); the dashboard queries are copied from dcgm-exporter's own Grafana dashboard
+(tests/fixtures/dcgm_exporter/).
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from exporter.snapshot import Snapshot, SnapshotStore
+from exporter.snapshot import Family, Snapshot, SnapshotStore
+from exporter.sources.base import PollError
+from exporter.sources.dcgm import DcgmConfig, DcgmSource
 from exporter.sources.nvml.compat import exporter_hostname
 from exporter.sources.nvml.source import NvmlConfig, NvmlSource
+from tests.dcgm_fake import FP64_BLANK, FP64_NOT_SUPPORTED, H200, INT64_BLANK, FakeDcgm
 from tests.nvml_replay import ReplayBackend
 from tests.support import FakeClock as Clock
 
@@ -24,8 +29,8 @@ DASHBOARDS = sorted((ROOT / "tests" / "fixtures" / "dcgm_exporter").glob("dashbo
 GPU0 = "GPU-1b78982c-0e04-daa0-7189-44a219fa7d37"
 MIB = 2**20
 
-# DCGM 4.7's names for the fields dcgm-exporter's dashboards and default counters use
-# (dcgm_fields.py _DEPRECATED_ALIASES, go-dcgm base-unit fields 1603/1604/1611, ratio/byte fields 1613-1627).
+# DCGM 4.7's names for the fields dcgm-exporter's dashboards and default counters use (dcgm_fields.h: the
+# "renamed per DCGM Field Naming Standard" aliases, base-unit fields 1603/1604/1611/1613/1614/1626-1628).
 RENAMED_IN_4_9 = {
     "DCGM_FI_DEV_SM_CLOCK": "DCGM_FI_DEV_SM_CLOCK_HERTZ",
     "DCGM_FI_DEV_MEM_CLOCK": "DCGM_FI_DEV_MEMORY_CLOCK_HERTZ",
@@ -38,6 +43,7 @@ RENAMED_IN_4_9 = {
     "DCGM_FI_DEV_MEM_COPY_UTIL": "DCGM_FI_DEV_MEMORY_UTIL_RATIO",
     "DCGM_FI_DEV_FB_USED": "DCGM_FI_DEV_FB_USED_BYTES",
     "DCGM_FI_DEV_FB_FREE": "DCGM_FI_DEV_FB_FREE_BYTES",
+    "DCGM_FI_DEV_FB_RESERVED": "DCGM_FI_DEV_FB_RESERVED_BYTES",
     "DCGM_FI_DEV_XID_ERRORS": "DCGM_FI_DEV_XID_ERROR",
     "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS": "DCGM_FI_DEV_ROW_REMAP_UNCORRECTABLE_TOTAL",
     "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS": "DCGM_FI_DEV_ROW_REMAP_CORRECTABLE_TOTAL",
@@ -48,9 +54,8 @@ RENAMED_IN_4_9 = {
 }
 
 
-def poll(generation: object) -> tuple[dict[tuple[str, str], float], str]:
-    """Two polls of the recorded H200 pair (GPU 1 made a Blackwell so GPM answers): the samples as
-    (metric, gpu) -> value, and the exposition text."""
+def nvml_families(generation: object) -> list[Family]:
+    """The second poll of the recorded H200 pair (GPU 1 made a Blackwell so GPM answers)."""
     recording = json.loads((NVML / "h200x2" / "nvml_probe.json").read_text())
     backend = ReplayBackend(recording, json.loads((NVML / "h200x2_overlay.json").read_text())["calls"])
     backend.make_blackwell(1)
@@ -61,9 +66,32 @@ def poll(generation: object) -> tuple[dict[tuple[str, str], float], str]:
     source.probe()
     source.poll()
     clock.now += 10
-    families = source.poll()
+    return source.poll()
+
+
+def dcgm_families(generation: object, gpus: dict[int, dict[int, object]] | None = None) -> list[Family]:
+    """One poll of the dcgm source on a DCGM that reports ``gpus`` (default: the H200 of tests/dcgm_fake.py)."""
+    source = DcgmSource(DcgmConfig(enabled=True, dcgm_compat_names=generation),
+                        reader_factory=FakeDcgm(gpus if gpus is not None else {0: H200}).connect)
+    source.probe()
+    return source.poll()
+
+
+SOURCES = {"nvml": nvml_families, "dcgm": dcgm_families}
+
+
+def poll(generation: object, source: str = "nvml") -> tuple[dict[tuple[str, str], float], str]:
+    """A source's samples as (metric, gpu) -> value, and the exposition text it renders."""
+    return _rendered(source, SOURCES[source](generation))
+
+
+def poll_dcgm_gpus(generation: object, gpus: dict[int, dict[int, object]]) -> tuple[dict[tuple[str, str], float], str]:
+    return _rendered("dcgm", dcgm_families(generation, gpus))
+
+
+def _rendered(source: str, families: list[Family]) -> tuple[dict[tuple[str, str], float], str]:
     store = SnapshotStore()
-    store.publish("nvml", Snapshot.of("nvml", families), lambda: Snapshot("exporter", {}))
+    store.publish(source, Snapshot.of(source, families), lambda: Snapshot("exporter", {}))
     values = {(family.metric.name, labels[0]): float(value) for family in families for labels, value in family.samples}
     return values, store.current().text.decode()
 
@@ -101,26 +129,29 @@ def test_4_9_units_are_base_units_hz_j_ratio_and_bytes() -> None:
     assert not [name for name, _ in s if name in RENAMED_IN_4_9], "4.9 drops the old names"
 
 
+@pytest.mark.parametrize("source", sorted(SOURCES))
 @pytest.mark.parametrize("old", sorted(RENAMED_IN_4_9))
-def test_every_pre_4_9_field_has_its_4_9_name_with_the_same_reading(old: str) -> None:
-    before, _ = poll("pre-4.9")
-    after, _ = poll("4.9")
+def test_every_pre_4_9_field_has_its_4_9_name_with_the_same_reading(old: str, source: str) -> None:
+    before, _ = poll("pre-4.9", source)
+    after, _ = poll("4.9", source)
     scale = {"DCGM_FI_DEV_SM_CLOCK": 1e6, "DCGM_FI_DEV_MEM_CLOCK": 1e6, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION": 1e-3,
              "DCGM_FI_DEV_GPU_UTIL": 0.01, "DCGM_FI_DEV_MEM_COPY_UTIL": 0.01, "DCGM_FI_DEV_FB_USED": MIB,
-             "DCGM_FI_DEV_FB_FREE": MIB}.get(old, 1.0)
+             "DCGM_FI_DEV_FB_FREE": MIB, "DCGM_FI_DEV_FB_RESERVED": MIB}.get(old, 1.0)
     gpus = [g for name, g in before if name == old]
     assert gpus, f"{old} is not emitted"
     for g in gpus:
         assert after[(RENAMED_IN_4_9[old], g)] == pytest.approx(before[(old, g)] * scale, rel=1e-3, abs=1e-6)
 
 
+@pytest.mark.parametrize("source", sorted(SOURCES))
 @pytest.mark.parametrize(("generation", "host_label", "driver_label"), [
     ("pre-4.6", "Hostname", "DCGM_FI_DRIVER_VERSION"),
     ("pre-4.9", "hostname", "DCGM_FI_DRIVER_VERSION"),
     ("4.9", "hostname", "DCGM_FI_SYSTEM_DRIVER_VERSION"),
 ])
-def test_each_generation_has_its_own_label_names(generation: str, host_label: str, driver_label: str) -> None:
-    _, text = poll(generation)
+def test_each_generation_has_its_own_label_names(generation: str, host_label: str, driver_label: str,
+                                                 source: str) -> None:
+    _, text = poll(generation, source)
     name = "DCGM_FI_DEV_GPU_TEMP_CELSIUS" if generation == "4.9" else "DCGM_FI_DEV_GPU_TEMP"
     line = next(line for line in text.splitlines() if line.startswith(name + "{") and f'UUID="{GPU0}"' in line)
     assert line.startswith(f'{name}{{gpu="0",UUID="{GPU0}",pci_bus_id="00000000:00:06.0",device="nvidia0",'
@@ -136,10 +167,11 @@ def _selector_labels(query: str) -> set[str]:
     return names - {"instance", "job"}  # Prometheus adds these at scrape time
 
 
+@pytest.mark.parametrize("source", sorted(SOURCES))
 @pytest.mark.parametrize("fixture", DASHBOARDS, ids=lambda path: path.stem)
-def test_dcgm_exporters_own_dashboard_finds_its_metrics_and_labels(fixture: Path) -> None:
+def test_dcgm_exporters_own_dashboard_finds_its_metrics_and_labels(fixture: Path, source: str) -> None:
     dashboard = json.loads(fixture.read_text())
-    _, text = poll(dashboard["generation"])
+    _, text = poll(dashboard["generation"], source)
     series = [line for line in text.splitlines() if line.startswith("DCGM_FI_")]
     for query in dashboard["queries"]:
         for metric in set(re.findall(r"DCGM_FI_\w+", query)):
@@ -147,3 +179,80 @@ def test_dcgm_exporters_own_dashboard_finds_its_metrics_and_labels(fixture: Path
             assert emitted, f"{metric} (queried by {query!r}) is not emitted"
             for label in _selector_labels(query):
                 assert all(f'{label}="' in line for line in emitted), f"{metric} lacks label {label} for {query!r}"
+
+
+# -- the dcgm source: the same names and labels, each value from the DCGM field dcgm-exporter reads ----------
+
+def _compat_shapes(families: list[Family]) -> set[tuple[str, tuple[str, ...]]]:
+    return {(family.metric.name, family.metric.labels) for family in families
+            if family.metric.name.startswith("DCGM_FI_") and family.samples}
+
+
+@pytest.mark.parametrize("generation", ["pre-4.6", "pre-4.9", "4.9"])
+def test_the_dcgm_source_emits_the_names_and_label_names_the_nvml_source_emits(generation: str) -> None:
+    nvml, dcgm = _compat_shapes(nvml_families(generation)), _compat_shapes(dcgm_families(generation))
+    assert len(nvml) == 19
+    assert dcgm == nvml
+
+
+def test_dcgm_source_before_4_9_passes_dcgms_own_values_through() -> None:
+    s, _ = poll("pre-4.9", "dcgm")
+    assert s[("DCGM_FI_DEV_SM_CLOCK", "0")] == 1980 and s[("DCGM_FI_DEV_MEM_CLOCK", "0")] == 3201  # MHz
+    assert s[("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "0")] == 5_472_925  # mJ
+    assert s[("DCGM_FI_DEV_GPU_UTIL", "0")] == 93 and s[("DCGM_FI_DEV_MEM_COPY_UTIL", "0")] == 19  # %
+    assert (s[("DCGM_FI_DEV_FB_FREE", "0")], s[("DCGM_FI_DEV_FB_USED", "0")],
+            s[("DCGM_FI_DEV_FB_RESERVED", "0")]) == (142555, 600, 616)  # MiB, fields 251-253
+    assert s[("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "0")] == 0.91, "field 1001, not GPU_UTIL as NVML has no such reading"
+    assert s[("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "0")] == 3 and s[("DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", "0")] == 2
+    assert s[("DCGM_FI_DEV_XID_ERRORS", "0")] == 0
+
+
+def test_dcgm_source_from_4_9_converts_to_base_units() -> None:
+    s, _ = poll("4.9", "dcgm")
+    assert s[("DCGM_FI_DEV_SM_CLOCK_HERTZ", "0")] == 1980e6
+    assert s[("DCGM_FI_DEV_GPU_ENERGY_JOULES_TOTAL", "0")] == pytest.approx(5472.925)
+    assert s[("DCGM_FI_DEV_GPU_UTIL_RATIO", "0")] == pytest.approx(0.93)
+    assert s[("DCGM_FI_DEV_FB_FREE_BYTES", "0")] == 142555 * MIB
+    assert s[("DCGM_FI_PROF_GR_ENGINE_UTIL_RATIO", "0")] == 0.91
+    assert s[("DCGM_FI_DEV_BOARD_POWER_WATTS", "0")] == pytest.approx(81.4)
+
+
+def test_a_value_dcgm_holds_blank_is_missing_as_it_is_from_dcgm_exporter() -> None:
+    gpu = {**H200, 1005: FP64_BLANK, 1001: FP64_NOT_SUPPORTED, 253: INT64_BLANK, 230: INT64_BLANK}
+    s, _ = poll_dcgm_gpus("pre-4.9", {0: gpu})
+    missing = {"DCGM_FI_PROF_DRAM_ACTIVE", "DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_DEV_FB_RESERVED",
+               "DCGM_FI_DEV_XID_ERRORS"}
+    assert not [name for name, _ in s if name in missing]
+    assert s[("DCGM_FI_DEV_GPU_TEMP", "0")] == 36 and s[("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "0")] == 0.54
+
+
+def test_a_gpu_dcgm_reports_lost_has_no_dcgm_exporter_series() -> None:
+    other = {**H200, 52: 1, 54: "GPU-other", 57: "00000000:00:07.0"}
+    s, _ = poll_dcgm_gpus("pre-4.9", {0: {**H200, 230: 79}, 1: other})
+    assert {g for name, g in s if name.startswith("DCGM_FI_")} == {"1"}
+    assert s[("blackwell_gpu_up", "0")] == 0
+
+
+def test_dcgm_source_without_the_option_watches_and_emits_no_compat_fields() -> None:
+    dcgm = FakeDcgm({0: H200})
+    source = DcgmSource(DcgmConfig(enabled=True), reader_factory=dcgm.connect)
+    source.probe()
+    assert not [f for f in source.poll() if f.metric.name.startswith("DCGM_FI_")]
+    assert not {1, 251, 1001} & dcgm.readers[0].watched, "driver version, FB free, GR engine are watched for compat only"
+
+
+def test_dcgm_source_setting_names_a_generation_and_rejects_others_clearly() -> None:
+    assert DcgmConfig(dcgm_compat_names=True).dcgm_compat_names == "pre-4.9"
+    assert DcgmConfig().dcgm_compat_names is False
+    assert DcgmConfig(dcgm_compat_names="pre-4.6").dcgm_compat_names == "pre-4.6"
+    with pytest.raises(ValueError, match=r"dcgm_compat_names is '5'; use false, true .*\"4\.9\""):
+        DcgmConfig(dcgm_compat_names="5")
+
+
+def test_dcgm_source_read_failure_with_compat_names_is_still_a_poll_error() -> None:
+    dcgm = FakeDcgm({0: H200})
+    source = DcgmSource(DcgmConfig(enabled=True, dcgm_compat_names="4.9"), reader_factory=dcgm.connect)
+    source.probe()
+    dcgm.error = RuntimeError("DCGM_ST_CONNECTION_NOT_VALID")
+    with pytest.raises(PollError, match="CONNECTION_NOT_VALID"):
+        source.poll()

@@ -1,8 +1,8 @@
 """The optional dcgm source: field ids mapped onto the catalog, blanks skipped, a missing DCGM explained.
 
-DCGM is not installed here, so the reader is a stand-in with the shape of the bindings'
-``DcgmReader.GetLatestGpuValuesAsFieldIdDict()``: GPU id -> field id -> value (blank sentinels
-included, as DCGM sends them for fields a GPU does not support).
+DCGM is not installed here, so the reader is ``tests.dcgm_fake.FakeDcgmReader``, with the shape of the
+bindings' ``DcgmReader.GetLatestGpuValuesAsFieldIdDict()``: GPU id -> field id -> value, the watched
+fields only (blank sentinels included, as DCGM holds them for fields a GPU does not support).
 """
 
 from __future__ import annotations
@@ -15,31 +15,16 @@ import pytest
 from exporter.snapshot import Snapshot
 from exporter.sources.base import PollError
 from exporter.sources.dcgm import DcgmConfig, DcgmSource, is_blank
+from tests.dcgm_fake import FP64_BLANK as FP_BLANK
+from tests.dcgm_fake import H200 as FULL_H200
+from tests.dcgm_fake import INT32_BLANK as INT_BLANK
+from tests.dcgm_fake import INT64_BLANK, INT64_NOT_SUPPORTED, FakeDcgm
 
-INT_BLANK = 0x7FFFFFF0
-FP_BLANK = 140737488355328.0
-
-
-class Reader:
-    def __init__(self, values: Mapping[int, Mapping[int, Any]]) -> None:
-        self.values = values
-        self.closed = False
-
-    def read(self) -> Mapping[int, Mapping[int, Any]]:
-        return self.values
-
-    def close(self) -> None:
-        self.closed = True
-
-
-H200 = {50: "NVIDIA H200", 54: "GPU-1b78982c-0e04-daa0-7189-44a219fa7d37", 57: "00000000:00:06.0",
-        85: "96.00.A5.00.1A", 52: 0, 100: 1980, 101: 3201, 150: 36, 140: 37, 155: 81.4, 156: 5_472_925,
-        164: 700.0, 203: 93, 204: 19, 250: 143771, 252: 600, 112: 0x4 | 0x1, 396: 0,
-        1004: 0.54, 1005: FP_BLANK, 286: INT_BLANK}
+H200 = {**FULL_H200, 1005: FP_BLANK}  # DRAM activity blank, as DCGM holds it while profiling is unavailable
 
 
 def poll(values: Mapping[int, Mapping[int, Any]]) -> dict[tuple[str, tuple[str, ...]], float]:
-    source = DcgmSource(DcgmConfig(enabled=True), reader_factory=lambda: Reader(values))
+    source = DcgmSource(DcgmConfig(enabled=True), reader_factory=FakeDcgm(values).connect)
     source.probe()
     families = source.poll()
     Snapshot.of("dcgm", families)
@@ -74,18 +59,14 @@ def test_missing_bindings_are_a_clear_probe_error(tmp_path) -> None:
 
 
 def test_read_failure_is_a_poll_error_and_close_releases_the_reader() -> None:
-    reader = Reader({})
-
-    def broken() -> Mapping[int, Mapping[int, Any]]:
-        raise RuntimeError("DCGM_ST_CONNECTION_NOT_VALID")
-
-    reader.read = broken  # type: ignore[method-assign]
-    source = DcgmSource(DcgmConfig(enabled=True), reader_factory=lambda: reader)
+    dcgm = FakeDcgm({})
+    dcgm.error = RuntimeError("DCGM_ST_CONNECTION_NOT_VALID")
+    source = DcgmSource(DcgmConfig(enabled=True), reader_factory=dcgm.connect)
     source.probe()
     with pytest.raises(PollError, match="CONNECTION_NOT_VALID"):
         source.poll()
     source.close()
-    assert reader.closed
+    assert dcgm.readers[0].closed
 
 
 def test_dcgm_is_off_by_default() -> None:
@@ -94,15 +75,13 @@ def test_dcgm_is_off_by_default() -> None:
 
 # -- blackwell_gpu_up from what DCGM says about the GPU -----------------------------------------------
 
-INT64_BLANK = 0x7FFFFFFFFFFFFFF0
-INT64_NOT_SUPPORTED = INT64_BLANK + 2
 LOST = {**H200, 100: INT_BLANK, 101: INT_BLANK, 150: INT64_BLANK, 155: FP_BLANK, 203: INT_BLANK, 204: INT_BLANK,
         252: INT_BLANK}  # what DCGM's cache holds once every NVML call on the GPU fails
 
 
 def test_a_gpu_whose_last_xid_is_79_is_down_and_readyz_says_so() -> None:
-    reader = Reader({0: {**H200, 230: 79}, 1: {**H200, 54: "GPU-other", 52: 1, 230: 48}})
-    source = DcgmSource(DcgmConfig(enabled=True), reader_factory=lambda: reader)
+    gpus = {0: {**H200, 230: 79}, 1: {**H200, 54: "GPU-other", 52: 1, 230: 48}}
+    source = DcgmSource(DcgmConfig(enabled=True), reader_factory=FakeDcgm(gpus).connect)
     source.probe()
     s = {(f.metric.name, labels): value for f in source.poll() for labels, value in f.samples}
     assert s[("blackwell_gpu_up", ("0", H200[54]))] == 0, "BlackwellGPULost fires on DCGM sites too"
@@ -118,11 +97,11 @@ def test_a_gpu_dcgm_cannot_read_is_down_but_not_supported_fields_are_not_a_failu
 
 
 def test_a_gpu_dcgm_stops_listing_stays_reported_down_under_its_uuid() -> None:
-    reader = Reader({0: H200})
-    source = DcgmSource(DcgmConfig(enabled=True), reader_factory=lambda: reader)
+    dcgm = FakeDcgm({0: H200})
+    source = DcgmSource(DcgmConfig(enabled=True), reader_factory=dcgm.connect)
     source.probe()
     source.poll()
-    reader.values = {}
+    dcgm.gpus = {}
     s = {(f.metric.name, labels): value for f in source.poll() for labels, value in f.samples}
     assert s[("blackwell_gpu_up", ("0", H200[54]))] == 0
     assert source.not_ready()
