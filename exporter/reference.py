@@ -18,6 +18,7 @@ from exporter.config import Config
 from exporter.sources.simulated import budget
 from exporter.sources.simulated.profiles import PROFILES
 from exporter.sources.simulated.scenarios import SCENARIOS
+from exporter.sources.simulated.source import scenario_fits
 
 _AREAS = {
     "DCGM_FI_": "dcgm-exporter compatible names (nvml or dcgm option dcgm_compat_names)",
@@ -154,7 +155,7 @@ def configuration_markdown() -> str:
 def scenarios_markdown() -> str:
     rows = ["| scenario | what happens | alerts it should fire | profiles |", "| --- | --- | --- | --- |"]
     for scenario in SCENARIOS.values():
-        profiles = [p.name for p in PROFILES.values() if p.c2c or not scenario.needs_c2c]
+        profiles = [p.name for p in PROFILES.values() if scenario_fits(scenario, p.name)]
         alerts = ", ".join(f"`{a}`" for a in scenario.alerts) or "none (baseline)"
         rows.append(f"| `{scenario.name}` | {_cell(scenario.description)} | {alerts} | {', '.join(profiles)} |")
     return "\n".join(rows)

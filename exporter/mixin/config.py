@@ -80,6 +80,19 @@ class MixinConfig(StrictModel):
     domain_tray_nvlink_errors_min: float = Field(
         10.0, gt=0, description="NVLink errors in 5 minutes a tray must count before it can be behind on errors"
     )
+    domain_gpu_power_budget_watts: float = Field(
+        86_400.0, gt=0,
+        description="GPU board power one NVLink domain (an NVL72 rack) may draw: 72 GPUs x 1200 W, the GB200 "
+        "B200's power limit. Set the facility's allocation for the rack's GPUs where it is lower",
+    )
+    domain_gpu_power_budget_ratio: float = Field(
+        0.98, gt=0, le=1,
+        description="a domain's GPUs drawing this share of its budget warn; a saturated healthy rack draws about "
+        "95-97% of its GPUs' limits, so with the default budget only a rack at its ceiling warns",
+    )
+    domain_gpu_power_budget_for_seconds: float = Field(
+        900.0, ge=1, description="seconds a domain's GPU power stays over the budget ratio before it warns"
+    )
     underutilized_power_watts: float = Field(
         800.0, gt=0, description="mean GPU power under this while requests queue means a starved batcher"
     )

@@ -7,6 +7,9 @@ each GPU to its NVLink domain through ``blackwell_gpu_fabric_info`` (cluster UUI
 shared by the domain's GPUs: REFERENCE.md section 12) and compare trays and GPUs within it.
 Levels: ``domain`` keeps ``job, cluster_uuid, clique_id``; ``domain_instance`` adds the tray's
 ``instance``; ``domain_instance_gpu`` adds ``gpu``.
+
+Power is GPU board power only (``blackwell_gpu_power_watts``, NVML's power usage of each GPU): the
+Grace CPUs, NVSwitch trays, NICs, fans and pumps of the rack are not in it, since no exporter reads them.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 from exporter.mixin import recording as rec
 from exporter.mixin.config import MixinConfig
 from exporter.mixin.model import Alert, Group, Recording
+from exporter.mixin.promql import duration
 
 RACK = "blackwell-rack-domain"  # the rack dashboard's uid
 DOMAIN = "job, cluster_uuid, clique_id"
@@ -37,6 +41,7 @@ HEALTHY_RATIO = "domain:blackwell_gpu_fabric:healthy_ratio"
 TRAY_POWER = "domain_instance:blackwell_gpu_power_watts:sum"
 RACK_POWER = "domain:blackwell_gpu_power_watts:sum"
 RACK_POWER_LIMIT = "domain:blackwell_gpu_power_limit_watts:sum"
+RACK_POWER_BUDGET_RATIO = "domain:blackwell_gpu_power_watts:budget_ratio"
 
 _WHERE_TRAY = "tray {{ $labels.instance }} of NVLink domain {{ $labels.cluster_uuid }}/{{ $labels.clique_id }}"
 
@@ -82,7 +87,7 @@ def _nvlink() -> list[Recording]:
     ]
 
 
-def _fabric_and_power() -> list[Recording]:
+def _fabric() -> list[Recording]:
     unhealthy = ('blackwell_gpu_fabric_info{state!="completed"} or blackwell_gpu_fabric_health_mask != 0 '
                  "or max by (job, instance, gpu) (blackwell_gpu_up) == 0")
     return [
@@ -93,16 +98,23 @@ def _fabric_and_power() -> list[Recording]:
                                               f"- (count by ({TRAY}) ({HEALTHY}) or 0 * count by ({TRAY}) ({MEMBER_1H}))"),
         Recording(record=HEALTHY_RATIO, expr=f"(count by ({DOMAIN}) ({HEALTHY}) or 0 * count by ({DOMAIN}) ({MEMBER_1H}))\n"
                                              f"/ count by ({DOMAIN}) ({MEMBER_1H})"),
+    ]
+
+
+def _power(config: MixinConfig) -> list[Recording]:
+    """GPU board power per tray and per domain, the enforced limits, and the domain's share of its budget."""
+    return [
         Recording(record=TRAY_POWER, expr=f"sum by ({TRAY}) ({_in_domain('blackwell_gpu_power_watts')})"),
         Recording(record=RACK_POWER, expr=f"sum by ({DOMAIN}) ({TRAY_POWER})"),
         Recording(record=RACK_POWER_LIMIT,
                   expr=f"sum by ({DOMAIN}) ({_in_domain('blackwell_gpu_power_limit_watts')})"),
+        Recording(record=RACK_POWER_BUDGET_RATIO, expr=f"{RACK_POWER} / {_number(config.domain_gpu_power_budget_watts)}"),
     ]
 
 
 def domain_recording_groups(config: MixinConfig) -> list[Group]:
     """Recording groups of the NVLink domain; they read the per-instance GPU rules, so they run after them."""
-    return [Group("blackwell-domain.rules", _membership() + _utilization() + _nvlink() + _fabric_and_power())]
+    return [Group("blackwell-domain.rules", _membership() + _utilization() + _nvlink() + _fabric() + _power(config))]
 
 
 def domain_alerts(config: MixinConfig) -> list[Alert]:
@@ -132,7 +144,19 @@ def domain_alerts(config: MixinConfig) -> list[Alert]:
               summary="GPUs of an NVLink domain are missing from it or unhealthy in it.",
               description=f"{{{{ $value }}}} GPUs of {_WHERE_TRAY} stopped reporting, fell off the bus or report "
               "fabric trouble (state not completed, health mask set).", dashboard=RACK, for_="2m"),
+        _power_near_budget(config),
     ]
+
+
+def _power_near_budget(config: MixinConfig) -> Alert:
+    budget, ratio = config.domain_gpu_power_budget_watts, config.domain_gpu_power_budget_ratio
+    return Alert(name="BlackwellDomainPowerNearBudget", expr=f"{RACK_POWER_BUDGET_RATIO} > {_number(ratio)}",
+                 severity="warning", summary="The GPUs of an NVLink domain (rack) draw close to its GPU power budget.",
+                 description="The GPUs of NVLink domain {{ $labels.cluster_uuid }}/{{ $labels.clique_id }} draw "
+                 f"{{{{ $value | humanizePercentage }}}} of the rack's {_number(budget)} W GPU power budget "
+                 f"(warns over {ratio:.0%}): the rack has no power headroom left.",
+                 dashboard=RACK, for_=duration(config.domain_gpu_power_budget_for_seconds),
+                 dashboard_vars="var-instance=$__all")
 
 
 def _number(value: float) -> str:

@@ -38,6 +38,7 @@ class Alert:
     dashboard: str
     for_: str = "0s"
     labels: dict[str, str] = field(default_factory=dict)
+    dashboard_vars: str = "var-instance={{ $labels.instance }}"  # the link's variables; set where there is no instance
 
     def as_rule(self, runbook_base_url: str, dashboard_base_url: str) -> dict:
         rule: dict = {"alert": self.name, "expr": self.expr}
@@ -48,7 +49,7 @@ class Alert:
             "summary": self.summary,
             "description": self.description,
             "runbook_url": f"{runbook_base_url}/{self.name}.md",
-            "dashboard_url": f"{dashboard_base_url}/{self.dashboard}?var-instance={{{{ $labels.instance }}}}",
+            "dashboard_url": f"{dashboard_base_url}/{self.dashboard}?{self.dashboard_vars}",
         }
         return rule
 

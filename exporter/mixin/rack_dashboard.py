@@ -30,15 +30,20 @@ def _domain_panels(config: MixinConfig) -> list[Panel]:
               [Query(f"sum({_of_trays(dom.DOMAIN_INSTANCES)})")], "stat", 6, 4),
         Panel("Rack GPU power", "Sum of the domain's GPU power draw.", "watt",
               [Query(f"sum({_of_trays(dom.RACK_POWER)})")], "stat", 6, 4),
-        Panel("Rack GPU power headroom", "Domain GPU power as a share of the sum of the GPUs' enforced limits.",
-              "percentunit", [Query(f"sum({_of_trays(dom.RACK_POWER)}) / sum({_of_trays(dom.RACK_POWER_LIMIT)})")],
-              "stat", 6, 4, min=0, max=1),
+        Panel("Rack GPU power of budget", "Domain GPU board power as a share of the rack's GPU power budget "
+              f"(mixin.domain_gpu_power_budget_watts, {config.domain_gpu_power_budget_watts:g} W); highest domain "
+              "under All.", "percentunit", [Query(f"max({_of_trays(dom.RACK_POWER_BUDGET_RATIO)})")],
+              "stat", 6, 4, min=0, max=1,
+              thresholds=[(0, "green"), (config.domain_gpu_power_budget_ratio, "red")]),
         Panel("Domain median utilization", "Median 5-minute utilization over the domain's GPUs; the line GPUs are "
               "judged against.", "percentunit",
               [Query(_of_trays(dom.UTIL_MEDIAN), "{{cluster_uuid}} clique {{clique_id}}")], min=0, max=1),
-        Panel("Rack GPU power by domain", "Sum of GPU power per NVLink domain against the sum of the limits.", "watt",
+        Panel("Rack GPU power by domain", "Sum of GPU board power per NVLink domain (no Grace, switch trays or pumps) "
+              "against the sum of the GPUs' enforced limits and the rack's GPU power budget.", "watt",
               [Query(_of_trays(dom.RACK_POWER), "{{cluster_uuid}} draw"),
-               Query(_of_trays(dom.RACK_POWER_LIMIT), "{{cluster_uuid}} limit")]),
+               Query(_of_trays(dom.RACK_POWER_LIMIT), "{{cluster_uuid}} limit"),
+               Query(f"{_of_trays(dom.RACK_POWER)} / {_of_trays(dom.RACK_POWER_BUDGET_RATIO)}",
+                     "{{cluster_uuid}} budget")]),
     ]
 
 
@@ -52,8 +57,12 @@ def _tray_panels(config: MixinConfig) -> list[Panel]:
               [Query(f"{dom.TRAY_NVLINK_ERRORS}{{{TRAY}}}", _TRAY_LEGEND)]),
         Panel("Unhealthy GPUs per tray", "GPUs of the tray missing from the domain, off the bus or with fabric "
               "trouble.", "none", [Query(f"{dom.TRAY_UNHEALTHY}{{{TRAY}}}", _TRAY_LEGEND)], thresholds=[(1, "red")]),
-        Panel("Tray GPU power", "Sum of the tray's GPU power draw.", "watt",
-              [Query(f"{dom.TRAY_POWER}{{{TRAY}}}", _TRAY_LEGEND)]),
+        Panel("Tray GPU power", "Sum of each tray's GPU board power; a tray far under the others is idle, capped "
+              "or short of GPUs.", "watt", [Query(f"{dom.TRAY_POWER}{{{TRAY}}}", _TRAY_LEGEND)]),
+        Panel("Tray share of the domain's GPU power", "Each tray's GPU power over its domain's; 1/18 (5.6%) each on a "
+              "full NVL72 running one even workload.", "percentunit",
+              [Query(f"{dom.TRAY_POWER}{{{TRAY}}}\n/ on (job, cluster_uuid, clique_id) group_left () {dom.RACK_POWER}",
+                     _TRAY_LEGEND)], min=0),
     ]
 
 

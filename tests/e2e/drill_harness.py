@@ -43,13 +43,13 @@ SLOW_TO_DRAIN = {"ttft-regression", "long-prompt-ttft", "cold-start"}
 def drill_profile(scenario: Scenario) -> str:
     """The box a scenario is drilled on: the GB200 tray where it needs Grace C2C or drains slowly, else HGX B200;
     a rack scenario on the NVL72 rack (tests/e2e/test_rack_drills.py)."""
-    if scenario.fault_tray is not None:
+    if scenario.rack:
         return "nvl72-tray"
     return "gb200-tray" if scenario.needs_c2c or scenario.name in SLOW_TO_DRAIN else "hgx-b200"
 
 
 # Scenarios the single-box battery plays; the rack scenarios have their own drills on 18 trays.
-BOX_SCENARIOS = {name: s for name, s in SCENARIOS.items() if s.fault_tray is None}
+BOX_SCENARIOS = {name: s for name, s in SCENARIOS.items() if not s.rack}
 DRILL_PROFILES = sorted({drill_profile(s) for s in BOX_SCENARIOS.values()})
 
 

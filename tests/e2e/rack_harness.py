@@ -1,5 +1,7 @@
 """An NVL72 rack on loopback: 18 tray exporters (``--simulate nvl72-tray``, one process each, tray index
 and rack name through the environment), scraped by one Prometheus that sends to one Alertmanager.
+Beside them, optionally, one tray of a neighbouring rack: a second NVLink domain in the same Prometheus,
+so a domain rule that mixed racks would show it.
 
 The same thing by hand::
 
@@ -31,13 +33,13 @@ from exporter.stack import (
 RACK_PROFILE = "nvl72-tray"
 
 
-def tray_name(index: int) -> str:
-    return f"tray-{index:02d}"
+def tray_name(index: int, rack: str | None = None) -> str:
+    """The exporter's name in the stack: ``tray-07`` in the drilled rack, ``rack-1-tray-00`` in a neighbour."""
+    return f"tray-{index:02d}" if rack is None else f"{rack}-tray-{index:02d}"
 
 
-def _launch_tray(directory: Path, index: int, scenario: str, rack: str) -> Service:
+def _launch_tray(directory: Path, name: str, index: int, scenario: str, rack: str) -> Service:
     """Start one tray exporter without waiting for it (the 18 start side by side)."""
-    name = tray_name(index)
     directory = directory / name
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -56,12 +58,16 @@ def _launch_tray(directory: Path, index: int, scenario: str, rack: str) -> Servi
 
 
 def start_rack(directory: Path, rule_files: list[Path], webhook_url: str, scenario: str,
-               rack: str = "rack-0") -> Stack:
-    """The rack's 18 trays under ``scenario``, then Alertmanager, then Prometheus (as :meth:`Stack.start`)."""
+               rack: str = "rack-0", neighbour_rack: str | None = None) -> Stack:
+    """The rack's 18 trays under ``scenario`` (and tray 0 of ``neighbour_rack``, healthy), then Alertmanager,
+    then Prometheus (as :meth:`Stack.start`)."""
     stack = Stack(directory)
     try:
         for index in range(NVL72_TRAYS):
-            stack.exporters[tray_name(index)] = _launch_tray(directory, index, scenario, rack)
+            stack.exporters[tray_name(index)] = _launch_tray(directory, tray_name(index), index, scenario, rack)
+        if neighbour_rack is not None:
+            name = tray_name(0, neighbour_rack)
+            stack.exporters[name] = _launch_tray(directory, name, 0, "healthy", neighbour_rack)
         for service in stack.exporters.values():
             service.wait_ready("/readyz", timeout=90.0)  # 18 interpreters starting on a shared 2-core machine
         stack.alertmanager = start_alertmanager(directory / "alertmanager", alertmanager_config(webhook_url))

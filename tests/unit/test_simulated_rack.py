@@ -2,6 +2,7 @@
 
 import pytest
 
+from exporter.mixin.config import MixinConfig
 from exporter.sources.simulated.profiles import NVL72_TRAYS, PROFILES
 from exporter.sources.simulated.scenarios import SCENARIOS
 from exporter.sources.simulated.source import SimulatedConfig, SimulatedSource
@@ -81,3 +82,25 @@ def test_tray_index_stays_inside_the_rack():
     with pytest.raises(ValueError):
         SimulatedConfig(enabled=True, profile="nvl72-tray", tray=NVL72_TRAYS)
     assert PROFILES["nvl72-tray"].gpu_count * NVL72_TRAYS == 72
+
+
+def _tray_power_over_the_load_cycle(scenario: str) -> list[float]:
+    """One tray's summed GPU power every 10 s over a full period of the offered load's swing (about 610 s)."""
+    clock = FakeClock()
+    source = SimulatedSource(SimulatedConfig(enabled=True, profile="nvl72-tray", scenario=scenario), clock=clock)
+    watts = []
+    for _ in range(62):
+        clock.now += 10
+        watts.append(sum(s.value for s in poll(source)["blackwell_gpu_power_watts"]))
+    return watts
+
+
+def test_a_rack_near_its_power_budget_draws_99_percent_of_the_default_budget_and_a_healthy_rack_stays_under_the_ratio():
+    config = MixinConfig()
+    threshold = config.domain_gpu_power_budget_ratio * config.domain_gpu_power_budget_watts
+    healthy = _tray_power_over_the_load_cycle("healthy")
+    near = _tray_power_over_the_load_cycle("rack-power-near-budget")
+    assert max(healthy) * NVL72_TRAYS < threshold - 300  # the healthy rack never comes within 300 W of warning
+    assert min(near) * NVL72_TRAYS > threshold + 300
+    assert sum(near) / len(near) * NVL72_TRAYS == pytest.approx(0.99 * config.domain_gpu_power_budget_watts, rel=0.002)
+    assert SCENARIOS["rack-power-near-budget"].rack and SCENARIOS["rack-power-near-budget"].fault_tray is None

@@ -326,6 +326,8 @@ class BoxModel:
         watts = g.idle_power_watts + (g.power_limit_watts - g.idle_power_watts) * min(1.0, util / 0.82) * 0.97
         if index == self._gpu(self.scenario.power_cap_gpu):
             watts = g.power_limit_watts * 0.99
+        if self.scenario.gpu_power_share is not None:
+            watts = g.power_limit_watts * self.scenario.gpu_power_share
         return min(g.power_limit_watts, watts + self.rng.gauss(0, 4))
 
     def kv_occupancy(self) -> float:

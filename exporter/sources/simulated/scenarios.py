@@ -45,7 +45,14 @@ class Scenario:
     # Rack scenarios: only this tray of an NVL72 rack (profile nvl72-tray) has the fault; the other
     # 17 trays, given the same scenario, run healthy.
     fault_tray: int | None = None
+    rack_wide: bool = False  # a rack scenario every tray of the rack plays (no fault_tray)
     nvlink_bandwidth_factor: float = 1.0  # NVLink traffic of the faulty GPUs' tray, against healthy
+    gpu_power_share: float | None = None  # every GPU draws this share of its power limit, under its cap
+
+    @property
+    def rack(self) -> bool:
+        """Played on the trays of an NVL72 rack: one tray breaks, or the whole rack does."""
+        return self.fault_tray is not None or self.rack_wide
 
 
 _HEALTHY = "healthy"
@@ -205,6 +212,14 @@ SCENARIOS: dict[str, Scenario] = {
             ("BlackwellDomainFabricDegraded",),
             lost_gpus=(0, 1, 2, 3),
             fault_tray=4,
+        ),
+        Scenario(
+            "rack-power-near-budget",
+            "Rack: every GPU of the NVLink domain draws 99% of its 1200 W limit (a heavier prefill mix) without "
+            "holding its clocks at the cap: the 72 GPUs draw 85.5 kW, 99% of the rack's 86.4 kW GPU budget.",
+            ("BlackwellDomainPowerNearBudget",),
+            gpu_power_share=0.99,
+            rack_wide=True,
         ),
     )
 }

@@ -69,7 +69,7 @@ def check_scenario_fits(scenario: Scenario, profile: str) -> None:
     if scenario.needs_c2c and not PROFILES[profile].c2c:
         c2c_profiles = ", ".join(p.name for p in PROFILES.values() if p.c2c)
         raise ValueError(f"scenario {scenario.name!r} needs a profile with Grace C2C ({c2c_profiles}), not {profile!r}")
-    if scenario.fault_tray is not None and not PROFILES[profile].nvlink_domain:
+    if scenario.rack and not PROFILES[profile].nvlink_domain:
         rack_profiles = ", ".join(p.name for p in PROFILES.values() if p.nvlink_domain)
         raise ValueError(f"scenario {scenario.name!r} is a rack scenario; it needs an NVLink-domain tray profile "
                          f"({rack_profiles}), not {profile!r}")
