@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from exporter.mixin.config import MixinConfig
 from exporter.mixin.model import Alert, Group, Recording
 from exporter.mixin.promql import le_matcher
+from exporter.mixin.ttft_buckets import same_bound
 
 WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 
@@ -42,25 +43,82 @@ def availability_error_ratio(window: str) -> str:
     return f"instance_model:blackwell_serving_requests:error_ratio_rate{window}"
 
 
+_INFO = "blackwell_serving_runtime_info"
+_ENDPOINT = "on (job, instance, endpoint)"
+
+
+def ttft_good_buckets(config: MixinConfig, window: str | None = None) -> str:
+    """Each TTFT series' bucket at the bound its runtime is judged at (rated over ``window``, if given).
+
+    A runtime judged away from the objective gets its own branch, joined to its endpoints through
+    ``blackwell_serving_runtime_info`` (the histograms and the info share job, instance and
+    endpoint); every other series, runtime_info or not, is judged at the objective itself.
+    """
+    def bucket(bound: float) -> str:
+        selector = f"blackwell_serving_ttft_seconds_bucket{{{le_matcher(bound)}}}"
+        return f"rate({selector}[{window}])" if window else selector
+
+    apart = {runtime: bound for runtime, bound in sorted(config.ttft_bounds().items())
+             if not same_bound(bound, config.ttft_slo_seconds)}
+    by_bound: dict[float, list[str]] = {}
+    for runtime, bound in apart.items():
+        by_bound.setdefault(bound, []).append(runtime)
+    branches = [f"{bucket(bound)} and {_ENDPOINT} {_INFO}{{{_runtimes(runtimes)}}}"
+                for bound, runtimes in sorted(by_bound.items())]
+    rest = f" unless {_ENDPOINT} {_INFO}{{{_runtimes(sorted(apart))}}}" if apart else ""
+    return "\n  or ".join([*branches, bucket(config.ttft_slo_seconds) + rest])
+
+
+def _runtimes(names: list[str]) -> str:
+    return f'runtime="{names[0]}"' if len(names) == 1 else f'runtime=~"{"|".join(names)}"'
+
+
 def slo_recording_groups(config: MixinConfig) -> list[Group]:
-    le = le_matcher(config.ttft_slo_seconds)
     ttft = [
         Recording(record=ttft_error_ratio(w),
-                  expr=f"1 - (\n  sum by (job, instance, model) (rate(blackwell_serving_ttft_seconds_bucket{{{le}}}[{w}]))\n"
+                  expr=f"1 - (\n  sum by (job, instance, model) (\n  {ttft_good_buckets(config, w)}\n  )\n"
                   f"  / sum by (job, instance, model) (rate(blackwell_serving_ttft_seconds_count[{w}]) > 0)\n)")
         for w in WINDOWS
     ]
-    # Client cancellations are not the server's fault; every other failure reason is.
-    availability = [
-        Recording(record=availability_error_ratio(w),
-                  expr=f'sum by (job, instance, model) (rate(blackwell_serving_request_failure_total{{reason!="CANCELED"}}[{w}]))\n'
-                  "/ ((\n"
-                  f"  sum by (job, instance, model) (rate(blackwell_serving_request_success_total[{w}]))\n"
-                  f"  + sum by (job, instance, model) (rate(blackwell_serving_request_failure_total[{w}]))\n"
-                  ") > 0)")
-        for w in WINDOWS
-    ]
+    availability = [Recording(record=availability_error_ratio(w), expr=_availability_error_ratio(w)) for w in WINDOWS]
     return [Group("blackwell-slo-ttft.rules", ttft), Group("blackwell-slo-availability.rules", availability)]
+
+
+def _availability_error_ratio(window: str) -> str:
+    """Failed (not client-canceled) over all finished requests.
+
+    A runtime that counts no server failures (vLLM: finish reasons only) has no failure series to
+    divide: the numerator is then 0 wherever requests finished, so the ratio is 0, not absent. No
+    finished requests at all still leaves the ratio empty (the denominator must be over 0).
+    """
+    def total(selector: str) -> str:
+        return f"sum by (job, instance, model) (rate({selector}[{window}]))"
+
+    success, failure = total("blackwell_serving_request_success_total"), total("blackwell_serving_request_failure_total")
+    failed = total('blackwell_serving_request_failure_total{reason!="CANCELED"}')
+    return (f"(\n  {failed}\n"
+            f"  or 0 * {success}\n  or 0 * {failure}\n)\n"
+            f"/ ((\n  {success} + {failure}\n  or {success}\n  or {failure}\n) > 0)")
+
+
+def ttft_bucket_missing_alert(config: MixinConfig) -> Alert:
+    """A TTFT histogram without a bucket at its runtime's bound (buckets set away from the defaults)."""
+    series = "group by (job, instance, endpoint, model) (blackwell_serving_ttft_seconds_count)"
+    return Alert(
+        name="BlackwellTTFTSLOBucketMissing",
+        expr=f"{series}\nunless on (job, instance, endpoint, model) (\n  {ttft_good_buckets(config)}\n)",
+        for_="15m", severity="warning",
+        summary="A TTFT histogram has no bucket at the bound its TTFT SLO is judged at; that SLO cannot see it.",
+        description=("{{ $labels.model }} from {{ $labels.endpoint }} on {{ $labels.instance }} has no TTFT bucket "
+                     "at the bound its runtime is judged at, so its TTFT SLO and burn-rate alerts stay empty: "
+                     "set mixin.ttft_slo_bounds to a bound it has, or put the bound back in its buckets."),
+        dashboard="blackwell-serving-slos",
+    )
+
+
+def bounds_text(config: MixinConfig) -> str:
+    """Which runtime is judged at which bound, for dashboards and docs: ``vllm 0.5s, sglang 0.4s``."""
+    return ", ".join(f"{runtime} {bound:g}s" for runtime, bound in sorted(config.ttft_bounds().items()))
 
 
 def _burn_alerts(name: str, ratio, objective: float, summary: str, what: str, dashboard: str) -> list[Alert]:
@@ -96,4 +154,4 @@ def slo_alerts(config: MixinConfig) -> list[Alert]:
         "Requests are failing fast enough to exhaust the availability error budget.",
         "failed", "blackwell-serving-slos",
     )
-    return ttft + availability
+    return [*ttft, *availability, ttft_bucket_missing_alert(config)]
