@@ -8,12 +8,13 @@ The short window makes an alert stop soon after the burn stops.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from exporter.mixin.config import MixinConfig
 from exporter.mixin.model import Alert, Group, Recording
 from exporter.mixin.promql import le_matcher
-from exporter.mixin.ttft_buckets import same_bound
+from exporter.mixin.ttft_buckets import TTFT_BUCKET_SETTINGS, TTFT_DEFAULT_BUCKETS, same_bound
 
 WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 
@@ -114,6 +115,22 @@ def ttft_bucket_missing_alert(config: MixinConfig) -> Alert:
                      "set mixin.ttft_slo_bounds to a bound it has, or put the bound back in its buckets."),
         dashboard="blackwell-serving-slos",
     )
+
+
+def ttft_bound_rows(config: MixinConfig) -> list[tuple[str, str, str, str]]:
+    """(runtime, its default buckets around the objective, the bound it is judged at, where its buckets
+    are set) for docs/mixin.md; ``-`` where no default bound is at or under the objective."""
+    bounds = config.ttft_bounds()
+    rows = []
+    for runtime, buckets in TTFT_DEFAULT_BUCKETS.items():
+        near = [b for b in buckets if 0 < b] + [math.inf]
+        at = next(i for i, b in enumerate(near) if b > config.ttft_slo_seconds and not same_bound(b, config.ttft_slo_seconds))
+        shown = near[max(0, at - 3):at + 2]
+        text = ", ".join(f"{b:g}" for b in shown if math.isfinite(b))
+        text = ("... " if near[0] != shown[0] else "") + text + (" ..." if at + 2 < len(near) - 1 else "")
+        bound = bounds.get(runtime)
+        rows.append((runtime, text, f"{bound:g}" if bound is not None else "-", TTFT_BUCKET_SETTINGS[runtime]))
+    return rows
 
 
 def bounds_text(config: MixinConfig) -> str:

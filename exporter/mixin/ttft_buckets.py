@@ -39,6 +39,15 @@ TTFT_DEFAULT_BUCKETS: Mapping[str, tuple[float, ...]] = {
     "dynamo": dynamo_log_buckets(0.001, 480.0, 18),  # the frontend's; DYN_METRICS_TTFT_{MIN,MAX,COUNT} move them
     "triton": (0.1, 0.5, 2.0, 5.0),  # nv_inference_first_response_histogram_ms 100, 500, 2000, 5000 ms
 }
+# Where a deployment moves each runtime's TTFT buckets (docs/mixin.md).
+TTFT_BUCKET_SETTINGS: Mapping[str, str] = {
+    "vllm": "fixed in vLLM",
+    "trtllm-serve": "fixed in TensorRT-LLM",
+    "nim": "fixed in NIM (vLLM 0.6's; NIM documents none)",
+    "sglang": "`--bucket-time-to-first-token`",
+    "dynamo": "`DYN_METRICS_TTFT_{MIN,MAX,COUNT}` (log-spaced)",
+    "triton": "the model's `histogram_options` in config.pbtxt (ms)",
+}
 # Bounds this close to each other are one bound written two ways (0.1 * 5 = 0.5000000000000001).
 _SAME_BOUND = 1e-9
 

@@ -152,6 +152,9 @@ def trtllm_serve_families(url: str, metrics: Exposition | None, health_status: i
                 continue
             # finished_reason (and any label we do not keep) is summed away.
             totals[key] = totals.get(key, 0.0) + sample.value
+            if short == "num_requests_waiting":  # also the queue, as every other serving source reports it
+                pending = ("blackwell_serving_pending_requests", (name_model, ""))
+                totals[pending] = totals.get(pending, 0.0) + sample.value
         for (name, labels), value in totals.items():
             out.add(name, labels, value)
             seen.add((name, labels))
