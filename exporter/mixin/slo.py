@@ -4,6 +4,9 @@ Each SLO gets an error-ratio recording rule per window and four alerting rules u
 page when both the 1h and 5m windows burn budget 14.4x faster than allowed (2% of a 30-day
 budget in an hour), or 6h and 30m at 6x; open a ticket at 3x over 1d and 2h, or 1x over 3d and 6h.
 The short window makes an alert stop soon after the burn stops.
+
+The TTFT SLO counts good requests in each runtime's own bucket at or under the objective
+(:mod:`exporter.mixin.ttft_buckets`), picked per endpoint through ``blackwell_serving_runtime_info``.
 """
 
 from __future__ import annotations
@@ -46,18 +49,20 @@ def availability_error_ratio(window: str) -> str:
 
 _INFO = "blackwell_serving_runtime_info"
 _ENDPOINT = "on (job, instance, endpoint)"
+# Each TTFT series' bucket at the bound its runtime is judged at; the ratios and the meta alert read it.
+TTFT_SLO_BUCKET = "endpoint_model:blackwell_serving_ttft_seconds:slo_bucket"
+_SERIES = "on (job, instance, endpoint, model)"
 
 
-def ttft_good_buckets(config: MixinConfig, window: str | None = None) -> str:
-    """Each TTFT series' bucket at the bound its runtime is judged at (rated over ``window``, if given).
+def ttft_slo_bucket(config: MixinConfig) -> str:
+    """Each TTFT series' bucket at the bound its runtime is judged at.
 
     A runtime judged away from the objective gets its own branch, joined to its endpoints through
     ``blackwell_serving_runtime_info`` (the histograms and the info share job, instance and
     endpoint); every other series, runtime_info or not, is judged at the objective itself.
     """
     def bucket(bound: float) -> str:
-        selector = f"blackwell_serving_ttft_seconds_bucket{{{le_matcher(bound)}}}"
-        return f"rate({selector}[{window}])" if window else selector
+        return f"blackwell_serving_ttft_seconds_bucket{{{le_matcher(bound)}}}"
 
     apart = {runtime: bound for runtime, bound in sorted(config.ttft_bounds().items())
              if not same_bound(bound, config.ttft_slo_seconds)}
@@ -67,7 +72,7 @@ def ttft_good_buckets(config: MixinConfig, window: str | None = None) -> str:
     branches = [f"{bucket(bound)} and {_ENDPOINT} {_INFO}{{{_runtimes(runtimes)}}}"
                 for bound, runtimes in sorted(by_bound.items())]
     rest = f" unless {_ENDPOINT} {_INFO}{{{_runtimes(sorted(apart))}}}" if apart else ""
-    return "\n  or ".join([*branches, bucket(config.ttft_slo_seconds) + rest])
+    return "\nor ".join([*branches, bucket(config.ttft_slo_seconds) + rest])
 
 
 def _runtimes(names: list[str]) -> str:
@@ -75,10 +80,14 @@ def _runtimes(names: list[str]) -> str:
 
 
 def slo_recording_groups(config: MixinConfig) -> list[Group]:
-    ttft = [
+    # Only series with a bucket at their bound count in the denominator too: an endpoint whose buckets
+    # lack it (BlackwellTTFTSLOBucketMissing) would otherwise count every one of its requests as slow.
+    ttft = [Recording(record=TTFT_SLO_BUCKET, expr=ttft_slo_bucket(config))] + [
         Recording(record=ttft_error_ratio(w),
-                  expr=f"1 - (\n  sum by (job, instance, model) (\n  {ttft_good_buckets(config, w)}\n  )\n"
-                  f"  / sum by (job, instance, model) (rate(blackwell_serving_ttft_seconds_count[{w}]) > 0)\n)")
+                  expr=f"1 - (\n  sum by (job, instance, model) (rate(blackwell_serving_ttft_seconds_bucket[{w}])\n"
+                  f"    and on (job, instance, endpoint, model, le) {TTFT_SLO_BUCKET})\n"
+                  f"  / sum by (job, instance, model) (rate(blackwell_serving_ttft_seconds_count[{w}]) > 0\n"
+                  f"    and {_SERIES} {TTFT_SLO_BUCKET})\n)")
         for w in WINDOWS
     ]
     availability = [Recording(record=availability_error_ratio(w), expr=_availability_error_ratio(w)) for w in WINDOWS]
@@ -107,7 +116,7 @@ def ttft_bucket_missing_alert(config: MixinConfig) -> Alert:
     series = "group by (job, instance, endpoint, model) (blackwell_serving_ttft_seconds_count)"
     return Alert(
         name="BlackwellTTFTSLOBucketMissing",
-        expr=f"{series}\nunless on (job, instance, endpoint, model) (\n  {ttft_good_buckets(config)}\n)",
+        expr=f"{series}\nunless {_SERIES} {TTFT_SLO_BUCKET}",
         for_="15m", severity="warning",
         summary="A TTFT histogram has no bucket at the bound its TTFT SLO is judged at; that SLO cannot see it.",
         description=("{{ $labels.model }} from {{ $labels.endpoint }} on {{ $labels.instance }} has no TTFT bucket "

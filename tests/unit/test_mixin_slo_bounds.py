@@ -21,6 +21,7 @@ from exporter import promtext
 from exporter.mixin.config import MixinConfig
 from exporter.mixin.promql import le_matcher
 from exporter.mixin.rules import rule_groups
+from exporter.mixin.slo import TTFT_SLO_BUCKET
 from exporter.mixin.ttft_buckets import TTFT_DEFAULT_BUCKETS, dynamo_log_buckets
 from exporter.sources import runtime_maps
 
@@ -84,15 +85,18 @@ def test_the_defaults_at_half_a_second():
 
 def test_the_rules_count_each_runtimes_bound_for_that_runtime_only():
     expr = next(rule["expr"] for group in rule_groups(MixinConfig()) for rule in group["rules"]
-                if rule.get("record", "").endswith("slo_error_ratio_rate5m"))
+                if rule.get("record") == TTFT_SLO_BUCKET)
     branches = {runtime: matcher for matcher, runtime in
-                re.findall(r'_bucket\{[^}]*?(le=~?"[^"]*")\}\[5m\]\) and on \(job, instance, endpoint\) '
+                re.findall(r'_bucket\{[^}]*?(le=~?"[^"]*")\} and on \(job, instance, endpoint\) '
                            r'blackwell_serving_runtime_info\{[^}]*runtime="([^"]+)"\}', expr)}
     assert set(branches) == {"sglang", "dynamo"}
     assert matches(branches["sglang"], "0.4") and not matches(branches["sglang"], "0.5")
     assert matches(branches["dynamo"], "0.47")
     assert 'unless on (job, instance, endpoint) blackwell_serving_runtime_info{job="blackwell-exporter", ' \
            'runtime=~"dynamo|sglang"}' in expr, "the other runtimes are judged at the objective"
+    ratios = [rule["expr"] for group in rule_groups(MixinConfig()) for rule in group["rules"]
+              if "slo_error_ratio" in rule.get("record", "")]
+    assert ratios and all(expr.count(TTFT_SLO_BUCKET) == 2 for expr in ratios), "numerator and denominator"
 
 
 @pytest.mark.parametrize(("bound", "spellings", "others"), [
