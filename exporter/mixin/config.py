@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from exporter.foundation import StrictModel
+from exporter.mixin.ttft_buckets import TTFT_DEFAULT_BUCKETS, default_bounds, same_bound
 
 _MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"')
 _MATCHER_SPLIT = re.compile(r',(?=(?:[^"]*"[^"]*")*[^"]*$)')  # commas outside quotes
@@ -36,9 +37,15 @@ class MixinConfig(StrictModel):
     # -- serving SLOs -------------------------------------------------------------------------
     ttft_slo_seconds: float = Field(
         0.5, gt=0,
-        description="TTFT objective: p95 must stay under it, and it is the good/bad line of the TTFT SLO. "
-        "Must be a bucket bound of every runtime's TTFT histogram: 0.5 s is one in Triton's, trtllm-serve's, "
-        "vLLM's and NIM's defaults; SGLang and Dynamo need 1 (docs/mixin.md: picking a threshold)",
+        description="TTFT objective: p95 must stay under it, and requests under it are the good ones of the TTFT "
+        "SLO. Each runtime is judged at a bucket bound it has (ttft_slo_bounds; docs/mixin.md: the TTFT objective "
+        "on every runtime)",
+    )
+    ttft_slo_bounds: dict[str, float] = Field(
+        {},
+        description="runtime (blackwell_serving_runtime_info's runtime label: vllm, sglang, nim, dynamo, triton, "
+        "trtllm-serve) -> the TTFT bucket bound its SLO counts good requests under, for buckets set away from "
+        "the runtime's defaults; default: its largest default bound at or under ttft_slo_seconds",
     )
     ttft_slo_objective: float = Field(
         0.99, gt=0, lt=1, description="fraction of requests whose TTFT must be under ttft_slo_seconds"
@@ -145,6 +152,22 @@ class MixinConfig(StrictModel):
                 raise ValueError(f"{matcher!r}: the selector may match only job (recording rules aggregate "
                                  "other labels away, so their outputs could not be selected by it)")
         return ", ".join(matchers)
+
+    @model_validator(mode="after")
+    def _bounds_judge_at_or_under_the_objective(self) -> MixinConfig:
+        for runtime, bound in self.ttft_slo_bounds.items():
+            if runtime not in TTFT_DEFAULT_BUCKETS:
+                raise ValueError(f"ttft_slo_bounds: {runtime!r} is not a runtime the exporter reports "
+                                 f"({', '.join(TTFT_DEFAULT_BUCKETS)})")
+            if not 0 < bound <= self.ttft_slo_seconds and not same_bound(bound, self.ttft_slo_seconds):
+                raise ValueError(f"ttft_slo_bounds.{runtime}: {bound:g} must be over 0 and not over ttft_slo_seconds "
+                                 f"({self.ttft_slo_seconds:g}): a request slower than the objective would count as good")
+        return self
+
+    def ttft_bounds(self) -> dict[str, float]:
+        """Runtime -> the TTFT bound its SLO is judged at: the defaults (:mod:`exporter.mixin.ttft_buckets`)
+        with ``ttft_slo_bounds`` over them. A runtime missing here is judged at ``ttft_slo_seconds``."""
+        return {**default_bounds(self.ttft_slo_seconds), **self.ttft_slo_bounds}
 
     @property
     def matchers(self) -> str:

@@ -280,7 +280,8 @@ def _serving(config: MixinConfig) -> dict:
         Panel("KV-cache prefix hit rate", "Share of KV blocks served from the prefix cache (runtime's figure).",
           "percentunit", [Query(f"blackwell_serving_kv_cache_hit_ratio{{{INSTANCE}}}", "{{instance}} {{model}}")], min=0, max=1),
         Panel("TTFT SLO burn rate", f"Rate the TTFT error budget burns (1 = exactly spent over the window); "
-          f"objective {config.ttft_slo_objective:g} of requests under {config.ttft_slo_seconds:g}s. Pages at 14.4 (1h & 5m).",
+          f"objective {config.ttft_slo_objective:g} of requests under {config.ttft_slo_seconds:g}s, each runtime judged at a "
+          f"bound it has ({slo.bounds_text(config)}). Pages at 14.4 (1h & 5m).",
           "none", [Query(f"{slo.ttft_error_ratio(w)}{{{INSTANCE}}} / {budget_ttft:.6g}", f"{{{{instance}}}} {{{{model}}}} {w}")
                    for w in ("5m", "1h", "6h")], thresholds=[(14.4, "red")]),
         Panel("Availability SLO burn rate", f"Rate the availability error budget burns; objective "

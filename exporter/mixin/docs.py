@@ -9,7 +9,7 @@ from exporter.mixin.config import MixinConfig
 from exporter.mixin.dashboards import SCHEMA_VERSION, all_dashboards
 from exporter.mixin.model import Recording
 from exporter.mixin.rules import groups
-from exporter.mixin.slo import BURN_WINDOWS, WINDOWS
+from exporter.mixin.slo import BURN_WINDOWS, WINDOWS, ttft_bound_rows
 
 
 def render(config: MixinConfig) -> str:
@@ -29,4 +29,5 @@ def render(config: MixinConfig) -> str:
         schema_version=SCHEMA_VERSION,
         burn_windows=BURN_WINDOWS,
         windows=WINDOWS,
+        ttft_rows=ttft_bound_rows(config),
     )

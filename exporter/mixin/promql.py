@@ -7,6 +7,7 @@ so fault drills can run the very same rules in seconds.
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
@@ -56,12 +57,27 @@ def scale_expr(expr: str, factor: float) -> str:
     return _OFFSET.sub(lambda m: f"offset {scale(m.group(1), factor)}", expr)
 
 
-def le_matcher(bound: float) -> str:
-    """A matcher for one histogram bucket that works whether the exposition wrote 10 or 10.0."""
-    if float(bound).is_integer():
-        whole = int(bound)
-        return f'le=~"{whole}(\\\\.0)?"'
-    return f'le="{bound!r}"'
+def le_matcher(bound: float, neighbours: int = 2) -> str:
+    """A matcher for one histogram bucket, whichever way the exposition wrote its bound.
+
+    Integers match with and without ``.0`` (``10``, ``10.0``), and so do the floats up to
+    ``neighbours`` steps (ULPs) either side, which a runtime that computes its bounds may print
+    (``0.1 * 5`` is ``0.5000000000000001``); each is written as Python and Go print it (shortest).
+    """
+    values = {float(bound)}
+    for direction in (-math.inf, math.inf):
+        value = float(bound)
+        for _ in range(neighbours):
+            value = math.nextafter(value, direction)
+            values.add(value)
+    texts = []
+    for value in sorted(values):
+        if value.is_integer():
+            texts.append(str(int(value)))
+        texts.append(repr(value))
+    if len(texts) == 1:
+        return f'le="{texts[0]}"'
+    return 'le=~"' + "|".join(text.replace(".", "\\\\.").replace("+", "\\\\+") for text in texts) + '"'
 
 
 # Words that look like metric names in an expression but are PromQL syntax.

@@ -176,31 +176,39 @@ NIM = RuntimeMap(
 
 _REJECTED = ("validation", "not_found", "overload", "not_implemented")
 _BACKEND = ("internal", "unavailable", "response_timeout")
+# DYN_METRICS_PREFIX=nv_llm_http_service gives the frontend's families NIM's older prefix (ai-dynamo/dynamo
+# PR #2432; lib/llm/src/http/service/metrics.rs at commit 0014908a); every family takes the same prefix.
+_DYNAMO_PREFIXES = ("dynamo_frontend_", "nv_llm_http_service_")
+
+
+def _frontend(*names: str) -> tuple[str, ...]:
+    """Each of ``names`` (newest first) under both frontend prefixes."""
+    return tuple(prefix + name for name in names for prefix in _DYNAMO_PREFIXES)
+
+
+_REQUESTS = _frontend("requests_total")
 
 DYNAMO_FRONTEND = RuntimeMap(
     runtime="dynamo", model_label="model",
     histograms={
-        "blackwell_serving_ttft_seconds": ("dynamo_frontend_time_to_first_token_seconds",),
-        "blackwell_serving_inter_token_latency_seconds": ("dynamo_frontend_inter_token_latency_seconds",),
-        "blackwell_serving_e2e_latency_seconds": ("dynamo_frontend_request_duration_seconds",),
-        "blackwell_serving_prompt_length_tokens": ("dynamo_frontend_input_sequence_tokens",),
+        "blackwell_serving_ttft_seconds": _frontend("time_to_first_token_seconds"),
+        "blackwell_serving_inter_token_latency_seconds": _frontend("inter_token_latency_seconds"),
+        "blackwell_serving_e2e_latency_seconds": _frontend("request_duration_seconds"),
+        "blackwell_serving_prompt_length_tokens": _frontend("input_sequence_tokens"),
     },
     rules=(
-        Rule(_SUCCESS, ("dynamo_frontend_requests_total",), where={"status": ("success",)}),
-        Rule(_FAILURE, ("dynamo_frontend_requests_total",), "CANCELED",
-             where={"status": ("error",), "error_type": ("cancelled",)}),
-        Rule(_FAILURE, ("dynamo_frontend_requests_total",), "REJECTED",
-             where={"status": ("error",), "error_type": _REJECTED}),
-        Rule(_FAILURE, ("dynamo_frontend_requests_total",), "BACKEND",
-             where={"status": ("error",), "error_type": _BACKEND}),
-        Rule(_FAILURE, ("dynamo_frontend_requests_total",), "OTHER",
+        Rule(_SUCCESS, _REQUESTS, where={"status": ("success",)}),
+        Rule(_FAILURE, _REQUESTS, "CANCELED", where={"status": ("error",), "error_type": ("cancelled",)}),
+        Rule(_FAILURE, _REQUESTS, "REJECTED", where={"status": ("error",), "error_type": _REJECTED}),
+        Rule(_FAILURE, _REQUESTS, "BACKEND", where={"status": ("error",), "error_type": _BACKEND}),
+        Rule(_FAILURE, _REQUESTS, "OTHER",
              where={"status": ("error",)}, unless={"error_type": ("cancelled", *_REJECTED, *_BACKEND)}),
         # The frontend has no prompt-token counter: the input-length histogram's _sum is one.
-        Rule("blackwell_serving_prompt_tokens_total", ("dynamo_frontend_input_sequence_tokens_sum",)),
-        Rule("blackwell_serving_generation_tokens_total", ("dynamo_frontend_output_tokens_total",)),
-        Rule(_BATCH, ("dynamo_frontend_active_requests", "dynamo_frontend_inflight_requests"), "active"),
-        Rule("blackwell_serving_pending_requests", ("dynamo_frontend_queued_requests",)),
-        Rule("blackwell_serving_model_ready", ("dynamo_frontend_model_ready",)),
+        Rule("blackwell_serving_prompt_tokens_total", _frontend("input_sequence_tokens_sum")),
+        Rule("blackwell_serving_generation_tokens_total", _frontend("output_tokens_total")),
+        Rule(_BATCH, _frontend("active_requests", "inflight_requests"), "active"),
+        Rule("blackwell_serving_pending_requests", _frontend("queued_requests")),
+        Rule("blackwell_serving_model_ready", _frontend("model_ready")),
     ),
     flavour=lambda metrics: "frontend",
     health_path="/health",

@@ -170,6 +170,10 @@ def trtllm_serve_families(url: str, metrics: Exposition | None, health_status: i
             # upstream series as a part, so one that goes away or restarts never takes the sum down.
             out.add(*key, sample.value, part=_part(sample.labels) if _is_counter(key[0]) else None)
             seen.add(key)
+            if short == "num_requests_waiting":  # also the queue, as every other serving source reports it
+                pending = ("blackwell_serving_pending_requests", (name_model, ""))
+                out.add(*pending, sample.value)
+                seen.add(pending)
         for upstream, ours in _HISTOGRAMS.items():
             for family in (PREFIX + upstream if prefixed else upstream,):
                 for name_model, parts in histograms_by_model(metrics, family, "model_name", rename=model_of).items():

@@ -120,6 +120,14 @@ def test_dynamo_frontend_failures_by_error_type():
     assert got[("blackwell_serving_runtime_info", ("dynamo", URL, "frontend", "unknown"))] == 1
 
 
+def test_dynamo_frontend_under_the_nim_compatible_prefix_reads_the_same():
+    """DYN_METRICS_PREFIX=nv_llm_http_service renames every frontend family; nothing else changes."""
+    nim_prefixed = read("dynamo/frontend_nim_prefix.txt", "dynamo-frontend")
+    assert nim_prefixed == read("dynamo/frontend.txt", "dynamo-frontend")
+    assert {name for name, _ in nim_prefixed} >= {"blackwell_serving_ttft_seconds", "blackwell_serving_request_success_total",
+                                                  "blackwell_serving_batch_requests", "blackwell_serving_model_ready"}
+
+
 def test_dynamo_workers_report_state_not_client_latency():
     prefill = read("dynamo/worker_prefill.txt", "dynamo-worker")
     decode = read("dynamo/worker_decode.txt", "dynamo-worker", role="decode")
