@@ -10,6 +10,7 @@ family that only one side emits fails here at the tier where it shows, in either
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from exporter.catalog.tiers import TIER_NAMES, DetailConfig, DetailSelection
 from exporter.promtext import parse
 from exporter.snapshot import Snapshot
 from exporter.sources.base import Source
+from exporter.sources.nvml.backend import TIMEOUT
 from exporter.sources.nvml.source import NvmlConfig, NvmlSource
 from exporter.sources.simulated.profiles import PROFILES, Profile
 from exporter.sources.simulated.source import SimulatedConfig, SimulatedSource
@@ -34,7 +36,7 @@ POLLS = 3  # GPM rates need two samples: the real source has them from its secon
 Labels = dict[str, dict[str, set[str]]]  # family -> label name -> enumerated values seen
 
 
-def real_source(profile: Profile) -> tuple[NvmlSource, FakeClock]:
+def real_source(profile: Profile) -> tuple[NvmlSource, FakeClock, ReplayBackend]:
     """The nvml source on the replay, made into the profile's GPU (two of them: the recording's)."""
     recording = json.loads((NVML / "h200x2" / "nvml_probe.json").read_text())
     backend = ReplayBackend(recording, json.loads((NVML / "h200x2_overlay.json").read_text())["calls"])
@@ -49,18 +51,21 @@ def real_source(profile: Profile) -> tuple[NvmlSource, FakeClock]:
     backend.set_clock(clock)
     backend.phase = "load"
     return NvmlSource(NvmlConfig(xid_events=False, gpu_deadline=0.5, timeout=2.0, legacy_nvlink_interval=0),
-                      backend=backend, clock=clock), clock
+                      backend=backend, clock=clock), clock, backend
 
 
-def simulated_source(profile: Profile) -> tuple[SimulatedSource, FakeClock]:
+def simulated_source(profile: Profile, scenario: str = "healthy") -> tuple[SimulatedSource, FakeClock]:
     clock = FakeClock()
-    return SimulatedSource(SimulatedConfig(enabled=True, profile=profile.name), clock=clock), clock
+    return SimulatedSource(SimulatedConfig(enabled=True, profile=profile.name, scenario=scenario), clock=clock), clock
 
 
-def exported(source: Source, clock: FakeClock, tier: str) -> Labels:
-    """The GPU families (those the nvml source may fill) that ``tier`` publishes over a few polls."""
+def exported(source: Source, clock: FakeClock, tier: str, fault: Callable[[], None] | None = None) -> Labels:
+    """The GPU families (those the nvml source may fill) that ``tier`` publishes over a few polls,
+    with ``fault`` injected once the source has probed the GPUs."""
     selection = DetailSelection(DetailConfig(tier=tier))
     source.probe()
+    if fault is not None:
+        fault()
     seen: Labels = {}
     for _ in range(POLLS):
         families = [f for f in source.poll() if "nvml" in f.metric.sources]
@@ -91,8 +96,26 @@ def _differences(real: Labels, simulated: Labels) -> list[str]:
 @pytest.mark.parametrize("tier", TIER_NAMES)
 @pytest.mark.parametrize("profile", PROFILES)
 def test_each_profile_emits_the_families_and_labels_of_the_real_source(profile: str, tier: str) -> None:
-    real = exported(*real_source(PROFILES[profile]), tier)
+    real = exported(*real_source(PROFILES[profile])[:2], tier)
     simulated = exported(*simulated_source(PROFILES[profile]), tier)
+    assert _differences(real, simulated) == []
+
+
+# Scenarios whose fault the replay can inject into the real source the way NVML shows it.
+REPLAYED_FAULTS: dict[str, Callable[[ReplayBackend], None]] = {
+    "nvml-read-errors": lambda backend: backend.fail(1, "memory_info", TIMEOUT),
+    "gpu-lost": lambda backend: backend.lose_gpu(1),
+}
+
+
+@pytest.mark.parametrize("tier", TIER_NAMES)
+@pytest.mark.parametrize("scenario", REPLAYED_FAULTS)
+@pytest.mark.parametrize("profile", PROFILES)
+def test_a_fault_shows_in_the_same_families_and_labels_as_on_the_real_source(profile: str, scenario: str,
+                                                                            tier: str) -> None:
+    source, clock, backend = real_source(PROFILES[profile])
+    real = exported(source, clock, tier, lambda: REPLAYED_FAULTS[scenario](backend))
+    simulated = exported(*simulated_source(PROFILES[profile], scenario), tier)
     assert _differences(real, simulated) == []
 
 

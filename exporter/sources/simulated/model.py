@@ -378,7 +378,7 @@ class BoxModel:
         failing = gpu.index == self._gpu(sc.nvml_read_error_gpu)
         f["blackwell_gpu_nvml_partial_read"].add((i, gpu.uuid), int(failing))
         if gpu.nvml_read_errors:
-            f["blackwell_gpu_nvml_read_errors_total"].add((i, gpu.uuid, "memory"), gpu.nvml_read_errors)
+            f["blackwell_gpu_nvml_read_errors_total"].add((i, gpu.uuid, "memory_info"), gpu.nvml_read_errors)
         f["blackwell_gpu_memory_utilization_ratio"].add((i,), round(util * 0.62, 4))
         if not failing:  # the failed call's series are left out, the GPU's others stay
             used = g.memory_bytes * (0.90 if self.load_now > 0 else 0.02)
