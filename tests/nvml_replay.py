@@ -190,6 +190,7 @@ class ReplayBackend(Backend):
         self._fields: dict[tuple[int, int, int], FieldValue] = {}
         self._legacy: dict[tuple[int, int, int], int | None] = {}
         self._plain: dict[tuple[int, str], Any] = {}
+        self._gpm_values: dict[tuple[int, int], tuple[float, float]] = {}  # (GPU, metric id) -> idle, load
         self._xid_wait_cap = xid_wait_cap
         self._event_wait_hang: threading.Event | None = None
         self._lock = threading.Lock()
@@ -310,8 +311,8 @@ class ReplayBackend(Backend):
         self._plain[(index, method)] = value
 
     def make_blackwell(self, index: int, name: str = "NVIDIA B200") -> None:
-        """Turn GPU ``index`` into a Blackwell: NVLink5 COUNT_* fields answer, while the Hopper
-        data-link fields 161-163 and the legacy per-link call answer NotSupported (nvml.h)."""
+        """Turn GPU ``index`` into a Blackwell: NVLink5 COUNT_* fields answer and the links say NVLink 5,
+        while the Hopper data-link fields 161-163 and the legacy per-link call answer NotSupported (nvml.h)."""
         self.set_plain(index, "architecture", 10)
         self.set_plain(index, "name", name)
         self.set_plain(index, "compute_capability", (10, 0))
@@ -319,10 +320,20 @@ class ReplayBackend(Backend):
         for link in range(self._link_count(index)):
             for field_id, value in BLACKWELL_LINK_VALUES.items():
                 self.set_field(index, field_id, value, link)
+            self.set_field(index, 166, 7, link)  # NVLINK_GET_VERSION: nvmlNvlinkVersion_t 7 is NVLink 5.0
+            self.set_field(index, 164, 53_125, link)  # NVLINK_GET_SPEED in MB/s, as nvidia-smi shows on GB200
             for field_id in (161, 162, 163):
                 self.set_field(index, field_id, None, link)
             for counter in _LEGACY_NAMES:
                 self.set_legacy(index, link, counter, None)
+
+    def make_grace(self, index: int) -> None:
+        """Join GPU ``index`` to a Grace CPU over NVLink-C2C, as on a GB200: C2C mode on, the C2C link
+        up (field 171) and GPM C2C rates (ids 100-103, MiB/s) of a GPU reading ~2% of its data from Grace."""
+        self.set_plain(index, "c2c_enabled", {"isC2cEnabled": 1})
+        self.set_field(index, 171, 1)
+        for metric_id, load in ((100, 14_000.0), (101, 150_000.0), (102, 13_000.0), (103, 139_000.0)):
+            self._gpm_values[(index, metric_id)] = (load / 1000, load)
 
     # -- plumbing ----------------------------------------------------------------------------
     def _enter(self, method: str, handle: ReplayHandle | None = None) -> dict[str, Any] | None:
@@ -610,7 +621,7 @@ class ReplayBackend(Backend):
         out = {}
         for metric_id in metric_ids:
             name = self._gpm_names.get(metric_id, "")
-            low, high = idle.get(name), load.get(name)
+            low, high = self._gpm_values.get((index, metric_id), (idle.get(name), load.get(name)))
             if isinstance(low, (int, float)) and isinstance(high, (int, float)):
                 out[metric_id] = float(low) * (1 - loaded) + float(high) * loaded
         return out

@@ -4,7 +4,6 @@ from exporter.catalog import dcgm_compat
 from exporter.catalog.model import COMPAT_SOURCE, counter, gauge, info
 
 _HW = ("nvml", "dcgm", "simulated")
-_REAL = ("nvml", "dcgm")  # paths the simulation does not model
 _COMPAT = ("nvml", "dcgm", COMPAT_SOURCE)
 _G = ("gpu",)
 
@@ -84,7 +83,7 @@ METRICS = [
           ("gpu", "kind"), sources=_HW, unit="bytes"),
     gauge("blackwell_gpu_nvml_stalled",
           "1 while an NVML call on this GPU is past the source's gpu_deadline; its other series are left out "
-          "until the call returns.", ("gpu", "uuid"), sources=_REAL),
+          "until the call returns.", ("gpu", "uuid"), sources=_HW),
     counter("blackwell_gpu_nvml_read_errors_total",
             "NVML calls on this GPU that failed without the GPU being lost (Timeout, NoData, a bindings error), "
             "by call; that call's series are left out of the poll, the GPU's other series stay.",
@@ -95,12 +94,12 @@ METRICS = [
     counter("blackwell_gpu_pcie_errors_total",
             "PCIe error counters by kind (NVML_FI_DEV_PCIE_COUNT_*: correctable, naks_received, receiver, "
             "bad_tlp, naks_sent, bad_dllp, non_fatal, fatal, unsupported_request, lcrc, lane).",
-            ("gpu", "kind"), sources=_REAL),
+            ("gpu", "kind"), sources=_HW),
     info("blackwell_gpu_platform_info",
          "Where the GPU sits (nvmlDeviceGetPlatformInfo; GB200 trays): chassis serial, slot, tray, host, "
          "peer type, module.",
          ("gpu", "chassis_serial_number", "slot_number", "tray_index", "host_id", "peer_type", "module_id"),
-         sources=_REAL),
+         sources=_HW),
     info("blackwell_gpu_fabric_info",
          "NVLink fabric membership (nvmlDeviceGetGpuFabricInfoV): clique, cluster UUID, registration state "
          "and status (an NVML return code, 0 = success).",

@@ -3,7 +3,6 @@
 from exporter.catalog.model import counter, gauge, info
 
 _HW = ("nvml", "dcgm", "simulated")
-_REAL = ("nvml", "dcgm")  # paths the simulation does not model
 _L = ("gpu", "link")
 
 METRICS = [
@@ -53,8 +52,8 @@ METRICS = [
     gauge("blackwell_nvlink_link_tx_bytes_per_second", "GPM: transmit rate on the link.",
           _L, sources=_HW, unit="bytes"),
     counter("blackwell_nvlink5_packets_total", "NVLink5 packets by direction (COUNT_XMIT_PACKETS / COUNT_RCV_PACKETS).",
-            ("gpu", "link", "direction"), sources=_REAL),
+            ("gpu", "link", "direction"), sources=_HW),
     counter("blackwell_nvlink5_fec_history_total",
             "NVLink5 FEC history bins 0-15 (COUNT_FEC_HISTORY_n): codewords by number of corrected symbols.",
-            ("gpu", "link", "bin"), sources=_REAL),
+            ("gpu", "link", "bin"), sources=_HW),
 ]

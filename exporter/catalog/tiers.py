@@ -90,6 +90,9 @@ _FULL = (
     "blackwell_nvlink_link_rx_bytes_per_second", "blackwell_nvlink_link_tx_bytes_per_second",
     # a gauge view of what clock_event_seconds_total counts
     "blackwell_gpu_clock_event_active",
+    # PCIe errors by cause, 11 per GPU (the node dashboard reads the replay counter, which stays);
+    # where a GPU sits in its chassis, constant; GPM warp occupancy, a profiling figure
+    "blackwell_gpu_pcie_errors_total", "blackwell_gpu_platform_info", "blackwell_gpu_sm_occupancy_ratio",
 )
 TIERS: dict[str, Tier] = {**{name: Tier.BASIC for name in _BASIC}, **{name: Tier.FULL for name in _FULL}}
 

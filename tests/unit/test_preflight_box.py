@@ -31,9 +31,12 @@ def statuses(host: HostFacts) -> dict[str, Status]:
     return {(r := check(host, CFG)).check: r.status for check in BOX_CHECKS}
 
 
-@pytest.mark.parametrize("profile, capability", [("hgx-b200", Status.PASS), ("gb200-tray", Status.PASS),
-                                                 ("h200x2", Status.WARN)])
-def test_healthy_simulated_boxes_pass_everything_the_simulation_models(profile: str, capability: Status) -> None:
+# NVLink5 symbol errors (corrected by FEC) count at a low rate on healthy Blackwell links: a warning.
+@pytest.mark.parametrize("profile, capability, link_errors", [("hgx-b200", Status.PASS, Status.WARN),
+                                                              ("gb200-tray", Status.PASS, Status.WARN),
+                                                              ("h200x2", Status.WARN, Status.PASS)])
+def test_healthy_simulated_boxes_pass_everything_the_simulation_models(profile: str, capability: Status,
+                                                                      link_errors: Status) -> None:
     assert statuses(simulated(profile)) == {
         "gpus_visible": Status.PASS,
         "driver_cuda_version": Status.WARN,  # the catalog carries no CUDA version
@@ -43,7 +46,7 @@ def test_healthy_simulated_boxes_pass_everything_the_simulation_models(profile: 
         "row_remaps": Status.PASS,
         "nvlink_topology": Status.PASS,
         "nvlink_links_active": Status.PASS,
-        "nvlink_errors": Status.PASS,
+        "nvlink_errors": link_errors,
     }
 
 

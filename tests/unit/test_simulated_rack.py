@@ -7,7 +7,7 @@ from exporter.sources.simulated.profiles import NVL72_TRAYS, PROFILES
 from exporter.sources.simulated.scenarios import SCENARIOS
 from exporter.sources.simulated.source import SimulatedConfig, SimulatedSource
 from tests.support import FakeClock
-from tests.unit.test_simulated import poll, samples
+from tests.unit.test_simulated import alerting_nvlink5_errors, poll, samples
 
 
 def tray(index: int, scenario: str = "healthy", rack: str = "rack-0") -> dict[str, list]:
@@ -62,7 +62,7 @@ def test_a_degrading_tray_moves_half_the_nvlink_traffic_and_counts_errors():
 
     assert tx(bad) == pytest.approx(tx(good) / 2, rel=0.1)
     assert sum(s.value for s in samples(bad, "blackwell_nvlink5_errors_total", gpu="3", kind="effective")) > 0
-    assert sum(s.value for s in good["blackwell_nvlink5_errors_total"]) == 0
+    assert sum(s.value for s in alerting_nvlink5_errors(good)) == 0
 
 
 def test_a_lost_tray_reports_its_gpus_down_and_leaves_the_fabric():

@@ -1,20 +1,27 @@
-"""Each simulated profile emits the GPU families, label names and enumerated label values that the
-real nvml source emits for that hardware, run against the recorded H200 pair (h200x2) or the same
-recording made Blackwell (the replay's make_blackwell, for hgx-b200 and gb200-tray).
+"""Each simulated profile emits, at every detail tier, the GPU families, label names and enumerated
+label values that the real nvml source emits for that hardware, and nothing it does not: the real
+source runs against the recorded H200 pair (h200x2) or the same recording made Blackwell (the
+replay's make_blackwell, for the Blackwell profiles; make_grace adds the GB200's Grace C2C link).
 
-The known gaps are listed so that a new one cannot slip in unnoticed; remove an entry once the
-simulation (exporter/sources/simulated/) models it.
+Both sides are trimmed by the same :class:`DetailSelection` the daemon publishes through, so a
+family that only one side emits fails here at the tier where it shows, in either direction.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from exporter.snapshot import Family
+from exporter.catalog.tiers import TIER_NAMES, DetailConfig, DetailSelection
+from exporter.promtext import parse
+from exporter.snapshot import Snapshot
+from exporter.sources.base import Source
+from exporter.sources.nvml.backend import TIMEOUT
 from exporter.sources.nvml.source import NvmlConfig, NvmlSource
+from exporter.sources.simulated.profiles import PROFILES, Profile
 from exporter.sources.simulated.source import SimulatedConfig, SimulatedSource
 from tests.nvml_replay import ReplayBackend
 from tests.support import FakeClock
@@ -24,81 +31,100 @@ NVML = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "nvml"
 IDENTITY_LABELS = {"gpu", "uuid", "name", "pci_bus_id", "serial", "vbios_version", "driver_version", "cluster_uuid",
                    "clique_id", "remote_pci_bus_id", "chassis_serial_number", "module_id", "host_id", "slot_number",
                    "tray_index", "peer_type", "state", "status", "cuda_version", "link", "remote_type"}
+POLLS = 3  # GPM rates need two samples: the real source has them from its second poll on
 
-# Families the real source emits on this hardware that the simulation does not (all declared real-only
-# in the catalog today, so a dashboard built on the simulation never sees them).
-# (Fabric membership is simulated on the nvl72-tray profile only, where the rack rules join on it.)
-_REAL_ONLY = {"blackwell_gpu_fabric_health_mask", "blackwell_gpu_fabric_info", "blackwell_gpu_nvml_stalled", "blackwell_gpu_pcie_errors_total",
-              "blackwell_gpu_platform_info"}
-KNOWN_REAL_ONLY = {
-    "h200x2": _REAL_ONLY,
-    "hgx-b200": _REAL_ONLY | {"blackwell_nvlink5_fec_history_total", "blackwell_nvlink5_packets_total"},
-    "gb200-tray": _REAL_ONLY | {"blackwell_nvlink5_fec_history_total", "blackwell_nvlink5_packets_total"},
-}
-# The replay has no Grace and no C2C link, so these are the simulation's only (and right) on a GB200 tray.
-KNOWN_SIMULATED_ONLY = {
-    "gb200-tray": {"blackwell_c2c_link_up", "blackwell_c2c_rx_bytes_per_second", "blackwell_c2c_tx_bytes_per_second"},
-}
-# The replay's make_blackwell keeps the H200 recording's NVLink version (4); the simulation says 5, as
-# a B200 reports. A gap of the replay, not of the simulation.
-REPLAY_ONLY_VALUES = {("blackwell_nvlink_link_info", "version"): {"4"}}
+Labels = dict[str, dict[str, set[str]]]  # family -> label name -> enumerated values seen
 
 
-def _gpu_families(families: list[Family], seen: dict[str, Family]) -> None:
-    for family in families:
-        if family.samples and "nvml" in family.metric.sources:
-            seen.setdefault(family.metric.name, family).samples.extend(family.samples)
-
-
-def real_families(blackwell: bool) -> dict[str, Family]:
+def real_source(profile: Profile) -> tuple[NvmlSource, FakeClock, ReplayBackend]:
+    """The nvml source on the replay, made into the profile's GPU (two of them: the recording's)."""
     recording = json.loads((NVML / "h200x2" / "nvml_probe.json").read_text())
     backend = ReplayBackend(recording, json.loads((NVML / "h200x2_overlay.json").read_text())["calls"])
-    if blackwell:
-        backend.make_blackwell(0)
-        backend.make_blackwell(1)
+    for index in (0, 1):
+        if profile.gpu.architecture == "blackwell":
+            backend.make_blackwell(index, profile.gpu.name)
+        elif profile.gpu.architecture != "hopper":
+            raise AssertionError(f"no replay of a {profile.gpu.architecture} GPU for profile {profile.name}")
+        if profile.c2c:
+            backend.make_grace(index)
     clock = FakeClock()
     backend.set_clock(clock)
-    source = NvmlSource(NvmlConfig(xid_events=False, gpu_deadline=0.5, timeout=2.0, legacy_nvlink_interval=0),
-                        backend=backend, clock=clock)
-    source.probe()
-    seen: dict[str, Family] = {}
-    for _ in range(3):
-        _gpu_families(source.poll(), seen)
-        clock.advance(10)
-    return seen
+    backend.phase = "load"
+    return NvmlSource(NvmlConfig(xid_events=False, gpu_deadline=0.5, timeout=2.0, legacy_nvlink_interval=0),
+                      backend=backend, clock=clock), clock, backend
 
 
-def simulated_families(profile: str) -> dict[str, Family]:
+def simulated_source(profile: Profile, scenario: str = "healthy") -> tuple[SimulatedSource, FakeClock]:
     clock = FakeClock()
-    source = SimulatedSource(SimulatedConfig(enabled=True, profile=profile), clock=clock)
+    return SimulatedSource(SimulatedConfig(enabled=True, profile=profile.name, scenario=scenario), clock=clock), clock
+
+
+def exported(source: Source, clock: FakeClock, tier: str, fault: Callable[[], None] | None = None) -> Labels:
+    """The GPU families (those the nvml source may fill) that ``tier`` publishes over a few polls,
+    with ``fault`` injected once the source has probed the GPUs."""
+    selection = DetailSelection(DetailConfig(tier=tier))
     source.probe()
-    seen: dict[str, Family] = {}
-    for _ in range(3):
-        _gpu_families(source.poll(), seen)
+    if fault is not None:
+        fault()
+    seen: Labels = {}
+    for _ in range(POLLS):
+        families = [f for f in source.poll() if "nvml" in f.metric.sources]
+        published = selection.apply(Snapshot.of(source.name, families).rendered)
+        for sample in parse("".join(published.values())).samples:
+            labels = seen.setdefault(sample.name, {})
+            for name, value in sample.labels.items():
+                labels.setdefault(name, set()).add("*" if name in IDENTITY_LABELS else value)
         clock.advance(10)
+    source.close()
     return seen
 
 
-def kinds(family: Family) -> dict[str, set[str]]:
-    """Each enumerated label's values (``kind``, ``counter``, ``reason`` ...) across the samples."""
-    out: dict[str, set[str]] = {}
-    for labels, _ in family.samples:
-        for name, value in zip(family.metric.labels, labels, strict=True):
-            if name not in IDENTITY_LABELS:
-                out.setdefault(name, set()).add(value)
-    return out
+def _differences(real: Labels, simulated: Labels) -> list[str]:
+    problems = [f"{name}: only the real source emits it" for name in sorted(set(real) - set(simulated))]
+    problems += [f"{name}: only the simulation emits it" for name in sorted(set(simulated) - set(real))]
+    for name in sorted(set(real) & set(simulated)):
+        if set(real[name]) != set(simulated[name]):
+            problems.append(f"{name}: labels {sorted(real[name])} (real) != {sorted(simulated[name])} (simulated)")
+            continue
+        for label, values in sorted(real[name].items()):
+            if values != simulated[name][label]:
+                problems.append(f"{name}: {label} values only real {sorted(values - simulated[name][label])}, "
+                                f"only simulated {sorted(simulated[name][label] - values)}")
+    return problems
 
 
-@pytest.mark.parametrize(("profile", "blackwell"), [("h200x2", False), ("hgx-b200", True), ("gb200-tray", True)])
-def test_each_profile_emits_the_families_and_labels_of_the_real_source(profile: str, blackwell: bool) -> None:
-    real, simulated = real_families(blackwell), simulated_families(profile)
-    assert set(real) - set(simulated) == KNOWN_REAL_ONLY[profile]
-    assert set(simulated) - set(real) == KNOWN_SIMULATED_ONLY.get(profile, set())
-    for name in set(real) & set(simulated):
-        assert real[name].metric.labels == simulated[name].metric.labels, name
-        real_kinds, simulated_kinds = kinds(real[name]), kinds(simulated[name])
-        for label, values in real_kinds.items():
-            if blackwell:
-                values = values - REPLAY_ONLY_VALUES.get((name, label), set())
-            assert values <= simulated_kinds.get(label, set()), f"{name}: the simulation lacks {label} values " \
-                f"{sorted(values - simulated_kinds.get(label, set()))}"
+@pytest.mark.parametrize("tier", TIER_NAMES)
+@pytest.mark.parametrize("profile", PROFILES)
+def test_each_profile_emits_the_families_and_labels_of_the_real_source(profile: str, tier: str) -> None:
+    real = exported(*real_source(PROFILES[profile])[:2], tier)
+    simulated = exported(*simulated_source(PROFILES[profile]), tier)
+    assert _differences(real, simulated) == []
+
+
+# Scenarios whose fault the replay can inject into the real source the way NVML shows it.
+REPLAYED_FAULTS: dict[str, Callable[[ReplayBackend], None]] = {
+    "nvml-read-errors": lambda backend: backend.fail(1, "memory_info", TIMEOUT),
+    "gpu-lost": lambda backend: backend.lose_gpu(1),
+}
+
+
+@pytest.mark.parametrize("tier", TIER_NAMES)
+@pytest.mark.parametrize("scenario", REPLAYED_FAULTS)
+@pytest.mark.parametrize("profile", PROFILES)
+def test_a_fault_shows_in_the_same_families_and_labels_as_on_the_real_source(profile: str, scenario: str,
+                                                                            tier: str) -> None:
+    source, clock, backend = real_source(PROFILES[profile])
+    real = exported(source, clock, tier, lambda: REPLAYED_FAULTS[scenario](backend))
+    simulated = exported(*simulated_source(PROFILES[profile], scenario), tier)
+    assert _differences(real, simulated) == []
+
+
+def test_the_comparison_sees_a_family_missing_on_either_side() -> None:
+    real: Labels = {"blackwell_gpu_up": {"gpu": {"*"}}, "blackwell_gpu_pcie_errors_total": {"kind": {"fatal"}}}
+    simulated: Labels = {"blackwell_gpu_up": {"gpu": {"*"}}, "blackwell_gpu_pcie_errors_total": {"kind": {"lane"}},
+                         "blackwell_nvlink5_packets_total": {"direction": {"tx"}}}
+    assert _differences(real, simulated) == [
+        "blackwell_nvlink5_packets_total: only the simulation emits it",
+        "blackwell_gpu_pcie_errors_total: kind values only real ['fatal'], only simulated ['lane']",
+    ]
+    assert _differences(simulated, real)[0] == "blackwell_nvlink5_packets_total: only the real source emits it"

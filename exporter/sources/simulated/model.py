@@ -17,6 +17,14 @@ from dataclasses import dataclass, field
 from exporter.dispatch_table import PRECISIONS
 from exporter.inprocess import DEFAULT_DUTY_CYCLE
 from exporter.snapshot import Family, HistogramValue
+from exporter.sources.simulated.board import (
+    BoardGpu,
+    RackPlace,
+    advance_pcie_errors,
+    board_families,
+    pcie_errors_since_boot,
+)
+from exporter.sources.simulated.fec import BINS, LinkFec
 from exporter.sources.simulated.precision_extras import PrecisionExtras
 from exporter.sources.simulated.profiles import Profile
 from exporter.sources.simulated.scenarios import DEFAULT_SCENARIO, SCENARIOS, Scenario
@@ -31,9 +39,15 @@ E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 4
 PROMPT_BUCKETS = (128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0, 32768.0)
 CLOCK_REASONS = ("sw_power_cap", "hw_slowdown", "sw_thermal", "hw_thermal", "hw_power_brake", "sync_boost",
                  "display_clock")
+# The reasons NVML also counts durations of (fields CLOCKS_EVENT_REASON_*); the others are bitmask bits only.
+TIMED_CLOCK_REASONS = ("sw_power_cap", "sw_thermal", "hw_thermal", "hw_power_brake", "sync_boost")
 NVLINK5_ERROR_KINDS = ("malformed_packet", "buffer_overrun", "rcv", "rcv_remote", "rcv_general",
                        "local_link_integrity", "xmit_discards", "effective", "symbol")
 LAYERS = 80
+# Mean bytes per NVLink packet, headers included: a tensor-parallel all-reduce moves mostly full
+# 256-byte data packets with their 16-byte request and response packets (an assumption: no capture
+# of a Blackwell under load).
+NVLINK_PACKET_BYTES = 128
 # At most this many individual requests are drawn per poll; larger volumes are scaled up.
 MAX_DRAWS_PER_POLL = 2000
 
@@ -65,11 +79,13 @@ class GpuState:
     index: int
     uuid: str
     energy_joules: float = 0.0
-    clock_event_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(CLOCK_REASONS, 0.0))
+    clock_event_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIMED_CLOCK_REASONS, 0.0))
     ecc: dict[tuple[str, str], float] = field(default_factory=dict)
     remapped_correctable: int = 0
     remapped_uncorrectable: int = 0
     pcie_replays: float = 0.0
+    pcie_errors: dict[str, float] = field(default_factory=dict)
+    fec: list[LinkFec] = field(default_factory=list)  # per NVLink5 link; empty where there are no NVLink5 counters
     xids: dict[int, int] = field(default_factory=dict)
     nvml_read_errors: int = 0  # failed memory-info calls
     nvlink_errors: dict[tuple[int, str], float] = field(default_factory=dict)
@@ -100,26 +116,6 @@ _GPU_FAMILIES = (
 )
 
 
-# NVIDIA's mock GB200 reports this state; NVML_GPU_FABRIC_STATE_COMPLETED once the fabric manager registered the GPU.
-FABRIC_STATE_COMPLETED = "completed"
-
-
-@dataclass(frozen=True)
-class RackPlace:
-    """Where a tray sits: its index in the NVL72 rack and the rack's name (the fabric cluster UUID derives from it)."""
-
-    tray: int = 0
-    rack: str = "rack-0"
-
-    @property
-    def cluster_uuid(self) -> str:
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"nvl72/{self.rack}"))
-
-    @property
-    def clique_id(self) -> str:
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"nvl72/{self.rack}").int % 32767 + 1)
-
-
 class BoxModel:
     def __init__(self, profile: Profile, scenario: Scenario, seed: int = 0, start: float = 0.0,
                  place: RackPlace | None = None) -> None:
@@ -133,6 +129,7 @@ class BoxModel:
         self.last = start
         self.started = start
         self.gpus = [GpuState(i, f"GPU-{uuid.UUID(int=self.rng.getrandbits(128))}") for i in range(profile.gpu_count)]
+        self._fit_hardware_detail(seed)
         self.ttft = Histogram(TTFT_BUCKETS)
         self.itl = Histogram(ITL_BUCKETS)
         self.e2e = Histogram(E2E_BUCKETS)
@@ -151,6 +148,16 @@ class BoxModel:
         self.c2c_share = scenario.c2c_read_share
         self.load_now = 0.0
         self.extras = PrecisionExtras(profile)
+
+    def _fit_hardware_detail(self, seed: int) -> None:
+        """PCIe errors counted since boot, and each NVLink5 link's own error rate (some links are
+        noisier than others), drawn from a generator of their own so the other draws stay as they were."""
+        rng = random.Random(f"{seed}/{self.place.tray}/hardware-detail")
+        g = self.profile.gpu
+        for gpu in self.gpus:
+            gpu.pcie_errors = pcie_errors_since_boot(rng.getrandbits(32))
+            if g.nvlink5_counters:
+                gpu.fec = [LinkFec(quality=rng.lognormvariate(0.0, 0.5)) for _ in range(g.nvlink_links)]
 
     def _effective(self, scenario: Scenario) -> Scenario:
         """A rack scenario breaks one tray only; every other tray runs healthy under it."""
@@ -274,14 +281,20 @@ class BoxModel:
         traffic *= sc.nvlink_bandwidth_factor
         gpu.nvlink_tx_bytes += traffic * dt
         gpu.nvlink_rx_bytes += traffic * dt
-        if gpu.index == self._gpu(sc.nvlink_error_gpu) and sc.nvlink_errors_per_second:
-            for link in range(min(sc.nvlink_error_links, p.gpu.nvlink_links)):
-                kinds = ("effective", "symbol") if p.gpu.nvlink5_counters else ("crc_flit", "dl_crc", "replay")
-                for kind in kinds:
+        advance_pcie_errors(gpu.pcie_errors, dt)
+        erring = gpu.index == self._gpu(sc.nvlink_error_gpu) and sc.nvlink_errors_per_second > 0
+        erring_links = min(sc.nvlink_error_links, p.gpu.nvlink_links) if erring else 0
+        # NVLink5: a failing link's uncorrectable codewords are its effective errors (fec.py).
+        for link, fec in enumerate(gpu.fec):
+            fec.advance(dt, p.gpu.nvlink_link_bytes_per_second,
+                        sc.nvlink_errors_per_second if link < erring_links else 0.0)
+        for link in range(erring_links):
+            if not p.gpu.nvlink5_counters:
+                for kind in ("crc_flit", "dl_crc", "replay"):
                     key = (link, kind)
                     gpu.nvlink_errors[key] = gpu.nvlink_errors.get(key, 0.0) + sc.nvlink_errors_per_second * dt
-                key = (link, "recovery_successful" if p.gpu.nvlink5_counters else "recovery")
-                gpu.nvlink_errors[key] = gpu.nvlink_errors.get(key, 0.0) + sc.nvlink_errors_per_second * dt / 20
+            key = (link, "recovery_successful" if p.gpu.nvlink5_counters else "recovery")
+            gpu.nvlink_errors[key] = gpu.nvlink_errors.get(key, 0.0) + sc.nvlink_errors_per_second * dt / 20
 
     def _advance_precision(self, dt: float) -> None:
         sc = self.scenario
@@ -350,32 +363,24 @@ class BoxModel:
             self._gpu_identity_power_thermal(f, gpu, util)
             self._gpu_clocks_and_errors(f, gpu, util)
             self._gpu_activity_and_c2c(f, gpu, util)
-        return [*f.values(), *self._fabric_families(lost)]
+        return [*f.values(), *self._board_families(lost)]
 
-    def _fabric_families(self, lost: set[int]) -> list[Family]:
-        """Fabric membership as nvmlDeviceGetGpuFabricInfoV reports it; only NVLink-domain trays have one."""
-        if not self.profile.nvlink_domain:
-            return []
-        info, health = Family("blackwell_gpu_fabric_info"), Family("blackwell_gpu_fabric_health_mask")
-        for gpu in self.gpus:
-            if gpu.index in lost:
-                continue
-            i = str(gpu.index)
-            info.add((i, self.place.clique_id, self.place.cluster_uuid, FABRIC_STATE_COMPLETED, "0"), 1)
-            health.add((i,), 0)
-        return [info, health]
+    def _board_families(self, lost: set[int]) -> list[Family]:
+        gpus = (BoardGpu(gpu.index, gpu.uuid, _module_id(gpu.index), gpu.pcie_errors)
+                for gpu in self.gpus if gpu.index not in lost)
+        return board_families(self.profile, self.place, gpus)
 
     def _gpu_identity_power_thermal(self, f: dict[str, Family], gpu: GpuState, util: float) -> None:
         g, sc, i = self.profile.gpu, self.scenario, str(gpu.index)
         bus = f"00000000:{0x18 + 0x10 * gpu.index:02X}:00.0"
         f["blackwell_gpu_info"].add(
             (i, gpu.uuid, g.name, bus, g.architecture, g.compute_capability, "580.159.04",
-             "97.00.B9.00.2F", str(gpu.index % 4 + 1)), 1)
+             "97.00.B9.00.2F", _module_id(gpu.index)), 1)
         f["blackwell_gpu_utilization_ratio"].add((i,), round(util, 4))
         failing = gpu.index == self._gpu(sc.nvml_read_error_gpu)
         f["blackwell_gpu_nvml_partial_read"].add((i, gpu.uuid), int(failing))
         if gpu.nvml_read_errors:
-            f["blackwell_gpu_nvml_read_errors_total"].add((i, gpu.uuid, "memory"), gpu.nvml_read_errors)
+            f["blackwell_gpu_nvml_read_errors_total"].add((i, gpu.uuid, "memory_info"), gpu.nvml_read_errors)
         f["blackwell_gpu_memory_utilization_ratio"].add((i,), round(util * 0.62, 4))
         if not failing:  # the failed call's series are left out, the GPU's others stay
             used = g.memory_bytes * (0.90 if self.load_now > 0 else 0.02)
@@ -401,6 +406,7 @@ class BoxModel:
         f["blackwell_gpu_pcie_link_width"].add((i,), 16)
         for reason, seconds in gpu.clock_event_seconds.items():
             f["blackwell_gpu_clock_event_seconds_total"].add((i, reason), round(seconds, 6))
+        for reason in CLOCK_REASONS:
             active = (reason in ("sw_thermal", "hw_thermal") and gpu.index == self._gpu(sc.thermal_throttle_gpu)) or (
                 reason == "sw_power_cap" and gpu.index == self._gpu(sc.power_cap_gpu))
             f["blackwell_gpu_clock_event_active"].add((i, reason), int(active))
@@ -445,7 +451,8 @@ class BoxModel:
         if g.nvlink5_counters:
             names += ["blackwell_nvlink5_errors_total", "blackwell_nvlink5_recovery_events_total",
                       "blackwell_nvlink5_bit_error_rate", "blackwell_nvlink_tx_bytes_total",
-                      "blackwell_nvlink_rx_bytes_total"]
+                      "blackwell_nvlink_rx_bytes_total", "blackwell_nvlink5_packets_total",
+                      "blackwell_nvlink5_fec_history_total"]
         else:
             names += ["blackwell_nvlink_crc_flit_errors_total", "blackwell_nvlink_crc_data_errors_total",
                       "blackwell_nvlink_replay_errors_total", "blackwell_nvlink_recovery_errors_total",
@@ -473,18 +480,7 @@ class BoxModel:
                 f["blackwell_nvlink_link_tx_bytes_per_second"].add((i, ln), round(max(0.0, per_link)))
                 err = gpu.nvlink_errors
                 if g.nvlink5_counters:
-                    for kind in NVLINK5_ERROR_KINDS:
-                        f["blackwell_nvlink5_errors_total"].add((i, ln, kind), int(err.get((link, kind), 0.0)))
-                    ok = int(err.get((link, "recovery_successful"), 0.0))
-                    f["blackwell_nvlink5_recovery_events_total"].add((i, ln, "successful"), ok)
-                    f["blackwell_nvlink5_recovery_events_total"].add((i, ln, "failed"), 0)
-                    f["blackwell_nvlink5_recovery_events_total"].add((i, ln, "total"), ok)
-                    symbols = err.get((link, "symbol"), 0.0)
-                    bits = max(1.0, (self.last - self.started) * g.nvlink_link_bytes_per_second * 8)
-                    f["blackwell_nvlink5_bit_error_rate"].add((i, ln, "symbol"), symbols / bits)
-                    f["blackwell_nvlink5_bit_error_rate"].add((i, ln, "effective"), err.get((link, "effective"), 0.0) / bits)
-                    f["blackwell_nvlink_tx_bytes_total"].add((i, ln), round(gpu.nvlink_tx_bytes / links))
-                    f["blackwell_nvlink_rx_bytes_total"].add((i, ln), round(gpu.nvlink_rx_bytes / links))
+                    self._nvlink5_link(f, gpu, link)
                 else:
                     crc = int(err.get((link, "crc_flit"), 0.0))
                     f["blackwell_nvlink_crc_flit_errors_total"].add((i, ln), crc)
@@ -496,6 +492,28 @@ class BoxModel:
                     f["blackwell_nvlink_dl_replay_errors_total"].add((i, ln), int(err.get((link, "replay"), 0.0)))
                     f["blackwell_nvlink_dl_recovery_errors_total"].add((i, ln), int(err.get((link, "recovery"), 0.0)))
         return list(f.values())
+
+    def _nvlink5_link(self, f: dict[str, Family], gpu: GpuState, link: int) -> None:
+        """One link's NVLink5 counters: errors, recoveries, BER, bytes and packets, FEC history."""
+        g, i, ln = self.profile.gpu, str(gpu.index), str(link)
+        err, fec = gpu.nvlink_errors, gpu.fec[link]
+        counted = {**{kind: err.get((link, kind), 0.0) for kind in NVLINK5_ERROR_KINDS},
+                   "effective": fec.effective_errors, "symbol": fec.symbol_errors}
+        for kind in NVLINK5_ERROR_KINDS:
+            f["blackwell_nvlink5_errors_total"].add((i, ln, kind), int(counted[kind]))
+        ok = int(err.get((link, "recovery_successful"), 0.0))
+        f["blackwell_nvlink5_recovery_events_total"].add((i, ln, "successful"), ok)
+        f["blackwell_nvlink5_recovery_events_total"].add((i, ln, "failed"), 0)
+        f["blackwell_nvlink5_recovery_events_total"].add((i, ln, "total"), ok)
+        bits = max(1.0, (self.last - self.started) * g.nvlink_link_bytes_per_second * 8)
+        f["blackwell_nvlink5_bit_error_rate"].add((i, ln, "symbol"), counted["symbol"] / bits)
+        f["blackwell_nvlink5_bit_error_rate"].add((i, ln, "effective"), counted["effective"] / bits)
+        links = g.nvlink_links
+        for direction, sent in (("tx", gpu.nvlink_tx_bytes / links), ("rx", gpu.nvlink_rx_bytes / links)):
+            f[f"blackwell_nvlink_{direction}_bytes_total"].add((i, ln), round(sent))
+            f["blackwell_nvlink5_packets_total"].add((i, ln, direction), int(sent / NVLINK_PACKET_BYTES))
+        for n in range(BINS):
+            f["blackwell_nvlink5_fec_history_total"].add((i, ln, str(n)), int(fec.bins[n]))
 
     def _serving_families(self) -> list[Family]:
         p, sc = self.profile, self.scenario
@@ -573,3 +591,8 @@ class BoxModel:
         for layer in sorted(self.te_promotions, key=int):
             promotions.add((layer,), int(self.te_promotions[layer]))
         return [launches, seconds, promotions]
+
+
+def _module_id(index: int) -> str:
+    """The board's module id of GPU ``index`` (1-4 per quad, as nvmlDeviceGetModuleId numbers them)."""
+    return str(index % 4 + 1)

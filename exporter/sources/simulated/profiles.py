@@ -22,7 +22,7 @@ class GpuModel:
     hbm_peak_bytes_per_second: float
     nvlink_version: int
     nvlink_links: int
-    nvlink_link_bytes_per_second: float  # per direction
+    nvlink_link_bytes_per_second: float  # per direction, as NVML reports the line rate (field NVLINK_GET_SPEED)
     nvlink5_counters: bool  # Blackwell COUNT_* fields answer; Hopper answers the legacy/DL paths
 
 
@@ -38,7 +38,7 @@ B200 = GpuModel(
     hbm_peak_bytes_per_second=8.0e12,
     nvlink_version=5,
     nvlink_links=18,
-    nvlink_link_bytes_per_second=50 * GB,
+    nvlink_link_bytes_per_second=53.125 * GB,  # 50 GB/s of data; nvidia-smi nvlink -s shows 53.125 on GB200
     nvlink5_counters=True,
 )
 
@@ -54,7 +54,7 @@ GB200 = GpuModel(
     hbm_peak_bytes_per_second=8.0e12,
     nvlink_version=5,
     nvlink_links=18,
-    nvlink_link_bytes_per_second=50 * GB,
+    nvlink_link_bytes_per_second=53.125 * GB,  # 50 GB/s of data; nvidia-smi nvlink -s shows 53.125 on GB200
     nvlink5_counters=True,
 )
 
@@ -92,8 +92,11 @@ class Profile:
     itl_median_seconds: float
     kv_cache_max_blocks: int
     max_batch_size: int
-    # One tray of an NVL72 rack: its GPUs report the rack's fabric cluster UUID and clique id.
+    # One tray of an NVL72 rack that the rack scenarios (fault_tray) address.
     nvlink_domain: bool = False
+    # GPUs of a multi-node NVLink domain (a GB200 NVL72): fabric info carries the rack's cluster UUID
+    # and clique id, platform info its chassis and slot (board.py).
+    multi_node_nvlink: bool = False
 
     @property
     def c2c(self) -> bool:
@@ -134,6 +137,7 @@ PROFILES: dict[str, Profile] = {
             itl_median_seconds=0.0045,
             kv_cache_max_blocks=49_152,
             max_batch_size=128,
+            multi_node_nvlink=True,
         ),
         Profile(
             name="h200x2",
@@ -171,6 +175,7 @@ PROFILES: dict[str, Profile] = {
             kv_cache_max_blocks=49_152,
             max_batch_size=128,
             nvlink_domain=True,
+            multi_node_nvlink=True,
         ),
     )
 }

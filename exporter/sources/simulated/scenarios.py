@@ -63,8 +63,8 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(_HEALTHY, "Saturated but healthy serving: the baseline no alert fires on.", ()),
         Scenario(
             "nvlink-crc-burst",
-            "GPU 3's first six NVLink links count data-link errors (CRC on Hopper, NVLink5 symbol/effective "
-            "errors and link recoveries on Blackwell).",
+            "GPU 3's first six NVLink links count data-link errors (CRC on Hopper; on Blackwell uncorrectable "
+            "FEC codewords as effective errors, the FEC history shifting to its high bins, and link recoveries).",
             ("BlackwellNVLinkErrors",),
             nvlink_error_gpu=3,
             nvlink_errors_per_second=4.0,
@@ -199,7 +199,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "rack-tray-links-degrading",
             "Rack: tray 11's NVLink traffic falls to half of the other trays' while its GPU 3's first six links "
-            "count NVLink5 errors.",
+            "count NVLink5 effective errors, their FEC history shifting to its high bins.",
             ("BlackwellDomainTrayLinksBehind",),
             nvlink_error_gpu=3,
             nvlink_errors_per_second=4.0,

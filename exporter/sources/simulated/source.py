@@ -10,7 +10,8 @@ from pydantic import Field, field_validator, model_validator
 
 from exporter.snapshot import Family
 from exporter.sources.base import Source, SourceConfig
-from exporter.sources.simulated.model import BoxModel, RackPlace
+from exporter.sources.simulated.board import RackPlace
+from exporter.sources.simulated.model import BoxModel
 from exporter.sources.simulated.profiles import NVL72_TRAYS, PROFILES
 from exporter.sources.simulated.runtime_view import RUNTIMES, stand_in
 from exporter.sources.simulated.scenarios import DEFAULT_SCENARIO, SCENARIOS, Scenario
