@@ -39,16 +39,18 @@ class Clock:
 
 def state(names: dict[str, list[int]], pid: int = 100, started_at: float = NOW, updated_at: float | None = None,
           status: str = "sampling", reason: str = "", gpu: str = "0", overflow: tuple[int, int] = (0, 0),
-          extra_kernels: int = 0, **header) -> dict:
-    """A state file as the injection library writes it: all kernels counted, GEMMs among them."""
+          extra_kernels: int = 0, version: int = VERSION, **header) -> dict:
+    """A state file as the writers write it (version 3, or 2 as older injection libraries do): all kernels counted,
+    GEMMs among them."""
     launches = sum(p[0] for p in names.values()) + overflow[0] + extra_kernels
     nanoseconds = sum(p[1] for p in names.values()) + overflow[1]
-    return {"format": FORMAT, "version": VERSION, "writer": "inject", "writer_version": "0.1.0", "pid": pid,
+    listed = {"names": names} if version == 2 else {"names": list(names), "counts": [n for p in names.values() for n in p]}
+    return {"format": FORMAT, "version": version, "writer": "inject", "writer_version": "0.1.0", "pid": pid,
             "process": "rank0", "started_at": started_at, "updated_at": NOW if updated_at is None else updated_at,
             "status": status, "reason": reason, "detail": header.pop("detail", ""), "duty_cycle": 0.1,
             "period_seconds": 30.0, "windows": 3, "windows_skipped": 0, "sampled_seconds": 9.0, "records": launches,
             "incomplete_records": 0, "dropped_records": 0, "max_names": 2048,
-            "gpus": {gpu: {"uuid": "GPU-aaaa", "kernels": launches, "kernel_ns": nanoseconds, "names": names,
+            "gpus": {gpu: {"uuid": "GPU-aaaa", "kernels": launches, "kernel_ns": nanoseconds, **listed,
                            "overflow": list(overflow)}}, **header}
 
 
@@ -325,7 +327,13 @@ def test_no_state_file_means_the_source_is_down_and_says_how_to_start_sampling(t
     (lambda s: s.update(format="something-else"), "not a dispatch state file"),
     (lambda s: s.update(version=99), "state version 99"),
     (lambda s: s["gpus"]["0"].update(kernels=-1), r"kernels: expected a non-negative integer"),
-    (lambda s: s["gpus"]["0"].update(names=[]), "names: must be a mapping"),
+    (lambda s: s["gpus"]["0"].update(names={}), "names: must be a list of kernel names"),
+    (lambda s: s["gpus"]["0"].update(names=[7]), "names: must be a list of kernel names"),
+    (lambda s: s["gpus"]["0"].update(counts=[1]), r"counts: expected a list of two integers per name \(2\), got 1"),
+    (lambda s: s["gpus"]["0"].update(counts=[1, -10]), r"expected \[launches, gpu_ns\], got \[1, -10\]"),
+    (lambda s: s.update(version=2), "names: must be a mapping"),
+    (lambda s: s.update(version=2, gpus={"0": {"kernels": 1, "kernel_ns": 1, "names": {FP8: [1]}}}),
+     r"names\['nvjet.*'\]: expected \[launches, gpu_ns\], got \[1\]"),
     (lambda s: s["gpus"]["0"].update(overflow=[1]), r"overflow: expected \[launches, gpu_ns\]"),
     (lambda s: s.update(gpus=[]), "gpus must be a mapping"),
     (lambda s: s.update(status="sleeping"), "status 'sleeping'"),
@@ -353,8 +361,9 @@ def test_the_python_accumulator_writes_raw_names_that_the_source_classifies(tmp_
                      (SOFTMAX, 0, 0, 100), (FP8, 0, 500, 0)])
     acc.add_window(0.3, dropped=2)
     written = acc.state()
-    assert (written["version"], written["writer"], written["status"]) == (2, "python", "sampling")
-    assert written["gpus"]["3"]["names"] == {BF16: [1, 2000], FP8: [1, 1000], SOFTMAX: [1, 100]}
+    assert (written["version"], written["writer"], written["status"]) == (3, "python", "sampling")
+    assert written["gpus"]["3"]["names"] == [BF16, FP8, SOFTMAX]  # in the order first seen
+    assert written["gpus"]["3"]["counts"] == [1, 2000, 1, 1000, 1, 100]
     assert (written["records"], written["incomplete_records"], written["dropped_records"]) == (6, 1, 2)
     write_atomic(tmp_path / "rank0.json", written)
     got = poll(source(tmp_path))
@@ -367,7 +376,7 @@ def test_the_python_accumulator_bounds_names_per_gpu_with_an_overflow_bucket():
     acc.add_records([("a_gemm", 0, 0, 10), ("b_gemm", 0, 0, 10), ("c_gemm", 0, 0, 10), ("a_gemm", 0, 0, 10),
                      ("d_gemm", 0, 0, 5)])
     gpu = acc.state()["gpus"]["3"]
-    assert gpu["names"] == {"a_gemm": [2, 20], "b_gemm": [1, 10]}
+    assert (gpu["names"], gpu["counts"]) == (["a_gemm", "b_gemm"], [2, 20, 1, 10])
     assert gpu["overflow"] == [2, 15] and gpu["kernels"] == 5
 
 
