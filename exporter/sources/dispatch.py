@@ -31,7 +31,7 @@ import os
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import compress
 from operator import ne
@@ -246,40 +246,52 @@ class DispatchSource(Source):
             names, counts = entry["names"], entry["counts"]
             before, unlisted = _aligned(process.listed.get(gpu), names)
             moved = list(compress(range(len(before.counts)), map(ne, counts, before.counts)))
-            slots = list(dict.fromkeys([index >> 1 for index in moved] + list(range(len(before.names), len(names)))))
-            for slot in slots:
-                launches, nanoseconds = counts[2 * slot], counts[2 * slot + 1]
-                if not (type(launches) is int and type(nanoseconds) is int and launches >= 0 and nanoseconds >= 0):
-                    raise StateError(f"{path}: gpus[{gpu}].names[{names[slot]!r}]: expected [launches, gpu_ns], "
-                                     f"got {[launches, nanoseconds]!r}", "invalid")
-            updates.append((gpu, entry, before, slots, unlisted))
+            moved += range(len(before.counts), len(counts))  # the names new in their place
+            values = list(map(counts.__getitem__, moved))
+            if not (set(map(type, values)) <= {int} and min(values, default=0) >= 0):  # in C; Python finds which
+                slot = next(index for index, value in zip(moved, values, strict=True)
+                            if type(value) is not int or value < 0) >> 1
+                raise StateError(f"{path}: gpus[{gpu}].names[{names[slot]!r}]: expected [launches, gpu_ns], "
+                                 f"got {counts[2 * slot:2 * slot + 2]!r}", "invalid")
+            updates.append((gpu, entry, before, dict.fromkeys([index >> 1 for index in moved]), unlisted))
         for gpu, entry, before, slots, unlisted in updates:
             self._count_names(process, gpu, entry, before, slots)
             process.listed[gpu] = _Listed(entry["names"], entry["counts"], unlisted)
             self._count_kernels(process, gpu, entry)
 
     def _count_names(self, process: _Process, gpu: str, entry: dict[str, Any], before: _Listed,
-                     slots: list[int]) -> None:
+                     slots: Iterable[int]) -> None:
+        """The hot loop of a poll: one pass over the names whose counts moved."""
         assert self._table is not None
-        decide, totals = self._table.decide, self._totals
-        names, counts, last = entry["names"], entry["counts"], before.counts
+        decide = self._table.decide
+        names, counts, last, unlisted = entry["names"], entry["counts"], before.counts, before.unlisted
+        known = len(last) >> 1
+        gained: dict[str, list[int]] = {precision: [0, 0] for precision in PRECISIONS}
+        unrecognized = 0
         for slot in slots:
             name = names[slot]
             precision, rule = decide(name)
             if precision is None:
                 continue
-            launches, nanoseconds = counts[2 * slot], counts[2 * slot + 1]
-            prior = (last[2 * slot], last[2 * slot + 1]) if 2 * slot < len(last) else \
-                before.unlisted.get(name) if before.unlisted else None
+            at = 2 * slot
+            launches, nanoseconds = counts[at], counts[at + 1]
+            prior = (last[at], last[at + 1]) if slot < known else unlisted.get(name) if unlisted else None
             if prior is not None:
-                launches, nanoseconds = max(0, launches - prior[0]), max(0, nanoseconds - prior[1])
-            totals.gemm[(gpu, precision)] += launches
-            totals.gemm_ns[(gpu, precision)] += nanoseconds
+                launches = launches - prior[0] if launches > prior[0] else 0
+                nanoseconds = nanoseconds - prior[1] if nanoseconds > prior[1] else 0
+            sums = gained[precision]
+            sums[0] += launches
+            sums[1] += nanoseconds
             if rule.startswith("default:"):
-                totals.unrecognized[gpu] += launches
+                unrecognized += launches
                 if (gpu, name) not in process.unrecognized:
                     process.unrecognized_names[gpu] += 1
-                process.unrecognized[(gpu, name)] = counts[2 * slot]
+                process.unrecognized[(gpu, name)] = counts[at]
+        totals = self._totals
+        for precision, (launches, nanoseconds) in gained.items():
+            totals.gemm[(gpu, precision)] += launches
+            totals.gemm_ns[(gpu, precision)] += nanoseconds
+        totals.unrecognized[gpu] += unrecognized
 
     def _count_kernels(self, process: _Process, gpu: str, entry: dict[str, Any]) -> None:
         totals = self._totals
@@ -405,7 +417,7 @@ def _aligned(listed: _Listed | None, names: list[str]) -> tuple[_Listed, dict[st
     """
     if listed is None:
         return _Listed([], []), {}
-    if listed.names == names[:len(listed.names)]:  # the writer appended names, as both writers do
+    if listed.names is names or listed.names == names[:len(listed.names)]:  # appended, as both writers do
         return listed, listed.unlisted
     # A writer that reordered or dropped names: every name is matched by name; the dropped ones are kept.
     by_name = listed.counts_by_name()

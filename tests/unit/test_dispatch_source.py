@@ -81,8 +81,9 @@ def poll(src: DispatchSource) -> dict:
 
 # -- raw names to classified metrics ----------------------------------------------------------------
 
-def test_raw_names_are_classified_per_gpu_and_precision_and_non_gemms_count_only_as_kernels(tmp_path):
-    write(tmp_path, "rank0", state({BF16: [2, 4000], FP8: [3, 3000], FP4: [1, 500], SOFTMAX: [7, 700]}))
+@pytest.mark.parametrize("version", [3, 2])
+def test_raw_names_are_classified_per_gpu_and_precision_and_non_gemms_count_only_as_kernels(tmp_path, version):
+    write(tmp_path, "rank0", state({BF16: [2, 4000], FP8: [3, 3000], FP4: [1, 500], SOFTMAX: [7, 700]}, version=version))
     got = poll(source(tmp_path))
     assert (launches(got, "16bit"), launches(got, "fp8"), launches(got, "fp4"), launches(got, "other")) == (2, 3, 1, 0)
     assert got[("blackwell_gemm_kernel_seconds_total", ("0", "fp8"))] == pytest.approx(3e-6)
@@ -150,6 +151,64 @@ def test_a_table_change_applies_to_new_launches_without_a_restart_and_no_counter
     got = poll(src)
     assert (launches(got, "other"), launches(got, "fp8")) == (10, 5)  # the past stays, new launches follow the table
     assert got[("blackwell_dispatch_unrecognized_gemm_names", ("0",))] == 0
+
+
+def custom_gemm_as_fp8(table: Path, stamp: int) -> None:
+    text = DEFAULT_TABLE.read_text().replace("precision:\n", "precision:\n  - name: custom-fp8\n    precision: fp8\n"
+                                                              "    pattern: '^my_custom_gemm'\n", 1)
+    table.write_text(text)
+    os.utime(table, ns=(stamp, stamp))
+
+
+def test_a_table_change_reclassifies_names_already_seen_even_in_a_file_not_rewritten_since(tmp_path):
+    table = tmp_path / "table.yaml"
+    shutil.copy(DEFAULT_TABLE, table)
+    states = tmp_path / "states"
+    names = {CUSTOM_GEMM: [10, 100], f"{CUSTOM_GEMM}_2": [1, 10], FP8: [5, 50]}
+    write(states, "rank0", state(names))
+    src = source(states, table=table)
+    got = poll(src)
+    assert got[("blackwell_dispatch_unrecognized_gemm_names", ("0",))] == 2
+    custom_gemm_as_fp8(table, 1)
+    got = poll(src)  # the file is as it was: nothing new to count, but the names the table now knows are known
+    assert (launches(got, "other"), launches(got, "fp8")) == (11, 5)
+    assert got[("blackwell_dispatch_unrecognized_gemm_names", ("0",))] == 0
+    assert not any("unrecognized GEMM" in note for note in src.notes())
+    write(states, "rank0", state({**names, CUSTOM_GEMM: [14, 140], f"{CUSTOM_GEMM}_2": [3, 30]}))
+    got = poll(src)  # only the launches since the change follow the new table
+    assert (launches(got, "other"), launches(got, "fp8")) == (11, 11)
+    shutil.copy(DEFAULT_TABLE, table)
+    os.utime(table, ns=(2, 2))
+    write(states, "rank0", state({**names, CUSTOM_GEMM: [20, 200], f"{CUSTOM_GEMM}_2": [3, 30]}))
+    got = poll(src)  # back to the shipped table: the decision remembered under the fp8 table is not reused
+    assert (launches(got, "other"), launches(got, "fp8")) == (17, 11)
+    assert got[("blackwell_dispatch_unrecognized_gemm_names", ("0",))] == 2
+
+
+def test_a_poll_counts_only_what_moved_among_many_names_and_names_a_writer_appends(tmp_path):
+    names = {f"{BF16}_{i}": [i, 10 * i] for i in range(500)}
+    write(tmp_path, "rank0", state(names))
+    src = source(tmp_path)
+    assert launches(poll(src), "16bit") == sum(range(500))
+    names[f"{BF16}_7"] = [7 + 3, 70 + 30]
+    names[f"{BF16}_499"] = [499 + 1, 4990]
+    names[FP8] = [4, 40]  # first seen since the last write: listed after the others
+    write(tmp_path, "rank0", state(names))
+    got = poll(src)
+    assert (launches(got, "16bit"), launches(got, "fp8")) == (sum(range(500)) + 4, 4)
+    assert got[("blackwell_gemm_kernel_seconds_total", ("0", "16bit"))] == pytest.approx((10 * sum(range(500)) + 30) / 1e9)
+
+
+def test_a_writer_that_reorders_or_drops_names_is_matched_by_name_and_counts_nothing_twice(tmp_path):
+    write(tmp_path, "rank0", state({BF16: [2, 20], FP8: [3, 30], FP4: [1, 10]}))
+    src = source(tmp_path)
+    poll(src)
+    write(tmp_path, "rank0", state({FP4: [1, 10], FP8: [5, 50]}))  # BF16 dropped, the others reordered
+    got = poll(src)
+    assert (launches(got, "16bit"), launches(got, "fp8"), launches(got, "fp4")) == (2, 5, 1)
+    write(tmp_path, "rank0", state({FP4: [1, 10], FP8: [5, 50], BF16: [6, 60]}))  # BF16 is back
+    got = poll(src)
+    assert (launches(got, "16bit"), launches(got, "fp8"), launches(got, "fp4")) == (6, 5, 1)
 
 
 def test_a_bad_table_keeps_the_last_good_one_and_says_why(tmp_path):
