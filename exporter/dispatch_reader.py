@@ -24,12 +24,13 @@ except ImportError:  # optional: the standard library reads the same files, slow
 HEADER = ("format", "version", "writer", "writer_version", "pid", "process", "started_at", "updated_at", "status",
           "reason", "detail", "duty_cycle", "period_seconds", "windows", "windows_skipped", "sampled_seconds",
           "records", "incomplete_records", "dropped_records", "max_names")
-GPU = ("uuid", "kernels", "kernel_ns", "counts", "overflow")
+GPU = ("uuid", "kernels", "kernel_ns", "overflow")
 
 if msgspec is not None:
     _UNSET = msgspec.UNSET
     # Keys the format does not define are skipped; UNSET tells a key that is absent from one that is null.
     _Gpu = msgspec.defstruct("_Gpu", [("names", msgspec.Raw, msgspec.Raw(b"null")),
+                                      ("counts", list[int] | msgspec.UnsetType, _UNSET),
                                       *((key, Any, _UNSET) for key in GPU)])
     _State = msgspec.defstruct("_State", [("gpus", dict[str, _Gpu] | None, None),
                                           *((key, Any, _UNSET) for key in HEADER)])
@@ -60,7 +61,7 @@ class StateReader:
             return read_state(path)
         except msgspec.DecodeError as exc:
             raise torn(path, raw, exc) from None
-        return check_state(path, state, names_are_strings=state.get("version") == 3)
+        return check_state(path, state, typed=state.get("version") == 3)
 
     def forget_all_but(self, files: set[str]) -> None:
         """Drop what is remembered of files no longer present."""
@@ -68,7 +69,7 @@ class StateReader:
             del self._names[key]
 
     def _gpu(self, file: str, gpu: str, entry: Any, version: Any) -> dict[str, Any]:
-        fields = {key: getattr(entry, key) for key in GPU if getattr(entry, key) is not _UNSET}
+        fields = {key: getattr(entry, key) for key in (*GPU, "counts") if getattr(entry, key) is not _UNSET}
         if version != 3:
             fields["names"] = _decode_any(entry.names)
             return fields

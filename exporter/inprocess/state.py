@@ -93,14 +93,15 @@ def read_state(path: Path) -> dict[str, Any]:
     return check_state(path, state)
 
 
-def check_state(path: Path, state: Any, names_are_strings: bool = False) -> dict[str, Any]:
+def check_state(path: Path, state: Any, typed: bool = False) -> dict[str, Any]:
     """Check a decoded state file but its per-name counts; raise StateError saying what is wrong.
 
     Each ``gpus`` entry comes back with ``names`` (a list of kernel names) and ``counts`` (two
     integers per name: launches, gpu_ns), whichever version the file is; a version 2 mapping is
-    turned into these lists. The counts themselves are checked by the reader that compares them
-    with the last poll (``is_pair``), so a file of 100,000 names is walked once per poll, not twice.
-    ``names_are_strings``: the decoder already guaranteed it (the fast reader's typed decoding).
+    turned into these lists. That the counts are integers is checked here (in C, ``map(type, ...)``);
+    that they are not negative, by the reader that compares them with the last poll, for those that
+    moved. ``typed``: the decoder already checked that names are strings and counts integers (the
+    fast reader's typed decoding of version 3).
     """
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise StateError(f"{path}: not a dispatch state file (format is not {FORMAT!r})", "invalid")
@@ -125,7 +126,7 @@ def check_state(path: Path, state: Any, names_are_strings: bool = False) -> dict
         if version == 2:
             entry["names"], entry["counts"] = _positional(where, entry.get("names"))
         else:
-            _check_lists(where, entry, names_are_strings)
+            _check_lists(where, entry, typed)
         if not is_pair(entry.get("overflow", [0, 0])):
             raise StateError(f"{where}.overflow: expected [launches, gpu_ns], got {entry.get('overflow')!r}",
                              "invalid")
@@ -143,18 +144,23 @@ def _positional(where: str, names: Any) -> tuple[list[str], list[Any]]:
         counts = list(chain.from_iterable(pairs))
     except TypeError:  # a pair that is a number
         counts = []
-    if len(counts) != 2 * len(pairs):
-        bad = next((name for name, pair in names.items() if type(pair) is not list or len(pair) != 2), "")
+    if len(counts) != 2 * len(pairs) or not set(map(type, counts)) <= {int}:
+        bad = next((name for name, pair in names.items() if not is_pair(pair)), "")
         raise StateError(f"{where}.names[{bad!r}]: expected [launches, gpu_ns], got {names.get(bad)!r}", "invalid")
     return list(names), counts
 
 
-def _check_lists(where: str, entry: dict[str, Any], names_are_strings: bool) -> None:
+def _check_lists(where: str, entry: dict[str, Any], typed: bool) -> None:
     names, counts = entry.get("names"), entry.get("counts")
-    if not isinstance(names, list) or not (names_are_strings or set(map(type, names)) <= {str}):
+    if not isinstance(names, list) or not (typed or set(map(type, names)) <= {str}):
         raise StateError(f"{where}.names: must be a list of kernel names", "invalid")
-    if not isinstance(counts, list) or len(counts) != 2 * len(names):
-        got = len(counts) if isinstance(counts, list) else repr(counts)
+    if not isinstance(counts, list) or len(counts) != 2 * len(names) or not (typed or set(map(type, counts)) <= {int}):
+        if not isinstance(counts, list):
+            got = repr(counts)
+        elif len(counts) != 2 * len(names):
+            got = f"{len(counts)} values"
+        else:
+            got = repr(next(count for count in counts if type(count) is not int))
         raise StateError(f"{where}.counts: expected a list of two integers per name ({2 * len(names)}), got {got}",
                          "invalid")
 

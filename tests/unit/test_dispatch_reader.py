@@ -58,6 +58,10 @@ def test_both_readers_give_names_and_flat_counts_in_file_order_across_polls(tmp_
     (lambda s: s["gpus"]["0"].update(names={"a": [1, 2]}), "names: must be a list of kernel names"),
     (lambda s: s["gpus"]["0"].update(names=["a", 5], counts=[1, 2, 3, 4]), "names: must be a list of kernel names"),
     (lambda s: s["gpus"]["0"].update(counts=[1, 2, 3]), "counts: expected a list of two integers per name"),
+    (lambda s: s["gpus"]["0"].update(counts=[1, 2, 3, 4.0]), "counts: expected .* per name \\(4\\), got 4.0"),
+    (lambda s: s["gpus"]["0"].update(counts=[1, 2, True, 4]), "counts: expected .* got True"),
+    (lambda s: s.update(version=2, gpus={"0": {"kernels": 1, "kernel_ns": 1, "names": {"a": [1, 2.0]}}}),
+     r"names\['a'\]: expected \[launches, gpu_ns\], got \[1, 2.0\]"),
     (lambda s: s.update(version=2), "names: must be a mapping"),
     (lambda s: s.update(pid="seven"), "pid: expected an integer"),
 ])

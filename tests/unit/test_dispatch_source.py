@@ -388,7 +388,7 @@ def test_no_state_file_means_the_source_is_down_and_says_how_to_start_sampling(t
     (lambda s: s["gpus"]["0"].update(kernels=-1), r"kernels: expected a non-negative integer"),
     (lambda s: s["gpus"]["0"].update(names={}), "names: must be a list of kernel names"),
     (lambda s: s["gpus"]["0"].update(names=[7]), "names: must be a list of kernel names"),
-    (lambda s: s["gpus"]["0"].update(counts=[1]), r"counts: expected a list of two integers per name \(2\), got 1"),
+    (lambda s: s["gpus"]["0"].update(counts=[1]), r"counts: expected a list of two integers per name \(2\), got 1 values"),
     (lambda s: s["gpus"]["0"].update(counts=[1, -10]), r"expected \[launches, gpu_ns\], got \[1, -10\]"),
     (lambda s: s.update(version=2), "names: must be a mapping"),
     (lambda s: s.update(version=2, gpus={"0": {"kernels": 1, "kernel_ns": 1, "names": {FP8: [1]}}}),
