@@ -16,8 +16,9 @@ expressions), (b) the steady poll: the writer rewrote the file with 5% of the na
 a live sampler does between two polls (the same names as last poll), (c) a poll that finds the
 file not rewritten since, and (d) the poll right after the classification table changed (every
 name seen is classified again by the new table). Each poll is timed end to end through
-``poll()``, wall clock (the figure that counts) and this process's CPU time (what a quieter machine
-would see). Paths alternate within each round, so a change of load on the shared machine falls
+``poll()``, wall clock (the figure that counts) and the polling process's CPU time. Each path runs
+in a process of its own, as the source does in an exporter, and the paths take turns within each
+round, so a change of load on the shared machine falls
 on all of them alike.
 
     .venv/bin/python bench/dispatch_classify.py [--names 100000] [--polls 10] [--first 3]
@@ -26,7 +27,9 @@ on all of them alike.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import multiprocessing
 import os
 import platform
 import random
@@ -36,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -192,15 +196,17 @@ class Bench:
         for version in (2, 3):
             write_atomic(self.root / f"v{version}" / "rank0.json", state(self.names, self.now, version))
 
-    def sources(self) -> dict[str, DispatchSource]:
-        def config(version: int) -> DispatchConfig:
-            return DispatchConfig(enabled=True, state_dir=self.root / f"v{version}", table=self.table)
-
+    def source(self, path: str) -> DispatchSource:
+        """A fresh source of one path (its table cache empty, as after a start)."""
+        config = DispatchConfig(enabled=True, state_dir=self.root / ("v2" if path in ("old", "new-v2") else "v3"),
+                                table=self.table)
         clock = lambda: self.now  # noqa: E731
-        stdlib = DispatchSource(config(3), clock)
-        stdlib._reader = StateReader(use_msgspec=False)  # as where msgspec is not installed
-        return {"old": BaselineSource(config(2), clock), "new-v2": DispatchSource(config(2), clock),
-                "new-v3": DispatchSource(config(3), clock), "new-v3-stdlib": stdlib}
+        if path == "old":
+            return BaselineSource(config, clock)
+        source = DispatchSource(config, clock)
+        if path == "new-v3-stdlib":
+            source._reader = StateReader(use_msgspec=False)  # as where msgspec is not installed
+        return source
 
     def advance(self, rng: random.Random) -> None:
         for key in rng.sample(list(self.names), len(self.names) // 20):
@@ -217,6 +223,7 @@ class Bench:
 
 def timed(source: DispatchSource) -> tuple[tuple[float, float], dict]:
     """(wall seconds, CPU seconds of this process) of one poll, and the counters it exported."""
+    gc.collect()  # each poll starts from a collected heap; the collections it causes itself are timed with it
     began, began_cpu = time.perf_counter(), time.process_time()
     families = source.poll()
     elapsed = (time.perf_counter() - began, time.process_time() - began_cpu)
@@ -225,39 +232,71 @@ def timed(source: DispatchSource) -> tuple[tuple[float, float], dict]:
                                                   "blackwell_dispatch_unrecognized"))}
 
 
+def worker(bench: Bench, path: str, connection: Connection) -> None:
+    """One path in a process of its own, as in an exporter: it polls when told and answers with its timing."""
+    source = None
+    while (command := connection.recv()) != "stop":
+        if command == "fresh":
+            source = bench.source(path)
+        else:
+            connection.send(timed(source))
+
+
+class Paths:
+    """The four paths, each in its own process (no path pays for another's memory or garbage), polled in turn."""
+
+    def __init__(self, bench: Bench) -> None:
+        context = multiprocessing.get_context("fork")
+        self.connections, self.processes = {}, []
+        for path in PATHS:
+            mine, theirs = context.Pipe()
+            process = context.Process(target=worker, args=(bench, path, theirs), daemon=True)
+            process.start()
+            self.connections[path], self.processes = mine, [*self.processes, process]
+
+    def fresh(self) -> None:
+        for connection in self.connections.values():
+            connection.send("fresh")
+
+    def poll(self, times: dict[str, list[tuple[float, float]]], what: str) -> None:
+        answers = {}
+        for path, connection in self.connections.items():
+            connection.send("poll")
+            elapsed, answers[path] = connection.recv()
+            times[path].append(elapsed)
+        assert all(answer == answers["old"] for answer in answers.values()), f"the paths disagree: {what}"
+
+    def stop(self) -> None:
+        for connection in self.connections.values():
+            connection.send("stop")
+        for process in self.processes:
+            process.join()
+
+
 def run(args: argparse.Namespace) -> dict:
     base = real_names()
     rng = random.Random(13)
     names = {f"{base[i % len(base)]}_v{i}": [rng.randint(1, 1000), rng.randint(1000, 10**6)]
              for i in range(args.names)}
     bench = Bench(names, time.time())
-    times: dict[str, dict[str, list[tuple[float, float]]]] = {case: {path: [] for path in PATHS}
-                                                 for case in ("first", "steady", "unchanged", "table_change")}
+    times: dict[str, dict[str, list[tuple[float, float]]]] = {
+        case: {path: [] for path in PATHS} for case in ("first", "steady", "unchanged", "table_change")}
+    paths = Paths(bench)
     loads = [os.getloadavg()]
-    for _ in range(args.first):
+    for attempt in range(args.first):
         bench.write()
-        sources = bench.sources()
-        answers = {}
-        for path, source in sources.items():
-            elapsed, answers[path] = timed(source)
-            times["first"][path].append(elapsed)
-        assert all(a == answers["old"] for a in answers.values()), "the paths disagree on the first poll"
+        paths.fresh()
+        paths.poll(times["first"], f"first poll {attempt}")
     for step in range(args.polls):
         bench.advance(rng)
         bench.write()
-        for path, source in sources.items():
-            elapsed, answers[path] = timed(source)
-            times["steady"][path].append(elapsed)
-        assert all(a == answers["old"] for a in answers.values()), f"the paths disagree at steady poll {step}"
-        for path, source in sources.items():
-            times["unchanged"][path].append(timed(source)[0])
+        paths.poll(times["steady"], f"steady poll {step}")
+        paths.poll(times["unchanged"], f"unchanged file {step}")
         if step % 4 == 3:
             bench.change_table(step)
-            for path, source in sources.items():
-                elapsed, answers[path] = timed(source)
-                times["table_change"][path].append(elapsed)
-            assert all(a == answers["old"] for a in answers.values()), f"the paths disagree after table change {step}"
+            paths.poll(times["table_change"], f"after table change {step}")
     loads.append(os.getloadavg())
+    paths.stop()
     medians = {case: {path: round(statistics.median(v[0] for v in values) * 1000, 2)
                       for path, values in by_path.items()} for case, by_path in times.items()}
     cpu = {case: {path: round(statistics.median(v[1] for v in values) * 1000, 2) for path, values in by_path.items()}
