@@ -185,15 +185,16 @@ def test_a_table_change_reclassifies_names_already_seen_even_in_a_file_not_rewri
     assert got[("blackwell_dispatch_unrecognized_gemm_names", ("0",))] == 2
 
 
-def test_a_poll_counts_only_what_moved_among_many_names_and_names_a_writer_appends(tmp_path):
+@pytest.mark.parametrize("version", [3, 2])
+def test_a_poll_counts_only_what_moved_among_many_names_and_names_a_writer_appends(tmp_path, version):
     names = {f"{BF16}_{i}": [i, 10 * i] for i in range(500)}
-    write(tmp_path, "rank0", state(names))
+    write(tmp_path, "rank0", state(names, version=version))
     src = source(tmp_path)
     assert launches(poll(src), "16bit") == sum(range(500))
     names[f"{BF16}_7"] = [7 + 3, 70 + 30]
     names[f"{BF16}_499"] = [499 + 1, 4990]
     names[FP8] = [4, 40]  # first seen since the last write: listed after the others
-    write(tmp_path, "rank0", state(names))
+    write(tmp_path, "rank0", state(names, version=version))
     got = poll(src)
     assert (launches(got, "16bit"), launches(got, "fp8")) == (sum(range(500)) + 4, 4)
     assert got[("blackwell_gemm_kernel_seconds_total", ("0", "16bit"))] == pytest.approx((10 * sum(range(500)) + 30) / 1e9)
