@@ -8,11 +8,13 @@ each file's name lists between reads.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from exporter.dispatch_reader import StateReader
+from exporter.dispatch_reader import GPU, HEADER, StateReader
 from exporter.inprocess.state import FORMAT, StateError, write_atomic
+from tests.support import REPO
 
 NOW = 1_800_000_000.0
 
@@ -91,3 +93,15 @@ def test_a_torn_file_is_torn_for_both_readers_and_a_name_list_that_stopped_growi
     write_atomic(path, content({"0": {"a_gemm": [1, 10]}}))  # fewer names than remembered: decoded afresh
     assert fast.read(path)["gpus"]["0"]["names"] == ["a_gemm"]
 
+
+
+def test_the_fast_reader_keeps_every_key_the_format_documents():
+    doc = (REPO / "docs" / "dispatch-state.md").read_text()
+    content = doc[doc.index("## Content"):doc.index("## Settings read by both writers")]
+    header, gpu = content.split("Each `gpus` entry:")
+
+    def keys(table: str) -> set[str]:  # the first column: `key` or `key`, `other key`
+        return {key for cell in re.findall(r"^\| (`.+?`) \|", table, re.M) for key in re.findall(r"`(\w+)`", cell)}
+
+    assert keys(header) == {*HEADER, "gpus"}
+    assert keys(gpu) == {*GPU, "names", "counts"}
