@@ -71,13 +71,13 @@ def kernel_ms(fn, reps: int = 200) -> float:
 
 
 def totals(path: Path) -> dict[str, dict[str, float]]:
-    """Launches and GPU seconds per precision of one v2 state file, classified as the dispatch source does."""
+    """Launches and GPU seconds per precision of one state file, classified as the dispatch source does."""
     state = read_state(path)
     table = KernelClassifier.load()
     out = {"launches": {}, "seconds": {}, "kernels": 0.0}
     unrecognized = {}
     for entry in state["gpus"].values():
-        for name, (launches, nanoseconds) in entry["names"].items():
+        for name, launches, nanoseconds in zip(entry["names"], entry["counts"][::2], entry["counts"][1::2], strict=True):
             precision, rule = table.decide(name)
             if precision is None:
                 continue

@@ -2,7 +2,7 @@
 
 Kept apart from CUPTI so the arithmetic is testable anywhere: the sampler feeds it
 (name, device, start_ns, end_ns) tuples from CUPTI's buffers and asks it for the state to write
-(format version 2, docs/dispatch-state.md). Nothing is classified here: the exporter does that,
+(format version 3, docs/dispatch-state.md). Nothing is classified here: the exporter does that,
 so a table change needs no restart of the serving process.
 """
 
@@ -101,7 +101,7 @@ class Accumulator:
                 "records": self.records, "incomplete_records": self.incomplete_records,
                 "dropped_records": self.dropped_records, "max_names": self.max_names,
                 "gpus": {gpu: {"uuid": t.uuid, "kernels": t.kernels, "kernel_ns": t.kernel_ns,
-                               "names": {name: list(pair) for name, pair in t.names.items()},
+                               "names": list(t.names), "counts": [n for pair in t.names.values() for n in pair],
                                "overflow": list(t.overflow)}
                          for gpu, t in sorted(self.gpus.items())},
             }

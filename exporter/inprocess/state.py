@@ -1,12 +1,15 @@
-"""The dispatch state file, version 2 (docs/dispatch-state.md): written in the serving process, read by the exporter.
+"""The dispatch state file, version 3 (docs/dispatch-state.md): written in the serving process, read by the exporter.
 
 One JSON file per serving process, replaced atomically (write a temporary file in the same
 directory, fsync, rename over the old one), so a reader sees the previous or the next complete
-state and never a half-written one. It carries raw kernel names with cumulative
-``[launches, gpu_ns]`` per GPU; the exporter classifies them. Two writers produce it: the CUPTI
-injection library (``native/``) and the Python sampler of this package.
+state and never a half-written one. It carries raw kernel names per GPU, in the order they were
+first seen, and beside them their cumulative ``[launches, gpu_ns]`` as one flat list of integers;
+the exporter classifies them. Two writers produce it: the CUPTI injection library (``native/``)
+and the Python sampler of this package. Version 2 files (a mapping of name to pair) are still
+read, turned into the same positional lists.
 
-Only the standard library is used: this module is imported inside the serving process.
+Only the standard library is used: this module is imported inside the serving process. The
+exporter reads through ``exporter.dispatch_reader``, which is faster where msgspec is installed.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 FORMAT = "blackwell-exporter/dispatch-state"
-VERSION = 2
+VERSION = 3  # what the writers of this release write
+READABLE_VERSIONS = (2, 3)
 DEFAULT_DIR = Path(os.environ.get("BLACKWELL_DISPATCH_STATE_DIR", "/tmp/blackwell-exporter/dispatch"))
 STATUSES = ("sampling", "unavailable", "paused", "exited")
 REASONS = ("", "cupti_missing", "cupti_incompatible", "multiple_subscribers", "cupti_error", "disabled", "exited")
@@ -65,31 +70,48 @@ def is_pair(value: Any) -> bool:
             and value[0] >= 0 and value[1] >= 0)
 
 
-def read_state(path: Path) -> dict[str, Any]:
-    """Read one state file and check everything but the per-name pairs; raise StateError saying what is wrong.
-
-    Per-name ``[launches, gpu_ns]`` pairs are checked by the reader that walks them (``is_pair``),
-    so a file of 100,000 names is walked once per poll, not twice.
-    """
+def read_bytes(path: Path) -> bytes:
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise StateError(f"{path}: removed while being read", "missing") from None
     except OSError as exc:
         raise StateError(f"{path}: cannot read: {exc.strerror or exc}", "missing") from None
+
+
+def torn(path: Path, raw: bytes, exc: Exception) -> StateError:
+    return StateError(f"{path}: torn or not JSON ({len(raw)} bytes): {exc}", "torn")
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """Read one state file with the standard library; see ``check_state`` for what comes back."""
+    raw = read_bytes(path)
     try:
         state = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise StateError(f"{path}: torn or not JSON ({len(raw)} bytes): {exc}", "torn") from None
+        raise torn(path, raw, exc) from None
+    return check_state(path, state)
+
+
+def check_state(path: Path, state: Any, typed: bool = False) -> dict[str, Any]:
+    """Check a decoded state file but its per-name counts; raise StateError saying what is wrong.
+
+    Each ``gpus`` entry comes back with ``names`` (a list of kernel names) and ``counts`` (two
+    integers per name: launches, gpu_ns), whichever version the file is; a version 2 mapping is
+    turned into these lists. That the counts are integers is checked here (in C, ``map(type, ...)``);
+    that they are not negative, by the reader that compares them with the last poll, for those that
+    moved. ``typed``: the decoder already checked that names are strings and counts integers (the
+    fast reader's typed decoding of version 3).
+    """
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise StateError(f"{path}: not a dispatch state file (format is not {FORMAT!r})", "invalid")
     version = state.get("version")
-    if type(version) is int and version < VERSION:
+    if type(version) is int and version < READABLE_VERSIONS[0]:
         raise StateError(f"{path}: state version {version} was written by an older sampler (this exporter reads "
-                         f"version {VERSION}, raw kernel names): restart the serving process with this release's "
-                         "injection library or exporter.inprocess", "outdated")
-    if version != VERSION:
-        raise StateError(f"{path}: state version {version!r}, this exporter reads {VERSION}", "invalid")
+                         f"versions {READABLE_VERSIONS}, raw kernel names): restart the serving process with this "
+                         "release's injection library or exporter.inprocess", "outdated")
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        raise StateError(f"{path}: state version {version!r}, this exporter reads {READABLE_VERSIONS}", "invalid")
     _check_header(path, state)
     gpus = state.get("gpus")
     if not isinstance(gpus, dict):
@@ -101,14 +123,46 @@ def read_state(path: Path) -> dict[str, Any]:
         for key in ("kernels", "kernel_ns"):
             if type(entry.get(key)) is not int or entry[key] < 0:
                 raise StateError(f"{where}.{key}: expected a non-negative integer, got {entry.get(key)!r}", "invalid")
-        if not isinstance(entry.get("names"), dict):
-            raise StateError(f"{where}.names: must be a mapping of kernel name to [launches, gpu_ns]", "invalid")
+        if version == 2:
+            entry["names"], entry["counts"] = _positional(where, entry.get("names"))
+        else:
+            _check_lists(where, entry, typed)
         if not is_pair(entry.get("overflow", [0, 0])):
             raise StateError(f"{where}.overflow: expected [launches, gpu_ns], got {entry.get('overflow')!r}",
                              "invalid")
         if not isinstance(entry.get("uuid", ""), str):
             raise StateError(f"{where}.uuid: must be a string", "invalid")
     return state
+
+
+def _positional(where: str, names: Any) -> tuple[list[str], list[Any]]:
+    """A version 2 mapping of name -> [launches, gpu_ns] as the names and flat counts of version 3."""
+    if not isinstance(names, dict):
+        raise StateError(f"{where}.names: must be a mapping of kernel name to [launches, gpu_ns]", "invalid")
+    pairs = list(names.values())
+    try:
+        counts = list(chain.from_iterable(pairs))
+    except TypeError:  # a pair that is a number
+        counts = []
+    if len(counts) != 2 * len(pairs) or not set(map(type, counts)) <= {int}:
+        bad = next((name for name, pair in names.items() if not is_pair(pair)), "")
+        raise StateError(f"{where}.names[{bad!r}]: expected [launches, gpu_ns], got {names.get(bad)!r}", "invalid")
+    return list(names), counts
+
+
+def _check_lists(where: str, entry: dict[str, Any], typed: bool) -> None:
+    names, counts = entry.get("names"), entry.get("counts")
+    if not isinstance(names, list) or not (typed or set(map(type, names)) <= {str}):
+        raise StateError(f"{where}.names: must be a list of kernel names", "invalid")
+    if not isinstance(counts, list) or len(counts) != 2 * len(names) or not (typed or set(map(type, counts)) <= {int}):
+        if not isinstance(counts, list):
+            got = repr(counts)
+        elif len(counts) != 2 * len(names):
+            got = f"{len(counts)} values"
+        else:
+            got = repr(next(count for count in counts if type(count) is not int))
+        raise StateError(f"{where}.counts: expected a list of two integers per name ({2 * len(names)}), got {got}",
+                         "invalid")
 
 
 def _check_header(path: Path, state: dict[str, Any]) -> None:

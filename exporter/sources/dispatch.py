@@ -1,7 +1,7 @@
 """The ``dispatch`` source: GEMM launches per GPU and precision, classified here from raw kernel names.
 
-Reads every ``*.json`` state file (format version 2, docs/dispatch-state.md) in ``state_dir``: one
-per serving process, written by the CUPTI injection library or the Python sampler, each listing
+Reads every ``*.json`` state file (format version 3 or 2, docs/dispatch-state.md) in ``state_dir``:
+one per serving process, written by the CUPTI injection library or the Python sampler, each listing
 kernel names with cumulative ``[launches, gpu_ns]`` per GPU. At each poll the source classifies
 with ``dispatch_table.yaml`` (re-read when its modification time changes; a bad table keeps the
 last good one and says why) and exports totals that never go backwards:
@@ -15,6 +15,12 @@ last good one and says why) and exports totals that never go backwards:
   removed (or, where the exporter may not remove it, remembered and ignored) and its per-process
   series end. A corrupt file of a live process is a partial error naming the file; its last good
   per-process series stay.
+
+Names keep their place in a file (a writer appends new ones), so the counts of one poll are
+compared with the last poll's position by position, in C (``map(operator.ne, ...)``), and only
+the names whose counts moved are looked at in Python: their decision comes from the table's
+per-name cache, which a new table starts empty. A file whose names moved or vanished is matched
+by name instead.
 """
 
 from __future__ import annotations
@@ -25,15 +31,18 @@ import os
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import ne
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field
 
+from exporter.dispatch_reader import StateReader
 from exporter.dispatch_table import DEFAULT_TABLE, PRECISIONS, KernelClassifier
-from exporter.inprocess.state import DEFAULT_DIR, StateError, is_pair, read_state
+from exporter.inprocess.state import DEFAULT_DIR, StateError
 from exporter.snapshot import Family
 from exporter.sources.base import PartialPollError, PollError, Source, SourceConfig
 
@@ -67,13 +76,26 @@ class _Totals:
 
 
 @dataclass
+class _Listed:
+    """One GPU of one process as last folded: its names in file order and their counts, two per name."""
+
+    names: list[str]
+    counts: list[int]
+    unlisted: dict[str, tuple[int, int]] = field(default_factory=dict)  # names a writer stopped listing -> counts
+
+    def counts_by_name(self) -> dict[str, tuple[int, int]]:
+        listed = {name: (self.counts[2 * slot], self.counts[2 * slot + 1]) for slot, name in enumerate(self.names)}
+        return {**self.unlisted, **listed}
+
+
+@dataclass
 class _Process:
     """One live writer: its identity, what it had counted at the last poll, its last good header."""
 
     identity: tuple[int, float]  # (pid, started_at): a change is a restart
     state: dict[str, Any]  # the last good header (no gpus)
     signature: tuple[int, int, int] = (0, 0, 0)  # the file's (inode, mtime_ns, size) when it was last read
-    seen: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # gpu -> name -> last [launches, ns]
+    listed: dict[str, _Listed] = field(default_factory=dict)  # gpu -> what was counted of it
     gpu_counts: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # gpu -> kernels, kernel_ns, overflow
     unrecognized: dict[tuple[str, str], int] = field(default_factory=dict)  # (gpu, name) -> launches
     unrecognized_names: Counter[str] = field(default_factory=Counter)  # gpu -> len of the above on that GPU
@@ -97,6 +119,7 @@ class DispatchSource(Source):
         self._table: KernelClassifier | None = None
         self._table_stamp: tuple[int, int] | None = None
         self._table_error = ""
+        self._reader = StateReader()
         self._faults: list[StateError] = []
         self._lock = threading.Lock()  # poll() against notes(), which the HTTP thread calls
 
@@ -126,6 +149,7 @@ class DispatchSource(Source):
         for kept in (self._ignored, self._unreadable):
             for gone in set(kept) - present:
                 del kept[gone]
+        self._reader.forget_all_but(set(self._processes))
         families = self._families(now)
         self._faults = faults
         if faults:
@@ -159,7 +183,7 @@ class DispatchSource(Source):
                 self._retire(path, signature, f"stale (last written {now - known.state['updated_at']:.0f}s ago)")
             return
         try:
-            state = read_state(path)
+            state = self._reader.read(path)
         except StateError:
             # Unchanged since first seen unreadable (by this exporter's clock) for longer than stale_after:
             # abandoned, with nothing to count. Until then a fault of a live process.
@@ -186,7 +210,7 @@ class DispatchSource(Source):
                 return
             self._processes[path.name] = process
         self._fold(path, process, state)
-        process.state = {key: value for key, value in state.items() if key != "gpus"}  # the names live in seen
+        process.state = {key: value for key, value in state.items() if key != "gpus"}  # the names live in listed
         process.signature = signature
         if self._is_finished(state, now):
             why = "exited" if state["status"] == "exited" else f"stale (last written {now - state['updated_at']:.0f}s ago)"
@@ -217,46 +241,71 @@ class DispatchSource(Source):
     # -- counting ------------------------------------------------------------------------------------
     def _fold(self, path: Path, process: _Process, state: dict[str, Any]) -> None:
         """Add what each name gained since the last poll; all or nothing for the file (a bad pair adds nothing)."""
-        assert self._table is not None
-        decide = self._table.decide
         updates = []
         for gpu, entry in state["gpus"].items():
-            last = process.seen.get(gpu, {}).get
-            changed = [(name, pair) for name, pair in entry["names"].items() if pair != last(name)]
-            for name, pair in changed:
-                if not is_pair(pair):
-                    raise StateError(f"{path}: gpus[{gpu}].names[{name!r}]: expected [launches, gpu_ns], got {pair!r}",
-                                     "invalid")
-            updates.append((gpu, entry, changed))
+            names, counts = entry["names"], entry["counts"]
+            before, unlisted = _aligned(process.listed.get(gpu), names)
+            moved = list(compress(range(len(before.counts)), map(ne, counts, before.counts)))
+            moved += range(len(before.counts), len(counts))  # the names new in their place
+            values = list(map(counts.__getitem__, moved))
+            if not (set(map(type, values)) <= {int} and min(values, default=0) >= 0):  # in C; Python finds which
+                slot = next(index for index, value in zip(moved, values, strict=True)
+                            if type(value) is not int or value < 0) >> 1
+                raise StateError(f"{path}: gpus[{gpu}].names[{names[slot]!r}]: expected [launches, gpu_ns], "
+                                 f"got {counts[2 * slot:2 * slot + 2]!r}", "invalid")
+            updates.append((gpu, entry, before, dict.fromkeys([index >> 1 for index in moved]), unlisted))
+        for gpu, entry, before, slots, unlisted in updates:
+            self._count_names(process, gpu, entry, before, slots)
+            process.listed[gpu] = _Listed(entry["names"], entry["counts"], unlisted)
+            self._count_kernels(process, gpu, entry)
+
+    def _count_names(self, process: _Process, gpu: str, entry: dict[str, Any], before: _Listed,
+                     slots: Iterable[int]) -> None:
+        """The hot loop of a poll: one pass over the names whose counts moved."""
+        assert self._table is not None
+        decide = self._table.decide
+        names, counts, last, unlisted = entry["names"], entry["counts"], before.counts, before.unlisted
+        known = len(last) >> 1
+        gained: dict[str, list[int]] = {precision: [0, 0] for precision in PRECISIONS}
+        unrecognized = 0
+        for slot in slots:
+            name = names[slot]
+            precision, rule = decide(name)
+            if precision is None:
+                continue
+            at = 2 * slot
+            launches, nanoseconds = counts[at], counts[at + 1]
+            prior = (last[at], last[at + 1]) if slot < known else unlisted.get(name) if unlisted else None
+            if prior is not None:
+                launches = launches - prior[0] if launches > prior[0] else 0
+                nanoseconds = nanoseconds - prior[1] if nanoseconds > prior[1] else 0
+            sums = gained[precision]
+            sums[0] += launches
+            sums[1] += nanoseconds
+            if rule.startswith("default:"):
+                unrecognized += launches
+                if (gpu, name) not in process.unrecognized:
+                    process.unrecognized_names[gpu] += 1
+                process.unrecognized[(gpu, name)] = counts[at]
         totals = self._totals
-        for gpu, entry, changed in updates:
-            seen = process.seen.setdefault(gpu, {})
-            for name, pair in changed:
-                before = seen.get(name)
-                seen[name] = pair
-                precision, rule = decide(name)
-                if precision is None:
-                    continue
-                launches = max(0, pair[0] - before[0]) if before else pair[0]
-                nanoseconds = max(0, pair[1] - before[1]) if before else pair[1]
-                totals.gemm[(gpu, precision)] += launches
-                totals.gemm_ns[(gpu, precision)] += nanoseconds
-                if rule.startswith("default:"):
-                    totals.unrecognized[gpu] += launches
-                    if (gpu, name) not in process.unrecognized:
-                        process.unrecognized_names[gpu] += 1
-                    process.unrecognized[(gpu, name)] = pair[0]
-            counts = (entry["kernels"], entry["kernel_ns"], entry.get("overflow", [0, 0])[0])
-            before = process.gpu_counts.get(gpu, (0, 0, 0))
-            totals.kernels[gpu] += max(0, counts[0] - before[0])
-            totals.kernel_ns[gpu] += max(0, counts[1] - before[1])
-            totals.overflow[gpu] += max(0, counts[2] - before[2])
-            process.gpu_counts[gpu] = counts
-            for precision in PRECISIONS:  # every precision of a GPU that ran kernels, from 0 for increase()
-                totals.gemm[(gpu, precision)] += 0
-                totals.gemm_ns[(gpu, precision)] += 0
-            totals.unrecognized[gpu] += 0
-            totals.overflow[gpu] += 0
+        for precision, (launches, nanoseconds) in gained.items():
+            totals.gemm[(gpu, precision)] += launches
+            totals.gemm_ns[(gpu, precision)] += nanoseconds
+        totals.unrecognized[gpu] += unrecognized
+
+    def _count_kernels(self, process: _Process, gpu: str, entry: dict[str, Any]) -> None:
+        totals = self._totals
+        counts = (entry["kernels"], entry["kernel_ns"], entry.get("overflow", [0, 0])[0])
+        before = process.gpu_counts.get(gpu, (0, 0, 0))
+        totals.kernels[gpu] += max(0, counts[0] - before[0])
+        totals.kernel_ns[gpu] += max(0, counts[1] - before[1])
+        totals.overflow[gpu] += max(0, counts[2] - before[2])
+        process.gpu_counts[gpu] = counts
+        for precision in PRECISIONS:  # every precision of a GPU that ran kernels, from 0 for increase()
+            totals.gemm[(gpu, precision)] += 0
+            totals.gemm_ns[(gpu, precision)] += 0
+        totals.unrecognized[gpu] += 0
+        totals.overflow[gpu] += 0
 
     # -- the classification table ---------------------------------------------------------------------
     def _refresh_table(self) -> None:
@@ -289,10 +338,12 @@ class DispatchSource(Source):
     def _reclassify_unrecognized(self) -> None:
         """The list of names the table does not know follows the table now in use."""
         assert self._table is not None
+        decide = self._table.decide
         for process in self._processes.values():
             process.unrecognized = {
-                (gpu, name): pair[0] for gpu, names in process.seen.items() for name, pair in names.items()
-                if self._table.decide(name)[0] is not None and self._table.decide(name)[1].startswith("default:")}
+                (gpu, name): pair[0] for gpu, listed in process.listed.items()
+                for name, pair in listed.counts_by_name().items()
+                if decide(name)[0] is not None and decide(name)[1].startswith("default:")}
             process.unrecognized_names = Counter(gpu for gpu, _ in process.unrecognized)
 
     # -- what is exported -----------------------------------------------------------------------------
@@ -356,3 +407,19 @@ class DispatchSource(Source):
         top = heapq.nsmallest(NOTE_NAMES, launches.items(), key=lambda item: (-item[1], item[0]))
         notes += [f"unrecognized GEMM on gpu {gpu} ({count} launches): {name}" for (gpu, name), count in top]
         return notes
+
+
+
+def _aligned(listed: _Listed | None, names: list[str]) -> tuple[_Listed, dict[str, tuple[int, int]]]:
+    """What was counted of these names at the last poll, in their places now, and the names no longer listed.
+
+    A name past the returned ``names`` is new in its place: counted from zero, or from ``unlisted``.
+    """
+    if listed is None:
+        return _Listed([], []), {}
+    if listed.names is names or listed.names == names[:len(listed.names)]:  # appended, as both writers do
+        return listed, listed.unlisted
+    # A writer that reordered or dropped names: every name is matched by name; the dropped ones are kept.
+    by_name = listed.counts_by_name()
+    present = set(names)
+    return _Listed([], [], by_name), {name: pair for name, pair in by_name.items() if name not in present}

@@ -39,16 +39,18 @@ class Clock:
 
 def state(names: dict[str, list[int]], pid: int = 100, started_at: float = NOW, updated_at: float | None = None,
           status: str = "sampling", reason: str = "", gpu: str = "0", overflow: tuple[int, int] = (0, 0),
-          extra_kernels: int = 0, **header) -> dict:
-    """A state file as the injection library writes it: all kernels counted, GEMMs among them."""
+          extra_kernels: int = 0, version: int = VERSION, **header) -> dict:
+    """A state file as the writers write it (version 3, or 2 as older injection libraries do): all kernels counted,
+    GEMMs among them."""
     launches = sum(p[0] for p in names.values()) + overflow[0] + extra_kernels
     nanoseconds = sum(p[1] for p in names.values()) + overflow[1]
-    return {"format": FORMAT, "version": VERSION, "writer": "inject", "writer_version": "0.1.0", "pid": pid,
+    listed = {"names": names} if version == 2 else {"names": list(names), "counts": [n for p in names.values() for n in p]}
+    return {"format": FORMAT, "version": version, "writer": "inject", "writer_version": "0.1.0", "pid": pid,
             "process": "rank0", "started_at": started_at, "updated_at": NOW if updated_at is None else updated_at,
             "status": status, "reason": reason, "detail": header.pop("detail", ""), "duty_cycle": 0.1,
             "period_seconds": 30.0, "windows": 3, "windows_skipped": 0, "sampled_seconds": 9.0, "records": launches,
             "incomplete_records": 0, "dropped_records": 0, "max_names": 2048,
-            "gpus": {gpu: {"uuid": "GPU-aaaa", "kernels": launches, "kernel_ns": nanoseconds, "names": names,
+            "gpus": {gpu: {"uuid": "GPU-aaaa", "kernels": launches, "kernel_ns": nanoseconds, **listed,
                            "overflow": list(overflow)}}, **header}
 
 
@@ -79,8 +81,9 @@ def poll(src: DispatchSource) -> dict:
 
 # -- raw names to classified metrics ----------------------------------------------------------------
 
-def test_raw_names_are_classified_per_gpu_and_precision_and_non_gemms_count_only_as_kernels(tmp_path):
-    write(tmp_path, "rank0", state({BF16: [2, 4000], FP8: [3, 3000], FP4: [1, 500], SOFTMAX: [7, 700]}))
+@pytest.mark.parametrize("version", [3, 2])
+def test_raw_names_are_classified_per_gpu_and_precision_and_non_gemms_count_only_as_kernels(tmp_path, version):
+    write(tmp_path, "rank0", state({BF16: [2, 4000], FP8: [3, 3000], FP4: [1, 500], SOFTMAX: [7, 700]}, version=version))
     got = poll(source(tmp_path))
     assert (launches(got, "16bit"), launches(got, "fp8"), launches(got, "fp4"), launches(got, "other")) == (2, 3, 1, 0)
     assert got[("blackwell_gemm_kernel_seconds_total", ("0", "fp8"))] == pytest.approx(3e-6)
@@ -148,6 +151,65 @@ def test_a_table_change_applies_to_new_launches_without_a_restart_and_no_counter
     got = poll(src)
     assert (launches(got, "other"), launches(got, "fp8")) == (10, 5)  # the past stays, new launches follow the table
     assert got[("blackwell_dispatch_unrecognized_gemm_names", ("0",))] == 0
+
+
+def custom_gemm_as_fp8(table: Path, stamp: int) -> None:
+    text = DEFAULT_TABLE.read_text().replace("precision:\n", "precision:\n  - name: custom-fp8\n    precision: fp8\n"
+                                                              "    pattern: '^my_custom_gemm'\n", 1)
+    table.write_text(text)
+    os.utime(table, ns=(stamp, stamp))
+
+
+def test_a_table_change_reclassifies_names_already_seen_even_in_a_file_not_rewritten_since(tmp_path):
+    table = tmp_path / "table.yaml"
+    shutil.copy(DEFAULT_TABLE, table)
+    states = tmp_path / "states"
+    names = {CUSTOM_GEMM: [10, 100], f"{CUSTOM_GEMM}_2": [1, 10], FP8: [5, 50]}
+    write(states, "rank0", state(names))
+    src = source(states, table=table)
+    got = poll(src)
+    assert got[("blackwell_dispatch_unrecognized_gemm_names", ("0",))] == 2
+    custom_gemm_as_fp8(table, 1)
+    got = poll(src)  # the file is as it was: nothing new to count, but the names the table now knows are known
+    assert (launches(got, "other"), launches(got, "fp8")) == (11, 5)
+    assert got[("blackwell_dispatch_unrecognized_gemm_names", ("0",))] == 0
+    assert not any("unrecognized GEMM" in note for note in src.notes())
+    write(states, "rank0", state({**names, CUSTOM_GEMM: [14, 140], f"{CUSTOM_GEMM}_2": [3, 30]}))
+    got = poll(src)  # only the launches since the change follow the new table
+    assert (launches(got, "other"), launches(got, "fp8")) == (11, 11)
+    shutil.copy(DEFAULT_TABLE, table)
+    os.utime(table, ns=(2, 2))
+    write(states, "rank0", state({**names, CUSTOM_GEMM: [20, 200], f"{CUSTOM_GEMM}_2": [3, 30]}))
+    got = poll(src)  # back to the shipped table: the decision remembered under the fp8 table is not reused
+    assert (launches(got, "other"), launches(got, "fp8")) == (17, 11)
+    assert got[("blackwell_dispatch_unrecognized_gemm_names", ("0",))] == 2
+
+
+@pytest.mark.parametrize("version", [3, 2])
+def test_a_poll_counts_only_what_moved_among_many_names_and_names_a_writer_appends(tmp_path, version):
+    names = {f"{BF16}_{i}": [i, 10 * i] for i in range(500)}
+    write(tmp_path, "rank0", state(names, version=version))
+    src = source(tmp_path)
+    assert launches(poll(src), "16bit") == sum(range(500))
+    names[f"{BF16}_7"] = [7 + 3, 70 + 30]
+    names[f"{BF16}_499"] = [499 + 1, 4990]
+    names[FP8] = [4, 40]  # first seen since the last write: listed after the others
+    write(tmp_path, "rank0", state(names, version=version))
+    got = poll(src)
+    assert (launches(got, "16bit"), launches(got, "fp8")) == (sum(range(500)) + 4, 4)
+    assert got[("blackwell_gemm_kernel_seconds_total", ("0", "16bit"))] == pytest.approx((10 * sum(range(500)) + 30) / 1e9)
+
+
+def test_a_writer_that_reorders_or_drops_names_is_matched_by_name_and_counts_nothing_twice(tmp_path):
+    write(tmp_path, "rank0", state({BF16: [2, 20], FP8: [3, 30], FP4: [1, 10]}))
+    src = source(tmp_path)
+    poll(src)
+    write(tmp_path, "rank0", state({FP4: [1, 10], FP8: [5, 50]}))  # BF16 dropped, the others reordered
+    got = poll(src)
+    assert (launches(got, "16bit"), launches(got, "fp8"), launches(got, "fp4")) == (2, 5, 1)
+    write(tmp_path, "rank0", state({FP4: [1, 10], FP8: [5, 50], BF16: [6, 60]}))  # BF16 is back
+    got = poll(src)
+    assert (launches(got, "16bit"), launches(got, "fp8"), launches(got, "fp4")) == (6, 5, 1)
 
 
 def test_a_bad_table_keeps_the_last_good_one_and_says_why(tmp_path):
@@ -325,7 +387,13 @@ def test_no_state_file_means_the_source_is_down_and_says_how_to_start_sampling(t
     (lambda s: s.update(format="something-else"), "not a dispatch state file"),
     (lambda s: s.update(version=99), "state version 99"),
     (lambda s: s["gpus"]["0"].update(kernels=-1), r"kernels: expected a non-negative integer"),
-    (lambda s: s["gpus"]["0"].update(names=[]), "names: must be a mapping"),
+    (lambda s: s["gpus"]["0"].update(names={}), "names: must be a list of kernel names"),
+    (lambda s: s["gpus"]["0"].update(names=[7]), "names: must be a list of kernel names"),
+    (lambda s: s["gpus"]["0"].update(counts=[1]), r"counts: expected a list of two integers per name \(2\), got 1 values"),
+    (lambda s: s["gpus"]["0"].update(counts=[1, -10]), r"expected \[launches, gpu_ns\], got \[1, -10\]"),
+    (lambda s: s.update(version=2), "names: must be a mapping"),
+    (lambda s: s.update(version=2, gpus={"0": {"kernels": 1, "kernel_ns": 1, "names": {FP8: [1]}}}),
+     r"names\['nvjet.*'\]: expected \[launches, gpu_ns\], got \[1\]"),
     (lambda s: s["gpus"]["0"].update(overflow=[1]), r"overflow: expected \[launches, gpu_ns\]"),
     (lambda s: s.update(gpus=[]), "gpus must be a mapping"),
     (lambda s: s.update(status="sleeping"), "status 'sleeping'"),
@@ -353,8 +421,9 @@ def test_the_python_accumulator_writes_raw_names_that_the_source_classifies(tmp_
                      (SOFTMAX, 0, 0, 100), (FP8, 0, 500, 0)])
     acc.add_window(0.3, dropped=2)
     written = acc.state()
-    assert (written["version"], written["writer"], written["status"]) == (2, "python", "sampling")
-    assert written["gpus"]["3"]["names"] == {BF16: [1, 2000], FP8: [1, 1000], SOFTMAX: [1, 100]}
+    assert (written["version"], written["writer"], written["status"]) == (3, "python", "sampling")
+    assert written["gpus"]["3"]["names"] == [BF16, FP8, SOFTMAX]  # in the order first seen
+    assert written["gpus"]["3"]["counts"] == [1, 2000, 1, 1000, 1, 100]
     assert (written["records"], written["incomplete_records"], written["dropped_records"]) == (6, 1, 2)
     write_atomic(tmp_path / "rank0.json", written)
     got = poll(source(tmp_path))
@@ -367,7 +436,7 @@ def test_the_python_accumulator_bounds_names_per_gpu_with_an_overflow_bucket():
     acc.add_records([("a_gemm", 0, 0, 10), ("b_gemm", 0, 0, 10), ("c_gemm", 0, 0, 10), ("a_gemm", 0, 0, 10),
                      ("d_gemm", 0, 0, 5)])
     gpu = acc.state()["gpus"]["3"]
-    assert gpu["names"] == {"a_gemm": [2, 20], "b_gemm": [1, 10]}
+    assert (gpu["names"], gpu["counts"]) == (["a_gemm", "b_gemm"], [2, 20, 1, 10])
     assert gpu["overflow"] == [2, 15] and gpu["kernels"] == 5
 
 

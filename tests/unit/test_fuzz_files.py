@@ -190,11 +190,12 @@ numbers = st.one_of(st.integers(-3, 10**12), st.floats(allow_nan=True, allow_inf
 
 def _state(now: float) -> st.SearchStrategy[dict]:
     pair = st.one_of(st.lists(numbers, min_size=0, max_size=3), numbers)
-    names = st.dictionaries(st.sampled_from(["nvjet_sm90_qqtst_x", "my_gemm", "softmax", ""]), pair, max_size=4)
+    kernel = st.sampled_from(["nvjet_sm90_qqtst_x", "my_gemm", "softmax", ""])
+    names = st.one_of(st.dictionaries(kernel, pair, max_size=4), st.lists(kernel, max_size=4))  # version 2, 3
     gpu = st.fixed_dictionaries({"kernels": numbers, "kernel_ns": numbers, "names": st.one_of(names, numbers),
-                                 "overflow": pair})
+                                 "counts": st.one_of(st.lists(numbers, max_size=8), numbers), "overflow": pair})
     return st.fixed_dictionaries({
-        "format": st.sampled_from([FORMAT, FORMAT, "other"]), "version": st.sampled_from([VERSION, VERSION, 1, 3]),
+        "format": st.sampled_from([FORMAT, FORMAT, "other"]), "version": st.sampled_from([VERSION, VERSION, 2, 1, 4]),
         "updated_at": st.one_of(st.just(now - 1), numbers), "started_at": st.one_of(st.just(now - 5), numbers),
         "pid": st.one_of(st.integers(0, 10**6), numbers),
         "status": st.sampled_from(["sampling", "exited", "paused", "bogus"]),

@@ -84,7 +84,7 @@ def test_without_cupti_python_the_sampler_logs_how_to_install_it_and_its_state_f
     inprocess.stop_sampler()
     assert not sampler.sampling
     assert "pip install 'blackwell-exporter[cupti]'" in caplog.text
-    assert (state["version"], state["status"], state["reason"]) == (2, "unavailable", "cupti_missing")
+    assert (state["version"], state["status"], state["reason"]) == (3, "unavailable", "cupti_missing")
     assert "cupti-python is not importable" in state["detail"]
 
 
@@ -122,9 +122,9 @@ def test_kernels_are_recorded_only_inside_windows_and_the_coverage_matches_the_d
     state = json.loads((tmp_path / "p.json").read_text())
     assert (state["status"], state["reason"]) == ("exited", "exited"), "the final write tells the exporter it ended"
     assert state["windows"] >= last_written["windows"]
-    names = state["gpus"]["0"]["names"]
-    gemms = {"fp8": names["nvjet_sm90_qqtst_128x128_128x6_2x1_v_bz_coopA_algo2_TNT"][0],
-             "16bit": names["nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_NNT"][0]}
+    names, counts = state["gpus"]["0"]["names"], state["gpus"]["0"]["counts"]
+    gemms = {"fp8": counts[2 * names.index("nvjet_sm90_qqtst_128x128_128x6_2x1_v_bz_coopA_algo2_TNT")],
+             "16bit": counts[2 * names.index("nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_NNT")]}
     assert gemms["fp8"] == gemms["16bit"] > 0
     assert state["windows"] >= 5
     coverage = state["sampled_seconds"] / elapsed

@@ -285,7 +285,7 @@ def test_dispatch_writer_restart_adds_to_the_totals_and_a_dead_writers_counts_st
                 "status": "sampling", "windows": 1, "sampled_seconds": 1.0, "records": launches,
                 "dropped_records": 0, "duty_cycle": 0.1,
                 "gpus": {"0": {"kernels": launches, "kernel_ns": 10**9,
-                               "names": {"bmm_E2m1_E2m1E2m1_Fp32_t128x16x512": [launches, 5 * 10**8]}}}}
+                               "names": ["bmm_E2m1_E2m1E2m1_Fp32_t128x16x512"], "counts": [launches, 5 * 10**8]}}}
 
     wall = [1_800_000_000.0]
     clock = Clock()
