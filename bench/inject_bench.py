@@ -58,7 +58,7 @@ def read(key):
 before = read("sampled_seconds")
 rate = throughput(work, seconds)
 print(json.dumps({"steps_per_second": rate, "sampled_before": before, "sampled_after": read("sampled_seconds"),
-                  "windows": read("windows"), "detaches": read("detaches")}))
+                  "windows": read("windows")}))
 """
 
 

@@ -189,15 +189,20 @@ static void put_gpu(out_buffer *out, const bw_gpu *gpu) {
     put_string(out, gpu->label);
     put_literal(out, ":{\"uuid\":");
     put_string(out, gpu->uuid);
-    putf(out, ",\"kernels\":%llu,\"kernel_ns\":%llu,\"names\":{", (unsigned long long)gpu->kernels,
+    putf(out, ",\"kernels\":%llu,\"kernel_ns\":%llu,\"names\":[", (unsigned long long)gpu->kernels,
          (unsigned long long)gpu->kernel_ns);
+    /* version 3: the names in the order first seen (each keeps its place), then their counts in
+     * that order, so the exporter decodes the names again only when the list grew */
+    for (size_t i = 0; i < gpu->count; i++) {
+        if (i) put_literal(out, ",");
+        put_string(out, gpu->slots[gpu->order[i]].demangled);
+    }
+    put_literal(out, "],\"counts\":[");
     for (size_t i = 0; i < gpu->count; i++) {
         const bw_entry *entry = &gpu->slots[gpu->order[i]];
-        if (i) put_literal(out, ",");
-        put_string(out, entry->demangled);
-        putf(out, ":[%llu,%llu]", (unsigned long long)entry->launches, (unsigned long long)entry->ns);
+        putf(out, i ? ",%llu,%llu" : "%llu,%llu", (unsigned long long)entry->launches, (unsigned long long)entry->ns);
     }
-    putf(out, "},\"overflow\":[%llu,%llu]}", (unsigned long long)gpu->overflow_launches,
+    putf(out, "],\"overflow\":[%llu,%llu]}", (unsigned long long)gpu->overflow_launches,
          (unsigned long long)gpu->overflow_ns);
 }
 
@@ -208,7 +213,7 @@ static double now_seconds(void) {
 }
 
 static void put_header(out_buffer *out, const bw_stats *stats) {
-    put_literal(out, "{\"format\":\"blackwell-exporter/dispatch-state\",\"version\":2,\"writer\":\"inject\",\"writer_version\":");
+    put_literal(out, "{\"format\":\"blackwell-exporter/dispatch-state\",\"version\":3,\"writer\":\"inject\",\"writer_version\":");
     put_string(out, BLACKWELL_VERSION);
     putf(out, ",\"pid\":%d,\"process\":", stats->pid);
     put_string(out, stats->process);

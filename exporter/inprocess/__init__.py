@@ -8,7 +8,7 @@ a trtllm-serve launch script, an LLM-API program)::
 
 It records kernel launches in short windows and writes cumulative ``[launches, gpu_ns]`` per
 raw kernel name and GPU to ``$BLACKWELL_DISPATCH_STATE_DIR/<process>.json`` (state format
-version 3; the CUPTI injection library writes version 2 or 3), which the exporter's ``dispatch`` source
+version 3, as the CUPTI injection library writes it), which the exporter's ``dispatch`` source
 reads and classifies. Settings come from the arguments or the environment
 (``BLACKWELL_DISPATCH_DUTY_CYCLE``, ``BLACKWELL_DISPATCH_PERIOD``, ``BLACKWELL_DISPATCH_STATE_DIR``,
 ``BLACKWELL_DISPATCH_PROCESS``, ``BLACKWELL_DISPATCH_MAX_NAMES``); a value that does not parse is

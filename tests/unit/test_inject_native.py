@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from exporter.inject import library_path
+from exporter.sources.dispatch import DispatchConfig, DispatchSource
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,6 +57,12 @@ def names_file(tmp_path: Path, names: list[bytes]) -> str:
     return str(path)
 
 
+def name_counts(gpu: dict) -> dict[str, list[int]]:
+    """A GPU entry of a version 3 file as name -> [launches, gpu_ns]."""
+    counts = gpu["counts"]
+    return {name: counts[2 * i:2 * i + 2] for i, name in enumerate(gpu["names"])}
+
+
 def final_state(state_dir: Path, name: str = "host.json") -> dict:
     return json.loads((state_dir / name).read_bytes().decode("utf-8"))
 
@@ -67,7 +74,7 @@ def test_without_cupti_the_host_runs_on_and_the_file_says_cupti_missing(tmp_path
     while_running = json.loads(process.stdout)
     assert (while_running["status"], while_running["reason"]) == ("unavailable", "cupti_missing")
     assert "no/libcupti.so.13" in while_running["detail"]
-    assert while_running["writer"] == "inject" and while_running["version"] == 2
+    assert while_running["writer"] == "inject" and while_running["version"] == 3
     assert process.stderr.count("no libcupti loadable") == 1
     assert final_state(state_dir)["status"] == "exited"
 
@@ -83,7 +90,7 @@ def test_kernel_names_are_demangled_escaped_and_counted_once_per_launch(tmp_path
     windows = state["windows"]
     assert windows >= 3 and state["status"] == "exited" and state["dropped_records"] == 0
     gpu = state["gpus"]["3"]  # no CUDA here: the label falls back to the CUDA ordinal
-    assert gpu["names"] == {
+    assert name_counts(gpu) == {
         "void cutlass::Kernel<Gemm>(Gemm)": [windows, 100 * windows],
         'quote"and\\backslash': [windows, 100 * windows],
         "tab\tnew\nline": [windows, 100 * windows],
@@ -92,6 +99,24 @@ def test_kernel_names_are_demangled_escaped_and_counted_once_per_launch(tmp_path
     }
     assert gpu["kernels"] == 5 * windows and gpu["kernel_ns"] == 500 * windows
     assert state["records"] == 6 * windows and state["incomplete_records"] == windows
+
+
+def test_the_exporter_classifies_what_the_library_wrote(tmp_path: Path, fake_cupti: Path) -> None:
+    bf16, fp8 = b"nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_NNT", b"nvjet_sm90_qqtst_128x128_128x6_2x1_v_bz_coopA_algo2_TNT"
+    live = tmp_path / "live"  # the file as the exporter finds it while the process runs
+    live.mkdir()
+    process, _ = run_host(tmp_path, f"time.sleep(0.6); import shutil; shutil.copy(state_file, {str(live)!r})",
+                          BLACKWELL_DISPATCH_CUPTI=str(fake_cupti),
+                          FAKE_CUPTI_NAMES=names_file(tmp_path, [bf16, bf16, bf16, fp8, b"softmax"]),
+                          BLACKWELL_DISPATCH_PERIOD="0.1", BLACKWELL_DISPATCH_DUTY_CYCLE="0.5")
+    assert process.returncode == 0, process.stderr
+    windows = final_state(live)["windows"]
+    assert windows >= 2
+    families = DispatchSource(DispatchConfig(enabled=True, state_dir=live)).poll()
+    got = {(f.metric.name, labels): value for f in families for labels, value in f.samples}
+    assert got[("blackwell_gemm_kernel_launches_total", ("0", "16bit"))] == 3 * windows
+    assert got[("blackwell_gemm_kernel_launches_total", ("0", "fp8"))] == windows
+    assert got[("blackwell_dispatch_kernel_launches_total", ("0",))] == 5 * windows
 
 
 def test_names_beyond_max_names_go_to_the_overflow_bucket(tmp_path: Path, fake_cupti: Path) -> None:
@@ -103,7 +128,8 @@ def test_names_beyond_max_names_go_to_the_overflow_bucket(tmp_path: Path, fake_c
     state = final_state(state_dir)
     windows, gpu = state["windows"], state["gpus"]["0"]
     assert state["max_names"] == 4
-    assert sorted(gpu["names"]) == ["kernel_0", "kernel_1", "kernel_2", "kernel_3"]
+    assert gpu["names"] == ["kernel_0", "kernel_1", "kernel_2", "kernel_3"]  # in the order first seen
+    assert len(gpu["counts"]) == 2 * len(gpu["names"])
     assert gpu["overflow"] == [6 * windows, 600 * windows]
     assert gpu["kernels"] == 10 * windows
 
