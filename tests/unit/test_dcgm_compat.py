@@ -72,7 +72,7 @@ def nvml_families(generation: object) -> list[Family]:
 def dcgm_families(generation: object, gpus: dict[int, dict[int, object]] | None = None) -> list[Family]:
     """One poll of the dcgm source on a DCGM that reports ``gpus`` (default: the H200 of tests/dcgm_fake.py)."""
     source = DcgmSource(DcgmConfig(enabled=True, dcgm_compat_names=generation),
-                        reader_factory=FakeDcgm(gpus if gpus is not None else {0: H200}).connect)
+                        bindings=FakeDcgm(gpus if gpus is not None else {0: H200}).bindings)
     source.probe()
     return source.poll()
 
@@ -235,10 +235,10 @@ def test_a_gpu_dcgm_reports_lost_has_no_dcgm_exporter_series() -> None:
 
 def test_dcgm_source_without_the_option_watches_and_emits_no_compat_fields() -> None:
     dcgm = FakeDcgm({0: H200})
-    source = DcgmSource(DcgmConfig(enabled=True), reader_factory=dcgm.connect)
+    source = DcgmSource(DcgmConfig(enabled=True), bindings=dcgm.bindings)
     source.probe()
     assert not [f for f in source.poll() if f.metric.name.startswith("DCGM_FI_")]
-    assert not {1, 251, 1001} & dcgm.readers[0].watched, "driver version, FB free, GR engine are watched for compat only"
+    assert not {1, 251, 1001} & dcgm.watched, "driver version, FB free, GR engine are watched for compat only"
 
 
 def test_dcgm_source_setting_names_a_generation_and_rejects_others_clearly() -> None:
@@ -251,8 +251,8 @@ def test_dcgm_source_setting_names_a_generation_and_rejects_others_clearly() -> 
 
 def test_dcgm_source_read_failure_with_compat_names_is_still_a_poll_error() -> None:
     dcgm = FakeDcgm({0: H200})
-    source = DcgmSource(DcgmConfig(enabled=True, dcgm_compat_names="4.9"), reader_factory=dcgm.connect)
+    source = DcgmSource(DcgmConfig(enabled=True, dcgm_compat_names="4.9"), bindings=dcgm.bindings)
     source.probe()
-    dcgm.error = RuntimeError("DCGM_ST_CONNECTION_NOT_VALID")
-    with pytest.raises(PollError, match="CONNECTION_NOT_VALID"):
+    dcgm.stop()
+    with pytest.raises(PollError, match="lost the connection to nv-hostengine"):
         source.poll()
