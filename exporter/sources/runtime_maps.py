@@ -7,9 +7,13 @@ exposition fills the series and the older ones are ignored, so a build that prin
 generations (vLLM with ``--show-hidden-metrics-for-version``) is not counted twice. A family the
 exposition lacks is simply absent. Histograms keep the runtime's own buckets.
 
-Labels the catalog does not keep (vLLM's ``engine``, SGLang's ``tp_rank``, Dynamo's ``endpoint``)
-are summed away; 0-1 gauges (KV usage, hit rates) are averaged over them instead, and a value
-outside 0..1 is left out and reported, because it would be a percentage the map does not expect.
+Labels the catalog does not keep (vLLM's ``engine`` and ``finished_reason``, SGLang's ``tp_rank``,
+Dynamo's ``endpoint`` and ``error_type``) are summed away; 0-1 gauges (KV usage, hit rates) are
+averaged over them instead, and a value outside 0..1 is left out and reported, because it would be a
+percentage the map does not expect. A counter adds each upstream series it sums as a part of the
+endpoint's :class:`~exporter.sources.serving_endpoints.RetiredTotals` (histograms already do), so a
+series that stops being printed, or a restart that starts every count at 0 with fewer label sets,
+never takes the exported counter down: what the new process counts is added to what the old one had.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from exporter import catalog
+from exporter.catalog import MetricType
 from exporter.promtext import Exposition, Sample
 from exporter.sources.serving_endpoints import FamilyBuilder, histograms_by_model
 
@@ -280,12 +285,20 @@ def map_exposition(metrics: Exposition, runtime: RuntimeMap, model: str, out: Fa
         chosen = next((u for u in rule.upstream if any(metrics.named(u))), None)
         if chosen is None:
             continue
-        rows = _aggregate(metrics, rule, chosen, model_of, runtime.model_label)
-        for labels, value in rows.items():
-            if (rule.catalog, labels) not in filled:
-                filled[(rule.catalog, labels)] = value
+        counter = catalog.get(rule.catalog).type is MetricType.COUNTER
+        for labels, found in _by_series(metrics, rule, chosen, model_of, runtime.model_label).items():
+            if (rule.catalog, labels) in filled:
+                continue
+            value = _combined(metrics, rule, chosen, labels, [number for _, number in found])
+            if value is None:
+                continue
+            filled[(rule.catalog, labels)] = value
+            models.add(labels[0])
+            if counter:  # each upstream series a part: one that goes away or restarts never takes the sum down
+                for sample, number in found:
+                    out.add(rule.catalog, labels, number, part=_part(sample))
+            else:
                 out.add(rule.catalog, labels, value)
-                models.add(labels[0])
     _derive_used_blocks(filled, out)
     return models
 
@@ -305,26 +318,35 @@ def _derive_used_blocks(filled: dict[tuple[str, tuple[str, ...]], float], out: F
             out.add(blocks, (labels[0], "used"), float(round(ratio * total)))
 
 
-def _aggregate(metrics: Exposition, rule: Rule, upstream: str, model_of: Callable[[str], str],
-               model_label: str) -> dict[tuple[str, ...], float]:
-    """Samples of ``upstream`` per catalog label set: summed, or averaged for a 0-1 ratio."""
+def _by_series(metrics: Exposition, rule: Rule, upstream: str, model_of: Callable[[str], str],
+               model_label: str) -> dict[tuple[str, ...], list[tuple[Sample, float]]]:
+    """The samples of ``upstream`` the rule accepts, with their numbers, per catalog label set."""
     names = [n for n in catalog.get(rule.catalog).labels if n != "endpoint"]  # the builder adds it
-    totals: dict[tuple[str, ...], list[float]] = {}
+    found: dict[tuple[str, ...], list[tuple[Sample, float]]] = {}
     for sample in metrics.named(upstream):
         number = _label_number(sample, rule.from_label) if rule.from_label else sample.value
         if not rule.accepts(sample) or number is None:
             continue
         series_model = model_of(sample.labels.get(model_label, sample.labels.get("model", "")))
         labels = tuple(series_model if n == "model" else "" if n == "version" else rule.value for n in names)
-        totals.setdefault(labels, []).append(number)
-    rows: dict[tuple[str, ...], float] = {}
-    for labels, values in totals.items():
-        value = sum(values) / len(values) if rule.ratio else sum(values)
-        if rule.ratio and not 0.0 <= value <= 1.0:
-            metrics.problems.append(f"{upstream}: {value:g} for model {labels[0]!r} is outside 0..1; left out")
-            continue
-        rows[labels] = value
-    return rows
+        found.setdefault(labels, []).append((sample, number))
+    return found
+
+
+def _combined(metrics: Exposition, rule: Rule, upstream: str, labels: tuple[str, ...],
+              numbers: list[float]) -> float | None:
+    """The samples of one catalog series summed, or averaged for a 0-1 ratio; None (and the problem
+    recorded) for a ratio outside 0..1."""
+    value = sum(numbers) / len(numbers) if rule.ratio else sum(numbers)
+    if rule.ratio and not 0.0 <= value <= 1.0:
+        metrics.problems.append(f"{upstream}: {value:g} for model {labels[0]!r} is outside 0..1; left out")
+        return None
+    return value
+
+
+def _part(sample: Sample) -> str:
+    """One upstream series of a summed counter, named by its labels (as histograms_by_model names its parts)."""
+    return ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
 
 
 def _label_number(sample: Sample, label: str) -> float | None:

@@ -68,7 +68,8 @@ class RuntimesConfig(ServingConfig):
 def runtime_families(endpoint: RuntimeEndpoint, metrics: Exposition | None, health_status: int | None,
                      version: str, retired: RetiredTotals | None = None) -> list[Family]:
     """Catalog families for one endpoint; ``metrics`` is None when its body was refused or not read.
-    ``retired`` (kept per endpoint by the source) keeps histograms summed over upstream series rising."""
+    ``retired`` (kept per endpoint by the source) keeps counters and histograms summed over upstream series
+    rising."""
     runtime = "dynamo" if endpoint.runtime.startswith("dynamo") else endpoint.runtime
     out = FamilyBuilder(endpoint.url)
     out.add("blackwell_serving_up", (runtime,), int(metrics is not None))
