@@ -10,8 +10,9 @@ import re
 
 from pydantic import Field, field_validator, model_validator
 
+from exporter.catalog.runtime_buckets import TTFT_DEFAULT_BUCKETS
 from exporter.foundation import StrictModel
-from exporter.mixin.ttft_buckets import TTFT_DEFAULT_BUCKETS, default_bounds, same_bound
+from exporter.mixin.ttft_buckets import default_bounds, same_bound
 
 _MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"')
 _MATCHER_SPLIT = re.compile(r',(?=(?:[^"]*"[^"]*")*[^"]*$)')  # commas outside quotes

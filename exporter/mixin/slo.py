@@ -6,7 +6,8 @@ budget in an hour), or 6h and 30m at 6x; open a ticket at 3x over 1d and 2h, or 
 The short window makes an alert stop soon after the burn stops.
 
 The TTFT SLO counts good requests in each runtime's own bucket at or under the objective
-(:mod:`exporter.mixin.ttft_buckets`), picked per endpoint through ``blackwell_serving_runtime_info``.
+(:mod:`exporter.mixin.ttft_buckets`, from the tables in :mod:`exporter.catalog.runtime_buckets`), picked
+per endpoint through ``blackwell_serving_runtime_info``.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from exporter.catalog.runtime_buckets import TTFT_BUCKET_SETTINGS, TTFT_DEFAULT_BUCKETS
 from exporter.mixin.config import MixinConfig
 from exporter.mixin.model import Alert, Group, Recording
 from exporter.mixin.promql import le_matcher
-from exporter.mixin.ttft_buckets import TTFT_BUCKET_SETTINGS, TTFT_DEFAULT_BUCKETS, same_bound
+from exporter.mixin.ttft_buckets import same_bound
 
 WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 

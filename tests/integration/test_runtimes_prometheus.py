@@ -8,7 +8,8 @@ through theirs; counters and histograms grow on every read as a busy server's wo
 Prometheus scrapes the exporters every second with the committed recording and alerting rules. A
 query that stays empty for a runtime must be in :data:`GAPS`, with what the runtime lacks; the test
 checks that the lack is real. The TTFT SLO is judged per runtime at a bound it has (SGLang 0.4 s,
-Dynamo 0.47 s, the others 0.5 s), so it finds data on all of them.
+Dynamo 0.47 s, the others 0.5 s), so it finds data on all of them, and on the simulation standing in
+for each of them (``sources.simulated.runtime``), whose histograms have that runtime's own buckets.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pytest
 import yaml
 
 from exporter import promtext
+from exporter.mixin.slo import TTFT_SLO_BUCKET, ttft_error_ratio
 from exporter.stack import DRILL_TIME_SCALE, Stack, StackError, find_binary, write_rules
 from tests.unit.upstream_server import Route, Upstream
 
@@ -80,6 +82,10 @@ RUNTIMES: dict[str, list[Served]] = {
     "trtllm-serve": [Served("trtllm_serve", {}, "trtllm_serve/prometheus_prefixed.txt", "/prometheus/metrics",
                             {"/health": Route(b""), "/version": Route(b'{"version": "1.0.0"}', content_type=_JSON)})],
 }
+# The simulation standing in for each runtime it can (a demo of that runtime), scraped beside the real ones.
+SIMULATED = {f"simulated-{runtime}": {"sources": {"nvml": {"enabled": False}, "simulated": {
+    "enabled": True, "profile": "h200x2", "runtime": runtime, "interval": 1, "timeout": 1}}}
+    for runtime in ("vllm", "sglang", "dynamo", "nim")}
 # (runtime, what a query reads) -> (a selector that must be empty for that runtime, why). A query
 # that is empty for a runtime is explained when it, or a recording rule it reads, contains the text.
 GAPS = {
@@ -203,7 +209,8 @@ def stack(tmp_path_factory):
     rules = [REPO / "alerts" / "recording-rules.yaml", REPO / "alerts" / "alerts.yaml"]
     try:
         with Stack.start(tmp_path_factory.mktemp("runtimes"), [], rules,
-                         configured={name: r.exporter_config() for name, r in runtimes.items()}) as running:
+                         configured={**{name: r.exporter_config() for name, r in runtimes.items()}, **SIMULATED}
+                         ) as running:
             yield running
     finally:
         for runtime in runtimes.values():
@@ -261,8 +268,21 @@ def test_every_runtime_has_a_ttft_bucket_at_the_bound_it_is_judged_at(stack):
     alert = next(rule for group in yaml.safe_load((REPO / "alerts" / "alerts.yaml").read_text())["groups"]
                  for rule in group["rules"] if rule.get("alert") == "BlackwellTTFTSLOBucketMissing")
     counted = {r["metric"]["instance"] for r in stack.query("blackwell_serving_ttft_seconds_count")}
-    assert counted == {stack.instance(name) for name in RUNTIMES}, "every runtime reports TTFT"
+    assert counted == {stack.instance(name) for name in [*RUNTIMES, *SIMULATED]}, "every runtime reports TTFT"
     assert stack.query(alert["expr"]) == []
+
+
+def test_the_simulation_standing_in_for_each_runtime_feeds_the_ttft_slo(stack):
+    """Each simulated runtime's TTFT histogram has a bucket at its runtime's bound, so the SLO's bucket
+    and error-ratio recording rules find data for it (they stayed empty while the simulation kept
+    Triton's buckets for SGLang and Dynamo)."""
+    def empty() -> list[str]:
+        return [f"{name}: {query}" for name in SIMULATED
+                for query in (f'{TTFT_SLO_BUCKET}{{instance="{stack.instance(name)}"}}',
+                              f'{ttft_error_ratio("5m")}{{instance="{stack.instance(name)}"}}')
+                if not stack.query(query)]
+
+    assert _wait(lambda: not empty(), SETTLE_TIMEOUT_SECONDS), "\n".join(empty())
 
 
 def test_every_gap_is_real(stack):

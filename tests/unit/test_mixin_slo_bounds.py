@@ -1,10 +1,10 @@
 """Every runtime's TTFT SLO is judged at a bucket bound its exposition really has.
 
 The exporter keeps each runtime's own TTFT buckets, so the SLO rules count good requests in the
-bucket the runtime has at or under the objective (``exporter.mixin.ttft_buckets``), selected per
-endpoint through ``blackwell_serving_runtime_info``. This reads each runtime's fixture
-(tests/fixtures: recorded, or written from the upstream source) through the runtime's own upstream
-family, checks that the mixin's default bucket table is that runtime's, and that the bound the
+bucket the runtime has at or under the objective (``exporter.mixin.ttft_buckets``, from the tables in
+``exporter.catalog.runtime_buckets``), selected per endpoint through ``blackwell_serving_runtime_info``.
+This reads each runtime's fixture (tests/fixtures: recorded, or written from the upstream source)
+through the runtime's own upstream family, checks that the default TTFT bucket table is that runtime's, and that the bound the
 generated rules count for it is one of its buckets and not over the objective. A runtime that
 changes its buckets, or a table that drifts from the fixtures, fails here, naming both.
 """
@@ -18,11 +18,11 @@ import pytest
 from pydantic import ValidationError
 
 from exporter import promtext
+from exporter.catalog.runtime_buckets import TTFT_DEFAULT_BUCKETS, dynamo_log_buckets
 from exporter.mixin.config import MixinConfig
 from exporter.mixin.promql import le_matcher
 from exporter.mixin.rules import rule_groups
 from exporter.mixin.slo import TTFT_SLO_BUCKET
-from exporter.mixin.ttft_buckets import TTFT_DEFAULT_BUCKETS, dynamo_log_buckets
 from exporter.sources import runtime_maps
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -66,7 +66,7 @@ def test_every_runtime_the_exporter_reports_has_a_default_bucket_table():
 def test_the_default_table_is_the_runtimes_own_buckets(name: str):
     runtime = RUNTIME_TTFT[name][0]
     assert fixture_bounds(name) == list(TTFT_DEFAULT_BUCKETS[runtime]), \
-        f"exporter/mixin/ttft_buckets.py has other {runtime} TTFT buckets than {RUNTIME_TTFT[name][1]}"
+        f"exporter/catalog/runtime_buckets.py has other {runtime} TTFT buckets than {RUNTIME_TTFT[name][1]}"
 
 
 @pytest.mark.parametrize("name", sorted(RUNTIME_TTFT))

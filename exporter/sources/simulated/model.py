@@ -12,6 +12,7 @@ import math
 import random
 import uuid
 from bisect import bisect_left
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from exporter.dispatch_table import PRECISIONS
@@ -29,7 +30,8 @@ from exporter.sources.simulated.precision_extras import PrecisionExtras
 from exporter.sources.simulated.profiles import Profile
 from exporter.sources.simulated.scenarios import DEFAULT_SCENARIO, SCENARIOS, Scenario
 
-# Bucket boundaries trtllm-serve uses for its latency histograms (seconds).
+# Bucket boundaries of the simulated Triton's latency histograms (seconds); a simulation standing in for
+# another runtime draws into that runtime's own (runtime_view.runtime_buckets).
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
                 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
 ITL_BUCKETS = (0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075,
@@ -118,7 +120,9 @@ _GPU_FAMILIES = (
 
 class BoxModel:
     def __init__(self, profile: Profile, scenario: Scenario, seed: int = 0, start: float = 0.0,
-                 place: RackPlace | None = None) -> None:
+                 place: RackPlace | None = None, buckets: Mapping[str, tuple[float, ...]] | None = None) -> None:
+        """``buckets``: catalog histogram name -> the bounds to draw its requests into, where they are
+        not the simulated Triton's own."""
         self.profile = profile
         self.place = place or RackPlace()
         # Each tray its own GPU UUIDs; tray 0 draws what a box without a rack place draws.
@@ -130,10 +134,11 @@ class BoxModel:
         self.started = start
         self.gpus = [GpuState(i, f"GPU-{uuid.UUID(int=self.rng.getrandbits(128))}") for i in range(profile.gpu_count)]
         self._fit_hardware_detail(seed)
-        self.ttft = Histogram(TTFT_BUCKETS)
-        self.itl = Histogram(ITL_BUCKETS)
-        self.e2e = Histogram(E2E_BUCKETS)
-        self.queue_time = Histogram(ITL_BUCKETS)
+        bounds = buckets or {}
+        self.ttft = Histogram(bounds.get("blackwell_serving_ttft_seconds", TTFT_BUCKETS))
+        self.itl = Histogram(bounds.get("blackwell_serving_inter_token_latency_seconds", ITL_BUCKETS))
+        self.e2e = Histogram(bounds.get("blackwell_serving_e2e_latency_seconds", E2E_BUCKETS))
+        self.queue_time = Histogram(bounds.get("blackwell_serving_queue_time_seconds", ITL_BUCKETS))
         self.prompt_len = Histogram(PROMPT_BUCKETS)
         self.requests_ok = 0.0
         self.requests_failed: dict[str, float] = {"REJECTED": 0.0, "CANCELED": 0.0, "BACKEND": 0.0, "OTHER": 0.0}

@@ -6,11 +6,15 @@ map in :mod:`exporter.sources.runtime_maps` can fill, names the runtime and flav
 ``blackwell_serving_runtime_info``, and adds the families only those runtimes have, derived from
 the simulation's own numbers: KV usage is used / max blocks, prefix-cache queries are the prompt
 tokens and hits the share the simulated hit ratio (0.3) gives, preemptions stay 0 (the model
-never preempts). A demo then shows exactly the panels that runtime can fill.
+never preempts). Its latency histograms have that runtime's default buckets
+(:func:`runtime_buckets`), the simulated requests drawn into them, so the TTFT SLO is judged at the
+bound that runtime is judged at (SGLang 0.4 s, Dynamo 0.47 s). A demo then shows exactly the panels
+that runtime can fill.
 """
 
 from __future__ import annotations
 
+from exporter.catalog.runtime_buckets import DEFAULT_BUCKETS
 from exporter.snapshot import Family
 from exporter.sources.runtime_maps import DYNAMO_FRONTEND, NIM, SGLANG, VLLM, WORKER_STATE, RuntimeMap
 
@@ -30,6 +34,14 @@ _VIEWS: dict[str, tuple[tuple[RuntimeMap, ...], str, str, str, tuple[str, ...]]]
 _IDENTITY = ("blackwell_serving_up", "blackwell_serving_live", "blackwell_serving_ready",
              "blackwell_serving_runtime_info")
 _PREFIX_HIT_SHARE = 0.3
+
+
+def runtime_buckets(runtime: str) -> dict[str, tuple[float, ...]]:
+    """Catalog histogram -> the default bounds ``runtime`` gives it; empty for triton, whose simulated
+    histograms keep the model's own, finer buckets."""
+    if runtime == "triton":
+        return {}
+    return {name: by_runtime[runtime] for name, by_runtime in DEFAULT_BUCKETS.items() if runtime in by_runtime}
 
 
 def _rows(maps: tuple[RuntimeMap, ...], dynamo: bool) -> dict[str, set[str] | None]:

@@ -13,7 +13,7 @@ from exporter.sources.base import Source, SourceConfig
 from exporter.sources.simulated.board import RackPlace
 from exporter.sources.simulated.model import BoxModel
 from exporter.sources.simulated.profiles import NVL72_TRAYS, PROFILES
-from exporter.sources.simulated.runtime_view import RUNTIMES, stand_in
+from exporter.sources.simulated.runtime_view import RUNTIMES, runtime_buckets, stand_in
 from exporter.sources.simulated.scenarios import DEFAULT_SCENARIO, SCENARIOS, Scenario
 
 
@@ -95,7 +95,7 @@ class SimulatedSource(Source):
         self._clock = clock
         self._lock = threading.Lock()
         self._model = BoxModel(self.profile, SCENARIOS[config.scenario], seed=config.seed, start=clock(),
-                               place=RackPlace(config.tray, config.rack))
+                               place=RackPlace(config.tray, config.rack), buckets=runtime_buckets(config.runtime))
 
     @property
     def scenario(self) -> str:
