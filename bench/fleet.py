@@ -1,23 +1,34 @@
-"""Fleet scale: N simulated NVL72 racks (18 tray exporters each) scraped by one real Prometheus.
+"""Fleet scale: N NVL72 racks (18 tray targets each) scraped by one real Prometheus, stepped until Prometheus's limit.
 
-Per detail tier, racks are added one at a time to one running Prometheus (config reload), and after
-each step Prometheus's own /metrics is read over a measurement window:
+Per detail tier, in one run:
 
-- active series: ``prometheus_tsdb_head_series`` (the scraped series plus the recording rules' outputs) at
-  the end of the window (also at its start, to show it had settled)
-- samples ingested per second: the increase of ``prometheus_tsdb_head_samples_appended_total`` over
-  the window divided by its length (scrapes and rule outputs both append)
+1. **Real rack.** 18 real ``--simulate nvl72-tray`` exporters (rack-0) and a fresh Prometheus; measured
+   over one window, and each tray's body is captured at the window's start and end (the stand-ins' source).
+   One more real exporter, of another rack, is captured to check the stand-ins' rack relabelling.
+2. **Stand-in rack, the cross-check.** A fresh Prometheus scrapes rack-0 served by bench/fleet_standin.py
+   (one process, one port per tray, the captured bodies with counters advancing): its head series, series
+   per metric name and rule evaluation time are compared with step 1's (ratios in the results).
+3. **Stepping.** Racks are added to that Prometheus (config reload), doubling: 1, 2, 4, 8, ... racks,
+   until rule evaluation reaches 1 s, Prometheus RSS passes the memory limit (or the next doubling would),
+   the scrape stops keeping up, or the tier's rack or time limit is reached. The reason is recorded.
+
+Each step reads Prometheus's own /metrics over a measurement window after a settle time:
+
+- active series: ``prometheus_tsdb_head_series`` (scraped series plus the recording rules' outputs)
+- samples ingested per second: the increase of ``prometheus_tsdb_head_samples_appended_total`` over the window
 - Prometheus RSS: ``process_resident_memory_bytes``
-- rule evaluation time per cycle: the sum over groups of ``prometheus_rule_group_last_duration_seconds``
-  (the groups run side by side, so this is the CPU cost of one cycle, an upper bound on its wall time)
+- rule evaluation time per cycle: the groups' evaluation seconds summed over one cycle (the CPU cost of a
+  cycle, an upper bound on its wall time): the window's mean from the increase of
+  ``prometheus_rule_group_duration_seconds_sum`` and ``_count`` (times the number of groups), and the most
+  the sum of ``prometheus_rule_group_last_duration_seconds`` showed, read three times a cycle
+- keeping up: every target up, the 0.99 quantile of ``prometheus_target_interval_length_seconds`` within
+  25% of the interval, and the longest ``scrape_duration_seconds`` under 90% of the scrape timeout
+- the CPU Prometheus and the targets used (cores), and the load average: the machine may be shared.
 
-The mixin's generated rule files (alerts/*.yaml, unscaled) are loaded; no Alertmanager is needed
-to evaluate alerts. Stepping stops at ``--max-racks``, when rule evaluation reaches 1 s, or when the
-tier's time budget is spent. On a 2-CPU box the 18 N exporter processes, not Prometheus, are what
-limits N: each tray is a Python interpreter polling its simulated source.
+The mixin's generated rule files (alerts/*.yaml, unscaled) are loaded; no Alertmanager is needed.
 
-    python bench/fleet.py --tiers standard:3,basic:2,full:2
-    python bench/fleet.py --tiers standard:1 --scrape-interval 5 --settle 8 --window 10   # smoke
+    python bench/fleet.py                                                          # the committed run
+    python bench/fleet.py --tiers basic:2 --scrape-interval 5 --settle 10 --window 10  # smoke
 """
 
 from __future__ import annotations
@@ -39,21 +50,26 @@ from prometheus_client.parser import text_string_to_metric_families
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.fleet_report import memory_limit, summarize, write_results  # noqa: E402
+from bench.fleet_standin import for_rack, sample_name, series_set  # noqa: E402
 from exporter.mixin.config import MixinConfig  # noqa: E402
 from exporter.sources.simulated.profiles import NVL72_TRAYS  # noqa: E402
-from exporter.stack import Service, free_port, http_get, http_post, start_prometheus  # noqa: E402
+from exporter.stack import Service, StackError, free_port, http_get, http_post, start_prometheus  # noqa: E402
 
 RULE_EVALUATION_LIMIT_SECONDS = 1.0
-FLEET_RACKS = 1000
-# "A few million active series per server" (Prometheus's own sizing guidance); 2 M is the low end.
-SERIES_PER_SERVER = 2_000_000
+CAPTURED_RACK = "rack-0"
+# The real exporter that checks the stand-ins' relabelling to another rack: a rack the stepping serves.
+IDENTITY_RACK, IDENTITY_TRAY = "rack-5", 3
+INTERVAL_SLACK = 1.25
+SCRAPE_TIMEOUT_SHARE = 0.9
 
 
 @dataclass
 class Step:
-    """What one Prometheus showed with ``racks`` racks scraped, over one measurement window."""
+    """What one Prometheus showed with ``racks`` racks of ``targets_kind`` scraped, over one measurement window."""
 
     tier: str
+    targets_kind: str
     racks: int
     targets: int
     targets_up: int
@@ -64,12 +80,42 @@ class Step:
     rule_evaluation_seconds: float
     rule_evaluation_seconds_max: float
     rule_groups: int
+    slowest_rule_groups: dict[str, float]
+    scrape_interval_p99_seconds: float
+    scrape_duration_max_seconds: float
+    prometheus_cpu_cores: float
+    targets_cpu_cores: float
+    load_average_1m: float
     window_seconds: float
     forwarded_series: int
 
 
+class Targets:
+    """The processes serving one Prometheus's targets (real exporters or stand-ins) and their addresses."""
+
+    def __init__(self) -> None:
+        self.services: list[Service] = []
+        self.addresses: list[str] = []
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU of every target process so far (from /proc)."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        seconds = 0.0
+        for service in self.services:
+            try:
+                fields = Path(f"/proc/{service.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            seconds += (int(fields[11]) + int(fields[12])) / ticks
+        return seconds
+
+    def stop(self) -> None:
+        for service in self.services:
+            service.stop()
+
+
 def launch_tray(directory: Path, rack: str, tray: int, tier: str) -> Service:
-    """One tray exporter, started as tests/e2e/rack_harness.py starts it, at the given detail tier."""
+    """One real tray exporter, started as tests/e2e/rack_harness.py starts it, at the given detail tier."""
     name = f"{rack}-tray-{tray:02d}"
     directory = directory / name
     directory.mkdir(parents=True, exist_ok=True)
@@ -86,22 +132,37 @@ def launch_tray(directory: Path, rack: str, tray: int, tier: str) -> Service:
     return Service(name, port, process, log_path)
 
 
-def start_racks(directory: Path, first: int, count: int, tier: str) -> list[Service]:
-    """Racks ``first .. first+count-1``, all trays launched side by side, then waited for."""
-    trays = [launch_tray(directory, f"rack-{rack}", tray, tier)
-             for rack in range(first, first + count) for tray in range(NVL72_TRAYS)]
-    for service in trays:
-        service.wait_ready("/readyz", timeout=180.0)
-    return trays
+def start_standins(directory: Path, captures: Path, racks: list[str], targets: Targets) -> None:
+    """One bench/fleet_standin.py process serving every tray of ``racks``; its addresses join ``targets``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ready = directory / "ready.json"
+    log_path = directory / "standin.log"
+    argv = [sys.executable, str(REPO / "bench" / "fleet_standin.py"), "--captures", str(captures),
+            "--ready", str(ready), *[argument for rack in racks for argument in ("--rack", rack)]]
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+    service = Service(f"standin-{racks[0]}", 0, process, log_path)
+    targets.services.append(service)
+    deadline = time.monotonic() + 120.0
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise StackError(f"stand-in for {racks[0]}.. did not start:\n{service.log_tail()}")
+        time.sleep(0.1)
+    targets.addresses += [f"127.0.0.1:{tray['port']}" for tray in json.loads(ready.read_text())]
 
 
 def fleet_config(targets: list[str], rule_files: list[Path], interval: float) -> dict:
     return {
-        "global": {"scrape_interval": f"{interval:g}s", "scrape_timeout": f"{min(interval, 10.0):g}s",
+        "global": {"scrape_interval": f"{interval:g}s", "scrape_timeout": f"{scrape_timeout(interval):g}s",
                    "evaluation_interval": f"{interval:g}s"},
         "rule_files": [str(path) for path in rule_files],
         "scrape_configs": [{"job_name": MixinConfig().job, "static_configs": [{"targets": targets}]}],
     }
+
+
+def scrape_timeout(interval: float) -> float:
+    return min(interval, 10.0)
 
 
 def reload(prometheus: Service, directory: Path, config: dict) -> None:
@@ -123,8 +184,18 @@ def own_metrics(prometheus: Service) -> dict[str, list[tuple[dict[str, str], flo
     return samples
 
 
-def total(samples: dict, name: str) -> float:
-    return sum(value for _, value in samples.get(name, []))
+def total(samples: dict, name: str, **labels: str) -> float:
+    return sum(value for found, value in samples.get(name, []) if labels.items() <= found.items())
+
+
+def query(prometheus: Service, expression: str) -> list[dict]:
+    status, body = http_get(f"{prometheus.url}/api/v1/query?query={urllib.parse.quote(expression)}", timeout=60.0)
+    return json.loads(body)["data"]["result"] if status == 200 else []
+
+
+def scalar(prometheus: Service, expression: str) -> float:
+    result = query(prometheus, expression)
+    return float(result[0]["value"][1]) if result else 0.0
 
 
 def forwarded_selector() -> str:
@@ -136,185 +207,233 @@ def forwarded_selector() -> str:
     return "{" + ", ".join(matchers) + "}"
 
 
-def forwarded_series(prometheus: Service) -> int:
-    """How many of the head's series the rack Prometheus of deploy/fleet would remote_write."""
-    query = urllib.parse.quote(f"count({forwarded_selector()})")
-    status, body = http_get(f"{prometheus.url}/api/v1/query?query={query}", timeout=30.0)
-    result = json.loads(body)["data"]["result"] if status == 200 else []
-    return int(float(result[0]["value"][1])) if result else 0
+def series_by_name(prometheus: Service) -> dict[str, int]:
+    """Head series per metric name (scraped and recorded), for comparing two Prometheus servers."""
+    return {row["metric"].get("__name__", ""): int(float(row["value"][1]))
+            for row in query(prometheus, 'count by (__name__) ({__name__=~".+"})')}
 
 
 def targets_up(prometheus: Service) -> tuple[int, int]:
-    status, body = http_get(f"{prometheus.url}/api/v1/targets?state=active", timeout=10.0)
+    status, body = http_get(f"{prometheus.url}/api/v1/targets?state=active", timeout=30.0)
     active = json.loads(body)["data"]["activeTargets"] if status == 200 else []
     return len(active), sum(1 for target in active if target["health"] == "up")
 
 
-def measure(prometheus: Service, tier: str, racks: int, interval: float, settle: float, window: float) -> Step:
-    """Wait ``settle`` for the new targets' first scrapes, then read counters across ``window``."""
-    time.sleep(settle)
-    before, started = own_metrics(prometheus), time.monotonic()
+def measure(prometheus: Service, targets: Targets, tier: str, kind: str, racks: int,
+            args: argparse.Namespace) -> Step:
+    """Wait ``args.settle`` for the new targets' first scrapes, then read counters across ``args.window``."""
+    time.sleep(args.settle)
+    before, started, cpu_before = own_metrics(prometheus), time.monotonic(), targets.cpu_seconds()
     evaluations: list[float] = []
-    while time.monotonic() - started < window:
-        time.sleep(min(interval, window - (time.monotonic() - started)) or 0.01)
+    while time.monotonic() - started < args.window:
+        time.sleep(min(args.scrape_interval / 3, args.window - (time.monotonic() - started)) or 0.01)
         evaluations.append(total(own_metrics(prometheus), "prometheus_rule_group_last_duration_seconds"))
     after, elapsed = own_metrics(prometheus), time.monotonic() - started
-    appended = (total(after, "prometheus_tsdb_head_samples_appended_total")
-                - total(before, "prometheus_tsdb_head_samples_appended_total"))
-    targets, up = targets_up(prometheus)
-    return Step(tier=tier, racks=racks, targets=targets, targets_up=up,
+    targets_cpu = targets.cpu_seconds() - cpu_before
+
+    def increase(name: str) -> float:
+        return total(after, name) - total(before, name)
+
+    count, up = targets_up(prometheus)
+    job = MixinConfig().job
+    groups = after.get("prometheus_rule_group_last_duration_seconds", [])
+    evaluated = increase("prometheus_rule_group_duration_seconds_count")
+    mean = increase("prometheus_rule_group_duration_seconds_sum") / evaluated * len(groups) if evaluated else 0.0
+    slowest = sorted(groups, key=lambda group: -group[1])[:3]
+    return Step(tier=tier, targets_kind=kind, racks=racks, targets=count, targets_up=up,
                 head_series=int(total(after, "prometheus_tsdb_head_series")),
                 head_series_window_start=int(total(before, "prometheus_tsdb_head_series")),
-                samples_per_second=round(appended / elapsed, 1),
+                samples_per_second=round(increase("prometheus_tsdb_head_samples_appended_total") / elapsed, 1),
                 rss_bytes=int(total(after, "process_resident_memory_bytes")),
-                rule_evaluation_seconds=round(evaluations[-1], 4),
-                rule_evaluation_seconds_max=round(max(evaluations), 4),
-                rule_groups=len(after.get("prometheus_rule_group_last_duration_seconds", [])),
-                window_seconds=round(elapsed, 1), forwarded_series=forwarded_series(prometheus))
+                rule_evaluation_seconds=round(mean, 4), rule_evaluation_seconds_max=round(max(evaluations), 4),
+                rule_groups=len(groups),
+                slowest_rule_groups={labels["rule_group"].rsplit(";", 1)[-1]: round(seconds, 4)
+                                     for labels, seconds in slowest},
+                scrape_interval_p99_seconds=round(total(after, "prometheus_target_interval_length_seconds",
+                                                        interval=f"{args.scrape_interval:g}s", quantile="0.99"), 3),
+                scrape_duration_max_seconds=round(scalar(prometheus, f'max(scrape_duration_seconds{{job="{job}"}})'), 4),
+                prometheus_cpu_cores=round(increase("process_cpu_seconds_total") / elapsed, 3),
+                targets_cpu_cores=round(targets_cpu / elapsed, 3), load_average_1m=round(os.getloadavg()[0], 2),
+                window_seconds=round(elapsed, 1),
+                forwarded_series=int(scalar(prometheus, f"count({forwarded_selector()})")))
 
 
-def run_tier(directory: Path, tier: str, max_racks: int, args: argparse.Namespace,
-             rule_files: list[Path]) -> tuple[list[Step], str]:
-    """Add racks one by one to one Prometheus until a limit is hit; one Step per rack count, and why it stopped."""
+def capture(services: list[Service]) -> tuple[list[str], float]:
+    """Every service's /metrics body (uncompressed) and the unix time the capture was taken at (its midpoint)."""
+    started = time.time()
+    bodies = []
+    for service in services:
+        status, body = http_get(f"{service.url}/metrics", timeout=30.0)
+        if status != 200:
+            raise StackError(f"{service.name} /metrics answered {status}")
+        bodies.append(body.decode())
+    return bodies, (started + time.time()) / 2
+
+
+def write_captures(directory: Path, first: tuple[list[str], float], second: tuple[list[str], float]) -> None:
+    """The manifest.json and bodies bench/fleet_standin.py reads: two bodies per tray of CAPTURED_RACK."""
+    directory.mkdir(parents=True, exist_ok=True)
+    trays = {}
+    for tray, (early, late) in enumerate(zip(first[0], second[0], strict=True)):
+        names = [f"tray-{tray:02d}.first.prom", f"tray-{tray:02d}.second.prom"]
+        (directory / names[0]).write_text(early)
+        (directory / names[1]).write_text(late)
+        trays[str(tray)] = names
+    (directory / "manifest.json").write_text(json.dumps({
+        "rack": CAPTURED_RACK, "seconds_between": second[1] - first[1], "captured_at": second[1], "trays": trays}))
+
+
+def real_rack(directory: Path, tier: str, args: argparse.Namespace, rule_files: list[Path]) -> tuple[Step, dict, dict]:
+    """Step 1: a real rack measured and captured. Returns its Step, its series per name and the identity check."""
+    targets = Targets()
+    prometheus: Service | None = None
+    try:
+        targets.services = [launch_tray(directory / "real", CAPTURED_RACK, tray, tier) for tray in range(NVL72_TRAYS)]
+        other = launch_tray(directory / "real", IDENTITY_RACK, IDENTITY_TRAY, tier)
+        for service in [*targets.services, other]:
+            service.wait_ready("/readyz", timeout=300.0)
+        targets.addresses = [f"127.0.0.1:{service.port}" for service in targets.services]
+        prometheus = start_prometheus(directory / "prometheus-real",
+                                      fleet_config(targets.addresses, rule_files, args.scrape_interval))
+        first = capture(targets.services)
+        step = measure(prometheus, targets, tier, "real exporters", 1, args)
+        second = capture(targets.services)
+        write_captures(directory / "captures", first, second)
+        varying = sorted({sample_name(series) for early, late in zip(first[0], second[0], strict=True)
+                          for series in series_set(early) ^ series_set(late)})
+        identity = identity_check(capture([other])[0][0], second[0][IDENTITY_TRAY], varying)
+        other.stop()
+        return step, series_by_name(prometheus), identity
+    finally:
+        for service in [*([prometheus] if prometheus else []), *targets.services]:
+            service.stop()
+
+
+def identity_check(real_body: str, captured_body: str, varying: list[str]) -> dict:
+    """A real exporter of IDENTITY_RACK against the stand-in body for it (captured rack relabelled): same series,
+    outside the ``varying`` families whose series come and go with time in a real tray (its two captures differ)?"""
+    def steady(body: str) -> set[str]:
+        return {series for series in series_set(body) if sample_name(series) not in varying}
+
+    real = steady(real_body)
+    standin = steady(for_rack(captured_body, IDENTITY_TRAY, CAPTURED_RACK, IDENTITY_RACK))
+    return {"rack": IDENTITY_RACK, "tray": IDENTITY_TRAY, "series_compared": len(real), "same_series": real == standin,
+            "only_real": sorted(real - standin)[:5], "only_standin": sorted(standin - real)[:5],
+            "families_varying_with_time": varying}
+
+
+def limit_reached(step: Step, args: argparse.Namespace) -> str | None:
+    """The limit ``step`` reached (None: it held every one): rule evaluation, RSS, scrape keeping up."""
+    if step.rule_evaluation_seconds >= RULE_EVALUATION_LIMIT_SECONDS:
+        return f"rule evaluation reached {RULE_EVALUATION_LIMIT_SECONDS:g} s at {step.racks} racks"
+    limit = args.memory_limit_bytes
+    if step.rss_bytes >= limit:
+        return f"Prometheus RSS {step.rss_bytes / 2**20:,.0f} MiB passed the limit of {limit / 2**20:,.0f} MiB"
+    slow = []
+    if step.targets_up < step.targets:
+        slow.append(f"{step.targets - step.targets_up} of {step.targets} targets down")
+    if step.scrape_interval_p99_seconds > INTERVAL_SLACK * args.scrape_interval:
+        slow.append(f"0.99 scrape interval {step.scrape_interval_p99_seconds:g} s")
+    if step.scrape_duration_max_seconds > SCRAPE_TIMEOUT_SHARE * scrape_timeout(args.scrape_interval):
+        slow.append(f"longest scrape {step.scrape_duration_max_seconds:g} s")
+    if slow:
+        return f"the scrape stopped keeping up at {step.racks} racks ({', '.join(slow)})"
+    return None
+
+
+def stop_reason(step: Step, args: argparse.Namespace, next_racks: int, started: float) -> str | None:
+    """Why stepping stops after ``step`` (None: go on to ``next_racks``): a limit reached, the next step's
+    predicted RSS, the run's rack limit or the tier's time budget."""
+    if reached := limit_reached(step, args):
+        return reached
+    limit = args.memory_limit_bytes
+    predicted = step.rss_bytes * next_racks / step.racks
+    if predicted > limit:
+        return (f"the next step ({next_racks} racks) would pass the RSS limit of {limit / 2**20:,.0f} MiB "
+                f"(predicted {predicted / 2**20:,.0f} MiB)")
+    if next_racks > args.max_racks:
+        return f"{args.max_racks} racks (the run's limit) reached"
+    if time.monotonic() - started > args.tier_budget:
+        return f"the tier's time budget of {args.tier_budget:g} s spent"
+    return None
+
+
+def run_tier(directory: Path, tier: str, args: argparse.Namespace, rule_files: list[Path]) -> dict:
+    """One tier: the real rack, the stand-in cross-check, then doubling racks until a limit. Steps and why it stopped."""
     directory = directory / tier
-    exporters: list[Service] = []
+    started = time.monotonic()
+    real, real_names, identity = real_rack(directory, tier, args, rule_files)
+    print(json.dumps(asdict(real)), flush=True)
+    targets = Targets()
     prometheus: Service | None = None
     steps: list[Step] = []
-    stopped = f"{max_racks} racks (the run's limit for this tier) reached"
-    started = time.monotonic()
     try:
-        for racks in range(1, max_racks + 1):
-            exporters += start_racks(directory, racks - 1, 1, tier)
-            config = fleet_config([f"127.0.0.1:{s.port}" for s in exporters], rule_files, args.scrape_interval)
+        racks, next_racks = 0, 1
+        while True:
+            start_standins(directory / f"standin-{racks}", directory / "captures",
+                           [f"rack-{rack}" for rack in range(racks, next_racks)], targets)
+            racks = next_racks
+            config = fleet_config(targets.addresses, rule_files, args.scrape_interval)
             if prometheus is None:
-                prometheus = start_prometheus(directory / "prometheus", config)
+                prometheus = start_prometheus(directory / "prometheus-standin", config)
             else:
-                reload(prometheus, directory / "prometheus", config)
-            step = measure(prometheus, tier, racks, args.scrape_interval, args.settle, args.window)
-            steps.append(step)
-            print(json.dumps(asdict(step)), flush=True)
-            if step.rule_evaluation_seconds_max >= RULE_EVALUATION_LIMIT_SECONDS:
-                stopped = f"rule evaluation reached {RULE_EVALUATION_LIMIT_SECONDS:g} s"
-                break
-            if time.monotonic() - started > args.tier_budget and racks < max_racks:
-                stopped = f"time budget of {args.tier_budget:g} s spent"
+                reload(prometheus, directory / "prometheus-standin", config)
+            steps.append(measure(prometheus, targets, tier, "stand-in", racks, args))
+            print(json.dumps(asdict(steps[-1])), flush=True)
+            if racks == 1:
+                standin_names = series_by_name(prometheus)
+            next_racks = 2 * racks
+            if stopped := stop_reason(steps[-1], args, next_racks, started):
                 break
     finally:
-        for service in [*([prometheus] if prometheus else []), *exporters]:
+        for service in [*([prometheus] if prometheus else []), *targets.services]:
             service.stop()
-    return steps, stopped
-
-
-def extrapolate(steps: list[Step]) -> dict:
-    """Linear fit through the tier's steps (series and samples/s against racks), evaluated at 1,000 racks.
-
-    An extrapolation, not a measurement: it assumes each rack adds what the measured racks added.
-    """
-    last = steps[-1]
-    first = steps[0]
-    span = last.racks - first.racks
-    def per_rack(attribute: str) -> float:
-        if span == 0:
-            return getattr(last, attribute) / last.racks
-        return (getattr(last, attribute) - getattr(first, attribute)) / span
-    def at(attribute: str, racks: int) -> float:
-        return getattr(last, attribute) + per_rack(attribute) * (racks - last.racks)
-    evaluation_per_rack = last.rule_evaluation_seconds_max / last.racks
-    series = at("head_series", FLEET_RACKS)
-    return {
-        "method": "linear extrapolation from the measured steps (per-rack increment), not measured",
-        "series_per_rack": round(per_rack("head_series")),
-        "forwarded_series_per_rack": round(per_rack("forwarded_series")),
-        "forwarded_series": round(at("forwarded_series", FLEET_RACKS)),
-        "samples_per_second_per_rack": round(per_rack("samples_per_second"), 1),
-        "racks": FLEET_RACKS,
-        "series": round(series),
-        "samples_per_second": round(at("samples_per_second", FLEET_RACKS)),
-        "racks_per_prometheus_at_2M_series": int(SERIES_PER_SERVER // per_rack("head_series")),
-        "prometheus_servers_at_2M_series": -(-int(series) // SERIES_PER_SERVER),
-        "rule_evaluation_seconds_per_rack": round(evaluation_per_rack, 5),
-        "racks_until_1s_rule_evaluation": int(RULE_EVALUATION_LIMIT_SECONDS / evaluation_per_rack)
-        if evaluation_per_rack else None,
-    }
-
-
-def largest_held(steps: list[Step]) -> int:
-    """The most racks measured with every target up and rule evaluation under 1 s."""
-    held = [step.racks for step in steps
-            if step.targets_up == step.targets and step.rule_evaluation_seconds_max < RULE_EVALUATION_LIMIT_SECONDS]
-    return max(held, default=0)
-
-
-def markdown(result: dict) -> str:
-    lines = [f"# Fleet benchmark ({result['utc']}, load average {result['load_average']})", "",
-             f"`{result['command']}`: {result['machine']}; Prometheus {result['prometheus']}, scrape and "
-             f"evaluation interval {result['scrape_interval']:g} s, rule files: {', '.join(result['rule_files'])}.", "",
-             "| tier | racks | targets up | head series | samples/s | Prometheus RSS MiB | rule eval s/cycle (max) | "
-             "series forwarded by deploy/fleet |",
-             "|---|---|---|---|---|---|---|---|"]
-    for step in result["steps"]:
-        lines.append(f"| {step['tier']} | {step['racks']} | {step['targets_up']}/{step['targets']} | "
-                     f"{step['head_series']:,} | {step['samples_per_second']:,.0f} | "
-                     f"{step['rss_bytes'] / 2**20:.0f} | {step['rule_evaluation_seconds']:.3f} "
-                     f"({step['rule_evaluation_seconds_max']:.3f}) | {step['forwarded_series']:,} |")
-    lines += ["", "Extrapolated linearly to 1,000 racks (an extrapolation from the steps above, not a measurement):", "",
-              "| tier | largest N measured, rule eval < 1 s | series/rack | samples/s/rack | series at 1,000 racks | "
-              "samples/s at 1,000 racks | racks per Prometheus at 2 M series | servers for 1,000 racks | "
-              "racks until rule eval reaches 1 s | forwarded series at 1,000 racks |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
-    for tier, summary in result["tiers"].items():
-        fleet = summary["extrapolation"]
-        lines.append(f"| {tier} | {summary['largest_racks_held']} | {fleet['series_per_rack']:,} | "
-                     f"{fleet['samples_per_second_per_rack']:,.0f} | {fleet['series']:,} | {fleet['samples_per_second']:,} | "
-                     f"{fleet['racks_per_prometheus_at_2M_series']:,} | {fleet['prometheus_servers_at_2M_series']} | "
-                     f"{fleet['racks_until_1s_rule_evaluation']:,} | {fleet['forwarded_series']:,} |")
-    lines += ["", result["limit_note"], ""]
-    return "\n".join(lines)
-
-
-def write_results(result: dict, out: Path) -> None:
-    result["limit_note"] = (
-        "Why stepping stopped: " + "; ".join(f"{tier}: {summary['stopped']}" for tier, summary in result["tiers"].items())
-        + f". On {os.cpu_count()} CPUs the exporters share the cores with Prometheus ({NVL72_TRAYS} Python processes "
-        "per rack, polling their simulated source), so the measured rule evaluation time includes that contention "
-        "and the run's few-minute budget, not Prometheus alone, caps N.")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(result))
+    return {"real": real, "steps": steps, "stopped": stopped, "identity": identity,
+            "series_by_name_differences": {name: [real_names.get(name, 0), standin_names.get(name, 0)]
+                                           for name in sorted(set(real_names) | set(standin_names))
+                                           if real_names.get(name, 0) != standin_names.get(name, 0)}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tiers", default="standard:3,basic:2,full:2",
-                        help="tier[:most racks], comma-separated (default most racks: --max-racks)")
-    parser.add_argument("--max-racks", type=int, default=3)
+    parser.add_argument("--tiers", default="standard,basic,full", help="detail tiers, comma-separated, in run order")
+    parser.add_argument("--max-racks", type=int, default=256, help="stop stepping past this many racks")
     parser.add_argument("--scrape-interval", type=float, default=15.0)
-    parser.add_argument("--settle", type=float, default=None, help="seconds after adding racks (default 2 intervals: rate rules need two samples)")
+    parser.add_argument("--settle", type=float, default=None,
+                        help="seconds after adding racks (default 2 intervals: rate rules need two samples)")
     parser.add_argument("--window", type=float, default=None, help="measurement seconds (default 2 intervals)")
-    parser.add_argument("--tier-budget", type=float, default=100.0, help="stop adding racks after this many seconds")
+    parser.add_argument("--tier-budget", type=float, default=900.0, help="stop stepping after this many seconds")
+    parser.add_argument("--memory-share", type=float, default=0.25,
+                        help="Prometheus RSS limit as a share of this machine's memory (also at most half of "
+                             "what is available at the start)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "fleet")
     args = parser.parse_args()
     args.settle = 2 * args.scrape_interval if args.settle is None else args.settle
     args.window = 2 * args.scrape_interval if args.window is None else args.window
+    args.memory_limit_bytes, memory = memory_limit(args.memory_share)
     rule_files = sorted((REPO / "alerts").glob("*.yaml"))
     version = subprocess.run(["prometheus", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
     result: dict = {"command": "python " + " ".join(["bench/fleet.py", *sys.argv[1:]]),
                     "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-                    "machine": f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}",
+                    "machine": f"{os.cpu_count()} CPUs, {memory['total_mib']:,} MiB memory "
+                               f"({memory['available_mib']:,} MiB available at the start), Python "
+                               f"{sys.version.split()[0]}; shared with other engineers' work during the run",
+                    "memory_limit_mib": args.memory_limit_bytes // 2**20,
                     "prometheus": version.removeprefix("prometheus, version "),
-                    "scrape_interval": args.scrape_interval,
+                    "scrape_interval": args.scrape_interval, "settle_seconds": args.settle,
+                    "window_seconds": args.window,
                     "rule_files": [str(path.relative_to(REPO)) for path in rule_files],
                     "steps": [], "tiers": {}}
     with tempfile.TemporaryDirectory(prefix="fleet-") as directory:
-        for spec in args.tiers.split(","):
-            tier, _, most = spec.partition(":")
-            steps, stopped = run_tier(Path(directory), tier, int(most or args.max_racks), args, rule_files)
-            result["steps"] += [asdict(step) for step in steps]
-            result["tiers"][tier] = {"largest_racks_held": largest_held(steps), "stopped": stopped,
-                                     "extrapolation": extrapolate(steps)}
+        for tier in args.tiers.split(","):
+            measured = run_tier(Path(directory), tier, args, rule_files)
+            result["steps"] += [asdict(step) for step in (measured["real"], *measured["steps"])]
+            result["tiers"][tier] = summarize(measured, lambda step: limit_reached(step, args) is None,
+                                               args.scrape_interval)
+            result["utc_end"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             write_results(result, args.out)  # after each tier, so a run cut short keeps what it measured
-    print(markdown(result))
+    print((args.out.with_suffix(".md")).read_text())
 
 
 if __name__ == "__main__":
