@@ -2,15 +2,17 @@
 
 Per detail tier, in one run:
 
-1. **Real rack.** 18 real ``--simulate nvl72-tray`` exporters (rack-0) and a fresh Prometheus; measured
-   over one window, and each tray's body is captured at the window's start and end (the stand-ins' source).
-   One more real exporter, of another rack, is captured to check the stand-ins' rack relabelling.
-2. **Stand-in rack, the cross-check.** A fresh Prometheus scrapes rack-0 served by bench/fleet_standin.py
-   (one process, one port per tray, the captured bodies with counters advancing): its head series, series
-   per metric name and rule evaluation time are compared with step 1's (ratios in the results).
+1. **Capture.** 18 real ``--simulate nvl72-tray`` exporters (rack-0) start; each tray's body is captured
+   twice, ``--capture-gap`` apart (the stand-ins' source). One more real exporter, of another rack, is
+   captured to check the stand-ins' rack relabelling.
+2. **Cross-check, side by side.** bench/fleet_standin.py serves rack-0 from the captures (one process, one
+   port per tray, counters advancing); two fresh Prometheus servers, one scraping the real rack and one the
+   stand-in rack, are measured over the same window, so the rest of the machine loads both alike. Head
+   series, series per metric name and rule evaluation time are compared (ratios in the results).
 3. **Stepping.** Racks are added to that Prometheus (config reload), doubling: 1, 2, 4, 8, ... racks,
-   until rule evaluation reaches 1 s, Prometheus RSS passes the memory limit (or the next doubling would),
-   the scrape stops keeping up, or the tier's rack or time limit is reached. The reason is recorded.
+   until rule evaluation reaches 1 s (in two windows running: the machine is shared), Prometheus RSS passes
+   the memory limit (or the next doubling would), the scrape stops keeping up, or the tier's rack or time
+   limit is reached. The reason is recorded.
 
 Each step reads Prometheus's own /metrics over a measurement window after a settle time:
 
@@ -28,7 +30,7 @@ Each step reads Prometheus's own /metrics over a measurement window after a sett
 The mixin's generated rule files (alerts/*.yaml, unscaled) are loaded; no Alertmanager is needed.
 
     python bench/fleet.py                                                          # the committed run
-    python bench/fleet.py --tiers basic:2 --scrape-interval 5 --settle 10 --window 10  # smoke
+    python bench/fleet.py --tiers basic --max-racks 2 --scrape-interval 5 --settle 10 --window 10 --capture-gap 10  # smoke
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -219,17 +222,39 @@ def targets_up(prometheus: Service) -> tuple[int, int]:
     return len(active), sum(1 for target in active if target["health"] == "up")
 
 
-def measure(prometheus: Service, targets: Targets, tier: str, kind: str, racks: int,
-            args: argparse.Namespace) -> Step:
-    """Wait ``args.settle`` for the new targets' first scrapes, then read counters across ``args.window``."""
-    time.sleep(args.settle)
-    before, started, cpu_before = own_metrics(prometheus), time.monotonic(), targets.cpu_seconds()
-    evaluations: list[float] = []
+@dataclass
+class Scraped:
+    """One Prometheus under measurement, the processes serving its targets, and what they are."""
+
+    prometheus: Service
+    targets: Targets
+    kind: str
+
+
+def measure(servers: list[Scraped], tier: str, racks: int, args: argparse.Namespace, settle: float) -> list[Step]:
+    """Wait ``settle`` for new targets' first scrapes, then read every server's counters across one window,
+    side by side (the same moments, so the same load from the rest of the machine)."""
+    time.sleep(settle)
+    before = [own_metrics(server.prometheus) for server in servers]
+    cpu_before = [server.targets.cpu_seconds() for server in servers]
+    started = time.monotonic()
+    evaluations: list[list[float]] = [[] for _ in servers]
     while time.monotonic() - started < args.window:
         time.sleep(min(args.scrape_interval / 3, args.window - (time.monotonic() - started)) or 0.01)
-        evaluations.append(total(own_metrics(prometheus), "prometheus_rule_group_last_duration_seconds"))
-    after, elapsed = own_metrics(prometheus), time.monotonic() - started
-    targets_cpu = targets.cpu_seconds() - cpu_before
+        for server, seen in zip(servers, evaluations, strict=True):
+            seen.append(total(own_metrics(server.prometheus), "prometheus_rule_group_last_duration_seconds"))
+    elapsed = time.monotonic() - started
+    after = [own_metrics(server.prometheus) for server in servers]
+    return [step(server, tier, racks, args, (early, late), elapsed, max(seen),
+                 (server.targets.cpu_seconds() - cpu) / elapsed)
+            for server, early, late, seen, cpu in zip(servers, before, after, evaluations, cpu_before, strict=True)]
+
+
+def step(server: Scraped, tier: str, racks: int, args: argparse.Namespace, metrics: tuple[dict, dict],
+         elapsed: float, evaluation_max: float, targets_cpu_cores: float) -> Step:
+    """One server's Step from its /metrics at the window's start and end, and its API at the end."""
+    before, after = metrics
+    prometheus = server.prometheus
 
     def increase(name: str) -> float:
         return total(after, name) - total(before, name)
@@ -240,12 +265,12 @@ def measure(prometheus: Service, targets: Targets, tier: str, kind: str, racks: 
     evaluated = increase("prometheus_rule_group_duration_seconds_count")
     mean = increase("prometheus_rule_group_duration_seconds_sum") / evaluated * len(groups) if evaluated else 0.0
     slowest = sorted(groups, key=lambda group: -group[1])[:3]
-    return Step(tier=tier, targets_kind=kind, racks=racks, targets=count, targets_up=up,
+    return Step(tier=tier, targets_kind=server.kind, racks=racks, targets=count, targets_up=up,
                 head_series=int(total(after, "prometheus_tsdb_head_series")),
                 head_series_window_start=int(total(before, "prometheus_tsdb_head_series")),
                 samples_per_second=round(increase("prometheus_tsdb_head_samples_appended_total") / elapsed, 1),
                 rss_bytes=int(total(after, "process_resident_memory_bytes")),
-                rule_evaluation_seconds=round(mean, 4), rule_evaluation_seconds_max=round(max(evaluations), 4),
+                rule_evaluation_seconds=round(mean, 4), rule_evaluation_seconds_max=round(evaluation_max, 4),
                 rule_groups=len(groups),
                 slowest_rule_groups={labels["rule_group"].rsplit(";", 1)[-1]: round(seconds, 4)
                                      for labels, seconds in slowest},
@@ -253,7 +278,7 @@ def measure(prometheus: Service, targets: Targets, tier: str, kind: str, racks: 
                                                         interval=f"{args.scrape_interval:g}s", quantile="0.99"), 3),
                 scrape_duration_max_seconds=round(scalar(prometheus, f'max(scrape_duration_seconds{{job="{job}"}})'), 4),
                 prometheus_cpu_cores=round(increase("process_cpu_seconds_total") / elapsed, 3),
-                targets_cpu_cores=round(targets_cpu / elapsed, 3), load_average_1m=round(os.getloadavg()[0], 2),
+                targets_cpu_cores=round(targets_cpu_cores, 3), load_average_1m=round(os.getloadavg()[0], 2),
                 window_seconds=round(elapsed, 1),
                 forwarded_series=int(scalar(prometheus, f"count({forwarded_selector()})")))
 
@@ -283,30 +308,55 @@ def write_captures(directory: Path, first: tuple[list[str], float], second: tupl
         "rack": CAPTURED_RACK, "seconds_between": second[1] - first[1], "captured_at": second[1], "trays": trays}))
 
 
-def real_rack(directory: Path, tier: str, args: argparse.Namespace, rule_files: list[Path]) -> tuple[Step, dict, dict]:
-    """Step 1: a real rack measured and captured. Returns its Step, its series per name and the identity check."""
-    targets = Targets()
-    prometheus: Service | None = None
+def capture_real_rack(directory: Path, tier: str, args: argparse.Namespace, real: Targets) -> dict:
+    """Start the real rack (into ``real``) and one real exporter of IDENTITY_RACK; capture every tray twice,
+    ``args.capture_gap`` apart, for the stand-ins; return the identity check of the other rack's exporter."""
+    real.services = [launch_tray(directory / "real", CAPTURED_RACK, tray, tier) for tray in range(NVL72_TRAYS)]
+    other = launch_tray(directory / "real", IDENTITY_RACK, IDENTITY_TRAY, tier)
     try:
-        targets.services = [launch_tray(directory / "real", CAPTURED_RACK, tray, tier) for tray in range(NVL72_TRAYS)]
-        other = launch_tray(directory / "real", IDENTITY_RACK, IDENTITY_TRAY, tier)
-        for service in [*targets.services, other]:
+        for service in [*real.services, other]:
             service.wait_ready("/readyz", timeout=300.0)
-        targets.addresses = [f"127.0.0.1:{service.port}" for service in targets.services]
-        prometheus = start_prometheus(directory / "prometheus-real",
-                                      fleet_config(targets.addresses, rule_files, args.scrape_interval))
-        first = capture(targets.services)
-        step = measure(prometheus, targets, tier, "real exporters", 1, args)
-        second = capture(targets.services)
+        real.addresses = [f"127.0.0.1:{service.port}" for service in real.services]
+        first = capture(real.services)
+        time.sleep(args.capture_gap)
+        second = capture(real.services)
         write_captures(directory / "captures", first, second)
         varying = sorted({sample_name(series) for early, late in zip(first[0], second[0], strict=True)
                           for series in series_set(early) ^ series_set(late)})
-        identity = identity_check(capture([other])[0][0], second[0][IDENTITY_TRAY], varying)
-        other.stop()
-        return step, series_by_name(prometheus), identity
+        return identity_check(capture([other])[0][0], second[0][IDENTITY_TRAY], varying)
     finally:
-        for service in [*([prometheus] if prometheus else []), *targets.services]:
-            service.stop()
+        other.stop()
+
+
+def cross_check(directory: Path, tier: str, args: argparse.Namespace, rule_files: list[Path],
+                standins: Targets) -> tuple[Service, Step, Step, dict]:
+    """The real rack and the stand-in rack-0, each scraped by a fresh Prometheus, measured side by side.
+
+    Returns the stand-in rack's Prometheus (still running: the stepping goes on with it), both Steps, and
+    the comparison of series per metric name and the other rack's identity check."""
+    real = Targets()
+    servers: list[Scraped] = []
+    try:
+        identity = capture_real_rack(directory, tier, args, real)
+        start_standins(directory / "standin-0", directory / "captures", [CAPTURED_RACK], standins)
+        for name, targets, kind in (("real", real, "real exporters"), ("standin", standins, "stand-in")):
+            config = fleet_config(targets.addresses, rule_files, args.scrape_interval)
+            servers.append(Scraped(start_prometheus(directory / f"prometheus-{name}", config), targets, kind))
+        real_step, standin_step = measure(servers, tier, 1, args, args.settle)
+        real_names, standin_names = (series_by_name(server.prometheus) for server in servers)
+    except BaseException:
+        for server in servers[1:]:
+            server.prometheus.stop()
+        raise
+    finally:
+        if servers:
+            servers[0].prometheus.stop()
+        real.stop()
+    differences = {name: [real_names.get(name, 0), standin_names.get(name, 0)]
+                   for name in sorted(set(real_names) | set(standin_names))
+                   if real_names.get(name, 0) != standin_names.get(name, 0)}
+    return servers[1].prometheus, real_step, standin_step, {"identity": identity,
+                                                            "series_by_name_differences": differences}
 
 
 def identity_check(real_body: str, captured_body: str, varying: list[str]) -> dict:
@@ -358,40 +408,41 @@ def stop_reason(step: Step, args: argparse.Namespace, next_racks: int, started: 
     return None
 
 
+def measure_standins(server: Scraped, tier: str, racks: int, args: argparse.Namespace) -> list[Step]:
+    """One window; when its rule evaluation reached the limit, one more window right after it (the machine is
+    shared: one burst of other work should not end the stepping by itself). Stepping goes by the last window."""
+    steps = measure([server], tier, racks, args, args.settle)
+    if steps[-1].rule_evaluation_seconds >= RULE_EVALUATION_LIMIT_SECONDS:
+        repeat = measure([server], tier, racks, args, 0.0)[0]
+        repeat.targets_kind = "stand-in, repeated window"
+        steps.append(repeat)
+    return steps
+
+
 def run_tier(directory: Path, tier: str, args: argparse.Namespace, rule_files: list[Path]) -> dict:
-    """One tier: the real rack, the stand-in cross-check, then doubling racks until a limit. Steps and why it stopped."""
+    """One tier: the side-by-side cross-check, then doubling stand-in racks until a limit. Steps and why it stopped."""
     directory = directory / tier
     started = time.monotonic()
-    real, real_names, identity = real_rack(directory, tier, args, rule_files)
-    print(json.dumps(asdict(real)), flush=True)
-    targets = Targets()
+    standins = Targets()
     prometheus: Service | None = None
-    steps: list[Step] = []
     try:
-        racks, next_racks = 0, 1
-        while True:
+        prometheus, real, first, check = cross_check(directory, tier, args, rule_files, standins)
+        print(json.dumps(asdict(real)), flush=True)
+        print(json.dumps(asdict(first)), flush=True)
+        steps, racks = [first], 1
+        while not (stopped := stop_reason(steps[-1], args, 2 * racks, started)):
             start_standins(directory / f"standin-{racks}", directory / "captures",
-                           [f"rack-{rack}" for rack in range(racks, next_racks)], targets)
-            racks = next_racks
-            config = fleet_config(targets.addresses, rule_files, args.scrape_interval)
-            if prometheus is None:
-                prometheus = start_prometheus(directory / "prometheus-standin", config)
-            else:
-                reload(prometheus, directory / "prometheus-standin", config)
-            steps.append(measure(prometheus, targets, tier, "stand-in", racks, args))
-            print(json.dumps(asdict(steps[-1])), flush=True)
-            if racks == 1:
-                standin_names = series_by_name(prometheus)
-            next_racks = 2 * racks
-            if stopped := stop_reason(steps[-1], args, next_racks, started):
-                break
+                           [f"rack-{rack}" for rack in range(racks, 2 * racks)], standins)
+            racks *= 2
+            reload(prometheus, directory / "prometheus-standin",
+                   fleet_config(standins.addresses, rule_files, args.scrape_interval))
+            for measured in measure_standins(Scraped(prometheus, standins, "stand-in"), tier, racks, args):
+                steps.append(measured)
+                print(json.dumps(asdict(measured)), flush=True)
     finally:
-        for service in [*([prometheus] if prometheus else []), *targets.services]:
+        for service in [*([prometheus] if prometheus else []), *standins.services]:
             service.stop()
-    return {"real": real, "steps": steps, "stopped": stopped, "identity": identity,
-            "series_by_name_differences": {name: [real_names.get(name, 0), standin_names.get(name, 0)]
-                                           for name in sorted(set(real_names) | set(standin_names))
-                                           if real_names.get(name, 0) != standin_names.get(name, 0)}}
+    return {"real": real, "steps": steps, "stopped": stopped, **check}
 
 
 def main() -> None:
@@ -402,6 +453,8 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=None,
                         help="seconds after adding racks (default 2 intervals: rate rules need two samples)")
     parser.add_argument("--window", type=float, default=None, help="measurement seconds (default 2 intervals)")
+    parser.add_argument("--capture-gap", type=float, default=None,
+                        help="seconds between the two captures of the real rack (default 2 intervals)")
     parser.add_argument("--tier-budget", type=float, default=900.0, help="stop stepping after this many seconds")
     parser.add_argument("--memory-share", type=float, default=0.25,
                         help="Prometheus RSS limit as a share of this machine's memory (also at most half of "
@@ -410,6 +463,9 @@ def main() -> None:
     args = parser.parse_args()
     args.settle = 2 * args.scrape_interval if args.settle is None else args.settle
     args.window = 2 * args.scrape_interval if args.window is None else args.window
+    args.capture_gap = 2 * args.scrape_interval if args.capture_gap is None else args.capture_gap
+    # Stopped with SIGTERM (or by a background shell's kill), still stop every process it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args.memory_limit_bytes, memory = memory_limit(args.memory_share)
     rule_files = sorted((REPO / "alerts").glob("*.yaml"))
     version = subprocess.run(["prometheus", "--version"], capture_output=True, text=True).stdout.split("\n")[0]

@@ -73,8 +73,9 @@ def summarize(measured: dict, holds: Callable[[Any], bool], interval: float) -> 
     """One tier's summary: the largest N held (``holds(step)``: every limit kept), why stepping stopped,
     the real-against-stand-in cross-check and the extrapolation."""
     real, standin = measured["real"], measured["steps"][0]
+    last_window = {step.racks: step for step in measured["steps"]}  # a repeated window replaces the first
     return {
-        "largest_racks_held": max((step.racks for step in measured["steps"] if holds(step)), default=0),
+        "largest_racks_held": max((racks for racks, step in last_window.items() if holds(step)), default=0),
         "stopped": measured["stopped"],
         "cross_check": {
             "head_series": [real.head_series, standin.head_series],
