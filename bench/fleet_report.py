@@ -47,7 +47,7 @@ def extrapolate(steps: list[dict], interval: float) -> dict:
     rss, evaluation = line("rss_bytes"), line("rule_evaluation_seconds")
     at = FLEET_RACKS
     fleet_series = series[0] * at + series[1]
-    racks_until_1s = int((1.0 - evaluation[1]) / evaluation[0]) if evaluation[0] > 0 else None
+    racks_until_1s = int(round((1.0 - evaluation[1]) / evaluation[0], 6)) if evaluation[0] > 0 else None
     return {
         "method": "least-squares line through the stand-in steps, evaluated at 1,000 racks: not measured",
         "series_per_rack": round(series[0]), "samples_per_second_per_rack": round(samples[0], 1),
@@ -57,7 +57,7 @@ def extrapolate(steps: list[dict], interval: float) -> dict:
         "racks": at, "series": round(fleet_series), "samples_per_second": round(samples[0] * at + samples[1]),
         "forwarded_series": round(forwarded[0] * at + forwarded[1]),
         "forwarded_samples_per_second": round((forwarded[0] * at + forwarded[1]) / interval),
-        "racks_per_prometheus_at_2M_series": int(SERIES_PER_SERVER // series[0]),
+        "racks_per_prometheus_at_2M_series": SERIES_PER_SERVER // round(series[0]),
         "rss_mib_at_2M_series": round((rss[1] + rss[0] / series[0] * SERIES_PER_SERVER) / MIB),
         "prometheus_servers_at_2M_series": -(-int(fleet_series) // SERIES_PER_SERVER),
         "racks_until_1s_rule_evaluation_fitted": racks_until_1s,
