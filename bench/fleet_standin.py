@@ -13,9 +13,9 @@ lines (same series, same order, same HELP and TYPE lines) with the values moved 
   wave with the capture gap as half period), so gauge rules and the TSDB's chunk encoding see changing data;
 - everything else (info gauges, constant values) is served as captured.
 
-A tray of another rack is the captured tray with the rack's fabric ids (the ``cluster_uuid`` and
-``clique_id`` label values, the only rack-dependent parts of a simulated tray's exposition) replaced by
-the ones the simulator derives for that rack (``RackPlace``); bench/fleet.py checks in the same run that
+A tray of another rack is the captured tray with its rack-derived label values (the simulator's
+``RackPlace`` properties: ``cluster_uuid``, ``clique_id``, ``chassis_serial_number``, the only
+rack-dependent parts of a simulated tray's exposition) replaced by the ones it derives for that rack; bench/fleet.py checks in the same run that
 a real exporter of that rack exposes exactly the stand-in's series. The instance label is Prometheus's
 ``host:port``, one loopback port per stand-in tray as per real tray.
 
@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from exporter.sources.simulated.model import RackPlace  # noqa: E402
+from exporter.sources.simulated.board import RackPlace  # noqa: E402
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 MONOTONE_SUFFIXES = {"histogram": ("_bucket", "_count", "_sum"), "summary": ("_count", "_sum")}
@@ -148,11 +148,18 @@ class Exposition:
         return "".join(parts)
 
 
+def rack_labels(place: RackPlace) -> dict[str, str]:
+    """What the simulator derives from a tray's rack (every property of RackPlace), by label name."""
+    return {name: getattr(place, name) for name, member in vars(RackPlace).items() if isinstance(member, property)}
+
+
 def for_rack(text: str, tray: int, captured_rack: str, rack: str) -> str:
-    """A body captured from ``tray`` of ``captured_rack`` as the same tray of ``rack`` exposes it."""
-    captured, wanted = RackPlace(tray, captured_rack), RackPlace(tray, rack)
-    return (text.replace(f'cluster_uuid="{captured.cluster_uuid}"', f'cluster_uuid="{wanted.cluster_uuid}"')
-                .replace(f'clique_id="{captured.clique_id}"', f'clique_id="{wanted.clique_id}"'))
+    """A body captured from ``tray`` of ``captured_rack`` as the same tray of ``rack`` exposes it: every
+    rack-derived label value (fabric cluster UUID, clique id, chassis serial number) swapped for ``rack``'s."""
+    wanted = rack_labels(RackPlace(tray, rack))
+    for name, captured in rack_labels(RackPlace(tray, captured_rack)).items():
+        text = text.replace(f'{name}="{captured}"', f'{name}="{wanted[name]}"')
+    return text
 
 
 def load_captures(directory: Path, rack: str) -> dict[int, Exposition]:

@@ -1,6 +1,6 @@
 """bench/fleet_standin.py: a stand-in tray serves the captured tray's series, and nothing else, with its
 counters moving forward at the captured rate and never backwards; another rack's tray differs only in
-that rack's fabric ids."""
+that rack's rack-derived label values."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.fleet_standin import Exposition, family_types, for_rack, is_monotone, samples, series_set, serve
-from exporter.sources.simulated.model import RackPlace
+from exporter.sources.simulated.board import RackPlace
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "fleet"
 # Captured from `exporter run --simulate nvl72-tray --detail basic` (tray 3 of rack-0), 6 s apart.
@@ -151,3 +151,12 @@ def test_a_last_success_timestamp_runs_with_the_clock_so_the_source_never_looks_
     assert series in values(FIRST) and values(SECOND)[series] > values(FIRST)[series]
     served = values(standin().render(CAPTURED_AT + 600.0))
     assert served[series] == pytest.approx(values(SECOND)[series] + 600.0)
+
+
+def test_every_rack_derived_label_value_is_relabelled_the_chassis_serial_number_too():
+    place, other = RackPlace(3, "rack-0"), RackPlace(3, "rack-9")
+    line = (f'blackwell_gpu_platform_info{{gpu="0",chassis_serial_number="{place.chassis_serial_number}",'
+            f'tray_index="3"}} 1\n')
+    moved = for_rack(line, tray=3, captured_rack="rack-0", rack="rack-9")
+    assert moved == line.replace(place.chassis_serial_number, other.chassis_serial_number)
+    assert place.chassis_serial_number != other.chassis_serial_number
