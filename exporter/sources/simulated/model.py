@@ -135,7 +135,8 @@ class BoxModel:
         self.gpus = [GpuState(i, f"GPU-{uuid.UUID(int=self.rng.getrandbits(128))}") for i in range(profile.gpu_count)]
         self._fit_hardware_detail(seed)
         bounds = buckets or {}
-        self.ttft = Histogram(bounds.get("blackwell_serving_ttft_seconds", TTFT_BUCKETS))
+        self.runtime_ttft_bounds = bounds.get("blackwell_serving_ttft_seconds", TTFT_BUCKETS)
+        self.ttft = Histogram(self.scenario.ttft_buckets or self.runtime_ttft_bounds)
         self.itl = Histogram(bounds.get("blackwell_serving_inter_token_latency_seconds", ITL_BUCKETS))
         self.e2e = Histogram(bounds.get("blackwell_serving_e2e_latency_seconds", E2E_BUCKETS))
         self.queue_time = Histogram(bounds.get("blackwell_serving_queue_time_seconds", ITL_BUCKETS))
@@ -175,6 +176,9 @@ class BoxModel:
         self.scenario = self._effective(scenario)
         self.scenario_started = now
         self.c2c_share = self.scenario.c2c_read_share
+        bounds = self.scenario.ttft_buckets or self.runtime_ttft_bounds
+        if bounds != self.ttft.bounds:  # the runtime redeployed with other TTFT buckets: counts start over
+            self.ttft = Histogram(bounds)
 
     def _gpu(self, index: int | None) -> int | None:
         """Scenario GPU numbers refer to an 8-GPU box; smaller boxes take the last GPU instead."""

@@ -48,6 +48,7 @@ class Scenario:
     rack_wide: bool = False  # a rack scenario every tray of the rack plays (no fault_tray)
     nvlink_bandwidth_factor: float = 1.0  # NVLink traffic of the faulty GPUs' tray, against healthy
     gpu_power_share: float | None = None  # every GPU draws this share of its power limit, under its cap
+    ttft_buckets: tuple[float, ...] = ()  # the runtime redeployed with these TTFT buckets (empty: its own)
 
     @property
     def rack(self) -> bool:
@@ -186,6 +187,13 @@ SCENARIOS: dict[str, Scenario] = {
             ("BlackwellServingNotReady",),
             serving_ready=False,
             load=0.0,
+        ),
+        Scenario(
+            "ttft-buckets-without-bound",
+            "The serving runtime was redeployed with custom TTFT buckets (0.05, 0.1, 0.25, 1, 2.5, 5, 10 s) that "
+            "lack the 0.5 s bound its TTFT SLO is judged at: the SLO and its burn-rate alerts go blind.",
+            ("BlackwellTTFTSLOBucketMissing",),
+            ttft_buckets=(0.05, 0.1, 0.25, 1.0, 2.5, 5.0, 10.0),
         ),
         Scenario(
             "rack-straggler-gpu",
