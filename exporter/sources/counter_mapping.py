@@ -46,7 +46,7 @@ from exporter.promtext import Exposition, PromParseError
 from exporter.snapshot import Family
 from exporter.sources.base import PollError, SourceConfig, StrictModel
 from exporter.sources.http_upstream import Endpoint, UpstreamError
-from exporter.sources.serving_endpoints import Reading, RetiredTotals, ServingConfig, ServingSource
+from exporter.sources.serving_endpoints import Reading, RetiredTotals, ServingConfig, ServingSource, series_part
 
 SOURCE_NAME = "counter_mapping"
 _COUNTER_TYPES = (None, "counter", "untyped", "unknown")
@@ -185,8 +185,7 @@ def _mapped_series(metrics: Exposition, mapping: CounterMap) -> tuple[dict[tuple
             problems.append(f"{mapping.upstream}{dict(sample.labels)} has no label {exc.args[0]!r} for "
                             f"{mapping.metric}; sample skipped")
             continue
-        part = sample.name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items())) + "}"
-        series.setdefault(labels, {})[part] = sample.value
+        series.setdefault(labels, {})[f"{sample.name}{{{series_part(sample.labels)}}}"] = sample.value
     return series, problems
 
 

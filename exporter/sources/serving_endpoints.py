@@ -21,7 +21,7 @@ import logging
 import math
 import operator
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -302,10 +302,10 @@ class FamilyBuilder:
 
 
 class RetiredTotals:
-    """What model versions that went away had counted, per summed series of one endpoint.
+    """What the parts of a summed series that went away had counted, per series of one endpoint.
 
-    A counter or histogram summed over a model's versions would drop when a version is unloaded
-    (or reloaded, which restarts its count). Each part's last value is kept; a part that is
+    A counter or histogram summed over parts (a model's versions, or upstream series summed into
+    one) would drop when a part goes away (a version unloaded) or restarts its count (reloaded). Each part's last value is kept; a part that is
     missing from a read, or reads lower than before (see :func:`went_down`), adds its last value
     to the series' retired total, so the sum - every bucket, ``_count`` and ``_sum`` of a
     histogram - never goes backwards while the exporter runs. Kept across endpoint failures: a
@@ -353,5 +353,11 @@ def histograms_by_model(metrics: Exposition, family: str, model_label: str = "mo
         if first is not None and [b for b, _ in first.buckets] != [b for b, _ in value.buckets]:
             metrics.problems.append(f"{family}: series of model {model!r} use different buckets; kept one")
             continue
-        parts[",".join(f'{k}="{v}"' for k, v in sorted(hist.labels.items()))] = value
+        parts[series_part(hist.labels)] = value
     return merged
+
+
+def series_part(labels: Mapping[str, str]) -> str:
+    """An upstream series as a ``part`` of a summed one (:meth:`FamilyBuilder.add`): its label set,
+    sorted, so the same upstream series is the same part at every read (``model="m",version="2"``)."""
+    return ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))

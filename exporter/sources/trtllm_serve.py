@@ -50,6 +50,7 @@ from exporter.sources.serving_endpoints import (
     ServingConfig,
     ServingSource,
     histograms_by_model,
+    series_part,
 )
 
 RUNTIME = "trtllm-serve"
@@ -123,11 +124,6 @@ def _is_counter(name: str) -> bool:
     return catalog.get(name).type is MetricType.COUNTER
 
 
-def _part(labels: dict[str, str]) -> str:
-    """One upstream series of a summed counter, named by its labels (as histograms_by_model does)."""
-    return ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-
-
 def trtllm_serve_families(url: str, metrics: Exposition | None, health_status: int | None, version: str,
                           model: str, iteration: dict[str, Any] | None,
                           retired: RetiredTotals | None = None) -> list[Family]:
@@ -168,19 +164,19 @@ def trtllm_serve_families(url: str, metrics: Exposition | None, health_status: i
                 continue
             # finished_reason (and any label we do not keep) is summed away; a counter keeps each
             # upstream series as a part, so one that goes away or restarts never takes the sum down.
-            out.add(*key, sample.value, part=_part(sample.labels) if _is_counter(key[0]) else None)
+            out.add(*key, sample.value, part=series_part(sample.labels) if _is_counter(key[0]) else None)
             seen.add(key)
             if short == "num_requests_waiting":  # also the queue, as every other serving source reports it
                 pending = ("blackwell_serving_pending_requests", (name_model, ""))
                 out.add(*pending, sample.value)
                 seen.add(pending)
         for upstream, ours in _HISTOGRAMS.items():
-            for family in (PREFIX + upstream if prefixed else upstream,):
-                for name_model, parts in histograms_by_model(metrics, family, "model_name", rename=model_of).items():
-                    if (ours, (name_model,)) not in seen:
-                        for part, hist in parts.items():
-                            out.add(ours, (name_model,), hist, part=part)
-                        seen.add((ours, (name_model,)))
+            family = PREFIX + upstream if prefixed else upstream
+            for name_model, parts in histograms_by_model(metrics, family, "model_name", rename=model_of).items():
+                if (ours, (name_model,)) not in seen:
+                    for part, hist in parts.items():
+                        out.add(ours, (name_model,), hist, part=part)
+                    seen.add((ours, (name_model,)))
         models = {labels[0] for _, labels in seen} or {model}
     else:
         models = {model}
