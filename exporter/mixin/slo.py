@@ -12,7 +12,6 @@ per endpoint through ``blackwell_serving_runtime_info``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from exporter.catalog.runtime_buckets import TTFT_BUCKET_SETTINGS, TTFT_DEFAULT_BUCKETS
@@ -113,7 +112,7 @@ def _availability_error_ratio(window: str) -> str:
             f"/ ((\n  {success} + {failure}\n  or {success}\n  or {failure}\n) > 0)")
 
 
-def ttft_bucket_missing_alert(config: MixinConfig) -> Alert:
+def ttft_bucket_missing_alert() -> Alert:
     """A TTFT histogram without a bucket at its runtime's bound (buckets set away from the defaults)."""
     series = "group by (job, instance, endpoint, model) (blackwell_serving_ttft_seconds_count)"
     return Alert(
@@ -134,14 +133,20 @@ def ttft_bound_rows(config: MixinConfig) -> list[tuple[str, str, str, str]]:
     bounds = config.ttft_bounds()
     rows = []
     for runtime, buckets in TTFT_DEFAULT_BUCKETS.items():
-        near = [b for b in buckets if 0 < b] + [math.inf]
-        at = next(i for i, b in enumerate(near) if b > config.ttft_slo_seconds and not same_bound(b, config.ttft_slo_seconds))
-        shown = near[max(0, at - 3):at + 2]
-        text = ", ".join(f"{b:g}" for b in shown if math.isfinite(b))
-        text = ("... " if near[0] != shown[0] else "") + text + (" ..." if at + 2 < len(near) - 1 else "")
         bound = bounds.get(runtime)
-        rows.append((runtime, text, f"{bound:g}" if bound is not None else "-", TTFT_BUCKET_SETTINGS[runtime]))
+        rows.append((runtime, _buckets_around(buckets, config.ttft_slo_seconds),
+                     f"{bound:g}" if bound is not None else "-", TTFT_BUCKET_SETTINGS[runtime]))
     return rows
+
+
+def _buckets_around(buckets: tuple[float, ...], objective: float) -> str:
+    """The three bounds at or under ``objective`` and the two over it, ``...`` where more are left out."""
+    positive = [bound for bound in buckets if bound > 0]
+    over = next((index for index, bound in enumerate(positive)
+                 if bound > objective and not same_bound(bound, objective)), len(positive))
+    first, end = max(0, over - 3), min(len(positive), over + 2)
+    text = ", ".join(f"{bound:g}" for bound in positive[first:end])
+    return ("... " if first > 0 else "") + text + (" ..." if end < len(positive) else "")
 
 
 def bounds_text(config: MixinConfig) -> str:
@@ -182,4 +187,4 @@ def slo_alerts(config: MixinConfig) -> list[Alert]:
         "Requests are failing fast enough to exhaust the availability error budget.",
         "failed", "blackwell-serving-slos",
     )
-    return [*ttft, *availability, ttft_bucket_missing_alert(config)]
+    return [*ttft, *availability, ttft_bucket_missing_alert()]
