@@ -7,9 +7,9 @@ exercised. One run measures, on the same generated names and counts:
 - ``old``: the algorithm before issue 13, kept below as ``BaselineSource`` (a faithful copy of
   its reader and its per-name folding): the whole file parsed by ``json.loads`` into a mapping of
   name -> pair, compared with the last poll's mapping name by name. It reads format version 2.
-- ``new-v2``: today's DispatchSource on the same version 2 file (what the injection library
-  writes until it writes version 3); ``new-v3``: on the same content as version 3 (what the
-  Python sampler writes); ``new-v3-stdlib``: version 3 read without msgspec.
+- ``new-v2``: today's DispatchSource on the same version 2 file (what a serving process started
+  with an earlier release keeps writing); ``new-v3``: on the same content as version 3 (what both
+  writers write now); ``new-v3-stdlib``: version 3 read without msgspec.
 
 and for each: (a) the first poll (a fresh source: every name classified by the table's regular
 expressions), (b) the steady poll: the writer rewrote the file with 5% of the names advanced, as

@@ -23,7 +23,7 @@ PRECISIONS = ("fp4", "fp8", "16bit", "other")
 
 
 def classify_state(state: dict, table: KernelClassifier) -> dict:
-    """Launches and GPU ns per precision path; v2 files (raw names) and v1 python-sampler files."""
+    """Launches and GPU ns per precision path; v3 and v2 files (raw names) and v1 python-sampler files."""
     launches = dict.fromkeys(PRECISIONS, 0)
     unknown: dict[str, int] = {}
     for gpu in state["gpus"].values():
@@ -31,7 +31,11 @@ def classify_state(state: dict, table: KernelClassifier) -> dict:
             for precision, count in gpu["gemm_launches"].items():
                 launches[precision] += count
             continue
-        for name, (count, _ns) in gpu["names"].items():
+        names = gpu["names"]  # version 3: a list, its [launches, gpu_ns] pairs flat in counts; version 2: a mapping
+        counts = gpu.get("counts", [])
+        pairs = names.items() if isinstance(names, dict) else zip(
+            names, zip(counts[::2], counts[1::2], strict=True), strict=True)
+        for name, (count, _ns) in pairs:
             precision = table.classify(name)
             if precision is not None:
                 launches[precision] += count

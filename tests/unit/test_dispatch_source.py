@@ -1,4 +1,4 @@
-"""The dispatch state file, version 2: the Python writer's accumulator, and the source that classifies raw names.
+"""The dispatch state file, version 3: the Python writer's accumulator, and the source that classifies raw names.
 
 State files are real files in a temporary directory, written as the injection library and the
 Python sampler write them (docs/dispatch-state.md); the source is driven through poll().
