@@ -39,7 +39,7 @@ from exporter.catalog.dcgm_compat import DRIVER_VERSION_ID
 from exporter.catalog.dcgm_compat import FIELDS as COMPAT_FIELDS
 from exporter.snapshot import Family
 from exporter.sources.base import PollError, Source, SourceConfig
-from exporter.sources.nvml.compat import CompatFamilies, GpuIdentity, exporter_hostname, parse_generation
+from exporter.sources.dcgm_exporter_names import CompatFamilies, GpuIdentity, exporter_hostname, parse_generation
 from exporter.sources.nvml.fields import CLOCK_EVENT_BITS
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ import pytest
 from exporter.snapshot import Family, Snapshot, SnapshotStore
 from exporter.sources.base import PollError
 from exporter.sources.dcgm import DcgmConfig, DcgmSource
-from exporter.sources.nvml.compat import exporter_hostname
+from exporter.sources.dcgm_exporter_names import exporter_hostname
 from exporter.sources.nvml.source import NvmlConfig, NvmlSource
 from tests.dcgm_fake import FP64_BLANK, FP64_NOT_SUPPORTED, H200, INT64_BLANK, FakeDcgm
 from tests.nvml_replay import ReplayBackend

@@ -18,8 +18,8 @@ import pytest
 from exporter.scheduler import Scheduler
 from exporter.snapshot import Family, Snapshot, SnapshotStore
 from exporter.sources.base import PartialPollError
+from exporter.sources.dcgm_exporter_names import exporter_hostname
 from exporter.sources.nvml.backend import GPU_IS_LOST, NO_PERMISSION, NOT_SUPPORTED, TIMEOUT
-from exporter.sources.nvml.compat import exporter_hostname
 from exporter.sources.nvml.source import NvmlConfig, NvmlSource
 from tests.nvml_replay import ReplayBackend
 from tests.support import FakeClock as Clock

@@ -14,9 +14,9 @@ import pytest
 
 from exporter.snapshot import Family, Snapshot
 from exporter.sources.base import PollError
+from exporter.sources.dcgm_exporter_names import exporter_hostname
 from exporter.sources.nvml import fields as nf
 from exporter.sources.nvml.backend import GPU_IS_LOST, NOT_SUPPORTED, RESET_REQUIRED, NvmlError
-from exporter.sources.nvml.compat import exporter_hostname
 from exporter.sources.nvml.source import NvmlConfig, NvmlSource
 from tests.nvml_replay import ReplayBackend
 from tests.support import FakeClock as Clock

@@ -32,9 +32,10 @@ from pydantic import Field, field_validator, model_validator
 from exporter.backoff import backoff_delay
 from exporter.snapshot import Family
 from exporter.sources.base import PartialPollError, PollError, ReprobeRequired, Source, SourceConfig
+from exporter.sources.dcgm_exporter_names import exporter_hostname, parse_generation
 from exporter.sources.nvml.backend import UNINITIALIZED, Backend, NvmlError
 from exporter.sources.nvml.capabilities import probe_gpu
-from exporter.sources.nvml.compat import dcgm_compat_families, exporter_hostname, parse_generation
+from exporter.sources.nvml.compat import dcgm_compat_families
 from exporter.sources.nvml.known import load_known, save_known
 from exporter.sources.nvml.reader import GpuState, Reading, Sample, read_gpu
 from exporter.sources.nvml.xid import XidWatcher
