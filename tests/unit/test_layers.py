@@ -19,6 +19,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "exporter.catalog": {"exporter.foundation"},
     "exporter.snapshot": {"exporter.catalog"},
     "exporter.mixin": {"exporter.foundation", "exporter.catalog"},
+    # Imported inside the serving process (the Python sampler): nothing of the exporter's.
+    "exporter.inprocess": set(),
+    "exporter.dispatch_reader": {"exporter.inprocess"},
     "exporter.scheduler": {"exporter.foundation", "exporter.backoff", "exporter.snapshot", "exporter.sources"},
     "exporter.connection_slots": set(),
     "exporter.server": {"exporter.scheduler", "exporter.snapshot", "exporter.webconfig", "exporter.connection_slots"},
