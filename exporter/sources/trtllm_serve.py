@@ -141,45 +141,8 @@ def trtllm_serve_families(url: str, metrics: Exposition | None, health_status: i
     def model_of(value: str) -> str:
         return model if value in UNDEFINED else value
 
-    engine = "unknown"
-    seen: set[tuple[str, tuple[str, ...]]] = set()
-    if metrics is not None:
-        # A build that prints both naming generations would otherwise count everything twice.
-        prefixed = any(sample.name.startswith(PREFIX) for sample in metrics.samples)
-        for sample in metrics.samples:
-            if sample.name.startswith(PREFIX) != prefixed:
-                continue
-            short = _short(sample.name)
-            if sample.labels.get("engine_type", "") not in UNDEFINED:
-                engine = sample.labels["engine_type"]
-            name_model = model_of(sample.labels.get("model_name", ""))
-            if short in _PER_MODEL:
-                name, extra = _PER_MODEL[short]
-                labels = (name_model, "") if name in _VERSIONED else (name_model,)
-                key = (name, labels + ((extra,) if extra else ()))
-            elif short == "request_error_total":
-                key = ("blackwell_serving_request_failure_total",
-                       (name_model, "", failure_reason(sample.labels.get("http_code", ""))))
-            else:
-                continue
-            # finished_reason (and any label we do not keep) is summed away; a counter keeps each
-            # upstream series as a part, so one that goes away or restarts never takes the sum down.
-            out.add(*key, sample.value, part=series_part(sample.labels) if _is_counter(key[0]) else None)
-            seen.add(key)
-            if short == "num_requests_waiting":  # also the queue, as every other serving source reports it
-                pending = ("blackwell_serving_pending_requests", (name_model, ""))
-                out.add(*pending, sample.value)
-                seen.add(pending)
-        for upstream, ours in _HISTOGRAMS.items():
-            family = PREFIX + upstream if prefixed else upstream
-            for name_model, parts in histograms_by_model(metrics, family, "model_name", rename=model_of).items():
-                if (ours, (name_model,)) not in seen:
-                    for part, hist in parts.items():
-                        out.add(ours, (name_model,), hist, part=part)
-                    seen.add((ours, (name_model,)))
-        models = {labels[0] for _, labels in seen} or {model}
-    else:
-        models = {model}
+    engine, seen = _add_exposition(out, metrics, model_of) if metrics is not None else ("unknown", set())
+    models = {labels[0] for _, labels in seen} or {model}
     if iteration is not None:
         for name_model in sorted(models):
             for name, labels, value in _iteration_rows(iteration, name_model):
@@ -187,6 +150,47 @@ def trtllm_serve_families(url: str, metrics: Exposition | None, health_status: i
                     out.add(name, labels, value, part="iter" if _is_counter(name) else None)
     out.add("blackwell_serving_runtime_info", (RUNTIME, engine, version or "unknown"), 1)
     return out.families(retired)
+
+
+def _add_exposition(out: FamilyBuilder, metrics: Exposition,
+                    model_of: Callable[[str], str]) -> tuple[str, set[tuple[str, tuple[str, ...]]]]:
+    """The Prometheus endpoint's series into ``out``; the engine type it names and the series it filled."""
+    engine = "unknown"
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    # A build that prints both naming generations would otherwise count everything twice.
+    prefixed = any(sample.name.startswith(PREFIX) for sample in metrics.samples)
+    for sample in metrics.samples:
+        if sample.name.startswith(PREFIX) != prefixed:
+            continue
+        short = _short(sample.name)
+        if sample.labels.get("engine_type", "") not in UNDEFINED:
+            engine = sample.labels["engine_type"]
+        name_model = model_of(sample.labels.get("model_name", ""))
+        if short in _PER_MODEL:
+            name, extra = _PER_MODEL[short]
+            labels = (name_model, "") if name in _VERSIONED else (name_model,)
+            key = (name, labels + ((extra,) if extra else ()))
+        elif short == "request_error_total":
+            key = ("blackwell_serving_request_failure_total",
+                   (name_model, "", failure_reason(sample.labels.get("http_code", ""))))
+        else:
+            continue
+        # finished_reason (and any label we do not keep) is summed away; a counter keeps each
+        # upstream series as a part, so one that goes away or restarts never takes the sum down.
+        out.add(*key, sample.value, part=series_part(sample.labels) if _is_counter(key[0]) else None)
+        seen.add(key)
+        if short == "num_requests_waiting":  # also the queue, as every other serving source reports it
+            pending = ("blackwell_serving_pending_requests", (name_model, ""))
+            out.add(*pending, sample.value)
+            seen.add(pending)
+    for upstream, ours in _HISTOGRAMS.items():
+        family = PREFIX + upstream if prefixed else upstream
+        for name_model, parts in histograms_by_model(metrics, family, "model_name", rename=model_of).items():
+            if (ours, (name_model,)) not in seen:
+                for part, hist in parts.items():
+                    out.add(ours, (name_model,), hist, part=part)
+                seen.add((ours, (name_model,)))
+    return engine, seen
 
 
 def _iteration_rows(stats: dict[str, Any], model: str) -> list[tuple[str, tuple[str, ...], float]]:
