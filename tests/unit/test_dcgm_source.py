@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 
 from exporter import promtext
+from exporter.catalog.dcgm_compat import FIELDS as COMPAT_FIELDS
 from exporter.snapshot import Snapshot
 from exporter.sources.base import PollError
+from exporter.sources.dcgm import FIELDS as DCGM_FIELDS
 from exporter.sources.dcgm import DcgmConfig, DcgmSource
 from tests.dcgm_fake import FP64_BLANK, H200, INT64_BLANK, INT64_NOT_SUPPORTED, ST_GPU_IS_LOST, FakeDcgm, ValueStatus
 from tests.support import FakeClock, scheduled
@@ -239,3 +241,14 @@ def _raises(dcgm: FakeDcgm, code: int):
 def test_int64_blank_sentinels_are_told_apart_from_values() -> None:
     s = poll({0: {**H200, 202: INT64_BLANK - 1}})  # the largest value that is not a sentinel is a value
     assert s[("blackwell_gpu_pcie_replay_total", ("0",))] == float(INT64_BLANK - 1)
+
+
+def test_a_dcgm_field_the_compat_rows_also_read_means_the_same_reading_in_the_same_unit():
+    # The source's field table and exporter/catalog/dcgm_compat.py both say what a DCGM field id holds;
+    # the compat row scales our unit into DCGM's, the source's table DCGM's into ours.
+    shared = [field for field in COMPAT_FIELDS if field.reading[0] and field.legacy_id in DCGM_FIELDS]
+    assert shared, "the two tables share fields"
+    for field in shared:
+        metric, labels, scale = DCGM_FIELDS[field.legacy_id]
+        assert (metric, labels) == field.reading, f"DCGM field {field.legacy_id}"
+        assert scale * field.legacy_scale == pytest.approx(1.0), f"DCGM field {field.legacy_id} ({field.legacy_unit})"
