@@ -140,11 +140,12 @@ def _positional(where: str, names: Any) -> tuple[list[str], list[Any]]:
     if not isinstance(names, dict):
         raise StateError(f"{where}.names: must be a mapping of kernel name to [launches, gpu_ns]", "invalid")
     pairs = list(names.values())
-    try:
+    try:  # in C; each pair must hold two values, or a [1, 2, 3] beside a [4] would shift every count after it
+        paired = set(map(len, pairs)) <= {2}
         counts = list(chain.from_iterable(pairs))
     except TypeError:  # a pair that is a number
-        counts = []
-    if len(counts) != 2 * len(pairs) or not set(map(type, counts)) <= {int}:
+        paired, counts = False, []
+    if not paired or not set(map(type, counts)) <= {int}:
         bad = next((name for name, pair in names.items() if not is_pair(pair)), "")
         raise StateError(f"{where}.names[{bad!r}]: expected [launches, gpu_ns], got {names.get(bad)!r}", "invalid")
     return list(names), counts

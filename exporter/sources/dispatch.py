@@ -409,7 +409,6 @@ class DispatchSource(Source):
         return notes
 
 
-
 def _aligned(listed: _Listed | None, names: list[str]) -> tuple[_Listed, dict[str, tuple[int, int]]]:
     """What was counted of these names at the last poll, in their places now, and the names no longer listed.
 

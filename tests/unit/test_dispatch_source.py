@@ -394,6 +394,8 @@ def test_no_state_file_means_the_source_is_down_and_says_how_to_start_sampling(t
     (lambda s: s.update(version=2), "names: must be a mapping"),
     (lambda s: s.update(version=2, gpus={"0": {"kernels": 1, "kernel_ns": 1, "names": {FP8: [1]}}}),
      r"names\['nvjet.*'\]: expected \[launches, gpu_ns\], got \[1\]"),
+    (lambda s: s.update(version=2, gpus={"0": {"kernels": 1, "kernel_ns": 1, "names": {FP8: [1, 2, 3], BF16: [4]}}}),
+     r"names\['nvjet.*'\]: expected \[launches, gpu_ns\], got \[1, 2, 3\]"),
     (lambda s: s["gpus"]["0"].update(overflow=[1]), r"overflow: expected \[launches, gpu_ns\]"),
     (lambda s: s.update(gpus=[]), "gpus must be a mapping"),
     (lambda s: s.update(status="sleeping"), "status 'sleeping'"),
