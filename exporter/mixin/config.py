@@ -44,8 +44,8 @@ class MixinConfig(StrictModel):
     )
     ttft_slo_bounds: dict[str, float] = Field(
         {},
-        description="runtime (blackwell_serving_runtime_info's runtime label: vllm, sglang, nim, dynamo, triton, "
-        "trtllm-serve) -> the TTFT bucket bound its SLO counts good requests under, for buckets set away from "
+        description=f"runtime (blackwell_serving_runtime_info's runtime label: {', '.join(TTFT_DEFAULT_BUCKETS)}) "
+        "-> the TTFT bucket bound its SLO counts good requests under, for buckets set away from "
         "the runtime's defaults; default: its largest default bound at or under ttft_slo_seconds",
     )
     ttft_slo_objective: float = Field(
