@@ -12,6 +12,7 @@ from exporter.mixin import recording as rec
 from exporter.mixin.config import MixinConfig
 from exporter.mixin.domain import domain_alerts
 from exporter.mixin.model import Alert, Group
+from exporter.mixin.promql import number
 from exporter.mixin.slo import slo_alerts
 
 FLEET = "blackwell-fleet-overview"
@@ -26,10 +27,6 @@ _WHERE_MODEL = "{{ $labels.model }} on {{ $labels.instance }}"
 # not a fallback) unless the engine source says the engine was not built for FP4.
 _EXPECTS_FP4 = ('and on (job, instance) group by (job, instance) (blackwell_gpu_info{architecture=~"(?i)blackwell"})\n'
                 'unless on (job, instance) blackwell_engine_info{quant_algo!~"(?i).*(fp4|mixed).*"}')
-
-
-def _number(value: float) -> str:
-    return f"{value:.12g}"
 
 
 def _percent(value: float) -> str:
@@ -68,13 +65,13 @@ def _gpu_alerts(config: MixinConfig) -> list[Alert]:
               description=f"{_WHERE_GPU} failed an HBM row remap; drain it and open a hardware ticket.", dashboard=NODE),
         Alert(name="BlackwellThermalThrottling",
               expr='sum by (job, instance, gpu) (rate(blackwell_gpu_clock_event_seconds_total{reason=~"sw_thermal|hw_thermal|hw_slowdown"}[5m]))\n'
-              f"> {_number(config.throttle_time_ratio)}", severity="warning",
+              f"> {number(config.throttle_time_ratio)}", severity="warning",
               summary="A GPU's clocks are held down by thermal slowdown.",
               description=f"{_WHERE_GPU} spent {{{{ $value | humanizePercentage }}}} of the last 5 minutes thermally throttled "
               f"(threshold {_percent(config.throttle_time_ratio)}).", dashboard=NODE, for_="10m"),
         Alert(name="BlackwellPowerThrottling",
               expr='sum by (job, instance, gpu) (rate(blackwell_gpu_clock_event_seconds_total{reason=~"sw_power_cap|hw_power_brake"}[5m]))\n'
-              f"> {_number(config.throttle_time_ratio)}", severity="warning",
+              f"> {number(config.throttle_time_ratio)}", severity="warning",
               summary="A GPU's clocks are held down by its power cap.",
               description=f"{_WHERE_GPU} spent {{{{ $value | humanizePercentage }}}} of the last 5 minutes power capped "
               f"(threshold {_percent(config.throttle_time_ratio)}).", dashboard=NODE, for_="10m"),
@@ -85,19 +82,19 @@ def _gpu_alerts(config: MixinConfig) -> list[Alert]:
               description=f"{_WHERE_GPU}, NVLink {{{{ $labels.link }}}}: {{{{ $value | humanize }}}} errors, replays or "
               "recoveries in the last 5 minutes on its busiest error counter.", dashboard=NODE, for_="1m"),
         Alert(name="BlackwellGPUStraggler",
-              expr=f"{rec.PEER_DEVIATION} < -{_number(config.straggler_utilization_gap)}\n"
-              f"and on (job, instance, gpu) {rec.PEER_UTIL} > {_number(config.straggler_min_peer_utilization)}",
+              expr=f"{rec.PEER_DEVIATION} < -{number(config.straggler_utilization_gap)}\n"
+              f"and on (job, instance, gpu) {rec.PEER_UTIL} > {number(config.straggler_min_peer_utilization)}",
               severity="warning", summary="A GPU is far less busy than its tensor-parallel peers.",
               description=f"{_WHERE_GPU} utilization is {{{{ $value | humanizePercentage }}}} (absolute) away from its peers' mean; "
               "the whole group waits for it.", dashboard=NODE, for_="10m"),
         Alert(name="BlackwellGPUUnderutilizedWhileQueued",
-              expr=f"{rec.INSTANCE_POWER} < {_number(config.underutilized_power_watts)}\n"
+              expr=f"{rec.INSTANCE_POWER} < {number(config.underutilized_power_watts)}\n"
               "and on (job, instance)\n"
               "sum by (job, instance) (avg_over_time(blackwell_serving_pending_requests[5m]))"
-              f" > {_number(config.underutilized_min_queued_requests)}",
+              f" > {number(config.underutilized_min_queued_requests)}",
               severity="warning", summary="Requests are queued while the GPUs draw little power.",
               description=f"GPUs on {{{{ $labels.instance }}}} average {{{{ $value | humanize }}}}W (under "
-              f"{_number(config.underutilized_power_watts)}W) while requests wait: the batcher is starved.", dashboard=FLEET, for_="15m"),
+              f"{number(config.underutilized_power_watts)}W) while requests wait: the batcher is starved.", dashboard=FLEET, for_="15m"),
     ]
 
 
@@ -111,28 +108,28 @@ def _serving_alerts(config: MixinConfig) -> list[Alert]:
               summary="The serving runtime's metrics endpoint does not answer.",
               description="{{ $labels.runtime }} at {{ $labels.endpoint }} on {{ $labels.instance }} did not answer the "
               "exporter's last poll.", dashboard=SERVING, for_="5m"),
-        Alert(name="BlackwellTTFTSLOViolation", expr=f"{rec.ttft_quantile('p95')} > {_number(config.ttft_slo_seconds)}", severity="warning",
+        Alert(name="BlackwellTTFTSLOViolation", expr=f"{rec.ttft_quantile('p95')} > {number(config.ttft_slo_seconds)}", severity="warning",
               summary="TTFT p95 is over the objective.",
               description=f"{_WHERE_MODEL}: TTFT p95 is {{{{ $value | humanizeDuration }}}}, objective "
-              f"{_number(config.ttft_slo_seconds)}s.", dashboard=SERVING, for_="10m"),
+              f"{number(config.ttft_slo_seconds)}s.", dashboard=SERVING, for_="10m"),
         Alert(name="BlackwellTTFTLongPromptSpikes",
-              expr=f"{rec.ttft_quantile('p99')} > {_number(config.ttft_long_prompt_p99_seconds)}\n"
+              expr=f"{rec.ttft_quantile('p99')} > {number(config.ttft_long_prompt_p99_seconds)}\n"
               f"and on (job, instance, model)\n"
-              f"{rec.ttft_quantile('p99')} / {rec.ttft_quantile('p50')} > {_number(config.ttft_tail_ratio)}",
+              f"{rec.ttft_quantile('p99')} / {rec.ttft_quantile('p50')} > {number(config.ttft_tail_ratio)}",
               severity="warning", summary="TTFT p99 spikes while the median stays fast: long prompts stall.",
               description=f"{_WHERE_MODEL}: TTFT p99 is {{{{ $value | humanizeDuration }}}}, more than "
-              f"{_number(config.ttft_tail_ratio)}x the median.", dashboard=SERVING, for_="10m"),
-        Alert(name="BlackwellColdStartTTFT", expr=f"{rec.ttft_quantile('p50')} > {_number(config.cold_start_ttft_seconds)}", severity="warning",
+              f"{number(config.ttft_tail_ratio)}x the median.", dashboard=SERVING, for_="10m"),
+        Alert(name="BlackwellColdStartTTFT", expr=f"{rec.ttft_quantile('p50')} > {number(config.cold_start_ttft_seconds)}", severity="warning",
               summary="Median TTFT is over the cold-start limit, as after a deploy with cold caches.",
               description=f"{_WHERE_MODEL}: median TTFT is {{{{ $value | humanizeDuration }}}} (limit "
-              f"{_number(config.cold_start_ttft_seconds)}s).", dashboard=SERVING, for_="2m"),
-        Alert(name="BlackwellKVCacheNearFull", expr=f"{rec.KV_OCCUPANCY} > {_number(config.kv_cache_occupancy_max)}", severity="warning",
+              f"{number(config.cold_start_ttft_seconds)}s).", dashboard=SERVING, for_="2m"),
+        Alert(name="BlackwellKVCacheNearFull", expr=f"{rec.KV_OCCUPANCY} > {number(config.kv_cache_occupancy_max)}", severity="warning",
               summary="The KV cache is nearly full.",
               description=f"{_WHERE_MODEL}: {{{{ $value | humanizePercentage }}}} of KV-cache blocks are in use "
               f"(threshold {_percent(config.kv_cache_occupancy_max)}).", dashboard=SERVING, for_="10m"),
         Alert(name="BlackwellThroughputDrop",
-              expr=f"{rec.TOKENS_VS_YESTERDAY} < {_number(1 - config.throughput_drop_ratio)}\n"
-              f"and on (job, instance) {rec.INSTANCE_TOKENS_RATE} offset 1d > {_number(config.throughput_min_tokens_per_second)}",
+              expr=f"{rec.TOKENS_VS_YESTERDAY} < {number(1 - config.throughput_drop_ratio)}\n"
+              f"and on (job, instance) {rec.INSTANCE_TOKENS_RATE} offset 1d > {number(config.throughput_min_tokens_per_second)}",
               severity="warning", summary="Output tokens/s fell well under the same hour yesterday.",
               description="{{ $labels.instance }} generates {{ $value | humanizePercentage }} of yesterday's output tokens/s "
               f"at this hour (warns under {_percent(1 - config.throughput_drop_ratio)}).", dashboard=FLEET, for_="15m"),
@@ -141,29 +138,29 @@ def _serving_alerts(config: MixinConfig) -> list[Alert]:
 
 def _precision_alerts(config: MixinConfig) -> list[Alert]:
     return [
-        Alert(name="BlackwellMXFP4HitRateLow", expr=f"{rec.FP4_HIT_RATE} < {_number(config.mxfp4_hit_rate_min)}\n{_EXPECTS_FP4}",
+        Alert(name="BlackwellMXFP4HitRateLow", expr=f"{rec.FP4_HIT_RATE} < {number(config.mxfp4_hit_rate_min)}\n{_EXPECTS_FP4}",
               severity="warning", summary="Too few GEMMs run on the MX-FP4 path.",
               description="{{ $labels.instance }}: {{ $value | humanizePercentage }} of GEMM launches use MX-FP4 "
               f"(expected at least {_percent(config.mxfp4_hit_rate_min)}).", dashboard=PRECISION, for_="15m"),
-        Alert(name="BlackwellFP8FallbackHigh", expr=f"{rec.FP8_SHARE} > {_number(config.fp8_fallback_share_max)}\n{_EXPECTS_FP4}",
+        Alert(name="BlackwellFP8FallbackHigh", expr=f"{rec.FP8_SHARE} > {number(config.fp8_fallback_share_max)}\n{_EXPECTS_FP4}",
               severity="warning", summary="Too many GEMMs fall back to FP8.",
               description="{{ $labels.instance }}: {{ $value | humanizePercentage }} of GEMM launches fell back to FP8 "
               f"(threshold {_percent(config.fp8_fallback_share_max)}).", dashboard=PRECISION, for_="15m"),
-        Alert(name="BlackwellTEPromotionStorm", expr=f"{rec.TE_INSTANCE_RATE} * 3600 > {_number(config.te_promotions_per_hour_max)}",
+        Alert(name="BlackwellTEPromotionStorm", expr=f"{rec.TE_INSTANCE_RATE} * 3600 > {number(config.te_promotions_per_hour_max)}",
               severity="warning",
               summary="Transformer Engine promotes tensors to higher precision too often.",
               description="{{ $labels.instance }}: {{ $value | humanize }} TE promotion events per hour over the last hour "
-              f"(threshold {_number(config.te_promotions_per_hour_max)}).", dashboard=PRECISION, for_="5m"),
+              f"(threshold {number(config.te_promotions_per_hour_max)}).", dashboard=PRECISION, for_="5m"),
         Alert(name="BlackwellTEPromotionLayerSpike",
-              expr=f"{rec.TE_LAYER_RATE} * 3600 > {_number(config.te_layer_spike_per_hour)}\n"
+              expr=f"{rec.TE_LAYER_RATE} * 3600 > {number(config.te_layer_spike_per_hour)}\n"
               f"and on (job, instance, layer)\n"
-              f"{rec.TE_LAYER_RATE} / on (job, instance) group_left {rec.TE_INSTANCE_RATE} > {_number(config.te_layer_spike_share)}",
+              f"{rec.TE_LAYER_RATE} / on (job, instance) group_left {rec.TE_INSTANCE_RATE} > {number(config.te_layer_spike_share)}",
               severity="warning", summary="One layer holds most Transformer Engine promotion events.",
               description="{{ $labels.instance }}: layer {{ $labels.layer }} had {{ $value | humanize }} TE promotion events per "
               "hour over the last hour, most of them all.", dashboard=PRECISION, for_="5m"),
         Alert(name="BlackwellGraceC2CReadShareHigh",
-              expr=f"({rec.C2C_READ_SHARE} > {_number(config.c2c_read_share_max)} and deriv({rec.C2C_READ_SHARE}[30m]) > 0)\n"
-              f"or {rec.C2C_READ_SHARE} > {_number(config.c2c_read_share_critical)}",
+              expr=f"({rec.C2C_READ_SHARE} > {number(config.c2c_read_share_max)} and deriv({rec.C2C_READ_SHARE}[30m]) > 0)\n"
+              f"or {rec.C2C_READ_SHARE} > {number(config.c2c_read_share_critical)}",
               severity="warning", summary="A growing share of GPU memory reads is served from Grace over NVLink-C2C.",
               description=f"{_WHERE_GPU}: {{{{ $value | humanizePercentage }}}} of memory reads come over C2C (warns over "
               f"{_percent(config.c2c_read_share_max)} and climbing, or over {_percent(config.c2c_read_share_critical)}).",
@@ -183,7 +180,7 @@ def _exporter_alerts(config: MixinConfig) -> list[Alert]:
               "metrics are missing.", dashboard=EXPORTER, for_="5m"),
         Alert(name="BlackwellExporterSourceStale",
               expr="time() - blackwell_exporter_source_last_success_timestamp_seconds\n"
-              f"> {_number(STALE_INTERVALS)} * blackwell_exporter_source_interval_seconds\n"
+              f"> {number(STALE_INTERVALS)} * blackwell_exporter_source_interval_seconds\n"
               "and blackwell_exporter_source_last_success_timestamp_seconds > 0",
               severity="warning", summary="An exporter source has not completed a poll for several of its intervals.",
               description="Source {{ $labels.source }} on {{ $labels.instance }} last succeeded {{ $value | humanizeDuration }} "

@@ -17,7 +17,7 @@ from __future__ import annotations
 from exporter.mixin import recording as rec
 from exporter.mixin.config import MixinConfig
 from exporter.mixin.model import Alert, Group, Recording
-from exporter.mixin.promql import duration
+from exporter.mixin.promql import duration, number
 
 RACK = "blackwell-rack-domain"  # the rack dashboard's uid
 DOMAIN = "job, cluster_uuid, clique_id"
@@ -108,7 +108,7 @@ def _power(config: MixinConfig) -> list[Recording]:
         Recording(record=RACK_POWER, expr=f"sum by ({DOMAIN}) ({TRAY_POWER})"),
         Recording(record=RACK_POWER_LIMIT,
                   expr=f"sum by ({DOMAIN}) ({_in_domain('blackwell_gpu_power_limit_watts')})"),
-        Recording(record=RACK_POWER_BUDGET_RATIO, expr=f"{RACK_POWER} / {_number(config.domain_gpu_power_budget_watts)}"),
+        Recording(record=RACK_POWER_BUDGET_RATIO, expr=f"{RACK_POWER} / {number(config.domain_gpu_power_budget_watts)}"),
     ]
 
 
@@ -118,9 +118,9 @@ def domain_recording_groups(config: MixinConfig) -> list[Group]:
 
 
 def domain_alerts(config: MixinConfig) -> list[Alert]:
-    gap, busy = _number(config.domain_straggler_utilization_gap), _number(config.straggler_min_peer_utilization)
-    ratio = _number(config.domain_tray_nvlink_bandwidth_ratio_min)
-    factor, floor = _number(config.domain_tray_nvlink_errors_factor), _number(config.domain_tray_nvlink_errors_min)
+    gap, busy = number(config.domain_straggler_utilization_gap), number(config.straggler_min_peer_utilization)
+    ratio = number(config.domain_tray_nvlink_bandwidth_ratio_min)
+    factor, floor = number(config.domain_tray_nvlink_errors_factor), number(config.domain_tray_nvlink_errors_min)
     behind = dict(severity="warning", summary="A tray's NVLink falls behind the other trays of its NVLink domain.",
                   dashboard=RACK, for_="5m")
     return [
@@ -150,14 +150,10 @@ def domain_alerts(config: MixinConfig) -> list[Alert]:
 
 def _power_near_budget(config: MixinConfig) -> Alert:
     budget, ratio = config.domain_gpu_power_budget_watts, config.domain_gpu_power_budget_ratio
-    return Alert(name="BlackwellDomainPowerNearBudget", expr=f"{RACK_POWER_BUDGET_RATIO} > {_number(ratio)}",
+    return Alert(name="BlackwellDomainPowerNearBudget", expr=f"{RACK_POWER_BUDGET_RATIO} > {number(ratio)}",
                  severity="warning", summary="The GPUs of an NVLink domain (rack) draw close to its GPU power budget.",
                  description="The GPUs of NVLink domain {{ $labels.cluster_uuid }}/{{ $labels.clique_id }} draw "
-                 f"{{{{ $value | humanizePercentage }}}} of the rack's {_number(budget)} W GPU power budget "
+                 f"{{{{ $value | humanizePercentage }}}} of the rack's {number(budget)} W GPU power budget "
                  f"(warns over {ratio:.0%}): the rack has no power headroom left.",
                  dashboard=RACK, for_=duration(config.domain_gpu_power_budget_for_seconds),
                  dashboard_vars="var-instance=$__all")
-
-
-def _number(value: float) -> str:
-    return f"{value:g}"

@@ -24,6 +24,11 @@ def seconds(duration: str) -> float:
     return float(sum(int(n) * _UNITS[u] for n, u in parts))
 
 
+def number(value: float) -> str:
+    """A number as PromQL text without float noise (0.0016666666666666668 -> 0.00166666666667, 86400.0 -> 86400)."""
+    return f"{value:.12g}"
+
+
 def duration(value: float) -> str:
     """Seconds -> the shortest exact Prometheus duration (``3600`` -> ``1h``, ``90`` -> ``90s``)."""
     whole = int(round(value))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from exporter.mixin.config import MixinConfig
 from exporter.mixin.model import Group, Recording
+from exporter.mixin.promql import number
 
 QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 
@@ -68,9 +69,9 @@ def _serving(config: MixinConfig) -> Group:
         Recording(record=TOKENS_VS_YESTERDAY, expr=f"{INSTANCE_TOKENS_RATE}\n/ ({INSTANCE_TOKENS_RATE} offset 1d > 0)"),
         # Every GPU of the box is paid for, lost or idle ones included: count gpu_up, not busy GPUs.
         Recording(record=COST_PER_MILLION,
-                  expr=f"count by (job, instance) (blackwell_gpu_up) * {_num(config.gpu_hour_price / 3600)}\n"
+                  expr=f"count by (job, instance) (blackwell_gpu_up) * {number(config.gpu_hour_price / 3600)}\n"
                   f"/ on (job, instance) ({INSTANCE_TOKENS_RATE} > 0) * 1e6"),
-        Recording(record=HEADROOM, expr=f"1 - {INSTANCE_TOKENS_RATE} / {_num(config.peak_output_tokens_per_second)}"),
+        Recording(record=HEADROOM, expr=f"1 - {INSTANCE_TOKENS_RATE} / {number(config.peak_output_tokens_per_second)}"),
     ]
     return Group("blackwell-serving.rules", rules)
 
@@ -132,8 +133,3 @@ def _precision() -> Group:
 def recording_groups(config: MixinConfig) -> list[Group]:
     """Every recording group except the SLO ones (see :mod:`exporter.mixin.slo`)."""
     return [_serving(config), _gpu(config), _precision()]
-
-
-def _num(value: float) -> str:
-    """A number as PromQL text without float noise (0.0016666666666666668 -> 0.00166666666667)."""
-    return f"{value:.12g}"
