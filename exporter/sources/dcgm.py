@@ -31,7 +31,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
@@ -103,14 +103,6 @@ class Reading:
     failed: bool = False
 
 
-class FieldReader(Protocol):
-    """What the source needs from DCGM: latest readings per DCGM GPU id, keyed by field id."""
-
-    def read(self) -> Mapping[int, Mapping[int, Reading]]: ...
-
-    def close(self) -> None: ...
-
-
 def load_bindings(path: str) -> SimpleNamespace:
     """DCGM's own Python modules from ``path``; ImportError when they are not there."""
     if path and path not in sys.path:
@@ -158,6 +150,7 @@ class LatestValues:
         self._handle, self._field_group = handle, group
 
     def read(self) -> Mapping[int, Mapping[int, Reading]]:
+        """The latest readings per DCGM GPU id, keyed by field id; connects first where not connected."""
         dcgm = self._dcgm
         if self._handle is None:
             self.connect()
@@ -238,7 +231,7 @@ class DcgmSource(Source):
         ``dcgmvalue``) as attributes; by default imported from ``bindings_path`` at the first probe."""
         super().__init__(config)
         self._bindings = bindings
-        self._reader: FieldReader | None = None
+        self._reader: LatestValues | None = None
         self._seen: dict[int, tuple[str, str]] = {}  # DCGM GPU id -> (gpu label, uuid) listed before
         self._down: list[str] = []
         self._hostname = exporter_hostname()
