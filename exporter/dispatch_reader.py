@@ -23,19 +23,19 @@ except ImportError:  # optional: the standard library reads the same files, slow
 
 # The keys of docs/dispatch-state.md's tables (a test holds them together): the fast reader skips any
 # other key, so a key the exporter starts to read must be documented, and so listed, first.
-HEADER = ("format", "version", "writer", "writer_version", "pid", "process", "started_at", "updated_at", "status",
+HEADER_KEYS = ("format", "version", "writer", "writer_version", "pid", "process", "started_at", "updated_at", "status",
           "reason", "detail", "duty_cycle", "period_seconds", "windows", "windows_skipped", "sampled_seconds",
           "records", "incomplete_records", "dropped_records", "max_names")
-GPU = ("uuid", "kernels", "kernel_ns", "overflow")  # and names, counts
+GPU_KEYS = ("uuid", "kernels", "kernel_ns", "overflow")  # and names, counts
 
 if msgspec is not None:
     _UNSET = msgspec.UNSET
     # Keys the format does not define are skipped; UNSET tells a key that is absent from one that is null.
     _Gpu = msgspec.defstruct("_Gpu", [("names", msgspec.Raw, msgspec.Raw(b"null")),
                                       ("counts", list[int] | msgspec.UnsetType, _UNSET),
-                                      *((key, Any, _UNSET) for key in GPU)])
+                                      *((key, Any, _UNSET) for key in GPU_KEYS)])
     _State = msgspec.defstruct("_State", [("gpus", dict[str, _Gpu] | None, None),
-                                          *((key, Any, _UNSET) for key in HEADER)])
+                                          *((key, Any, _UNSET) for key in HEADER_KEYS)])
     _decode_state = msgspec.json.Decoder(_State).decode
     _decode_names = msgspec.json.Decoder(list[str]).decode
     _decode_any = msgspec.json.Decoder().decode
@@ -55,7 +55,7 @@ class StateReader:
         raw = read_bytes(path)
         try:
             decoded = _decode_state(raw)
-            state = {key: getattr(decoded, key) for key in HEADER if getattr(decoded, key) is not _UNSET}
+            state = {key: getattr(decoded, key) for key in HEADER_KEYS if getattr(decoded, key) is not _UNSET}
             if decoded.gpus is not None:
                 state["gpus"] = {gpu: self._gpu(path.name, gpu, entry, state.get("version"))
                                  for gpu, entry in decoded.gpus.items()}
@@ -71,7 +71,7 @@ class StateReader:
             del self._names[key]
 
     def _gpu(self, file: str, gpu: str, entry: Any, version: Any) -> dict[str, Any]:
-        fields = {key: getattr(entry, key) for key in (*GPU, "counts") if getattr(entry, key) is not _UNSET}
+        fields = {key: getattr(entry, key) for key in (*GPU_KEYS, "counts") if getattr(entry, key) is not _UNSET}
         if version != 3:
             fields["names"] = _decode_any(entry.names)
             return fields

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from exporter.dispatch_reader import GPU, HEADER, StateReader
+from exporter.dispatch_reader import GPU_KEYS, HEADER_KEYS, StateReader
 from exporter.inprocess.state import FORMAT, StateError, write_atomic
 from tests.support import REPO
 
@@ -103,5 +103,5 @@ def test_the_fast_reader_keeps_every_key_the_format_documents():
     def keys(table: str) -> set[str]:  # the first column: `key` or `key`, `other key`
         return {key for cell in re.findall(r"^\| (`.+?`) \|", table, re.M) for key in re.findall(r"`(\w+)`", cell)}
 
-    assert keys(header) == {*HEADER, "gpus"}
-    assert keys(gpu) == {*GPU, "names", "counts"}
+    assert keys(header) == {*HEADER_KEYS, "gpus"}
+    assert keys(gpu) == {*GPU_KEYS, "names", "counts"}
