@@ -92,7 +92,7 @@ class Profile:
     itl_median_seconds: float
     kv_cache_max_blocks: int
     max_batch_size: int
-    # One tray of an NVL72 rack that the rack scenarios (fault_tray) address.
+    # One tray of an NVL72 rack, where the rack scenarios play (Scenario.rack: fault_tray or rack_wide).
     nvlink_domain: bool = False
     # GPUs of a multi-node NVLink domain (a GB200 NVL72): fabric info carries the rack's cluster UUID
     # and clique id, platform info its chassis and slot (board.py).
