@@ -1,36 +1,11 @@
 """The simulation models real boxes: the brief's operating points, moving values, and failure modes."""
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.mixin.config import MixinConfig
-from exporter.snapshot import Snapshot, SnapshotStore
 from exporter.sources.simulated.profiles import PROFILES
 from exporter.sources.simulated.scenarios import SCENARIOS
-from exporter.sources.simulated.source import SimulatedConfig, SimulatedSource, scenario_fits
-from tests.support import FakeClock as Clock
-
-
-def poll(source: SimulatedSource) -> dict[str, list]:
-    store = SnapshotStore()
-    store.publish("simulated", Snapshot.of("simulated", source.poll()), lambda: Snapshot("exporter", {}))
-    by_sample_name: dict[str, list] = {}
-    for family in text_string_to_metric_families(store.current().text.decode()):
-        for sample in family.samples:
-            by_sample_name.setdefault(sample.name, []).append(sample)
-    return by_sample_name
-
-
-def samples(metrics: dict, name: str, **labels) -> list:
-    return [s for s in metrics[name] if all(s.labels.get(k) == v for k, v in labels.items())]
-
-
-def make(profile: str = "hgx-b200", scenario: str = "healthy") -> tuple[SimulatedSource, Clock]:
-    clock = Clock()
-    source = SimulatedSource(SimulatedConfig(enabled=True, profile=profile, scenario=scenario), clock=clock)
-    source.poll()
-    clock.now += 10
-    return source, clock
+from exporter.sources.simulated.source import scenario_fits
+from tests.simulated_box import alerting_nvlink5_errors, make, poll, samples
 
 
 def test_hgx_b200_has_8_gpus_with_18_active_links_each():
@@ -83,12 +58,6 @@ def test_nvlink_crc_burst_counts_errors_on_one_gpu_only():
     metrics = poll(source)
     erring = {s.labels["gpu"] for s in alerting_nvlink5_errors(metrics) if s.value > 0}
     assert erring == {"3"}
-
-
-def alerting_nvlink5_errors(metrics: dict) -> list:
-    """NVLink5 error samples of the kinds the NVLink alert counts (healthy links count corrected symbol errors)."""
-    ignored = set(MixinConfig().nvlink_ignored_error_kinds)
-    return [s for s in metrics["blackwell_nvlink5_errors_total"] if s.labels["kind"] not in ignored]
 
 
 def test_straggler_gpu_runs_at_60_percent_while_peers_sit_near_80():

@@ -9,7 +9,7 @@ import pytest
 from exporter.sources.simulated.fec import BINS, CODEWORD_BITS, LinkFec
 from exporter.sources.simulated.model import NVLINK_PACKET_BYTES
 from exporter.sources.simulated.profiles import PROFILES
-from tests.unit.test_simulated import make, poll, samples
+from tests.simulated_box import make, poll, samples
 
 NO_CLUSTER = "00000000-0000-0000-0000-000000000000"
 LINE_RATE = PROFILES["hgx-b200"].gpu.nvlink_link_bytes_per_second

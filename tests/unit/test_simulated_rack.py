@@ -6,8 +6,8 @@ from exporter.mixin.config import MixinConfig
 from exporter.sources.simulated.profiles import NVL72_TRAYS, PROFILES
 from exporter.sources.simulated.scenarios import SCENARIOS
 from exporter.sources.simulated.source import SimulatedConfig, SimulatedSource
+from tests.simulated_box import alerting_nvlink5_errors, poll, samples
 from tests.support import FakeClock
-from tests.unit.test_simulated import alerting_nvlink5_errors, poll, samples
 
 
 def tray(index: int, scenario: str = "healthy", rack: str = "rack-0") -> dict[str, list]:
