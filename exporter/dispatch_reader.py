@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from exporter.inprocess.state import check_state, read_bytes, read_state, torn
+from exporter.inprocess.state import check_state, read_bytes, read_state, torn_file_error
 
 try:
     import msgspec
@@ -62,7 +62,7 @@ class StateReader:
         except msgspec.ValidationError:  # not the shape of a state file: the standard reader says exactly what
             return read_state(path)
         except msgspec.DecodeError as exc:
-            raise torn(path, raw, exc) from None
+            raise torn_file_error(path, raw, exc) from None
         return check_state(path, state, typed=state.get("version") == 3)
 
     def forget_all_but(self, files: set[str]) -> None:

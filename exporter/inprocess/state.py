@@ -79,7 +79,8 @@ def read_bytes(path: Path) -> bytes:
         raise StateError(f"{path}: cannot read: {exc.strerror or exc}", "missing") from None
 
 
-def torn(path: Path, raw: bytes, exc: Exception) -> StateError:
+def torn_file_error(path: Path, raw: bytes, exc: Exception) -> StateError:
+    """The error for a file whose bytes are not one whole JSON document (cut short, or not JSON at all)."""
     return StateError(f"{path}: torn or not JSON ({len(raw)} bytes): {exc}", "torn")
 
 
@@ -89,7 +90,7 @@ def read_state(path: Path) -> dict[str, Any]:
     try:
         state = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise torn(path, raw, exc) from None
+        raise torn_file_error(path, raw, exc) from None
     return check_state(path, state)
 
 
