@@ -1,8 +1,8 @@
 /* The CUPTI injection library of blackwell-exporter: shared declarations.
  *
- * inject.c holds the lifecycle (InitializeInjection, the window thread, fork and exit),
- * cupti_loader.c finds and binds libcupti at run time, table.c the bounded per-GPU name table
- * and the JSON state file (format: docs/dispatch-state.md, version 2). */
+ * inject.c holds the lifecycle (InitializeInjection, the window thread, fork and exit) and finds
+ * and binds libcupti at run time; table.c the bounded per-GPU name table and the JSON state file
+ * (format: docs/dispatch-state.md, version 3). */
 #ifndef BLACKWELL_INJECT_H
 #define BLACKWELL_INJECT_H
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from exporter.mixin import domain as dom
 from exporter.mixin.config import MixinConfig
 from exporter.mixin.dashboards import INSTANCE, INSTANCE_GPU, Panel, Query, dashboard
+from exporter.mixin.promql import number
 
 TRAY = INSTANCE
 TRAY_GPU = INSTANCE_GPU
@@ -42,7 +43,7 @@ def _domain_panels(config: MixinConfig) -> list[Panel]:
               "against the sum of the GPUs' enforced limits and the rack's GPU power budget.", "watt",
               [Query(_of_trays(dom.RACK_POWER), "{{cluster_uuid}} draw"),
                Query(_of_trays(dom.RACK_POWER_LIMIT), "{{cluster_uuid}} limit"),
-               Query(f"{_of_trays(dom.RACK_POWER)} / {_of_trays(dom.RACK_POWER_BUDGET_RATIO)}",
+               Query(f"0 * {_of_trays(dom.RACK_POWER)} + {number(config.domain_gpu_power_budget_watts)}",
                      "{{cluster_uuid}} budget")]),
     ]
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from exporter import catalog
 from exporter.catalog import MetricType
 from exporter.promtext import Exposition, Sample
-from exporter.sources.serving_endpoints import FamilyBuilder, histograms_by_model
+from exporter.sources.serving_endpoints import FamilyBuilder, histograms_by_model, series_part
 
 UNDEFINED = ("", "undefined")
 
@@ -296,7 +296,7 @@ def map_exposition(metrics: Exposition, runtime: RuntimeMap, model: str, out: Fa
             models.add(labels[0])
             if counter:  # each upstream series a part: one that goes away or restarts never takes the sum down
                 for sample, number in found:
-                    out.add(rule.catalog, labels, number, part=_part(sample))
+                    out.add(rule.catalog, labels, number, part=series_part(sample.labels))
             else:
                 out.add(rule.catalog, labels, value)
     _derive_used_blocks(filled, out)
@@ -342,11 +342,6 @@ def _combined(metrics: Exposition, rule: Rule, upstream: str, labels: tuple[str,
         metrics.problems.append(f"{upstream}: {value:g} for model {labels[0]!r} is outside 0..1; left out")
         return None
     return value
-
-
-def _part(sample: Sample) -> str:
-    """One upstream series of a summed counter, named by its labels (as histograms_by_model names its parts)."""
-    return ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
 
 
 def _label_number(sample: Sample, label: str) -> float | None:
