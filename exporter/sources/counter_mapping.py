@@ -42,10 +42,10 @@ from pydantic import Field, field_validator, model_validator
 
 from exporter import catalog, promtext
 from exporter.catalog import MetricType
-from exporter.promtext import Exposition, PromParseError
+from exporter.promtext import Exposition
 from exporter.snapshot import Family
 from exporter.sources.base import PollError, SourceConfig, StrictModel
-from exporter.sources.http_upstream import Endpoint, UpstreamError
+from exporter.sources.http_upstream import Endpoint
 from exporter.sources.serving_endpoints import Reading, RetiredTotals, ServingConfig, ServingSource, series_part
 
 SOURCE_NAME = "counter_mapping"
@@ -215,12 +215,9 @@ class CounterMappingSource(ServingSource[Endpoint]):
     def read(self, endpoint: Endpoint, timeout: float) -> Reading:
         deadline = self._clock() + timeout
         try:
-            metrics = promtext.parse(self.fetch(endpoint, endpoint.url, deadline, "text/plain").body,
-                                     max_bytes=endpoint.max_bytes)
-        except UpstreamError as exc:
+            metrics = self.fetch_exposition(endpoint, deadline)
+        except PollError as exc:
             return Reading([], exc)
-        except PromParseError as exc:
-            return Reading([], PollError(f"{endpoint.url}: malformed exposition: {exc}", "malformed"))
         families, problems = map_counters(metrics, self.mappings, self._kept[endpoint.url],
                                           self.retired_totals(endpoint.url))
         if problems:

@@ -24,11 +24,10 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from exporter import promtext
-from exporter.promtext import Exposition, PromParseError
+from exporter.promtext import Exposition
 from exporter.snapshot import Family
 from exporter.sources.base import PollError, SourceConfig
-from exporter.sources.http_upstream import Endpoint, UpstreamError, json_object
+from exporter.sources.http_upstream import Endpoint, json_object
 from exporter.sources.runtime_maps import (
     DYNAMO_FRONTEND,
     NIM,
@@ -113,12 +112,9 @@ class RuntimesSource(ServingSource[RuntimeEndpoint]):
         error: PollError | None = None
         metrics: Exposition | None = None
         try:
-            metrics = promtext.parse(self.fetch(endpoint, endpoint.url, deadline, "text/plain").body,
-                                     max_bytes=endpoint.max_bytes)
-        except UpstreamError as exc:
+            metrics = self.fetch_exposition(endpoint, deadline)
+        except PollError as exc:
             error = exc
-        except PromParseError as exc:
-            error = PollError(f"{endpoint.url}: malformed exposition: {exc}", "malformed")
         mapping = _MAPS.get(endpoint.runtime, DYNAMO_FRONTEND)
         health: int | None = None
         try:

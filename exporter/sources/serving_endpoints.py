@@ -29,7 +29,8 @@ from typing import Generic, TypeVar
 
 from pydantic import Field, model_validator
 
-from exporter.promtext import Exposition
+from exporter import promtext
+from exporter.promtext import Exposition, PromParseError
 from exporter.snapshot import Family, HistogramValue
 from exporter.sources.base import PartialPollError, PollError, Source, SourceConfig
 from exporter.sources.http_upstream import Endpoint, Response, UpstreamError, get
@@ -147,6 +148,15 @@ class ServingSource(Source, Generic[E], abc.ABC):
             raise UpstreamError(f"{url}: no time left in this poll", "timeout")
         return get(url, timeout=left, max_bytes=endpoint.max_bytes, tls_verify=endpoint.tls_verify,
                    ca_file=endpoint.ca_file, accept=accept, allow_status=allow_status)
+
+    def fetch_exposition(self, endpoint: E, deadline: float) -> Exposition:
+        """``endpoint.url``'s Prometheus text, parsed; PollError (reason ``malformed`` for a body that
+        does not parse) when it cannot be had."""
+        body = self.fetch(endpoint, endpoint.url, deadline, accept="text/plain").body
+        try:
+            return promtext.parse(body, max_bytes=endpoint.max_bytes)
+        except PromParseError as exc:
+            raise PollError(f"{endpoint.url}: malformed exposition: {exc}", "malformed") from None
 
     def _read_due(self, due: list[_EndpointState[E]]) -> None:
         """Read the due endpoints at once, each in its own thread, waiting for each only until its

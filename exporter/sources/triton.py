@@ -32,11 +32,10 @@ from urllib.parse import quote, urlsplit
 
 from pydantic import Field
 
-from exporter import promtext
-from exporter.promtext import Exposition, PromParseError
+from exporter.promtext import Exposition
 from exporter.snapshot import Family, HistogramValue
 from exporter.sources.base import PollError, SourceConfig
-from exporter.sources.http_upstream import Endpoint, UpstreamError, json_object
+from exporter.sources.http_upstream import Endpoint, json_object
 from exporter.sources.serving_endpoints import (
     FamilyBuilder,
     Reading,
@@ -271,12 +270,9 @@ class TritonSource(ServingSource[TritonEndpoint]):
         error: PollError | None = None
         metrics: Exposition | None = None
         try:
-            body = self.fetch(endpoint, endpoint.url, deadline, accept="text/plain").body
-            metrics = promtext.parse(body, max_bytes=endpoint.max_bytes)
-        except UpstreamError as exc:
+            metrics = self.fetch_exposition(endpoint, deadline)
+        except PollError as exc:
             error = exc
-        except PromParseError as exc:
-            error = PollError(f"{endpoint.url}: malformed exposition: {exc}", "malformed")
         api = None
         if endpoint.api:
             try:

@@ -37,12 +37,12 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from exporter import catalog, promtext
+from exporter import catalog
 from exporter.catalog import MetricType
-from exporter.promtext import Exposition, PromParseError
+from exporter.promtext import Exposition
 from exporter.snapshot import Family
 from exporter.sources.base import PollError, SourceConfig
-from exporter.sources.http_upstream import Endpoint, Response, UpstreamError, json_object
+from exporter.sources.http_upstream import Endpoint, Response, json_object
 from exporter.sources.serving_endpoints import (
     FamilyBuilder,
     Reading,
@@ -257,12 +257,9 @@ class TrtllmServeSource(ServingSource[TrtllmServeEndpoint]):
         error: PollError | None = None
         metrics: Exposition | None = None
         try:
-            metrics = promtext.parse(self.fetch(endpoint, endpoint.url, deadline, "text/plain").body,
-                                     max_bytes=endpoint.max_bytes)
-        except UpstreamError as exc:
+            metrics = self.fetch_exposition(endpoint, deadline)
+        except PollError as exc:
             error = exc
-        except PromParseError as exc:
-            error = PollError(f"{endpoint.url}: malformed exposition: {exc}", "malformed")
         health: int | None = None
         try:
             health = self.fetch(endpoint, f"{base}/health", deadline, allow_status=True).status
