@@ -214,10 +214,9 @@ class CounterMappingSource(ServingSource[Endpoint]):
 
     def read(self, endpoint: Endpoint, timeout: float) -> Reading:
         deadline = self._clock() + timeout
-        try:
-            metrics = self.fetch_exposition(endpoint, deadline)
-        except PollError as exc:
-            return Reading([], exc)
+        metrics, error = self.read_exposition(endpoint, deadline)
+        if metrics is None:
+            return Reading([], error)
         families, problems = map_counters(metrics, self.mappings, self._kept[endpoint.url],
                                           self.retired_totals(endpoint.url))
         if problems:

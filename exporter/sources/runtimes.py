@@ -109,12 +109,7 @@ class RuntimesSource(ServingSource[RuntimeEndpoint]):
 
     def read(self, endpoint: RuntimeEndpoint, timeout: float) -> Reading:
         deadline = self._clock() + timeout
-        error: PollError | None = None
-        metrics: Exposition | None = None
-        try:
-            metrics = self.fetch_exposition(endpoint, deadline)
-        except PollError as exc:
-            error = exc
+        metrics, error = self.read_exposition(endpoint, deadline)
         mapping = _MAPS.get(endpoint.runtime, DYNAMO_FRONTEND)
         health: int | None = None
         try:

@@ -149,14 +149,16 @@ class ServingSource(Source, Generic[E], abc.ABC):
         return get(url, timeout=left, max_bytes=endpoint.max_bytes, tls_verify=endpoint.tls_verify,
                    ca_file=endpoint.ca_file, accept=accept, allow_status=allow_status)
 
-    def fetch_exposition(self, endpoint: E, deadline: float) -> Exposition:
-        """``endpoint.url``'s Prometheus text, parsed; PollError (reason ``malformed`` for a body that
-        does not parse) when it cannot be had."""
-        body = self.fetch(endpoint, endpoint.url, deadline, accept="text/plain").body
+    def read_exposition(self, endpoint: E, deadline: float) -> tuple[Exposition | None, PollError | None]:
+        """``endpoint.url``'s Prometheus text, parsed, or None and why it cannot be had (reason
+        ``malformed`` for a body that does not parse)."""
         try:
-            return promtext.parse(body, max_bytes=endpoint.max_bytes)
+            body = self.fetch(endpoint, endpoint.url, deadline, accept="text/plain").body
+            return promtext.parse(body, max_bytes=endpoint.max_bytes), None
+        except UpstreamError as exc:
+            return None, exc
         except PromParseError as exc:
-            raise PollError(f"{endpoint.url}: malformed exposition: {exc}", "malformed") from None
+            return None, PollError(f"{endpoint.url}: malformed exposition: {exc}", "malformed")
 
     def _read_due(self, due: list[_EndpointState[E]]) -> None:
         """Read the due endpoints at once, each in its own thread, waiting for each only until its

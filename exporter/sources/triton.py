@@ -267,12 +267,7 @@ class TritonSource(ServingSource[TritonEndpoint]):
 
     def read(self, endpoint: TritonEndpoint, timeout: float) -> Reading:
         deadline = self._clock() + timeout
-        error: PollError | None = None
-        metrics: Exposition | None = None
-        try:
-            metrics = self.fetch_exposition(endpoint, deadline)
-        except PollError as exc:
-            error = exc
+        metrics, error = self.read_exposition(endpoint, deadline)
         api = None
         if endpoint.api:
             try:

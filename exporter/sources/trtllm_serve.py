@@ -254,12 +254,7 @@ class TrtllmServeSource(ServingSource[TrtllmServeEndpoint]):
     def read(self, endpoint: TrtllmServeEndpoint, timeout: float) -> Reading:
         deadline = self._clock() + timeout
         base = endpoint.base()
-        error: PollError | None = None
-        metrics: Exposition | None = None
-        try:
-            metrics = self.fetch_exposition(endpoint, deadline)
-        except PollError as exc:
-            error = exc
+        metrics, error = self.read_exposition(endpoint, deadline)
         health: int | None = None
         try:
             health = self.fetch(endpoint, f"{base}/health", deadline, allow_status=True).status
