@@ -33,13 +33,18 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from exporter.catalog.dcgm_compat import DRIVER_VERSION_ID
 from exporter.catalog.dcgm_compat import FIELDS as COMPAT_FIELDS
 from exporter.snapshot import Family
 from exporter.sources.base import PollError, Source, SourceConfig
-from exporter.sources.dcgm_exporter_names import CompatFamilies, GpuIdentity, exporter_hostname, parse_generation
+from exporter.sources.dcgm_exporter_names import (
+    CompatFamilies,
+    CompatGeneration,
+    GpuIdentity,
+    exporter_hostname,
+)
 from exporter.sources.nvml.fields import CLOCK_EVENT_BITS
 
 log = logging.getLogger(__name__)
@@ -210,14 +215,9 @@ class LatestValues:
 class DcgmConfig(SourceConfig):
     bindings_path: str = Field(DEFAULT_BINDINGS, description="folder holding DCGM's Python bindings")
     hostname: str = Field("localhost", description="nv-hostengine to connect to")
-    dcgm_compat_names: bool | str = Field(
+    dcgm_compat_names: CompatGeneration = Field(
         False, description="also emit dcgm-exporter's default DCGM_FI_* names and labels of one generation, as "
         "sources.nvml.dcgm_compat_names does: \"pre-4.6\", \"pre-4.9\" (true means this), \"4.9\"")
-
-    @field_validator("dcgm_compat_names", mode="before")
-    @classmethod
-    def _known_generation(cls, value: object) -> bool | str:
-        return parse_generation(value) or False
 
 
 class DcgmSource(Source):

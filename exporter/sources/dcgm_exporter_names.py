@@ -18,7 +18,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
 
 from exporter.catalog.dcgm_compat import GENERATIONS, PRE_4_6_LABELS, CompatField
 from exporter.snapshot import Family
@@ -37,6 +39,10 @@ def parse_generation(value: Any) -> str | None:
         return value
     raise ValueError(f"dcgm_compat_names is {value!r}; use false, true (= \"pre-4.9\"), or one of "
                      + ", ".join(f'"{g}"' for g in GENERATIONS))
+
+
+# The type of a source's ``dcgm_compat_names`` setting: false, or the generation it names.
+CompatGeneration = Annotated[bool | str, BeforeValidator(lambda value: parse_generation(value) or False)]
 
 
 def exporter_hostname() -> str:

@@ -27,12 +27,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from exporter.backoff import backoff_delay
 from exporter.snapshot import Family
 from exporter.sources.base import PartialPollError, PollError, ReprobeRequired, Source, SourceConfig
-from exporter.sources.dcgm_exporter_names import exporter_hostname, parse_generation
+from exporter.sources.dcgm_exporter_names import CompatGeneration, exporter_hostname
 from exporter.sources.nvml.backend import UNINITIALIZED, Backend, NvmlError
 from exporter.sources.nvml.capabilities import probe_gpu
 from exporter.sources.nvml.compat import dcgm_compat_families
@@ -54,7 +54,7 @@ class NvmlConfig(SourceConfig):
         "(one NVML call per link and counter, ~1 ms each); 0 reads them every poll")
     gpm: bool = Field(True, description="read GPM metrics (tensor activity, DRAM bandwidth, NVLink/C2C rates)")
     xid_events: bool = Field(True, description="count XID events from NVML's event stream")
-    dcgm_compat_names: bool | str = Field(
+    dcgm_compat_names: CompatGeneration = Field(
         False, description="also emit dcgm-exporter's default DCGM_FI_* names and labels of one generation: "
         "\"pre-4.6\" (Hostname label), \"pre-4.9\" (true means this), \"4.9\" (DCGM 4.7 names, base units)")
     expected_gpus: int | None = Field(
@@ -63,11 +63,6 @@ class NvmlConfig(SourceConfig):
     known_gpus_file: str | None = Field(
         None, description="JSON file that remembers the UUIDs of the GPUs seen, so one that is down stays "
         "reported down under its UUID after a restart; remove a GPU's entry after taking it out on purpose")
-
-    @field_validator("dcgm_compat_names", mode="before")
-    @classmethod
-    def _known_generation(cls, value: object) -> bool | str:
-        return parse_generation(value) or False
 
     @model_validator(mode="after")
     def _deadline_within_timeout(self) -> NvmlConfig:
