@@ -119,3 +119,13 @@ def running_exporter(*args: str, env: dict[str, str] | None = None) -> Iterator[
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def values_of_one_endpoint(families) -> dict:
+    """{(metric name, label values): value} over a serving source's families. A model's series carry
+    the endpoint they came from; for tests that read one endpoint at a time that label is left out."""
+    def without_endpoint(family, labels):
+        if "model" not in family.metric.labels:
+            return labels
+        return tuple(v for n, v in zip(family.metric.labels, labels, strict=True) if n != "endpoint")
+    return {(f.metric.name, without_endpoint(f, labels)): value for f in families for labels, value in f.samples}

@@ -22,6 +22,7 @@ import pytest
 from exporter import promtext
 from exporter.sources.triton import TritonConfig, TritonSource
 from tests.support import free_port, http_get, running_exporter, wait_until
+from tests.support import values_of_one_endpoint as values
 
 pytriton = pytest.importorskip("pytriton", reason="nvidia-pytriton provides the tritonserver binary")
 grpcclient = pytest.importorskip("tritonclient.grpc")
@@ -122,15 +123,6 @@ def stream(server: TritonProcess, prompts: list[tuple[str, int]]) -> int:
     finally:
         client.stop_stream()
         client.close()
-
-
-def values(families) -> dict:
-    """{(name, label values): value}; a model's series carry their endpoint, left out here (one Triton)."""
-    def without_endpoint(family, labels):
-        if "model" not in family.metric.labels:
-            return labels
-        return tuple(v for n, v in zip(family.metric.labels, labels, strict=True) if n != "endpoint")
-    return {(f.metric.name, without_endpoint(f, labels)): value for f in families for labels, value in f.samples}
 
 
 def test_exporter_numbers_equal_tritons_own(triton):

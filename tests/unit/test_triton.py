@@ -23,23 +23,11 @@ from exporter.sources.triton import (
     triton_families,
 )
 from tests.support import FakeClock as Clock
+from tests.support import values_of_one_endpoint as values
 from tests.unit.upstream_server import Route, Upstream
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "triton"
 URL = "http://127.0.0.1:8002/metrics"
-
-
-def values(families):
-    """{(metric name, label values): value} over families. A model's series carry the endpoint they
-    came from; tests here read one endpoint at a time, so that label is left out of the key."""
-    return {(f.metric.name, without_endpoint(f, labels)): value for f in families for labels, value in f.samples}
-
-
-def without_endpoint(family, labels):
-    names = family.metric.labels
-    if "model" not in names:
-        return labels
-    return tuple(v for n, v in zip(names, labels, strict=True) if n != "endpoint")
 
 
 def recorded_python_backend():

@@ -20,6 +20,7 @@ from exporter.sources.trtllm_serve import (
     trtllm_serve_families,
 )
 from tests.support import FakeClock as Clock
+from tests.support import values_of_one_endpoint as values
 from tests.unit.upstream_server import Route, Upstream
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "trtllm_serve"
@@ -27,19 +28,6 @@ URL = "http://127.0.0.1:8000/prometheus/metrics"
 QWEN = "Qwen2.5-72B-Instruct-FP4"
 TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
                 40.0, 80.0, 160.0, 640.0, 2560.0, math.inf]
-
-
-def values(families):
-    """{(metric name, label values): value} over families. A model's series carry the endpoint they
-    came from; tests here read one endpoint at a time, so that label is left out of the key."""
-    return {(f.metric.name, without_endpoint(f, labels)): value for f in families for labels, value in f.samples}
-
-
-def without_endpoint(family, labels):
-    names = family.metric.labels
-    if "model" not in names:
-        return labels
-    return tuple(v for n, v in zip(names, labels, strict=True) if n != "endpoint")
 
 
 def body(name: str) -> bytes:
