@@ -129,3 +129,9 @@ def values_of_one_endpoint(families) -> dict:
             return labels
         return tuple(v for n, v in zip(family.metric.labels, labels, strict=True) if n != "endpoint")
     return {(f.metric.name, without_endpoint(f, labels)): value for f in families for labels, value in f.samples}
+
+
+def assert_nothing_went_down(before: dict, after: dict) -> None:
+    """Every counter value of ``before`` (key -> value) is still there in ``after``, and not lower."""
+    decreased = {key: (before[key], after.get(key)) for key in before if after.get(key, -1) < before[key]}
+    assert not decreased, f"series that went backwards or vanished: {decreased}"

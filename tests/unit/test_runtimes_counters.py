@@ -17,6 +17,7 @@ import pytest
 from exporter import promtext
 from exporter.catalog import MetricType
 from exporter.sources.runtimes import RuntimeEndpoint, RuntimesConfig, RuntimesSource, runtime_families
+from tests.support import assert_nothing_went_down
 from tests.unit.upstream_server import Route, Upstream
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "runtimes"
@@ -122,11 +123,6 @@ def flatten(families) -> dict:
                 out[(key, "count")], out[(key, "sum")] = value.count, value.sum
                 out.update({(key, bound): count for bound, count in value.buckets})
     return out
-
-
-def assert_nothing_went_down(before: dict, after: dict) -> None:
-    decreased = {key: (before[key], after.get(key)) for key in before if after.get(key, -1) < before[key]}
-    assert not decreased, f"series that went backwards or vanished: {decreased}"
 
 
 @pytest.fixture

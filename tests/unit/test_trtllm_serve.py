@@ -20,6 +20,7 @@ from exporter.sources.trtllm_serve import (
     trtllm_serve_families,
 )
 from tests.support import FakeClock as Clock
+from tests.support import assert_nothing_went_down
 from tests.support import values_of_one_endpoint as values
 from tests.unit.upstream_server import Route, Upstream
 
@@ -305,11 +306,6 @@ def counters_and_ttft(families) -> dict:
             out[(key, "count")], out[(key, "sum")] = value.count, value.sum
             out.update({(key, bound): count for bound, count in value.buckets})
     return out
-
-
-def assert_nothing_went_down(before: dict, after: dict) -> None:
-    decreased = {key: (before[key], after.get(key)) for key in before if after.get(key, -1) < before[key]}
-    assert not decreased, f"series that went backwards or vanished: {decreased}"
 
 
 @pytest.fixture(params=["", "trtllm_"], ids=["first generation", "trtllm_ prefix"])
