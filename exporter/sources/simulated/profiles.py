@@ -3,7 +3,7 @@ and, for h200x2, from the real capture in tests/fixtures/nvml/h200x2."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 GB = 1_000_000_000
 MIB = 1024 * 1024
@@ -103,6 +103,25 @@ class Profile:
         return self.grace_count > 0
 
 
+_GB200_TRAY = Profile(
+    name="gb200-tray",
+    description="GB200 NVL72 compute tray: 4x B200 + 2 Grace, NVLink-C2C on, NVLink5 to the NVL72 switch tray",
+    gpu=GB200,
+    gpu_count=4,
+    grace_count=2,
+    model="qwen2.5-72b-mxfp4",
+    tensor_parallel=4,
+    peak_output_tokens_per_second=17_000.0,
+    output_tokens_per_request=300.0,
+    prompt_tokens_per_request=2000.0,
+    ttft_median_seconds=0.030,
+    itl_median_seconds=0.0045,
+    kv_cache_max_blocks=49_152,
+    max_batch_size=128,
+    multi_node_nvlink=True,
+)
+
+
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
@@ -122,23 +141,7 @@ PROFILES: dict[str, Profile] = {
             kv_cache_max_blocks=65_536,
             max_batch_size=128,
         ),
-        Profile(
-            name="gb200-tray",
-            description="GB200 NVL72 compute tray: 4x B200 + 2 Grace, NVLink-C2C on, NVLink5 to the NVL72 switch tray",
-            gpu=GB200,
-            gpu_count=4,
-            grace_count=2,
-            model="qwen2.5-72b-mxfp4",
-            tensor_parallel=4,
-            peak_output_tokens_per_second=17_000.0,
-            output_tokens_per_request=300.0,
-            prompt_tokens_per_request=2000.0,
-            ttft_median_seconds=0.030,
-            itl_median_seconds=0.0045,
-            kv_cache_max_blocks=49_152,
-            max_batch_size=128,
-            multi_node_nvlink=True,
-        ),
+        _GB200_TRAY,
         Profile(
             name="h200x2",
             # As captured (tests/fixtures/nvml/h200x2): every link reports an NVSwitch at its far end
@@ -157,26 +160,10 @@ PROFILES: dict[str, Profile] = {
             kv_cache_max_blocks=16_384,
             max_batch_size=64,
         ),
-        Profile(
-            name="nvl72-tray",
-            # REFERENCE.md section 12: 18 such trays share one NVLink domain; a TP=72 group spans them all.
-            description="One of the 18 compute trays of a GB200 NVL72 rack: 4x B200 + 2 Grace, 18 NVLink5 "
-                        "links per GPU, fabric cluster UUID and clique id shared by the rack's 72 GPUs",
-            gpu=GB200,
-            gpu_count=4,
-            grace_count=2,
-            model="deepseek-r1-mxfp4",
-            tensor_parallel=72,
-            peak_output_tokens_per_second=17_000.0,
-            output_tokens_per_request=300.0,
-            prompt_tokens_per_request=2000.0,
-            ttft_median_seconds=0.030,
-            itl_median_seconds=0.0045,
-            kv_cache_max_blocks=49_152,
-            max_batch_size=128,
-            nvlink_domain=True,
-            multi_node_nvlink=True,
-        ),
+        # 18 such trays share one NVLink domain; a TP=72 group spans them all.
+        replace(_GB200_TRAY, name="nvl72-tray", model="deepseek-r1-mxfp4", tensor_parallel=72, nvlink_domain=True,
+                description="One of the 18 compute trays of a GB200 NVL72 rack: 4x B200 + 2 Grace, 18 NVLink5 "
+                            "links per GPU, fabric cluster UUID and clique id shared by the rack's 72 GPUs"),
     )
 }
 
