@@ -257,14 +257,18 @@ class Stack:
                 stack.exporters[profile] = start_exporter(directory, profile, scenario)
             for name, config in (configured or {}).items():
                 stack.exporters[name] = start_configured_exporter(directory, name, config)
-            stack.alertmanager = start_alertmanager(directory / "alertmanager", alertmanager_config(webhook_url))
-            targets = [stack.instance(name) for name in stack.exporters]
-            stack.prometheus_config = prometheus_config(targets, f"127.0.0.1:{stack.alertmanager.port}", rule_files)
-            stack.prometheus = start_prometheus(directory / "prometheus", stack.prometheus_config)
+            stack.start_monitoring(rule_files, webhook_url)
         except BaseException:
             stack.stop()
             raise
         return stack
+
+    def start_monitoring(self, rule_files: list[Path], webhook_url: str | None) -> None:
+        """Alertmanager, then Prometheus scraping every exporter started so far with ``rule_files``."""
+        self.alertmanager = start_alertmanager(self.directory / "alertmanager", alertmanager_config(webhook_url))
+        targets = [self.instance(name) for name in self.exporters]
+        self.prometheus_config = prometheus_config(targets, f"127.0.0.1:{self.alertmanager.port}", rule_files)
+        self.prometheus = start_prometheus(self.directory / "prometheus", self.prometheus_config)
 
     def instance(self, name: str) -> str:
         """The ``instance`` label Prometheus gives the exporter simulating profile ``name`` (or configured as it)."""

@@ -23,11 +23,7 @@ from exporter.stack import (
     POLL_SECONDS,
     Service,
     Stack,
-    alertmanager_config,
     free_port,
-    prometheus_config,
-    start_alertmanager,
-    start_prometheus,
 )
 
 RACK_PROFILE = "nvl72-tray"
@@ -70,10 +66,7 @@ def start_rack(directory: Path, rule_files: list[Path], webhook_url: str, scenar
             stack.exporters[name] = _launch_tray(directory, name, 0, "healthy", neighbour_rack)
         for service in stack.exporters.values():
             service.wait_ready("/readyz", timeout=90.0)  # 18 interpreters starting on a shared 2-core machine
-        stack.alertmanager = start_alertmanager(directory / "alertmanager", alertmanager_config(webhook_url))
-        targets = [stack.instance(name) for name in stack.exporters]
-        stack.prometheus_config = prometheus_config(targets, f"127.0.0.1:{stack.alertmanager.port}", rule_files)
-        stack.prometheus = start_prometheus(directory / "prometheus", stack.prometheus_config)
+        stack.start_monitoring(rule_files, webhook_url)
     except BaseException:
         stack.stop()
         raise
