@@ -1,11 +1,13 @@
 #!/bin/sh
 # The injection library's GPU proof, as run on the H200 device machine (see bench/results/inject_h200.md).
-#   sh bench/inject_device.sh proof|bench|all OUT
+#   sh bench/inject_device.sh probe|proof|cupti12|bench|all OUT
 # Builds native/ with gcc against the CUPTI and CUDA headers of the pip wheels torch brought
 # (as setup.py does), then runs bench/inject_proof.py / bench/inject_bench.py under it.
-# BASELINE_SRC=DIR (a folder holding another native/) also builds that library, and the bench
-# runs it side by side; WHEELS=DIR holds cupti-python wheels (the one matching the image's Python
-# is installed) where the image has none; CPUS=4-7 pins the bench's processes; MODES picks modes.
+# probe: bench/cupti_detach_probe.cu (CUPTI's cost per launch in each state, CUDA graphs across
+# cuptiFinalize); cupti12: the C++ proof under the libcupti.so.12 in CUPTI12 (CUDA 12.8's);
+# WHEELS=DIR holds cupti-python wheels (the one matching the image's Python is installed) where the
+# image has none; CPUS=4-7 pins the bench's processes; MODES, ROUNDS, SECONDS_PER_BLOCK, DELAY and
+# BENCH_PERIOD set the bench.
 set -u
 stage=$1 OUT=$2
 export PYTHONPATH=$PWD
@@ -20,11 +22,6 @@ build() { # SOURCE_DIR LIBRARY
 mkdir -p build
 LIB=$PWD/build/libblackwell_inject.so
 build native $LIB || exit 1
-BASELINE=""
-if [ -n "${BASELINE_SRC:-}" ]; then
-  BASELINE=$PWD/build/libblackwell_inject_baseline.so
-  build "$BASELINE_SRC/native" $BASELINE || exit 1
-fi
 {
   echo '{'
   echo "\"nvidia_smi\": \"$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1)\","
@@ -43,6 +40,28 @@ run_injected() { # DIR then command: only the injection variable (and where to w
   env CUDA_INJECTION64_PATH=$LIB BLACKWELL_DISPATCH_STATE_DIR=$d BLACKWELL_DISPATCH_PERIOD=${PERIOD:-1} \
     BLACKWELL_DISPATCH_DUTY_CYCLE=${DUTY:-0.5} "$@"
 }
+if [ "$stage" = probe ] || [ "$stage" = all ]; then
+  cupti_inc=$(echo $inc | tr ' ' '\n' | sed 's/^-I//' | while read d; do [ -f $d/cupti.h ] && echo $d; done | head -1)
+  cupti_lib=$(dirname $(ls $(dirname $cupti_inc)/lib/libcupti.so* | head -1))
+  nvcc -O2 -arch=sm_90 -o build/probe bench/cupti_detach_probe.cu -I$cupti_inc -L$cupti_lib -l:libcupti.so.13 -lcuda \
+    -Xlinker -rpath=$cupti_lib || exit 1
+  ./build/probe cost 12 20000 | tee "$OUT/probe_cost.json"
+  for domains in runtime driver; do for taker in self app; do
+    for case in captured-before-any-window captured-in-window-stay-attached captured-in-window-then-detach \
+        captured-in-window-detach-reattach captured-detached-after-a-window detached-during-capture \
+        replays-in-flight-at-detach; do
+      said=$(PROBE_DOMAINS=$domains PROBE_TAKER=$taker timeout 60 ./build/probe graph $case 2>&1); rc=$?
+      line=$(echo "$said" | grep '^{' | tail -1)
+      [ -n "$line" ] || line="{\"case\": \"$case\", \"domains\": \"$domains\", \"taker\": \"$taker\", \"ok\": false}"
+      echo "$line" | sed "s/}\$/, \"rc\": $rc}/"
+    done
+  done; done | tee "$OUT/probe_graphs.jsonl"
+fi
+if [ "$stage" = cupti12 ] || [ "$stage" = all ]; then
+  nvcc -O2 -o build/lt_mix bench/inject_lt_mix.cu -lcublasLt && \
+    BLACKWELL_DISPATCH_CUPTI=$CUPTI12 run_injected lt12 ./build/lt_mix 60000 3 1 && \
+    python3 bench/inject_proof.py shares $S/lt12 | tee "$OUT/cupti12_shares.json"
+fi
 if [ "$stage" = proof ] || [ "$stage" = all ]; then
   python3 bench/inject_proof.py kernels >"$OUT/kernels.json"
   nvcc -O2 -o build/lt_mix bench/inject_lt_mix.cu -lcublasLt && \
@@ -62,7 +81,7 @@ if [ "$stage" = profiler ] || [ "$stage" = bench ]; then  # torch.profiler start
   done
 fi
 if [ "$stage" = bench ] || [ "$stage" = all ]; then
-  python3 bench/inject_bench.py "$OUT" $LIB --rounds ${ROUNDS:-2} --seconds ${SECONDS_PER_BLOCK:-10} \
-    ${BASELINE:+--baseline $BASELINE} ${CPUS:+--cpus $CPUS} ${MODES:+--modes "$MODES"}
+  python3 bench/inject_bench.py "$OUT" $LIB --rounds ${ROUNDS:-2} --seconds ${SECONDS_PER_BLOCK:-16} \
+    --delay ${DELAY:-8} --period ${BENCH_PERIOD:-4} ${CPUS:+--cpus $CPUS} ${MODES:+--modes "$MODES"}
 fi
 tar czf "$OUT/states.tar.gz" -C $S .

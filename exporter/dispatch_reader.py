@@ -25,7 +25,7 @@ except ImportError:  # optional: the standard library reads the same files, slow
 # other key, so a key the exporter starts to read must be documented, and so listed, first.
 HEADER_KEYS = ("format", "version", "writer", "writer_version", "pid", "process", "started_at", "updated_at", "status",
           "reason", "detail", "duty_cycle", "period_seconds", "windows", "windows_skipped", "sampled_seconds",
-          "records", "incomplete_records", "dropped_records", "max_names")
+          "records", "incomplete_records", "dropped_records", "detaches", "max_names")
 GPU_KEYS = ("uuid", "kernels", "kernel_ns", "overflow")  # and names, counts
 
 if msgspec is not None:

@@ -11,6 +11,7 @@
 #include <glob.h>
 #include <link.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -49,6 +50,9 @@ typedef struct cupti_api {
     CUptiResult (*next_record)(uint8_t *, size_t, CUpti_Activity **);
     CUptiResult (*dropped)(CUcontext, uint32_t, size_t *);
     CUptiResult (*result_string)(CUptiResult, const char **);
+    /* Optional (NULL when absent): detaching between windows, as NVIDIA's cupti_finalize sample does. */
+    CUptiResult (*enable_domain)(uint32_t, CUpti_SubscriberHandle, CUpti_CallbackDomain);
+    CUptiResult (*finalize)(void);
 } cupti_api;
 
 static struct {
@@ -56,8 +60,9 @@ static struct {
     char process[256];
     char file_name[300];
     char cupti_path[2048];
-    double duty, period;
+    double duty, period, start_delay;
     size_t max_names;
+    int detach;
 } config;
 
 static cupti_api api;
@@ -67,6 +72,7 @@ static pthread_cond_t wake;
 static pthread_t sampler_thread;
 static pid_t owner_pid;
 static atomic_int initialized, thread_started, stopping, finished, window_open, outstanding_buffers;
+static atomic_ullong detaches; /* cuptiFinalize calls made by detach_callback */
 static int write_failing;
 
 static void log_line(const char *format, ...) {
@@ -150,6 +156,8 @@ static void read_settings(void) {
     config.duty = env_double("BLACKWELL_DISPATCH_DUTY_CYCLE", 0.1, 0.0, 1.0);
     config.period = env_double("BLACKWELL_DISPATCH_PERIOD", 30.0, 0.001, 86400.0);
     config.max_names = (size_t)env_double("BLACKWELL_DISPATCH_MAX_NAMES", 2048, 1, 1000000);
+    config.start_delay = env_double("BLACKWELL_DISPATCH_START_DELAY", 0.0, 0.0, 86400.0);
+    config.detach = env_double("BLACKWELL_DISPATCH_DETACH", 1, 0, 1) != 0;
     const char *cupti = getenv("BLACKWELL_DISPATCH_CUPTI");
     snprintf(config.cupti_path, sizeof config.cupti_path, "%s", cupti ? cupti : "");
     choose_process_name();
@@ -175,6 +183,7 @@ static void set_status(const char *status, const char *reason, const char *forma
 
 /* Caller holds the lock. */
 static void write_state_locked(void) {
+    stats.detaches = atomic_load(&detaches);
     int error = bw_state_write(config.state_dir, config.file_name, &stats);
     if (error && !write_failing)
         log_line("cannot write the state file %s/%s: %s; the process keeps running, unsampled by the exporter",
@@ -272,6 +281,8 @@ static int bind_cupti(void *handle) {
     BIND(dropped, "cuptiActivityGetNumDroppedRecords");
     BIND(result_string, "cuptiGetResultString");
 #undef BIND
+    *(void **)&api.enable_domain = dlsym(handle, "cuptiEnableDomain");
+    *(void **)&api.finalize = dlsym(handle, "cuptiFinalize");
     return 1;
 }
 
@@ -383,8 +394,53 @@ static void CUPTIAPI buffer_completed(CUcontext context, uint32_t stream, uint8_
     if (buffer) atomic_fetch_sub(&outstanding_buffers, 1);
 }
 
-static void CUPTIAPI ignore_callback(void *data, CUpti_CallbackDomain domain, CUpti_CallbackId id, const void *info) {
-    (void)data, (void)domain, (void)id, (void)info;
+/* ---- detaching between windows --------------------------------------------------------------
+ * CUPTI left attached after a window (activity disabled, subscriber gone) still slows every launch
+ * (by 10-20 %: bench/results/inject_h200.md; torch.profiler's teardown exists for the same reason),
+ * so a closed window detaches it: it enables runtime-API callbacks on its subscriber, and the next
+ * CUDA runtime call to return in the application calls cuptiFinalize at its exit, the call site of
+ * NVIDIA's cupti_finalize sample and of Kineto's teardown. Only a runtime call's exit: a driver
+ * call's exit may be nested inside a runtime call still in progress. The window thread waits at most
+ * DETACH_WAIT_NS for that; in a process that makes no runtime call meanwhile it takes the request
+ * back and unsubscribes instead (CUPTI stays attached until the next window tries again), so no
+ * request outlives its window by more than that and a CUPTI client starting later (Nsight,
+ * torch.profiler) is never finalized under. CUPTI attaches again when the next window subscribes.
+ * BLACKWELL_DISPATCH_DETACH=0 keeps CUPTI attached between windows. */
+enum { DETACH_NONE, DETACH_PENDING, DETACH_RUNNING };
+#define DETACH_WAIT_NS 20000000L
+static atomic_int detach_state;
+
+static void CUPTIAPI detach_callback(void *data, CUpti_CallbackDomain domain, CUpti_CallbackId id, const void *info) {
+    (void)data, (void)id;
+    if (domain != CUPTI_CB_DOMAIN_RUNTIME_API || ((const CUpti_CallbackData *)info)->callbackSite != CUPTI_API_EXIT)
+        return;
+    int expected = DETACH_PENDING;
+    if (!atomic_compare_exchange_strong(&detach_state, &expected, DETACH_RUNNING)) return;
+    api.finalize();
+    atomic_fetch_add(&detaches, 1);
+    atomic_store(&detach_state, DETACH_NONE);
+}
+
+/* Ends a window's subscription: detached by the application's next runtime call, else unsubscribed. */
+static void release_subscriber(CUpti_SubscriberHandle subscriber) {
+    if (config.detach && api.finalize && api.enable_domain) {
+        atomic_store(&detach_state, DETACH_PENDING); /* before any callback can fire */
+        if (api.enable_domain(1, subscriber, CUPTI_CB_DOMAIN_RUNTIME_API) == CUPTI_SUCCESS) {
+            for (long waited = 0; waited < DETACH_WAIT_NS && atomic_load(&detach_state) != DETACH_NONE;
+                 waited += 1000000) {
+                struct timespec pause = {0, 1000000};
+                nanosleep(&pause, NULL);
+            }
+        }
+        int expected = DETACH_PENDING;
+        if (!atomic_compare_exchange_strong(&detach_state, &expected, DETACH_NONE)) {
+            for (int i = 0; i < 100000 && atomic_load(&detach_state) != DETACH_NONE; i++)
+                sched_yield(); /* a cuptiFinalize in progress in an application thread */
+            return;
+        }
+        api.enable_domain(0, subscriber, CUPTI_CB_DOMAIN_RUNTIME_API);
+    }
+    api.unsubscribe(subscriber);
 }
 
 /* ---- windows -------------------------------------------------------------------------------- */
@@ -428,7 +484,7 @@ static void window_refused(const char *call, CUptiResult result) {
 }
 
 static int open_window(CUpti_SubscriberHandle *subscriber) {
-    CUptiResult result = api.subscribe(subscriber, ignore_callback, NULL);
+    CUptiResult result = api.subscribe(subscriber, detach_callback, NULL);
     if (result != CUPTI_SUCCESS) {
         window_refused("cuptiSubscribe", result);
         return 0;
@@ -459,7 +515,7 @@ static void close_window(CUpti_SubscriberHandle subscriber, double began, int se
     api.flush_all(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
     size_t dropped = 0;
     if (api.dropped(NULL, 0, &dropped) != CUPTI_SUCCESS) dropped = 0;
-    api.unsubscribe(subscriber);
+    release_subscriber(subscriber);
     pthread_mutex_lock(&lock);
     int resumed = strcmp(stats.status, "sampling") != 0;
     stats.windows++;
@@ -476,8 +532,12 @@ static void *sampler_main(void *unused) {
     unsigned seed = (unsigned)owner_pid ^ (unsigned)time(NULL);
     double window = config.duty * config.period;
     int labelled = 0;
+    /* BLACKWELL_DISPATCH_START_DELAY: the first window opens that long after CUDA initialized (model
+     * loading, warm-up and CUDA-graph capture unsampled); later ones each period, at random phase. */
+    int first = config.start_delay > 0;
     while (1) {
-        double idle = (config.period - window) * (0.5 + rand_r(&seed) / (double)RAND_MAX);
+        double idle = first ? config.start_delay : (config.period - window) * (0.5 + rand_r(&seed) / (double)RAND_MAX);
+        first = 0;
         if (wait_or_stop(idle > 0 ? idle : 0)) break;
         if (api.subscribe && window > 0) {
             if (!labelled) resolve_labels();
@@ -513,6 +573,8 @@ static void finish(void) {
         if (pthread_timedjoin_np(sampler_thread, NULL, &until) != 0)
             log_line("sampler thread did not stop within %d s; writing the final state without it", EXIT_JOIN_SECONDS);
     }
+    int pending = DETACH_PENDING; /* no cuptiFinalize from a CUDA call made during the exit */
+    atomic_compare_exchange_strong(&detach_state, &pending, DETACH_NONE);
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += 1;
     if (pthread_mutex_timedlock(&lock, &until) != 0) return; /* never stall the exit */

@@ -45,7 +45,7 @@ typedef struct bw_stats {
     const char *status, *reason;
     char detail[BW_TEXT];
     double duty_cycle, period_seconds, started_at, sampled_seconds;
-    uint64_t windows, windows_skipped, records, incomplete_records, dropped_records;
+    uint64_t windows, windows_skipped, records, incomplete_records, dropped_records, detaches;
     size_t max_names;
     int pid;
     const char *process;

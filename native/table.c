@@ -228,8 +228,8 @@ static void put_header(out_buffer *out, const bw_stats *stats) {
          (unsigned long long)stats->windows_skipped);
     putf(out, ",\"sampled_seconds\":%.6f,\"records\":%llu,\"incomplete_records\":%llu", stats->sampled_seconds,
          (unsigned long long)stats->records, (unsigned long long)stats->incomplete_records);
-    putf(out, ",\"dropped_records\":%llu,\"max_names\":%zu,\"gpus\":{", (unsigned long long)stats->dropped_records,
-         stats->max_names);
+    putf(out, ",\"dropped_records\":%llu,\"detaches\":%llu,\"max_names\":%zu,\"gpus\":{",
+         (unsigned long long)stats->dropped_records, (unsigned long long)stats->detaches, stats->max_names);
 }
 
 static int write_all(int fd, const char *data, size_t length) {

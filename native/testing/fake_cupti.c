@@ -1,8 +1,10 @@
 /* A stand-in libcupti for the tests on machines without a GPU (tests/unit/test_inject_native.py).
  *
- * Implements the nine CUPTI functions the injection library binds, with CUPTI's behaviour where
+ * Implements the eleven CUPTI functions the injection library binds, with CUPTI's behaviour where
  * the library depends on it: one subscriber per process (a second cuptiSubscribe returns
- * CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED), records only while the kernel kind is enabled,
+ * CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED), callbacks of an enabled domain delivered to the
+ * subscriber's function, cuptiFinalize destroying the subscriber and the activity callbacks (a
+ * finalized CUPTI initializes again on the next call), records only while the kernel kind is enabled,
  * buffers requested from and handed back to the client, records without a buffer dropped and
  * counted, cuptiActivityGetNextRecord ending with CUPTI_ERROR_MAX_LIMIT_REACHED. Record layout:
  * the fields the library reads, at the CUpti_ActivityKernel10 offsets (native/inject.h).
@@ -10,7 +12,9 @@
  * Driven by the environment: FAKE_CUPTI_NAMES is a file of NUL-separated kernel names, each
  * delivered once per window on device FAKE_CUPTI_DEVICE (default 0), lasting 100 ns; names
  * starting with "!" arrive without an end time. FAKE_CUPTI_OTHER_SUBSCRIBER=1 makes every
- * cuptiSubscribe fail as when Nsight or torch.profiler holds CUPTI. */
+ * cuptiSubscribe fail as when Nsight or torch.profiler holds CUPTI. The host stands in for the CUDA
+ * runtime and driver with fake_runtime_call() and fake_driver_call() (entry and exit callbacks of
+ * that API domain, when enabled) and reads fake_finalize_count(). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,16 +23,22 @@
 #define RECORD_BYTES 216
 typedef void (*requested_fn)(uint8_t **, size_t *, size_t *);
 typedef void (*completed_fn)(void *, uint32_t, uint8_t *, size_t, size_t);
+typedef void (*callback_fn)(void *, int, unsigned, const void *);
+enum { DRIVER_API_DOMAIN = 1, RUNTIME_API_DOMAIN = 2, API_ENTER = 0, API_EXIT = 1 };
+typedef struct { int callbackSite; } callback_data; /* CUpti_CallbackData starts with callbackSite */
 
 static requested_fn on_requested;
 static completed_fn on_completed;
-static int subscribed, enabled, window_had_kernels;
+static callback_fn on_callback;
+static void *callback_userdata;
+static int subscribed, domains, enabled, window_had_kernels, finalized;
 static size_t dropped;
 
 int cuptiSubscribe(void **subscriber, void *callback, void *data) {
-    (void)callback, (void)data;
     const char *other = getenv("FAKE_CUPTI_OTHER_SUBSCRIBER");
     if (subscribed || (other && other[0] == '1')) return 39;
+    on_callback = (callback_fn)callback;
+    callback_userdata = data;
     subscribed = 1;
     *subscriber = &subscribed;
     return 0;
@@ -36,9 +46,37 @@ int cuptiSubscribe(void **subscriber, void *callback, void *data) {
 
 int cuptiUnsubscribe(void *subscriber) {
     if (subscriber != &subscribed || !subscribed) return 1;
-    subscribed = 0;
+    subscribed = domains = 0;
     return 0;
 }
+
+int cuptiEnableDomain(uint32_t enable, void *subscriber, int domain) {
+    if (subscriber != &subscribed || !subscribed) return 1;
+    if (domain < 1 || domain > 6) return 1; /* CUPTI_ERROR_INVALID_PARAMETER */
+    domains = enable ? domains | 1 << domain : domains & ~(1 << domain);
+    return 0;
+}
+
+int cuptiFinalize(void) {
+    subscribed = domains = enabled = 0;
+    on_requested = NULL;
+    on_completed = NULL;
+    finalized++;
+    return 0;
+}
+
+int fake_finalize_count(void) { return finalized; }
+
+/* One API call in the host: CUPTI calls the subscriber at its entry and exit. */
+static void api_call(int domain) {
+    for (int site = API_ENTER; site <= API_EXIT; site++) {
+        callback_data data = {site};
+        if (subscribed && domains & 1 << domain && on_callback) on_callback(callback_userdata, domain, 1, &data);
+    }
+}
+
+void fake_driver_call(void) { api_call(DRIVER_API_DOMAIN); }
+void fake_runtime_call(void) { api_call(RUNTIME_API_DOMAIN); }
 
 int cuptiActivityRegisterCallbacks(requested_fn requested, completed_fn completed) {
     if (!requested || !completed) return 1;

@@ -166,6 +166,65 @@ def test_another_cupti_subscriber_skips_windows_and_says_why(tmp_path: Path, fak
     assert process.stderr.count("window skipped") == 1
 
 
+CUDA_CALLS = """
+    cuda = ctypes.CDLL(os.environ["BLACKWELL_DISPATCH_CUPTI"])  # the same libcupti the library opened
+    deadline = time.monotonic() + float(os.environ.get("HOST_SECONDS", "1.0"))
+    while time.monotonic() < deadline:
+        getattr(cuda, os.environ["HOST_CALL"])()
+        time.sleep(0.001)
+    print(cuda.fake_finalize_count())
+"""
+
+
+def test_cupti_detaches_after_each_window_at_the_next_runtime_call_and_attaches_again(tmp_path: Path,
+                                                                                        fake_cupti: Path) -> None:
+    process, state_dir = run_host(tmp_path, CUDA_CALLS, HOST_CALL="fake_runtime_call",
+                                  BLACKWELL_DISPATCH_CUPTI=str(fake_cupti), FAKE_CUPTI_NAMES=names_file(tmp_path, [b"gemm"]),
+                                  BLACKWELL_DISPATCH_PERIOD="0.1", BLACKWELL_DISPATCH_DUTY_CYCLE="0.3")
+    assert process.returncode == 0, process.stderr
+    state = final_state(state_dir)
+    windows, finalized = state["windows"], int(process.stdout)
+    assert windows >= 4 and state["windows_skipped"] == 0
+    assert windows - 1 <= finalized <= windows and state["detaches"] == finalized
+    assert name_counts(state["gpus"]["0"]) == {"gemm": [windows, 100 * windows]}  # each window attached afresh
+
+
+def test_a_driver_call_never_detaches_and_without_a_runtime_call_cupti_stays_attached(tmp_path: Path,
+                                                                                        fake_cupti: Path) -> None:
+    """A driver call's exit may be nested inside a runtime call still running: never finalized there."""
+    process, state_dir = run_host(tmp_path, CUDA_CALLS, HOST_CALL="fake_driver_call",
+                                  BLACKWELL_DISPATCH_CUPTI=str(fake_cupti), FAKE_CUPTI_NAMES=names_file(tmp_path, [b"gemm"]),
+                                  BLACKWELL_DISPATCH_PERIOD="0.1", BLACKWELL_DISPATCH_DUTY_CYCLE="0.3")
+    assert process.returncode == 0, process.stderr
+    state = final_state(state_dir)
+    assert int(process.stdout) == 0 and state["detaches"] == 0
+    assert state["windows"] >= 3 and state["windows_skipped"] == 0  # each window unsubscribed, the next one opened
+    assert name_counts(state["gpus"]["0"]) == {"gemm": [state["windows"], 100 * state["windows"]]}
+
+
+def test_detach_0_keeps_cupti_attached_between_windows(tmp_path: Path, fake_cupti: Path) -> None:
+    process, state_dir = run_host(tmp_path, CUDA_CALLS, HOST_CALL="fake_runtime_call", BLACKWELL_DISPATCH_DETACH="0",
+                                  BLACKWELL_DISPATCH_CUPTI=str(fake_cupti), FAKE_CUPTI_NAMES=names_file(tmp_path, [b"gemm"]),
+                                  BLACKWELL_DISPATCH_PERIOD="0.1", BLACKWELL_DISPATCH_DUTY_CYCLE="0.3")
+    assert process.returncode == 0, process.stderr
+    state = final_state(state_dir)
+    assert int(process.stdout) == 0 and state["detaches"] == 0 and state["windows"] >= 3
+
+
+def test_the_first_window_waits_for_the_start_delay(tmp_path: Path, fake_cupti: Path) -> None:
+    process, _ = run_host(tmp_path, """
+        time.sleep(0.4)
+        before = read_state()["windows"]
+        time.sleep(1.6)
+        print(json.dumps([before, read_state()["windows"]]))
+    """, BLACKWELL_DISPATCH_CUPTI=str(fake_cupti), FAKE_CUPTI_NAMES=names_file(tmp_path, [b"gemm"]),
+                          BLACKWELL_DISPATCH_START_DELAY="1.0", BLACKWELL_DISPATCH_PERIOD="0.1",
+                          BLACKWELL_DISPATCH_DUTY_CYCLE="0.5")
+    assert process.returncode == 0, process.stderr
+    before, after = json.loads(process.stdout)
+    assert before == 0 and after >= 2
+
+
 def test_readers_only_ever_see_whole_files(tmp_path: Path, fake_cupti: Path) -> None:
     names = [f"kernel_with_a_rather_long_name_{i}".encode() for i in range(300)]
     process, state_dir = run_host(tmp_path, """
