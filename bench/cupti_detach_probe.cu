@@ -7,9 +7,11 @@
 //   cupti_detach_probe graph CASE              one CUDA-graph sequence (see cases below); exit 0
 //                                              and "ok": true when every replay added what it should
 //
-// PROBE_DOMAINS=runtime|driver|both: the API exits that may call cuptiFinalize (a driver call's
-// exit can be nested inside a runtime call); PROBE_TAKER=self|app: the detach is taken by a
-// cudaGetDevice right after the window, or by whatever call the application makes next.
+// PROBE_DOMAINS=runtime|driver|both|sites: the API exits that may call cuptiFinalize (a driver
+// call's exit can be nested inside a runtime call; sites: the library's BW_DETACH_SITES only);
+// PROBE_TAKER=self|app: the detach is taken by a cudaGetDevice right after the window, or by
+// whatever call the application makes next; PROBE_CHECK=1: the application calls
+// cudaGetLastError after each launch, as frameworks do.
 //
 // A window is what native/inject.c does: subscribe, register buffers, enable CONCURRENT_KERNEL;
 // closing disables, flushes and unsubscribes. Detaching follows NVIDIA's cupti_finalize sample:
@@ -17,6 +19,8 @@
 #include <cuda.h>
 #include <cuda_runtime.h>
 #include <cupti.h>
+
+#include "../native/inject.h"
 
 #include <algorithm>
 #include <atomic>
@@ -31,7 +35,14 @@ static std::atomic<long> kernel_records{0};
 static std::atomic<long> graph_records{0};
 static std::atomic<int> finalize_requested{0};
 static CUpti_SubscriberHandle subscriber = nullptr;
-static int finalize_in_runtime = 1, finalize_in_driver = 1, app_takes_detach = 0;
+static int finalize_in_runtime = 1, finalize_in_driver = 1, only_at_sites = 0, app_takes_detach = 0, check = 0;
+static const CUpti_CallbackId sites[] = BW_DETACH_SITES;
+
+static int is_site(CUpti_CallbackId id) {
+    for (CUpti_CallbackId site : sites)
+        if (site == id) return 1;
+    return 0;
+}
 static std::atomic<long> finalized_in_runtime{0}, finalized_in_driver{0};
 
 #define CHECK_CUPTI(call)                                                                    \
@@ -65,9 +76,10 @@ static void CUPTIAPI completed(CUcontext, uint32_t, uint8_t *buffer, size_t, siz
     free(buffer);
 }
 
-static void CUPTIAPI on_api(void *, CUpti_CallbackDomain domain, CUpti_CallbackId, const void *info) {
+static void CUPTIAPI on_api(void *, CUpti_CallbackDomain domain, CUpti_CallbackId id, const void *info) {
     int runtime = domain == CUPTI_CB_DOMAIN_RUNTIME_API, driver = domain == CUPTI_CB_DOMAIN_DRIVER_API;
     if (!(runtime && finalize_in_runtime) && !(driver && finalize_in_driver)) return;
+    if (only_at_sites && !(runtime && is_site(id))) return;
     if (((const CUpti_CallbackData *)info)->callbackSite != CUPTI_API_EXIT) return;
     int expected = 1;
     if (!finalize_requested.compare_exchange_strong(expected, 2)) return;
@@ -77,7 +89,16 @@ static void CUPTIAPI on_api(void *, CUpti_CallbackDomain domain, CUpti_CallbackI
     finalize_requested = 0;
 }
 
+static long withdrawn = 0;
+
 static void open_window() {
+    int expected = 1;  // a detach no call took: withdrawn, as the library does after DETACH_WAIT_NS
+    if (finalize_requested.compare_exchange_strong(expected, 0)) {
+        cuptiEnableDomain(0, subscriber, CUPTI_CB_DOMAIN_RUNTIME_API);
+        cuptiEnableDomain(0, subscriber, CUPTI_CB_DOMAIN_DRIVER_API);
+        cuptiUnsubscribe(subscriber);
+        withdrawn++;
+    }
     CHECK_CUPTI(cuptiSubscribe(&subscriber, on_api, nullptr));
     CHECK_CUPTI(cuptiActivityRegisterCallbacks(requested, completed));
     CHECK_CUPTI(cuptiActivityEnable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL));
@@ -165,6 +186,7 @@ static Graph capture(int *cells, void (*midway)() = nullptr) {
     for (int i = 0; i < NODES; i++) {
         if (midway && i == NODES / 2) midway();
         add_one<<<1, 32, 0, g.stream>>>(cells);
+        if (check) cudaGetLastError();
     }
     cudaStreamEndCapture(g.stream, &graph);
     cudaGraphInstantiate(&g.exec, graph, 0);
@@ -175,7 +197,10 @@ static Graph capture(int *cells, void (*midway)() = nullptr) {
 static long replays = 0;
 
 static void replay(Graph &g, int times) {
-    for (int i = 0; i < times; i++) cudaGraphLaunch(g.exec, g.stream);
+    for (int i = 0; i < times; i++) {
+        cudaGraphLaunch(g.exec, g.stream);
+        if (check) cudaGetLastError();
+    }
     replays += times;
 }
 
@@ -186,12 +211,12 @@ static int finish(const char *name, int *cells) {
     long expected = replays * NODES;
     int ok = sync == cudaSuccess && copy == cudaSuccess;
     for (int i = 0; i < 32 && ok; i++) ok = host[i] == expected;
-    printf("{\"case\": \"%s\", \"domains\": \"%s\", \"taker\": \"%s\", \"ok\": %s, \"sync\": \"%s\", "
+    printf("{\"case\": \"%s\", \"domains\": \"%s\", \"taker\": \"%s\", \"check\": %d, \"ok\": %s, \"sync\": \"%s\", "
            "\"cell0\": %d, \"expected\": %ld, \"kernel_records\": %ld, \"graph_kernel_records\": %ld, "
-           "\"finalized_in_runtime_exit\": %ld, \"finalized_in_driver_exit\": %ld}\n",
-           name, finalize_in_runtime ? (finalize_in_driver ? "both" : "runtime") : "driver",
-           app_takes_detach ? "app" : "self", ok ? "true" : "false", cudaGetErrorString(sync), host[0], expected,
-           kernel_records.load(), graph_records.load(), finalized_in_runtime.load(), finalized_in_driver.load());
+           "\"finalized_in_runtime_exit\": %ld, \"finalized_in_driver_exit\": %ld, \"withdrawn\": %ld}\n",
+           name, only_at_sites ? "sites" : finalize_in_runtime ? (finalize_in_driver ? "both" : "runtime") : "driver",
+           app_takes_detach ? "app" : "self", check, ok ? "true" : "false", cudaGetErrorString(sync), host[0], expected,
+           kernel_records.load(), graph_records.load(), finalized_in_runtime.load(), finalized_in_driver.load(), withdrawn);
     return ok ? 0 : 1;
 }
 
@@ -243,6 +268,8 @@ int main(int argc, char **argv) {
     const char *domains = getenv("PROBE_DOMAINS"), *taker = getenv("PROBE_TAKER");
     if (domains && !strcmp(domains, "runtime")) finalize_in_driver = 0;
     if (domains && !strcmp(domains, "driver")) finalize_in_runtime = 0;
+    if (domains && !strcmp(domains, "sites")) finalize_in_driver = 0, only_at_sites = 1;
+    check = getenv("PROBE_CHECK") && !strcmp(getenv("PROBE_CHECK"), "1");
     app_takes_detach = taker && !strcmp(taker, "app");
     if (argc >= 4 && !strcmp(argv[1], "cost")) return cost(atoi(argv[2]), atol(argv[3]));
     if (argc >= 3 && !strcmp(argv[1], "graph")) return graph_case(argv[2]);

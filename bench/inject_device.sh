@@ -45,17 +45,17 @@ if [ "$stage" = probe ] || [ "$stage" = all ]; then
   cupti_lib=$(dirname $(ls $(dirname $cupti_inc)/lib/libcupti.so* | head -1))
   nvcc -O2 -arch=sm_90 -o build/probe bench/cupti_detach_probe.cu -I$cupti_inc -L$cupti_lib -l:libcupti.so.13 -lcuda \
     -Xlinker -rpath=$cupti_lib || exit 1
-  ./build/probe cost 12 20000 | tee "$OUT/probe_cost.json"
-  for domains in runtime driver; do for taker in self app; do
+  [ -n "${PROBE_SKIP_COST:-}" ] || ./build/probe cost 12 20000 | tee "$OUT/probe_cost.json"
+  for domains in ${PROBE_DOMAINS_LIST:-runtime driver sites}; do for taker in self app; do for check in ${PROBE_CHECKS:-0 1}; do
     for case in captured-before-any-window captured-in-window-stay-attached captured-in-window-then-detach \
         captured-in-window-detach-reattach captured-detached-after-a-window detached-during-capture \
         replays-in-flight-at-detach; do
-      said=$(PROBE_DOMAINS=$domains PROBE_TAKER=$taker timeout 60 ./build/probe graph $case 2>&1); rc=$?
+      said=$(PROBE_DOMAINS=$domains PROBE_TAKER=$taker PROBE_CHECK=$check timeout 60 ./build/probe graph $case 2>&1); rc=$?
       line=$(echo "$said" | grep '^{' | tail -1)
-      [ -n "$line" ] || line="{\"case\": \"$case\", \"domains\": \"$domains\", \"taker\": \"$taker\", \"ok\": false}"
+      [ -n "$line" ] || line="{\"case\": \"$case\", \"domains\": \"$domains\", \"taker\": \"$taker\", \"check\": $check, \"ok\": false}"
       echo "$line" | sed "s/}\$/, \"rc\": $rc}/"
     done
-  done; done | tee "$OUT/probe_graphs.jsonl"
+  done; done; done | tee "$OUT/probe_graphs.jsonl"
 fi
 if [ "$stage" = cupti12 ] || [ "$stage" = all ]; then
   nvcc -O2 -o build/lt_mix bench/inject_lt_mix.cu -lcublasLt && \

@@ -398,22 +398,30 @@ static void CUPTIAPI buffer_completed(CUcontext context, uint32_t stream, uint8_
  * CUPTI left attached after a window (activity disabled, subscriber gone) still slows every launch
  * (by 10-20 %: bench/results/inject_h200.md; torch.profiler's teardown exists for the same reason),
  * so a closed window detaches it: it enables runtime-API callbacks on its subscriber, and the next
- * CUDA runtime call to return in the application calls cuptiFinalize at its exit, the call site of
- * NVIDIA's cupti_finalize sample and of Kineto's teardown. Only a runtime call's exit: a driver
- * call's exit may be nested inside a runtime call still in progress. The window thread waits at most
- * DETACH_WAIT_NS for that; in a process that makes no runtime call meanwhile it takes the request
- * back and unsubscribes instead (CUPTI stays attached until the next window tries again), so no
- * request outlives its window by more than that and a CUPTI client starting later (Nsight,
- * torch.profiler) is never finalized under. CUPTI attaches again when the next window subscribes.
+ * CUDA runtime call in BW_DETACH_SITES to return in the application calls cuptiFinalize at its exit
+ * (the call site of NVIDIA's cupti_finalize sample and of Kineto's teardown is any API exit, but at
+ * the exit of a launch it breaks the launched work: inject.h). Never a driver call's exit: it may be
+ * nested inside a runtime call still in progress. The window thread waits at most DETACH_WAIT_NS
+ * for that (serving loops synchronize every step); in a process that makes no such call meanwhile it
+ * takes the request back and unsubscribes instead (CUPTI stays attached until the next window tries
+ * again), so no request outlives its window by more than that and a CUPTI client starting later
+ * (Nsight, torch.profiler) is never finalized under. CUPTI attaches again when the next window subscribes.
  * BLACKWELL_DISPATCH_DETACH=0 keeps CUPTI attached between windows. */
 enum { DETACH_NONE, DETACH_PENDING, DETACH_RUNNING };
-#define DETACH_WAIT_NS 20000000L
+#define DETACH_WAIT_NS 100000000L
 static atomic_int detach_state;
+static const CUpti_CallbackId detach_sites[] = BW_DETACH_SITES;
+
+static int is_detach_site(CUpti_CallbackDomain domain, CUpti_CallbackId id) {
+    if (domain != CUPTI_CB_DOMAIN_RUNTIME_API) return 0;
+    for (size_t i = 0; i < sizeof detach_sites / sizeof *detach_sites; i++)
+        if (detach_sites[i] == id) return 1;
+    return 0;
+}
 
 static void CUPTIAPI detach_callback(void *data, CUpti_CallbackDomain domain, CUpti_CallbackId id, const void *info) {
-    (void)data, (void)id;
-    if (domain != CUPTI_CB_DOMAIN_RUNTIME_API || ((const CUpti_CallbackData *)info)->callbackSite != CUPTI_API_EXIT)
-        return;
+    (void)data;
+    if (!is_detach_site(domain, id) || ((const CUpti_CallbackData *)info)->callbackSite != CUPTI_API_EXIT) return;
     int expected = DETACH_PENDING;
     if (!atomic_compare_exchange_strong(&detach_state, &expected, DETACH_RUNNING)) return;
     api.finalize();
@@ -421,7 +429,7 @@ static void CUPTIAPI detach_callback(void *data, CUpti_CallbackDomain domain, CU
     atomic_store(&detach_state, DETACH_NONE);
 }
 
-/* Ends a window's subscription: detached by the application's next runtime call, else unsubscribed. */
+/* Ends a window's subscription: detached at the application's next detach site, else unsubscribed. */
 static void release_subscriber(CUpti_SubscriberHandle subscriber) {
     if (config.detach && api.finalize && api.enable_domain) {
         atomic_store(&detach_state, DETACH_PENDING); /* before any callback can fire */

@@ -22,6 +22,21 @@
 #define BW_OFFSET_NAME 104
 #define BW_KIND_CONCURRENT_KERNEL 10
 
+/* The CUDA runtime calls at whose exit CUPTI may be finalized (inject.c detaches there after a
+ * window): calls that enqueue no GPU work. Finalizing at the exit of a launch (cudaGraphLaunch, a
+ * kernel launch, also one being captured into a graph) broke the launched work with "unspecified
+ * launch failure" on an H200 (bench/results/inject_h200.md); these sites did not. Needs cupti.h. */
+#define BW_DETACH_SITES                                                                                        \
+    {CUPTI_RUNTIME_TRACE_CBID_cudaGetLastError_v3020,        CUPTI_RUNTIME_TRACE_CBID_cudaPeekAtLastError_v3020,     \
+     CUPTI_RUNTIME_TRACE_CBID_cudaSetDevice_v3020,           CUPTI_RUNTIME_TRACE_CBID_cudaGetDevice_v3020,           \
+     CUPTI_RUNTIME_TRACE_CBID_cudaMemGetInfo_v3020,          CUPTI_RUNTIME_TRACE_CBID_cudaThreadSynchronize_v3020,   \
+     CUPTI_RUNTIME_TRACE_CBID_cudaStreamSynchronize_v3020,   CUPTI_RUNTIME_TRACE_CBID_cudaStreamQuery_v3020,         \
+     CUPTI_RUNTIME_TRACE_CBID_cudaEventSynchronize_v3020,    CUPTI_RUNTIME_TRACE_CBID_cudaEventQuery_v3020,          \
+     CUPTI_RUNTIME_TRACE_CBID_cudaEventElapsedTime_v3020,    CUPTI_RUNTIME_TRACE_CBID_cudaPointerGetAttributes_v4000, \
+     CUPTI_RUNTIME_TRACE_CBID_cudaDeviceSynchronize_v3020,   CUPTI_RUNTIME_TRACE_CBID_cudaDeviceGetAttribute_v5000,  \
+     CUPTI_RUNTIME_TRACE_CBID_cudaStreamSynchronize_ptsz_v7000, CUPTI_RUNTIME_TRACE_CBID_cudaStreamQuery_ptsz_v7000, \
+     CUPTI_RUNTIME_TRACE_CBID_cudaStreamIsCapturing_v10000,  CUPTI_RUNTIME_TRACE_CBID_cudaStreamIsCapturing_ptsz_v10000}
+
 typedef struct bw_entry {
     char *raw;           /* the name as CUPTI reported it (hash key) */
     char *demangled;     /* what the state file shows */

@@ -67,16 +67,17 @@ int cuptiFinalize(void) {
 
 int fake_finalize_count(void) { return finalized; }
 
-/* One API call in the host: CUPTI calls the subscriber at its entry and exit. */
-static void api_call(int domain) {
+/* One API call in the host (its callback id: cupti_driver_cbid.h / cupti_runtime_cbid.h): CUPTI calls
+ * the subscriber at its entry and exit. */
+static void api_call(int domain, unsigned id) {
     for (int site = API_ENTER; site <= API_EXIT; site++) {
         callback_data data = {site};
-        if (subscribed && domains & 1 << domain && on_callback) on_callback(callback_userdata, domain, 1, &data);
+        if (subscribed && domains & 1 << domain && on_callback) on_callback(callback_userdata, domain, id, &data);
     }
 }
 
-void fake_driver_call(void) { api_call(DRIVER_API_DOMAIN); }
-void fake_runtime_call(void) { api_call(RUNTIME_API_DOMAIN); }
+void fake_driver_call(unsigned id) { api_call(DRIVER_API_DOMAIN, id); }
+void fake_runtime_call(unsigned id) { api_call(RUNTIME_API_DOMAIN, id); }
 
 int cuptiActivityRegisterCallbacks(requested_fn requested, completed_fn completed) {
     if (!requested || !completed) return 1;

@@ -168,17 +168,23 @@ def test_another_cupti_subscriber_skips_windows_and_says_why(tmp_path: Path, fak
 
 CUDA_CALLS = """
     cuda = ctypes.CDLL(os.environ["BLACKWELL_DISPATCH_CUPTI"])  # the same libcupti the library opened
-    deadline = time.monotonic() + float(os.environ.get("HOST_SECONDS", "1.0"))
+    calls = [(getattr(cuda, name), int(cbid)) for name, cbid in
+             (call.split(":") for call in os.environ["HOST_CALLS"].split())]
+    deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline:
-        getattr(cuda, os.environ["HOST_CALL"])()
+        for call, cbid in calls:
+            call(cbid)
         time.sleep(0.001)
     print(cuda.fake_finalize_count())
 """
+# Callback ids (cupti_runtime_cbid.h, cupti_driver_cbid.h): the calls a decode step makes.
+CUDA_GET_LAST_ERROR, CUDA_LAUNCH_KERNEL, CUDA_GRAPH_LAUNCH, CU_CTX_SYNCHRONIZE = (
+    "fake_runtime_call:10", "fake_runtime_call:211", "fake_runtime_call:311", "fake_driver_call:17")
 
 
-def test_cupti_detaches_after_each_window_at_the_next_runtime_call_and_attaches_again(tmp_path: Path,
-                                                                                        fake_cupti: Path) -> None:
-    process, state_dir = run_host(tmp_path, CUDA_CALLS, HOST_CALL="fake_runtime_call",
+def test_cupti_detaches_after_each_window_at_a_runtime_call_that_launches_nothing_and_attaches_again(
+        tmp_path: Path, fake_cupti: Path) -> None:
+    process, state_dir = run_host(tmp_path, CUDA_CALLS, HOST_CALLS=f"{CUDA_LAUNCH_KERNEL} {CUDA_GET_LAST_ERROR}",
                                   BLACKWELL_DISPATCH_CUPTI=str(fake_cupti), FAKE_CUPTI_NAMES=names_file(tmp_path, [b"gemm"]),
                                   BLACKWELL_DISPATCH_PERIOD="0.1", BLACKWELL_DISPATCH_DUTY_CYCLE="0.3")
     assert process.returncode == 0, process.stderr
@@ -189,10 +195,11 @@ def test_cupti_detaches_after_each_window_at_the_next_runtime_call_and_attaches_
     assert name_counts(state["gpus"]["0"]) == {"gemm": [windows, 100 * windows]}  # each window attached afresh
 
 
-def test_a_driver_call_never_detaches_and_without_a_runtime_call_cupti_stays_attached(tmp_path: Path,
-                                                                                        fake_cupti: Path) -> None:
-    """A driver call's exit may be nested inside a runtime call still running: never finalized there."""
-    process, state_dir = run_host(tmp_path, CUDA_CALLS, HOST_CALL="fake_driver_call",
+def test_never_detached_at_a_launch_nor_a_driver_call_and_then_cupti_stays_attached(tmp_path: Path,
+                                                                                      fake_cupti: Path) -> None:
+    """Finalizing at a launch's exit breaks the launched work; a driver call may be nested in a runtime call."""
+    process, state_dir = run_host(tmp_path, CUDA_CALLS,
+                                  HOST_CALLS=f"{CUDA_LAUNCH_KERNEL} {CUDA_GRAPH_LAUNCH} {CU_CTX_SYNCHRONIZE}",
                                   BLACKWELL_DISPATCH_CUPTI=str(fake_cupti), FAKE_CUPTI_NAMES=names_file(tmp_path, [b"gemm"]),
                                   BLACKWELL_DISPATCH_PERIOD="0.1", BLACKWELL_DISPATCH_DUTY_CYCLE="0.3")
     assert process.returncode == 0, process.stderr
@@ -203,7 +210,7 @@ def test_a_driver_call_never_detaches_and_without_a_runtime_call_cupti_stays_att
 
 
 def test_detach_0_keeps_cupti_attached_between_windows(tmp_path: Path, fake_cupti: Path) -> None:
-    process, state_dir = run_host(tmp_path, CUDA_CALLS, HOST_CALL="fake_runtime_call", BLACKWELL_DISPATCH_DETACH="0",
+    process, state_dir = run_host(tmp_path, CUDA_CALLS, HOST_CALLS=CUDA_GET_LAST_ERROR, BLACKWELL_DISPATCH_DETACH="0",
                                   BLACKWELL_DISPATCH_CUPTI=str(fake_cupti), FAKE_CUPTI_NAMES=names_file(tmp_path, [b"gemm"]),
                                   BLACKWELL_DISPATCH_PERIOD="0.1", BLACKWELL_DISPATCH_DUTY_CYCLE="0.3")
     assert process.returncode == 0, process.stderr
