@@ -11,7 +11,8 @@
 // call's exit can be nested inside a runtime call; sites: the library's BW_DETACH_SITES only);
 // PROBE_TAKER=self|app: the detach is taken by a cudaGetDevice right after the window, or by
 // whatever call the application makes next; PROBE_CHECK=1: the application calls
-// cudaGetLastError after each launch, as frameworks do.
+// cudaGetLastError after each launch, as frameworks do; PROBE_DISABLE=site: the kernel activity
+// is disabled in the callback that finalizes (native/inject.c's sequence), not when the window ends.
 //
 // A window is what native/inject.c does: subscribe, register buffers, enable CONCURRENT_KERNEL;
 // closing disables, flushes and unsubscribes. Detaching follows NVIDIA's cupti_finalize sample:
@@ -35,7 +36,8 @@ static std::atomic<long> kernel_records{0};
 static std::atomic<long> graph_records{0};
 static std::atomic<int> finalize_requested{0};
 static CUpti_SubscriberHandle subscriber = nullptr;
-static int finalize_in_runtime = 1, finalize_in_driver = 1, only_at_sites = 0, app_takes_detach = 0, check = 0;
+static int finalize_in_runtime = 1, finalize_in_driver = 1, only_at_sites = 0, app_takes_detach = 0, check = 0,
+           disable_at_site = 0;
 static const CUpti_CallbackId sites[] = BW_DETACH_SITES;
 
 static int is_site(CUpti_CallbackId id) {
@@ -83,6 +85,7 @@ static void CUPTIAPI on_api(void *, CUpti_CallbackDomain domain, CUpti_CallbackI
     if (((const CUpti_CallbackData *)info)->callbackSite != CUPTI_API_EXIT) return;
     int expected = 1;
     if (!finalize_requested.compare_exchange_strong(expected, 2)) return;
+    if (disable_at_site) cuptiActivityDisable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL);
     cuptiUnsubscribe(subscriber);
     cuptiFinalize();
     (runtime ? finalized_in_runtime : finalized_in_driver)++;
@@ -96,6 +99,10 @@ static void open_window() {
     if (finalize_requested.compare_exchange_strong(expected, 0)) {
         cuptiEnableDomain(0, subscriber, CUPTI_CB_DOMAIN_RUNTIME_API);
         cuptiEnableDomain(0, subscriber, CUPTI_CB_DOMAIN_DRIVER_API);
+        if (disable_at_site) {  // still enabled: the window ends as the library's withdrawn detach ends it
+            cuptiActivityDisable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL);
+            cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+        }
         cuptiUnsubscribe(subscriber);
         withdrawn++;
     }
@@ -111,8 +118,10 @@ static void close_window() {  // the shipped library: CUPTI stays attached
 }
 
 static void close_and_detach() {  // disable, flush, then cuptiFinalize at the next API exit
-    cuptiActivityDisable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL);
-    cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+    if (!disable_at_site) {
+        cuptiActivityDisable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL);
+        cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+    }
     cuptiEnableDomain(1, subscriber, CUPTI_CB_DOMAIN_RUNTIME_API);
     cuptiEnableDomain(1, subscriber, CUPTI_CB_DOMAIN_DRIVER_API);
     finalize_requested = 1;
@@ -211,11 +220,12 @@ static int finish(const char *name, int *cells) {
     long expected = replays * NODES;
     int ok = sync == cudaSuccess && copy == cudaSuccess;
     for (int i = 0; i < 32 && ok; i++) ok = host[i] == expected;
-    printf("{\"case\": \"%s\", \"domains\": \"%s\", \"taker\": \"%s\", \"check\": %d, \"ok\": %s, \"sync\": \"%s\", "
+    printf("{\"case\": \"%s\", \"domains\": \"%s\", \"taker\": \"%s\", \"check\": %d, \"disable_at_site\": %d, "
+           "\"ok\": %s, \"sync\": \"%s\", "
            "\"cell0\": %d, \"expected\": %ld, \"kernel_records\": %ld, \"graph_kernel_records\": %ld, "
            "\"finalized_in_runtime_exit\": %ld, \"finalized_in_driver_exit\": %ld, \"withdrawn\": %ld}\n",
            name, only_at_sites ? "sites" : finalize_in_runtime ? (finalize_in_driver ? "both" : "runtime") : "driver",
-           app_takes_detach ? "app" : "self", check, ok ? "true" : "false", cudaGetErrorString(sync), host[0], expected,
+           app_takes_detach ? "app" : "self", check, disable_at_site, ok ? "true" : "false", cudaGetErrorString(sync), host[0], expected,
            kernel_records.load(), graph_records.load(), finalized_in_runtime.load(), finalized_in_driver.load(), withdrawn);
     return ok ? 0 : 1;
 }
@@ -270,6 +280,7 @@ int main(int argc, char **argv) {
     if (domains && !strcmp(domains, "driver")) finalize_in_runtime = 0;
     if (domains && !strcmp(domains, "sites")) finalize_in_driver = 0, only_at_sites = 1;
     check = getenv("PROBE_CHECK") && !strcmp(getenv("PROBE_CHECK"), "1");
+    disable_at_site = getenv("PROBE_DISABLE") && !strcmp(getenv("PROBE_DISABLE"), "site");
     app_takes_detach = taker && !strcmp(taker, "app");
     if (argc >= 4 && !strcmp(argv[1], "cost")) return cost(atoi(argv[2]), atol(argv[3]));
     if (argc >= 3 && !strcmp(argv[1], "graph")) return graph_case(argv[2]);

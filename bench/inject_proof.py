@@ -45,7 +45,7 @@ def classify_state(state: dict, table: KernelClassifier) -> dict:
     return {"gemm_launches": launches, "fp8_share": launches["fp8"] / gemm if gemm else None,
             "unrecognized": unknown, **{k: state.get(k) for k in (
                 "process", "pid", "status", "reason", "detail", "windows", "windows_skipped",
-                "sampled_seconds", "records", "dropped_records", "incomplete_records")}}
+                "sampled_seconds", "records", "dropped_records", "incomplete_records", "detaches")}}
 
 
 def shares(directory: Path) -> dict:

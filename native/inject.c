@@ -51,7 +51,7 @@ typedef struct cupti_api {
     CUptiResult (*dropped)(CUcontext, uint32_t, size_t *);
     CUptiResult (*result_string)(CUptiResult, const char **);
     /* Optional (NULL when absent): detaching between windows, as NVIDIA's cupti_finalize sample does. */
-    CUptiResult (*enable_domain)(uint32_t, CUpti_SubscriberHandle, CUpti_CallbackDomain);
+    CUptiResult (*enable_callback)(uint32_t, CUpti_SubscriberHandle, CUpti_CallbackDomain, CUpti_CallbackId);
     CUptiResult (*finalize)(void);
 } cupti_api;
 
@@ -71,7 +71,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake;
 static pthread_t sampler_thread;
 static pid_t owner_pid;
-static atomic_int initialized, thread_started, stopping, finished, window_open, outstanding_buffers;
+static atomic_int initialized, thread_started, stopping, finished, outstanding_buffers;
 static atomic_ullong detaches; /* cuptiFinalize calls made by detach_callback */
 static int write_failing;
 
@@ -281,7 +281,7 @@ static int bind_cupti(void *handle) {
     BIND(dropped, "cuptiActivityGetNumDroppedRecords");
     BIND(result_string, "cuptiGetResultString");
 #undef BIND
-    *(void **)&api.enable_domain = dlsym(handle, "cuptiEnableDomain");
+    *(void **)&api.enable_callback = dlsym(handle, "cuptiEnableCallback");
     *(void **)&api.finalize = dlsym(handle, "cuptiFinalize");
     return 1;
 }
@@ -394,61 +394,73 @@ static void CUPTIAPI buffer_completed(CUcontext context, uint32_t stream, uint8_
     if (buffer) atomic_fetch_sub(&outstanding_buffers, 1);
 }
 
-/* ---- detaching between windows --------------------------------------------------------------
+/* ---- detaching at a window's end ------------------------------------------------------------
  * CUPTI left attached after a window (activity disabled, subscriber gone) still slows every launch
- * (by 10-20 %: bench/results/inject_h200.md; torch.profiler's teardown exists for the same reason),
- * so a closed window detaches it: it enables runtime-API callbacks on its subscriber, and the next
- * CUDA runtime call in BW_DETACH_SITES to return in the application calls cuptiFinalize at its exit
- * (the call site of NVIDIA's cupti_finalize sample and of Kineto's teardown is any API exit, but at
- * the exit of a launch it breaks the launched work: inject.h). Never a driver call's exit: it may be
- * nested inside a runtime call still in progress. The window thread waits at most DETACH_WAIT_NS
- * for that (serving loops synchronize every step); in a process that makes no such call meanwhile it
- * takes the request back and unsubscribes instead (CUPTI stays attached until the next window tries
- * again), so no request outlives its window by more than that and a CUPTI client starting later
- * (Nsight, torch.profiler) is never finalized under. CUPTI attaches again when the next window subscribes.
- * BLACKWELL_DISPATCH_DETACH=0 keeps CUPTI attached between windows. */
+ * (4.0 -> 5.0 us per launch on an H200: bench/results/inject_h200.md; torch.profiler tears CUPTI
+ * down after a session for the same reason), so a window ends by detaching it: the window thread
+ * asks, and the next CUDA runtime call in BW_DETACH_SITES to return in the application disables the
+ * kernel activity, and calls cuptiFinalize, at that call's exit (the call site of NVIDIA's
+ * cupti_finalize sample and Kineto's teardown). Both happen there, with no launch between them:
+ * work launched or captured into a graph after the activity was disabled but before CUPTI was
+ * finalized failed with "unspecified launch failure" on the H200, and so did a finalize at a
+ * launch's exit (inject.h); a driver call's exit may be nested inside a runtime call still running.
+ * The window thread waits at most DETACH_WAIT_NS for such a call (serving loops synchronize every
+ * step); in a process that makes none it takes the request back and ends the window as
+ * BLACKWELL_DISPATCH_DETACH=0 always does: activity disabled, CUPTI left attached. So no request
+ * outlives its window by more than that, and a CUPTI client starting later (Nsight,
+ * torch.profiler) is never finalized under. The next window's cuptiSubscribe attaches CUPTI again. */
 enum { DETACH_NONE, DETACH_PENDING, DETACH_RUNNING };
 #define DETACH_WAIT_NS 100000000L
 static atomic_int detach_state;
 static const CUpti_CallbackId detach_sites[] = BW_DETACH_SITES;
-
-static int is_detach_site(CUpti_CallbackDomain domain, CUpti_CallbackId id) {
-    if (domain != CUPTI_CB_DOMAIN_RUNTIME_API) return 0;
-    for (size_t i = 0; i < sizeof detach_sites / sizeof *detach_sites; i++)
-        if (detach_sites[i] == id) return 1;
-    return 0;
-}
+#define DETACH_SITE_COUNT (sizeof detach_sites / sizeof *detach_sites)
+static double detached_at; /* set by the application thread that detached (0: none did), read after DETACH_NONE */
+static size_t detach_dropped;
 
 static void CUPTIAPI detach_callback(void *data, CUpti_CallbackDomain domain, CUpti_CallbackId id, const void *info) {
-    (void)data;
-    if (!is_detach_site(domain, id) || ((const CUpti_CallbackData *)info)->callbackSite != CUPTI_API_EXIT) return;
+    (void)data, (void)id; /* only the sites' callbacks are enabled, and only while a detach is asked for */
+    if (domain != CUPTI_CB_DOMAIN_RUNTIME_API || ((const CUpti_CallbackData *)info)->callbackSite != CUPTI_API_EXIT)
+        return;
     int expected = DETACH_PENDING;
     if (!atomic_compare_exchange_strong(&detach_state, &expected, DETACH_RUNNING)) return;
-    api.finalize();
+    api.disable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL);
+    detached_at = clock_seconds(CLOCK_MONOTONIC);
+    if (api.dropped(NULL, 0, &detach_dropped) != CUPTI_SUCCESS) detach_dropped = 0;
+    api.finalize(); /* flushes the window's records through buffer_completed, on this thread */
     atomic_fetch_add(&detaches, 1);
     atomic_store(&detach_state, DETACH_NONE);
 }
 
-/* Ends a window's subscription: detached at the application's next detach site, else unsubscribed. */
-static void release_subscriber(CUpti_SubscriberHandle subscriber) {
-    if (config.detach && api.finalize && api.enable_domain) {
-        atomic_store(&detach_state, DETACH_PENDING); /* before any callback can fire */
-        if (api.enable_domain(1, subscriber, CUPTI_CB_DOMAIN_RUNTIME_API) == CUPTI_SUCCESS) {
-            for (long waited = 0; waited < DETACH_WAIT_NS && atomic_load(&detach_state) != DETACH_NONE;
-                 waited += 1000000) {
-                struct timespec pause = {0, 1000000};
-                nanosleep(&pause, NULL);
-            }
-        }
-        int expected = DETACH_PENDING;
-        if (!atomic_compare_exchange_strong(&detach_state, &expected, DETACH_NONE)) {
-            for (int i = 0; i < 100000 && atomic_load(&detach_state) != DETACH_NONE; i++)
-                sched_yield(); /* a cuptiFinalize in progress in an application thread */
-            return;
-        }
-        api.enable_domain(0, subscriber, CUPTI_CB_DOMAIN_RUNTIME_API);
+static void enable_sites(CUpti_SubscriberHandle subscriber, uint32_t enable) {
+    for (size_t i = 0; i < DETACH_SITE_COUNT; i++)
+        api.enable_callback(enable, subscriber, CUPTI_CB_DOMAIN_RUNTIME_API, detach_sites[i]);
+}
+
+/* Ends the window by detaching at the application's next detach site: 1 when it did (the window's
+ * records are in, *ended and *dropped set), 0 when the request was taken back (still attached,
+ * activity still enabled). */
+static int detach_at_next_site(CUpti_SubscriberHandle subscriber, double *ended, size_t *dropped) {
+    if (!config.detach || !api.finalize || !api.enable_callback) return 0;
+    detached_at = 0;
+    atomic_store(&detach_state, DETACH_PENDING); /* before any callback can fire */
+    enable_sites(subscriber, 1);
+    for (long waited = 0; waited < DETACH_WAIT_NS && atomic_load(&detach_state) != DETACH_NONE; waited += 1000000) {
+        struct timespec pause = {0, 1000000};
+        nanosleep(&pause, NULL);
     }
-    api.unsubscribe(subscriber);
+    int expected = DETACH_PENDING;
+    if (atomic_compare_exchange_strong(&detach_state, &expected, DETACH_NONE)) {
+        enable_sites(subscriber, 0);
+        return 0;
+    }
+    while (atomic_load(&detach_state) != DETACH_NONE) sched_yield(); /* a detach running in an application thread */
+    if (detached_at == 0) { /* taken back by the process's exit */
+        enable_sites(subscriber, 0);
+        return 0;
+    }
+    *ended = detached_at;
+    *dropped = detach_dropped;
+    return 1;
 }
 
 /* ---- windows -------------------------------------------------------------------------------- */
@@ -508,26 +520,28 @@ static int open_window(CUpti_SubscriberHandle *subscriber) {
         window_refused(call, result);
         return 0;
     }
-    atomic_store(&window_open, 1);
     return 1;
 }
 
-static void close_window(CUpti_SubscriberHandle subscriber, double began, int settle) {
-    api.disable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL);
-    atomic_store(&window_open, 0);
-    double open = clock_seconds(CLOCK_MONOTONIC) - began;
-    if (settle) { /* kernels launched at the end of the window finish a little later */
-        struct timespec pause = {0, SETTLE_NS};
-        nanosleep(&pause, NULL);
-    }
-    api.flush_all(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+static void close_window(CUpti_SubscriberHandle subscriber, double began, int stopping_now) {
+    double ended = 0;
     size_t dropped = 0;
-    if (api.dropped(NULL, 0, &dropped) != CUPTI_SUCCESS) dropped = 0;
-    release_subscriber(subscriber);
+    int detached = !stopping_now && detach_at_next_site(subscriber, &ended, &dropped);
+    if (!detached) {
+        api.disable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL);
+        ended = clock_seconds(CLOCK_MONOTONIC);
+        if (!stopping_now) { /* kernels launched at the end of the window finish a little later */
+            struct timespec pause = {0, SETTLE_NS};
+            nanosleep(&pause, NULL);
+        }
+        api.flush_all(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+        if (api.dropped(NULL, 0, &dropped) != CUPTI_SUCCESS) dropped = 0;
+        api.unsubscribe(subscriber);
+    }
     pthread_mutex_lock(&lock);
     int resumed = strcmp(stats.status, "sampling") != 0;
     stats.windows++;
-    stats.sampled_seconds += open;
+    stats.sampled_seconds += ended - began;
     stats.dropped_records += dropped;
     set_status("sampling", "", "");
     pthread_mutex_unlock(&lock);
@@ -554,7 +568,7 @@ static void *sampler_main(void *unused) {
             if (open_window(&subscriber)) {
                 double began = clock_seconds(CLOCK_MONOTONIC);
                 int stop = wait_or_stop(window);
-                close_window(subscriber, began, !stop);
+                close_window(subscriber, began, stop);
                 if (stop) {
                     log_line("process exiting during a window: window closed and its records flushed");
                     break;

@@ -31,7 +31,9 @@ static requested_fn on_requested;
 static completed_fn on_completed;
 static callback_fn on_callback;
 static void *callback_userdata;
-static int subscribed, domains, enabled, window_had_kernels, finalized;
+enum { MAX_CALLBACK_ID = 1024 };
+static unsigned char callbacks[7][MAX_CALLBACK_ID]; /* [domain][callback id]: enabled for the subscriber */
+static int subscribed, enabled, window_had_kernels, finalized;
 static size_t dropped;
 
 int cuptiSubscribe(void **subscriber, void *callback, void *data) {
@@ -46,19 +48,25 @@ int cuptiSubscribe(void **subscriber, void *callback, void *data) {
 
 int cuptiUnsubscribe(void *subscriber) {
     if (subscriber != &subscribed || !subscribed) return 1;
-    subscribed = domains = 0;
+    subscribed = 0;
+    memset(callbacks, 0, sizeof callbacks);
     return 0;
 }
 
-int cuptiEnableDomain(uint32_t enable, void *subscriber, int domain) {
+int cuptiEnableCallback(uint32_t enable, void *subscriber, int domain, unsigned id) {
     if (subscriber != &subscribed || !subscribed) return 1;
-    if (domain < 1 || domain > 6) return 1; /* CUPTI_ERROR_INVALID_PARAMETER */
-    domains = enable ? domains | 1 << domain : domains & ~(1 << domain);
+    if (domain < 1 || domain > 6 || id >= MAX_CALLBACK_ID) return 1; /* CUPTI_ERROR_INVALID_PARAMETER */
+    callbacks[domain][id] = enable != 0;
     return 0;
 }
 
+int cuptiActivityFlushAll(uint32_t flag);
+
+/* As CUPTI's: the client's buffers are flushed to it, then every subscription and activity ends. */
 int cuptiFinalize(void) {
-    subscribed = domains = enabled = 0;
+    cuptiActivityFlushAll(0);
+    subscribed = enabled = 0;
+    memset(callbacks, 0, sizeof callbacks);
     on_requested = NULL;
     on_completed = NULL;
     finalized++;
@@ -67,12 +75,19 @@ int cuptiFinalize(void) {
 
 int fake_finalize_count(void) { return finalized; }
 
+/* Launches (cudaLaunchKernel, cudaGraphLaunch) the host made while subscribed with the kernel activity
+ * disabled: the state in which a later cuptiFinalize broke launched work on a real GPU. */
+static int launches_disabled;
+int fake_launches_while_disabled(void) { return launches_disabled; }
+
 /* One API call in the host (its callback id: cupti_driver_cbid.h / cupti_runtime_cbid.h): CUPTI calls
  * the subscriber at its entry and exit. */
 static void api_call(int domain, unsigned id) {
+    if (domain == RUNTIME_API_DOMAIN && (id == 211 || id == 311) && subscribed && !enabled) launches_disabled++;
     for (int site = API_ENTER; site <= API_EXIT; site++) {
         callback_data data = {site};
-        if (subscribed && domains & 1 << domain && on_callback) on_callback(callback_userdata, domain, id, &data);
+        if (subscribed && id < MAX_CALLBACK_ID && callbacks[domain][id] && on_callback)
+            on_callback(callback_userdata, domain, id, &data);
     }
 }
 
