@@ -85,7 +85,10 @@ static void CUPTIAPI on_api(void *, CUpti_CallbackDomain domain, CUpti_CallbackI
     if (((const CUpti_CallbackData *)info)->callbackSite != CUPTI_API_EXIT) return;
     int expected = 1;
     if (!finalize_requested.compare_exchange_strong(expected, 2)) return;
-    if (disable_at_site) cuptiActivityDisable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL);
+    if (disable_at_site) {
+        cuptiActivityDisable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL);
+        cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+    }
     cuptiUnsubscribe(subscriber);
     cuptiFinalize();
     (runtime ? finalized_in_runtime : finalized_in_driver)++;
@@ -121,6 +124,8 @@ static void close_and_detach() {  // disable, flush, then cuptiFinalize at the n
     if (!disable_at_site) {
         cuptiActivityDisable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL);
         cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+    } else {
+        cuptiActivityFlushAll(0);
     }
     cuptiEnableDomain(1, subscriber, CUPTI_CB_DOMAIN_RUNTIME_API);
     cuptiEnableDomain(1, subscriber, CUPTI_CB_DOMAIN_DRIVER_API);

@@ -399,7 +399,8 @@ static void CUPTIAPI buffer_completed(CUcontext context, uint32_t stream, uint8_
  * (4.0 -> 5.0 us per launch on an H200: bench/results/inject_h200.md; torch.profiler tears CUPTI
  * down after a session for the same reason), so a window ends by detaching it: the window thread
  * asks, and the next CUDA runtime call in BW_DETACH_SITES to return in the application disables the
- * kernel activity, and calls cuptiFinalize, at that call's exit (the call site of NVIDIA's
+ * kernel activity, flushes the last records and calls cuptiFinalize (which flushes nothing), at that
+ * call's exit (the call site of NVIDIA's
  * cupti_finalize sample and Kineto's teardown). Both happen there, with no launch between them:
  * work launched or captured into a graph after the activity was disabled but before CUPTI was
  * finalized failed with "unspecified launch failure" on the H200, and so did a finalize at a
@@ -425,8 +426,9 @@ static void CUPTIAPI detach_callback(void *data, CUpti_CallbackDomain domain, CU
     if (!atomic_compare_exchange_strong(&detach_state, &expected, DETACH_RUNNING)) return;
     api.disable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL);
     detached_at = clock_seconds(CLOCK_MONOTONIC);
+    api.flush_all(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED); /* the window's last records, through buffer_completed */
     if (api.dropped(NULL, 0, &detach_dropped) != CUPTI_SUCCESS) detach_dropped = 0;
-    api.finalize(); /* flushes the window's records through buffer_completed, on this thread */
+    api.finalize(); /* which flushes nothing itself */
     atomic_fetch_add(&detaches, 1);
     atomic_store(&detach_state, DETACH_NONE);
 }
@@ -442,6 +444,7 @@ static void enable_sites(CUpti_SubscriberHandle subscriber, uint32_t enable) {
 static int detach_at_next_site(CUpti_SubscriberHandle subscriber, double *ended, size_t *dropped) {
     if (!config.detach || !api.finalize || !api.enable_callback) return 0;
     detached_at = 0;
+    api.flush_all(0); /* the buffers complete so far, here, so that the application's thread flushes only the rest */
     atomic_store(&detach_state, DETACH_PENDING); /* before any callback can fire */
     enable_sites(subscriber, 1);
     for (long waited = 0; waited < DETACH_WAIT_NS && atomic_load(&detach_state) != DETACH_NONE; waited += 1000000) {

@@ -60,12 +60,9 @@ int cuptiEnableCallback(uint32_t enable, void *subscriber, int domain, unsigned 
     return 0;
 }
 
-int cuptiActivityFlushAll(uint32_t flag);
-
-/* As CUPTI's: the client's buffers are flushed to it, then every subscription and activity ends. */
+/* As CUPTI's: every subscription and activity ends; records not flushed before are lost. */
 int cuptiFinalize(void) {
-    cuptiActivityFlushAll(0);
-    subscribed = enabled = 0;
+    subscribed = enabled = window_had_kernels = 0;
     memset(callbacks, 0, sizeof callbacks);
     on_requested = NULL;
     on_completed = NULL;
