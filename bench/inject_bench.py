@@ -110,10 +110,15 @@ def main() -> None:
         first, _, last = option("--cpus", "").partition("-")
         cpus = set(range(int(first), int(last or first) + 1))
     runs: dict[str, list[dict]] = {name: [] for name in modes}
-    for _ in range(rounds):
+    for done in range(1, rounds + 1):
         for name, mode in modes.items():
             runs[name].append(run_mode(mode, library, seconds, delay, period, cpus))
             print(name, json.dumps(runs[name][-1]), flush=True)
+        write_report(out_dir, runs, done, seconds, delay, period, cpus)  # after each round: a cut-off run keeps its rounds
+
+
+def write_report(out_dir: Path, runs: dict[str, list[dict]], rounds: int, seconds: float, delay: float, period: float,
+                 cpus: set[int] | None) -> None:
     drift = statistics.median(r["ratio"] for r in runs["off"])
     report = {
         "workload": "bench/dispatch_bench.py Decode: 8 layers x (bf16 mm M=16, silu, mul, fp8 scaled_mm, add)",
