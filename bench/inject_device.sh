@@ -1,6 +1,6 @@
 #!/bin/sh
 # The injection library's GPU proof, as run on the H200 device machine (see bench/results/inject_h200.md).
-#   sh bench/inject_device.sh probe|proof|cupti12|bench|all OUT
+#   sh bench/inject_device.sh probe|proof|cupti12|bench|timeline|all OUT
 # Builds native/ with gcc against the CUPTI and CUDA headers of the pip wheels torch brought
 # (as setup.py does), then runs bench/inject_proof.py / bench/inject_bench.py under it.
 # probe: bench/cupti_detach_probe.cu (CUPTI's cost per launch in each state, CUDA graphs across
@@ -84,5 +84,8 @@ fi
 if [ "$stage" = bench ] || [ "$stage" = all ]; then
   python3 bench/inject_bench.py "$OUT" $LIB --rounds ${ROUNDS:-2} --seconds ${SECONDS_PER_BLOCK:-16} \
     --delay ${DELAY:-8} --period ${BENCH_PERIOD:-4} ${CPUS:+--cpus $CPUS} ${MODES:+--modes "$MODES"}
+fi
+if [ "$stage" = timeline ]; then
+  python3 bench/inject_timeline.py "$OUT" $LIB --seconds ${TIMELINE_SECONDS:-60} --period ${BENCH_PERIOD:-2}
 fi
 tar czf "$OUT/states.tar.gz" -C $S .

@@ -1,0 +1,124 @@
+"""The injection library's cost at a duty cycle, from one process's own timeline.
+
+On the lent GPU machine the launch-bound loop's speed jumps between two levels every few seconds
+(bench/results/inject_h200.md), in every process, instrumented or not, so comparing processes, or
+the time before sampling with the time after, cannot resolve a 2% cost. Here one process runs
+bench/dispatch_bench.py's eager decode loop for a minute while the library samples (windows every
+PERIOD seconds at random phase) and records steps in ~20 ms slices, plus when each window ended
+(the state file's ``windows`` count moves then). Slices near a window (its length before its end,
+plus 50 ms before and 150 ms after for attaching and detaching) are "window" slices, the rest
+"between" slices; both see the same speed jumps. The cost at the duty cycle is
+
+    1 - (mean speed over the whole run) / (mean speed in between slices)
+
+An uninstrumented process run through the same analysis, with windows drawn at the same cadence,
+gives the noise floor. "attached between windows" (BLACKWELL_DISPATCH_DETACH=0) is reported the
+same way, but its between slices are themselves slowed by CUPTI staying attached, which this design
+cannot see (bench/cupti_detach_probe.cu measures that per launch).
+
+    python3 bench/inject_timeline.py OUT_DIR LIBRARY [--seconds 60] [--period 2] [--duty 0.1]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CHILD = """
+import json, os, sys, time
+from pathlib import Path
+sys.path.insert(0, "bench")
+import torch
+from dispatch_bench import Decode, throughput
+seconds = float(sys.argv[1])
+state = Path(os.environ["BLACKWELL_DISPATCH_STATE_DIR"]) / "bench.json"
+work = Decode()
+throughput(work, 2.0)
+slices, stamp, windows = [], None, 0
+steps, end = 0, time.monotonic() + seconds
+torch.cuda.synchronize()
+while True:
+    for _ in range(5):
+        work.step()
+    steps += 5
+    now = time.monotonic()
+    try:
+        mtime = os.stat(state).st_mtime_ns
+        if mtime != stamp:
+            stamp, windows = mtime, json.loads(state.read_text()).get("windows", 0)
+    except (OSError, ValueError):
+        pass
+    if not slices or now - slices[-1][0] >= 0.02:
+        slices.append((now, steps, windows))
+    if now >= end:
+        break
+print(json.dumps(slices))
+"""
+
+MODES = {
+    "off": {},
+    "library (detaches after each window)": {"inject": True},
+    "library, attached between windows": {"inject": True, "BLACKWELL_DISPATCH_DETACH": "0"},
+}
+
+
+def window_ends(slices: list[list[float]], period: float, duty: float, drawn: bool) -> list[float]:
+    """When windows ended: where the state file's count moved, or (uninstrumented) drawn at the same cadence."""
+    if not drawn:
+        return [t for (t, _, w), (_, _, before) in zip(slices[1:], slices, strict=False) if w != before]
+    ends, at, rng = [], slices[0][0], random.Random(7)
+    while at < slices[-1][0]:
+        at += (period - duty * period) * (0.5 + rng.random()) + duty * period
+        ends.append(at)
+    return ends
+
+
+def analyse(slices: list[list[float]], ends: list[float], window: float) -> dict:
+    near = [(end - window - 0.05, end + 0.15) for end in ends]
+    spent = {"window": [0.0, 0], "between": [0.0, 0]}
+    for (t0, s0, _), (t1, s1, _) in zip(slices, slices[1:], strict=False):
+        kind = "window" if any(lo <= t1 and t0 <= hi for lo, hi in near) else "between"
+        spent[kind][0] += t1 - t0
+        spent[kind][1] += s1 - s0
+    between = spent["between"][1] / spent["between"][0]
+    window_speed = spent["window"][1] / spent["window"][0] if spent["window"][0] else between
+    overall = (spent["window"][1] + spent["between"][1]) / (spent["window"][0] + spent["between"][0])
+    return {"windows_seen": len(ends), "steps_per_second_between": between, "steps_per_second_near_windows": window_speed,
+            "share_of_time_near_windows": spent["window"][0] / (spent["window"][0] + spent["between"][0]),
+            "cost_near_windows": 1 - window_speed / between, "cost_at_duty": 1 - overall / between}
+
+
+def main() -> None:
+    out_dir, library = Path(sys.argv[1]), sys.argv[2]
+    option = {k: float(sys.argv[sys.argv.index(k) + 1]) for k in ("--seconds", "--period", "--duty") if k in sys.argv}
+    seconds, period, duty = option.get("--seconds", 60.0), option.get("--period", 2.0), option.get("--duty", 0.1)
+    report: dict = {"seconds": seconds, "period_seconds": period, "duty_cycle": duty, "modes": {}}
+    for name, mode in MODES.items():
+        state_dir = tempfile.mkdtemp(prefix="inject-timeline-")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("BLACKWELL_", "CUDA_INJECTION64"))}
+        env.update({"BLACKWELL_DISPATCH_STATE_DIR": state_dir, "BLACKWELL_DISPATCH_PROCESS": "bench",
+                    "BLACKWELL_DISPATCH_PERIOD": str(period), "BLACKWELL_DISPATCH_DUTY_CYCLE": str(duty)})
+        env.update({k: v for k, v in mode.items() if k.startswith("BLACKWELL_")})
+        if mode.get("inject"):
+            env["CUDA_INJECTION64_PATH"] = library
+        out = subprocess.run([sys.executable, "-c", CHILD, str(seconds)], env=env, capture_output=True, text=True,
+                             timeout=seconds + 120)
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr[-2000:])
+        slices = json.loads(out.stdout.strip().splitlines()[-1])
+        final = json.loads((Path(state_dir) / "bench.json").read_text()) if mode.get("inject") else {}
+        result = analyse(slices, window_ends(slices, period, duty, drawn=not mode.get("inject")), duty * period)
+        result.update({k: final.get(k) for k in ("windows", "detaches", "sampled_seconds")} if final else {})
+        report["modes"][name] = result
+        print(name, json.dumps(result), flush=True)
+        (out_dir / f"timeline_{len(report['modes'])}.json").write_text(json.dumps(slices))
+    (out_dir / "inject_timeline.json").write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
