@@ -1,5 +1,6 @@
 """Helpers the tests share: free ports, a fake clock, a scheduler run tick by tick, a test-only
-catalog source for fakes, and the real exporter started as a subprocess."""
+catalog source for fakes, the real exporter started as a subprocess, and a count of the examples a
+hypothesis test ran."""
 
 from __future__ import annotations
 
@@ -135,3 +136,16 @@ def assert_nothing_went_down(before: dict, after: dict) -> None:
     """Every counter value of ``before`` (key -> value) is still there in ``after``, and not lower."""
     decreased = {key: (before[key], after.get(key)) for key in before if after.get(key, -1) < before[key]}
     assert not decreased, f"series that went backwards or vanished: {decreased}"
+
+
+def counted(name: str, run: Callable[[Callable[[], None]], None]) -> int:
+    """Run a hypothesis test that calls ``tick()`` once per example; print and return the count."""
+    seen = [0]
+
+    def tick() -> None:
+        seen[0] += 1
+
+    run(tick)
+    print(f"{name}: {seen[0]} examples")
+    assert seen[0] >= 50, f"hypothesis ran only {seen[0]} examples"
+    return seen[0]

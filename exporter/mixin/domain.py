@@ -3,8 +3,9 @@
 On an NVL72 every GPU of the rack is an NVLink peer of the others and a tensor- or expert-parallel
 group spans trays, so the per-instance rules (a GPU against the GPUs of its own box) miss a tray
 that is slow as a whole, or a GPU whose shortfall only the rack's median shows. These rules join
-each GPU to its NVLink domain through ``blackwell_gpu_fabric_info`` (cluster UUID and clique id,
-shared by the domain's GPUs: REFERENCE.md section 12) and compare trays and GPUs within it.
+each GPU to its NVLink domain through ``blackwell_gpu_fabric_info`` (cluster UUID and clique id from
+NVML's ``nvmlDeviceGetGpuFabricInfoV``, the same for every GPU of one NVLink domain) and compare trays
+and GPUs within it.
 Levels: ``domain`` keeps ``job, cluster_uuid, clique_id``; ``domain_instance`` adds the tray's
 ``instance``; ``domain_instance_gpu`` adds ``gpu``.
 

@@ -99,8 +99,9 @@ def _gpu(config: MixinConfig) -> Group:
         Recording(record="instance:blackwell_gpu_utilization_ratio:avg5m", expr=f"avg by (job, instance) ({GPU_UTIL})"),
         Recording(record=INSTANCE_POWER, expr="avg by (job, instance) (avg_over_time(blackwell_gpu_power_watts[5m]))"),
         *(Recording(record=NVLINK_ERRORS, expr=expr, labels={"counter": name}) for name, expr in nvlink),
-        # HBM reads are not counted directly: DRAM bandwidth utilization x peak approximates
-        # reads + writes (REFERENCE.md section 1), so the share is a lower bound of the truth.
+        # HBM reads are not counted directly: DRAM bandwidth utilization (NVML's GPM metric
+        # NVML_GPM_METRIC_DRAM_BW_UTIL, nvml.h: DRAM bandwidth used against the theoretical maximum)
+        # x peak approximates reads + writes, so the share is a lower bound of the truth.
         Recording(record=C2C_READ_SHARE,
                   expr='avg by (job, instance, gpu) (avg_over_time(blackwell_c2c_rx_bytes_per_second{kind="data"}[5m]))\n'
                   "/ (\n"

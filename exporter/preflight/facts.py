@@ -19,7 +19,7 @@ ErrorKey = tuple[str, str]
 
 # Counters that count errors the link corrected on its own. Non-zero values are reported as a
 # warning, not a failure: on a real H200 the legacy CRC_DATA/ECC_DATA counters read 20-40 per link
-# while nvidia-smi and the DL fields report zero (REFERENCE.md section 1).
+# while nvidia-smi and the DL fields report zero (the capture in tests/fixtures/nvml/h200x2, its README).
 CORRECTED_ERRORS: frozenset[ErrorKey] = frozenset({
     ("legacy", "crc_data"), ("legacy", "ecc_data"), ("nvlink5", "symbol"), ("nvlink5", "recovery_successful"),
 })

@@ -1,1 +1,1 @@
-"""Reading an engine's or checkpoint's quantization config (REFERENCE.md section 5)."""
+"""Reading an engine's or checkpoint's quantization config (the shapes are listed in :mod:`exporter.quant.config`)."""

@@ -1,6 +1,7 @@
 """Read an engine or checkpoint directory into one :class:`EngineDescription`.
 
-Shapes understood (REFERENCE.md section 5), checked in this order:
+Shapes understood (the files TensorRT-LLM, NVIDIA ModelOpt and Hugging Face ``transformers`` write),
+checked in this order:
 - TensorRT-LLM engine: ``config.json`` with ``pretrained_config`` (``.quantization``, ``.mapping``)
   and ``build_config`` (``.plugin_config`` gives the build flags);
 - TensorRT-LLM checkpoint: ``config.json`` with top-level ``architecture`` and ``quantization``;

@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
+from exporter.catalog.clock_events import CLOCK_EVENT_BITS
 from exporter.catalog.dcgm_compat import DRIVER_VERSION_ID
 from exporter.catalog.dcgm_compat import FIELDS as COMPAT_FIELDS
 from exporter.snapshot import Family
@@ -45,7 +46,6 @@ from exporter.sources.dcgm_exporter_names import (
     GpuIdentity,
     exporter_hostname,
 )
-from exporter.sources.nvml.fields import CLOCK_EVENT_BITS
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ FIELDS: dict[int, tuple[str, tuple[str, ...], float]] = {
     1004: ("blackwell_gpu_tensor_active_ratio", ("any",), 1.0),
     1005: ("blackwell_gpu_dram_bandwidth_utilization_ratio", (), 1.0),
 }
-# DCGM_FI_DEV_CLOCKS_EVENT_REASONS bitmask; bits as in nvml.h.
+# DCGM_FI_DEV_CLOCKS_EVENT_REASONS bitmask; bits as in nvml.h (exporter.catalog.clock_events).
 CLOCK_EVENT_REASONS = 112
 XID_ERRORS = 230  # DCGM_FI_DEV_XID_ERRORS: the last XID code
 XID_FALLEN_OFF_THE_BUS = 79

@@ -18,22 +18,10 @@ from hypothesis import strategies as st
 
 from exporter import config as config_mod
 from exporter import webconfig
+from tests.support import counted
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 WORKDIR = Path(tempfile.mkdtemp(prefix="fuzz-config-"))
-
-
-def counted(name: str, run: Callable[[Callable[[], None]], None]) -> int:
-    """Run a hypothesis test that calls ``tick()`` once per example; print and return the count."""
-    seen = [0]
-
-    def tick() -> None:
-        seen[0] += 1
-
-    run(tick)
-    print(f"{name}: {seen[0]} examples")
-    assert seen[0] >= 50, f"hypothesis ran only {seen[0]} examples"
-    return seen[0]
 
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),

@@ -26,7 +26,7 @@ from exporter.sources.base import PollError
 from exporter.sources.dispatch import DispatchConfig, DispatchSource
 from exporter.sources.engine import EngineConfig, EngineSource
 from exporter.sources.logs import LogsConfig, LogsSource
-from tests.unit.test_fuzz_config import counted
+from tests.support import counted
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ENGINES = Path(__file__).resolve().parents[1] / "fixtures" / "engines"

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.safe_regex import MAX_PATTERN_LENGTH, MAX_SUBJECT_LENGTH, UnsafePatternError, bounded, compile_pattern
-from tests.unit.test_fuzz_config import counted
+from tests.support import counted
 
 
 @pytest.mark.parametrize("pattern", [

@@ -21,7 +21,7 @@ from exporter import promtext
 from exporter.snapshot import Family, Snapshot, SnapshotStore
 from exporter.sources.base import PollError
 from exporter.sources.triton import TritonConfig, TritonSource, parse_stats, triton_families
-from tests.unit.test_fuzz_config import counted
+from tests.support import counted
 from tests.unit.upstream_server import Route, Upstream
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

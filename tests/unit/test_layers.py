@@ -86,3 +86,17 @@ def cycles(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
 
 def test_no_two_layers_import_each_other():
     assert cycles(import_graph()) == []
+
+
+def test_test_modules_import_support_code_not_other_test_modules():
+    """A helper two test modules share lives in a support module (tests/support.py and its kin), so running
+    or changing one test module never drags in another's tests and fixtures."""
+    offenders = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:  # from tests.unit import test_x, too
+                names += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            offenders += [f"{path.relative_to(REPO)}: {name}" for name in names
+                          if name.split(".")[-1].startswith("test_")]
+    assert not offenders

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 
-from exporter.preflight import from_families
 from exporter.preflight.checks import gpu, nvlink
 from exporter.preflight.facts import GpuFacts, HostFacts, LinkFacts
 from exporter.preflight.result import Status
 from exporter.preflight.settings import PreflightConfig
-from exporter.sources.simulated.source import SimulatedConfig, SimulatedSource
+from tests.simulated_box import preflight_host
 
 CFG = PreflightConfig()
 BOX_CHECKS = (gpu.gpus_visible, gpu.driver_cuda_version, gpu.compute_capability, gpu.ecc_mode,
               gpu.persistence_mode, gpu.row_remaps, nvlink.nvlink_topology, nvlink.nvlink_links_active,
               nvlink.nvlink_errors)
-
-
-def simulated(profile: str, scenario: str = "healthy") -> HostFacts:
-    ticks = itertools.count()
-    source = SimulatedSource(SimulatedConfig(enabled=True, profile=profile, scenario=scenario),
-                             clock=lambda: 60.0 * next(ticks))
-    source.poll()
-    return from_families.host_facts(list(from_families.samples(source.poll())), f"simulation {profile}")
 
 
 def statuses(host: HostFacts) -> dict[str, Status]:
@@ -37,7 +26,7 @@ def statuses(host: HostFacts) -> dict[str, Status]:
                                                               ("h200x2", Status.WARN, Status.PASS)])
 def test_healthy_simulated_boxes_pass_everything_the_simulation_models(profile: str, capability: Status,
                                                                       link_errors: Status) -> None:
-    assert statuses(simulated(profile)) == {
+    assert statuses(preflight_host(profile)) == {
         "gpus_visible": Status.PASS,
         "driver_cuda_version": Status.WARN,  # the catalog carries no CUDA version
         "compute_capability": capability,  # Hopper warns, Blackwell passes
@@ -51,12 +40,12 @@ def test_healthy_simulated_boxes_pass_everything_the_simulation_models(profile: 
 
 
 def test_hgx_b200_pairs_are_nv18_through_nvswitch() -> None:
-    result = nvlink.nvlink_topology(simulated("hgx-b200"), CFG)
+    result = nvlink.nvlink_topology(preflight_host("hgx-b200"), CFG)
     assert result.evidence == "all 28 GPU pair(s) joined through NVSwitch, NV18 (expected NV18)"
 
 
 def test_h200x2_profile_joins_its_pair_through_the_switch_like_the_real_box() -> None:
-    result = nvlink.nvlink_topology(simulated("h200x2"), CFG)
+    result = nvlink.nvlink_topology(preflight_host("h200x2"), CFG)
     assert result.status is Status.PASS and "NV18" in result.evidence
 
 
@@ -64,19 +53,19 @@ def test_h200x2_profile_joins_its_pair_through_the_switch_like_the_real_box() ->
 @pytest.mark.parametrize("scenario, check", [("nvlink-crc-burst", "nvlink_errors"), ("gpu-lost", "gpus_visible"),
                                              ("row-remap-failure", "row_remaps")])
 def test_fault_scenarios_fail_their_check(profile: str, scenario: str, check: str) -> None:
-    found = statuses(simulated(profile, scenario))
+    found = statuses(preflight_host(profile, scenario))
     assert found[check] is Status.FAIL
     assert [name for name, status in found.items() if status is Status.FAIL] == [check]
 
 
 def test_expected_link_count_above_what_the_box_has_fails_topology() -> None:
-    result = nvlink.nvlink_topology(simulated("hgx-b200"), PreflightConfig(expected_link_count=36))
+    result = nvlink.nvlink_topology(preflight_host("hgx-b200"), PreflightConfig(expected_link_count=36))
     assert result.status is Status.FAIL
     assert "28 of 28 GPU pairs below NV36" in result.evidence
 
 
 def test_expected_gpu_count_mismatch_fails() -> None:
-    result = gpu.gpus_visible(simulated("h200x2"), PreflightConfig(expected_gpu_count=8))
+    result = gpu.gpus_visible(preflight_host("h200x2"), PreflightConfig(expected_gpu_count=8))
     assert result.status is Status.FAIL and "expected 8" in result.evidence
 
 

@@ -18,6 +18,7 @@ from exporter.preflight.checks import process as process_checks
 from exporter.preflight.facts import GpuFacts, HostFacts, ProcessFacts
 from exporter.preflight.result import Status
 from exporter.preflight.settings import PreflightConfig
+from tests.simulated_box import preflight_host
 from tests.unit.upstream_server import Route, Upstream
 
 CFG = PreflightConfig()
@@ -230,19 +231,13 @@ def test_malformed_triton_statistics_leave_warmup_unknown(upstream: Upstream) ->
 
 # -- the same checks against the simulation profiles -------------------------------------------
 
-def _profile_host(profile: str) -> HostFacts:
-    from tests.unit.test_preflight_box import simulated
-
-    return simulated(profile)
-
-
 @pytest.mark.parametrize("profile", ["hgx-b200", "gb200-tray", "h200x2"])
 def test_serving_environment_against_each_simulated_box(profile: str) -> None:
     """CUDA_VISIBLE_DEVICES naming every GPU of the box passes; one past the last fails."""
     from exporter.sources.simulated.profiles import PROFILES
 
     count = PROFILES[profile].gpu_count
-    host = _profile_host(profile)
+    host = preflight_host(profile)
     env = {**os.environ, "NCCL_P2P_LEVEL": "NVL", "CUDA_VISIBLE_DEVICES": ",".join(map(str, range(count)))}
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
     try:

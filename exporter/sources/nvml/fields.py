@@ -161,17 +161,6 @@ def decode_ber(raw: int) -> float:
     return mantissa * 10.0 ** (-exponent)
 
 
-# nvmlClocksEventReason* bits -> catalog reason label (idle and application-clock bits are not slowdowns).
-CLOCK_EVENT_BITS: dict[int, str] = {
-    0x4: "sw_power_cap",
-    0x8: "hw_slowdown",
-    0x10: "sync_boost",
-    0x20: "sw_thermal",
-    0x40: "hw_thermal",
-    0x80: "hw_power_brake",
-    0x100: "display_clock",
-}
-
 # NVML_FI_DEV_NVLINK_GET_VERSION answers nvmlNvlinkVersion_t (6 = NVLink 4.0 on Hopper, 7 = 5.0 on
 # Blackwell); the catalog's version label is the NVLink generation ("4", "5", "2.2", "3.1").
 NVLINK_VERSIONS = {1: "1", 2: "2", 3: "2.2", 4: "3", 5: "3.1", 6: "4", 7: "5", 8: "6"}

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from exporter.catalog.clock_events import CLOCK_EVENT_BITS
 from exporter.sources.nvml import fields as nf
 from exporter.sources.nvml.backend import LOST_CODES, SUCCESS, UNINITIALIZED, Backend, NvmlError
 from exporter.sources.nvml.capabilities import CLOCK_MEM, CLOCK_SM, GpuCapabilities
@@ -109,7 +110,7 @@ def _utilization(backend: Backend, h: Any, g: str) -> list[Sample]:
 def _clock_events(backend: Backend, h: Any, g: str) -> list[Sample]:
     mask = backend.clocks_event_reasons(h)
     return [("blackwell_gpu_clock_event_active", (g, reason), int(bool(mask & bit)))
-            for bit, reason in nf.CLOCK_EVENT_BITS.items()]
+            for bit, reason in CLOCK_EVENT_BITS.items()]
 
 
 def _fabric(backend: Backend, h: Any, g: str) -> list[Sample]:

@@ -1,5 +1,12 @@
-"""The boxes the simulation models, with figures from the product brief (REFERENCE.md section 8)
-and, for h200x2, from the real capture in tests/fixtures/nvml/h200x2."""
+"""The boxes the simulation models, and, for h200x2, the real capture in tests/fixtures/nvml/h200x2.
+
+The other figures are the product brief's: a B200 has 192 GB HBM3e at 8 TB/s, 18 NVLink-5 links
+(1.8 TB/s), draws about 1000 W at saturation and is compute capability 10.0; an HGX B200 joins 8 of them
+over NVSwitch (NV18 between every pair); a GB200 NVL72 compute tray holds 4 B200 + 2 Grace, joined by
+NVLink-C2C at 900 GB/s. Its healthy serving numbers, the loads here: an HGX B200 at TP=8 running
+Qwen2.5-72B MX-FP4 sits at 70-85% utilization and 950-1000 W per GPU, decodes about 32k tokens/s at
+batch 128, and answers the first token of a 2k-token prompt in about 25 ms.
+"""
 
 from __future__ import annotations
 
