@@ -21,6 +21,15 @@ compared with the last poll's position by position, in C (``map(operator.ne, ...
 the names whose counts moved are looked at in Python: their decision comes from the table's
 per-name cache, which a new table starts empty. A file whose names moved or vanished is matched
 by name instead.
+
+A name the current table has not decided yet (new, or listed when the table changed) waits: what
+it gains is held per GPU in ``_pending``, apart from any process, and each poll classifies waiting
+names, oldest first, for ``classify_budget_seconds`` (``KernelClassifier.decide_all``, about 6 us
+a name), then adds what the decided ones gained to their precision. So a first poll of 100,000
+new names takes the budget, not seconds; the rest follow over the next polls
+(``blackwell_dispatch_kernel_names_pending`` says how many wait), and nothing is lost when the
+process that listed them exits or restarts meanwhile. A name decided after a table change gives
+the new table's precision to what it gained while waiting.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from itertools import compress
+from itertools import compress, filterfalse
 from operator import ne
 from pathlib import Path
 from typing import Any, ClassVar
@@ -50,6 +59,7 @@ log = logging.getLogger(__name__)
 
 NOTE_NAMES = 20  # unrecognized GEMM names listed on the landing page
 RETIRED_KEPT = 64  # finished processes remembered, in case one writes again
+FIRST_CHUNK, MIN_CHUNK, MAX_CHUNK = 256, 64, 4096  # names classified at a time within the poll's budget
 START_HINT = ("start sampling in the serving process: CUDA_INJECTION64_PATH=$(blackwell-exporter inject-path) in its "
               "environment (any C++ or Python runtime), or exporter.inprocess.start_sampler() in Python")
 
@@ -61,6 +71,11 @@ class DispatchConfig(SourceConfig):
     table: Path | None = Field(None, description="kernel classification table (unset: the one shipped in the package, "
                                                  "exporter/dispatch_table.yaml); re-read when its modification time "
                                                  "changes, so a change needs no model-server restart")
+    classify_budget_seconds: float = Field(
+        0.02, gt=0, description="time a poll spends classifying kernel names it has not seen (or not since the "
+                                "table changed); the rest wait for the next polls, their launches uncounted until "
+                                "then (blackwell_dispatch_kernel_names_pending), so that a state file of 100,000 "
+                                "new names does not hold one poll for seconds")
 
 
 @dataclass
@@ -119,6 +134,10 @@ class DispatchSource(Source):
         self._table: KernelClassifier | None = None
         self._table_stamp: tuple[int, int] | None = None
         self._table_error = ""
+        # Names waiting for a decision of the current table, oldest first, with what each gained per GPU
+        # meanwhile (None: nothing yet): added to the totals when the name is classified, whatever
+        # became of the process that listed it.
+        self._pending: dict[str, dict[str, list[int]] | None] = {}
         self._reader = StateReader()
         self._faults: list[StateError] = []
         self._lock = threading.Lock()  # poll() against notes(), which the HTTP thread calls
@@ -150,6 +169,7 @@ class DispatchSource(Source):
             for gone in set(kept) - present:
                 del kept[gone]
         self._reader.forget_all_but(set(self._processes))
+        self._classify_pending()
         families = self._families(now)
         self._faults = faults
         if faults:
@@ -261,24 +281,33 @@ class DispatchSource(Source):
 
     def _count_names(self, process: _Process, gpu: str, entry: dict[str, Any], before: _Listed,
                      slots: Iterable[int]) -> None:
-        """The hot loop of a poll: one pass over the names whose counts moved."""
+        """The hot loop of a poll: one pass over the names whose counts moved; unclassified ones wait."""
         assert self._table is not None
-        decide = self._table.decide
+        known, pending = self._table.known, self._pending
         names, counts, last, unlisted = entry["names"], entry["counts"], before.counts, before.unlisted
-        known = len(last) >> 1
+        known_slots = len(last) >> 1
         gained: dict[str, list[int]] = {precision: [0, 0] for precision in PRECISIONS}
         unrecognized = 0
         for slot in slots:
             name = names[slot]
-            precision, rule = decide(name)
-            if precision is None:
-                continue
+            decision = known(name)
+            if decision is not None and decision[0] is None:
+                continue  # not a GEMM
             at = 2 * slot
             launches, nanoseconds = counts[at], counts[at + 1]
-            prior = (last[at], last[at + 1]) if slot < known else unlisted.get(name) if unlisted else None
+            prior = (last[at], last[at + 1]) if slot < known_slots else unlisted.get(name) if unlisted else None
             if prior is not None:
                 launches = launches - prior[0] if launches > prior[0] else 0
                 nanoseconds = nanoseconds - prior[1] if nanoseconds > prior[1] else 0
+            if decision is None:  # not classified yet: what it gained waits for its decision
+                waiting = pending.get(name)
+                if waiting is None:
+                    waiting = pending[name] = {}
+                sums = waiting.setdefault(gpu, [0, 0])
+                sums[0] += launches
+                sums[1] += nanoseconds
+                continue
+            precision, rule = decision
             sums = gained[precision]
             sums[0] += launches
             sums[1] += nanoseconds
@@ -292,6 +321,52 @@ class DispatchSource(Source):
             totals.gemm[(gpu, precision)] += launches
             totals.gemm_ns[(gpu, precision)] += nanoseconds
         totals.unrecognized[gpu] += unrecognized
+
+    def _classify_pending(self) -> None:
+        """Classify waiting names, oldest first, for up to ``classify_budget_seconds``; count what they gained."""
+        if not self._pending:
+            return
+        assert self._table is not None
+        table, budget = self._table, self.config.classify_budget_seconds
+        waiting = list(self._pending)
+        decided: dict[str, tuple[str | None, str]] = {}
+        began, done, chunk = time.perf_counter(), 0, FIRST_CHUNK
+        while done < len(waiting):
+            names = waiting[done:done + chunk]
+            decided.update(zip(names, table.decide_all(names), strict=True))
+            done += len(names)
+            elapsed = time.perf_counter() - began
+            if elapsed >= budget:
+                break
+            # As many names as the time left holds at the rate so far, in chunks big enough to be cheap.
+            chunk = max(MIN_CHUNK, min(MAX_CHUNK, int((budget - elapsed) * done / elapsed))) if elapsed else MAX_CHUNK
+        totals = self._totals
+        unrecognized: set[str] = set()
+        for name, (precision, rule) in decided.items():
+            gains = self._pending.pop(name)
+            if precision is None:
+                continue
+            if rule.startswith("default:"):
+                unrecognized.add(name)
+            for gpu, (launches, nanoseconds) in (gains or {}).items():
+                totals.gemm[(gpu, precision)] += launches
+                totals.gemm_ns[(gpu, precision)] += nanoseconds
+                if rule.startswith("default:"):
+                    totals.unrecognized[gpu] += launches
+        if unrecognized:
+            self._list_unrecognized(unrecognized)
+
+    def _list_unrecognized(self, names: set[str]) -> None:
+        """Names just found unrecognized join the list of each live process that lists them, with its count."""
+        for process in self._processes.values():
+            for gpu, listed in process.listed.items():
+                found = [(listed.names[slot], listed.counts[2 * slot]) for slot in
+                         compress(range(len(listed.names)), map(names.__contains__, listed.names))]
+                found += [(name, pair[0]) for name, pair in listed.unlisted.items() if name in names]
+                for name, launches in found:
+                    if (gpu, name) not in process.unrecognized:
+                        process.unrecognized_names[gpu] += 1
+                    process.unrecognized[(gpu, name)] = launches
 
     def _count_kernels(self, process: _Process, gpu: str, entry: dict[str, Any]) -> None:
         totals = self._totals
@@ -336,15 +411,14 @@ class DispatchSource(Source):
             raise PollError(error, "table")
 
     def _reclassify_unrecognized(self) -> None:
-        """The list of names the table does not know follows the table now in use."""
-        assert self._table is not None
-        decide = self._table.decide
+        """A new table has decided nothing yet: every name a live process lists waits for its decision, and the
+        lists of names the table does not know fill again as the decisions come."""
         for process in self._processes.values():
-            process.unrecognized = {
-                (gpu, name): pair[0] for gpu, listed in process.listed.items()
-                for name, pair in listed.counts_by_name().items()
-                if decide(name)[0] is not None and decide(name)[1].startswith("default:")}
-            process.unrecognized_names = Counter(gpu for gpu, _ in process.unrecognized)
+            process.unrecognized = {}
+            process.unrecognized_names = Counter()
+            for listed in process.listed.values():
+                for names in (listed.names, listed.unlisted):
+                    self._pending.update(dict.fromkeys(filterfalse(self._pending.__contains__, names)))
 
     # -- what is exported -----------------------------------------------------------------------------
     def _families(self, now: float) -> list[Family]:
@@ -354,6 +428,7 @@ class DispatchSource(Source):
             "blackwell_dispatch_kernel_launches_total", "blackwell_dispatch_kernel_seconds_total",
             "blackwell_dispatch_overflow_kernel_launches_total", "blackwell_dispatch_unrecognized_gemm_launches_total",
             "blackwell_dispatch_unrecognized_gemm_names", "blackwell_dispatch_table_last_reload_successful",
+            "blackwell_dispatch_kernel_names_pending",
         )}
         for key in sorted(t.gemm):
             f["blackwell_gemm_kernel_launches_total"].add(key, t.gemm[key])
@@ -366,6 +441,7 @@ class DispatchSource(Source):
             f["blackwell_dispatch_unrecognized_gemm_launches_total"].add((gpu,), t.unrecognized[gpu])
             f["blackwell_dispatch_unrecognized_gemm_names"].add((gpu,), names[gpu])
         f["blackwell_dispatch_table_last_reload_successful"].add((), 0 if self._table_error else 1)
+        f["blackwell_dispatch_kernel_names_pending"].add((), len(self._pending))
         return [*f.values(), *self._health(now)]
 
     def _health(self, now: float) -> list[Family]:
@@ -398,6 +474,9 @@ class DispatchSource(Source):
             if state["status"] != "sampling":
                 notes.append(f"{name} (pid {state['pid']}, {state.get('writer', '?')}): {state['status']}, "
                              f"reason {state.get('reason') or '-'}: {state.get('detail') or 'no detail'}")
+        if self._pending:
+            notes.append(f"{len(self._pending)} kernel names wait to be classified: their launches are added to the "
+                         "GEMM totals when they are (classify_budget_seconds per poll)")
         if self._ignored:
             notes.append(f"finished but not removable (ignored): {', '.join(sorted(self._ignored))}")
         launches: dict[tuple[str, str], int] = defaultdict(int)
