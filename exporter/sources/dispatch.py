@@ -39,11 +39,12 @@ import logging
 import os
 import threading
 import time
-from collections import Counter, defaultdict
+from bisect import bisect_left
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from itertools import compress, filterfalse
-from operator import ne
+from itertools import compress, repeat
+from operator import add, is_, mul, ne, rshift, sub
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -116,6 +117,20 @@ class _Process:
     unrecognized_names: Counter[str] = field(default_factory=Counter)  # gpu -> len of the above on that GPU
 
 
+@dataclass
+class _Waiting:
+    """Names of one GPU not classified yet, as one poll found them (a name may wait in several), from ``start`` on."""
+
+    gpu: str
+    names: list[str]
+    launches: list[int]  # what each gained while waiting
+    nanoseconds: list[int]
+    start: int = 0
+
+    def __len__(self) -> int:
+        return len(self.names) - self.start
+
+
 class DispatchSource(Source):
     name: ClassVar[str] = "dispatch"
     stand_in: ClassVar[str | None] = "simulated"
@@ -134,10 +149,9 @@ class DispatchSource(Source):
         self._table: KernelClassifier | None = None
         self._table_stamp: tuple[int, int] | None = None
         self._table_error = ""
-        # Names waiting for a decision of the current table, oldest first, with what each gained per GPU
-        # meanwhile (None: nothing yet): added to the totals when the name is classified, whatever
-        # became of the process that listed it.
-        self._pending: dict[str, dict[str, list[int]] | None] = {}
+        # Names waiting for a decision of the current table, oldest first, with what each gained meanwhile:
+        # added to the totals when the name is classified, whatever became of the process that listed it.
+        self._waiting: deque[_Waiting] = deque()
         self._reader = StateReader()
         self._faults: list[StateError] = []
         self._lock = threading.Lock()  # poll() against notes(), which the HTTP thread calls
@@ -273,7 +287,7 @@ class DispatchSource(Source):
                             if type(value) is not int or value < 0) >> 1
                 raise StateError(f"{path}: gpus[{gpu}].names[{names[slot]!r}]: expected [launches, gpu_ns], "
                                  f"got {counts[2 * slot:2 * slot + 2]!r}", "invalid")
-            updates.append((gpu, entry, before, dict.fromkeys([index >> 1 for index in moved]), unlisted))
+            updates.append((gpu, entry, before, dict.fromkeys(map(rshift, moved, repeat(1))), unlisted))
         for gpu, entry, before, slots, unlisted in updates:
             self._count_names(process, gpu, entry, before, slots)
             process.listed[gpu] = _Listed(entry["names"], entry["counts"], unlisted)
@@ -281,33 +295,26 @@ class DispatchSource(Source):
 
     def _count_names(self, process: _Process, gpu: str, entry: dict[str, Any], before: _Listed,
                      slots: Iterable[int]) -> None:
-        """The hot loop of a poll: one pass over the names whose counts moved; unclassified ones wait."""
+        """The hot loop of a poll: one pass over the names whose counts moved and the table has decided."""
         assert self._table is not None
-        known, pending = self._table.known, self._pending
         names, counts, last, unlisted = entry["names"], entry["counts"], before.counts, before.unlisted
+        slots = list(slots)
+        decisions = list(map(self._table.known, map(names.__getitem__, slots)))
+        if None in decisions:
+            self._wait(gpu, names, counts, before, list(compress(slots, map(is_, decisions, repeat(None)))))
         known_slots = len(last) >> 1
         gained: dict[str, list[int]] = {precision: [0, 0] for precision in PRECISIONS}
         unrecognized = 0
-        for slot in slots:
+        for slot, (precision, rule) in compress(zip(slots, decisions, strict=True), decisions):
+            if precision is None:
+                continue
             name = names[slot]
-            decision = known(name)
-            if decision is not None and decision[0] is None:
-                continue  # not a GEMM
             at = 2 * slot
             launches, nanoseconds = counts[at], counts[at + 1]
             prior = (last[at], last[at + 1]) if slot < known_slots else unlisted.get(name) if unlisted else None
             if prior is not None:
                 launches = launches - prior[0] if launches > prior[0] else 0
                 nanoseconds = nanoseconds - prior[1] if nanoseconds > prior[1] else 0
-            if decision is None:  # not classified yet: what it gained waits for its decision
-                waiting = pending.get(name)
-                if waiting is None:
-                    waiting = pending[name] = {}
-                sums = waiting.setdefault(gpu, [0, 0])
-                sums[0] += launches
-                sums[1] += nanoseconds
-                continue
-            precision, rule = decision
             sums = gained[precision]
             sums[0] += launches
             sums[1] += nanoseconds
@@ -322,37 +329,57 @@ class DispatchSource(Source):
             totals.gemm_ns[(gpu, precision)] += nanoseconds
         totals.unrecognized[gpu] += unrecognized
 
+    def _wait(self, gpu: str, names: list[str], counts: list[int], before: _Listed, slots: list[int]) -> None:
+        """Hold what the names in ``slots`` (ascending) gained since the last poll until the table decides them.
+
+        In C where it can: a first poll of a large file puts every name here.
+        """
+        split = bisect_left(slots, len(before.counts) >> 1)  # the names in their place before, then the new ones
+        at = list(map(mul, slots, repeat(2)))
+        launches = list(map(counts.__getitem__, at))
+        nanoseconds = list(map(counts.__getitem__, map(add, at, repeat(1))))
+        if split:
+            last = before.counts
+            launches[:split] = map(max, map(sub, launches[:split], map(last.__getitem__, at[:split])), repeat(0))
+            nanoseconds[:split] = map(max, map(sub, nanoseconds[:split], map(last.__getitem__, map(add, at[:split], repeat(1)))), repeat(0))
+        waiting = list(map(names.__getitem__, slots))
+        for index in range(split, len(slots)) if before.unlisted else ():  # back after a writer dropped it
+            prior = before.unlisted.get(waiting[index])
+            if prior is not None:
+                launches[index] = max(0, launches[index] - prior[0])
+                nanoseconds[index] = max(0, nanoseconds[index] - prior[1])
+        self._waiting.append(_Waiting(gpu, waiting, launches, nanoseconds))
+
     def _classify_pending(self) -> None:
         """Classify waiting names, oldest first, for up to ``classify_budget_seconds``; count what they gained."""
-        if not self._pending:
-            return
         assert self._table is not None
-        table, budget = self._table, self.config.classify_budget_seconds
-        waiting = list(self._pending)
-        decided: dict[str, tuple[str | None, str]] = {}
+        table, budget, totals = self._table, self.config.classify_budget_seconds, self._totals
+        unrecognized: set[str] = set()
         began, done, chunk = time.perf_counter(), 0, FIRST_CHUNK
-        while done < len(waiting):
-            names = waiting[done:done + chunk]
-            decided.update(zip(names, table.decide_all(names), strict=True))
+        while self._waiting:
+            block = self._waiting[0]
+            end = block.start + chunk
+            names = block.names[block.start:end]
+            gpu = block.gpu
+            for name, (precision, rule), launches, nanoseconds in zip(
+                    names, table.decide_all(names), block.launches[block.start:end],
+                    block.nanoseconds[block.start:end], strict=True):
+                if precision is None:
+                    continue
+                totals.gemm[(gpu, precision)] += launches
+                totals.gemm_ns[(gpu, precision)] += nanoseconds
+                if rule.startswith("default:"):
+                    totals.unrecognized[gpu] += launches
+                    unrecognized.add(name)
+            block.start += len(names)
             done += len(names)
+            if not block:
+                self._waiting.popleft()
             elapsed = time.perf_counter() - began
             if elapsed >= budget:
                 break
             # As many names as the time left holds at the rate so far, in chunks big enough to be cheap.
             chunk = max(MIN_CHUNK, min(MAX_CHUNK, int((budget - elapsed) * done / elapsed))) if elapsed else MAX_CHUNK
-        totals = self._totals
-        unrecognized: set[str] = set()
-        for name, (precision, rule) in decided.items():
-            gains = self._pending.pop(name)
-            if precision is None:
-                continue
-            if rule.startswith("default:"):
-                unrecognized.add(name)
-            for gpu, (launches, nanoseconds) in (gains or {}).items():
-                totals.gemm[(gpu, precision)] += launches
-                totals.gemm_ns[(gpu, precision)] += nanoseconds
-                if rule.startswith("default:"):
-                    totals.unrecognized[gpu] += launches
         if unrecognized:
             self._list_unrecognized(unrecognized)
 
@@ -416,9 +443,10 @@ class DispatchSource(Source):
         for process in self._processes.values():
             process.unrecognized = {}
             process.unrecognized_names = Counter()
-            for listed in process.listed.values():
-                for names in (listed.names, listed.unlisted):
-                    self._pending.update(dict.fromkeys(filterfalse(self._pending.__contains__, names)))
+            for gpu, listed in process.listed.items():
+                for names in (listed.names, list(listed.unlisted)):
+                    if names:
+                        self._waiting.append(_Waiting(gpu, names, [0] * len(names), [0] * len(names)))
 
     # -- what is exported -----------------------------------------------------------------------------
     def _families(self, now: float) -> list[Family]:
@@ -441,7 +469,7 @@ class DispatchSource(Source):
             f["blackwell_dispatch_unrecognized_gemm_launches_total"].add((gpu,), t.unrecognized[gpu])
             f["blackwell_dispatch_unrecognized_gemm_names"].add((gpu,), names[gpu])
         f["blackwell_dispatch_table_last_reload_successful"].add((), 0 if self._table_error else 1)
-        f["blackwell_dispatch_kernel_names_pending"].add((), len(self._pending))
+        f["blackwell_dispatch_kernel_names_pending"].add((), sum(map(len, self._waiting)))
         return [*f.values(), *self._health(now)]
 
     def _health(self, now: float) -> list[Family]:
@@ -474,8 +502,8 @@ class DispatchSource(Source):
             if state["status"] != "sampling":
                 notes.append(f"{name} (pid {state['pid']}, {state.get('writer', '?')}): {state['status']}, "
                              f"reason {state.get('reason') or '-'}: {state.get('detail') or 'no detail'}")
-        if self._pending:
-            notes.append(f"{len(self._pending)} kernel names wait to be classified: their launches are added to the "
+        if self._waiting:
+            notes.append(f"{sum(map(len, self._waiting))} kernel names wait to be classified: their launches are added to the "
                          "GEMM totals when they are (classify_budget_seconds per poll)")
         if self._ignored:
             notes.append(f"finished but not removable (ignored): {', '.join(sorted(self._ignored))}")
