@@ -23,9 +23,10 @@ per-name cache, which a new table starts empty. A file whose names moved or vani
 by name instead.
 
 A name the current table has not decided yet (new, or listed when the table changed) waits: what
-it gains is held per GPU in ``_pending``, apart from any process, and each poll classifies waiting
-names, oldest first, for ``classify_budget_seconds`` (``KernelClassifier.decide_all``, about 6 us
-a name), then adds what the decided ones gained to their precision. So a first poll of 100,000
+it gains is held in ``_waiting`` (blocks of names as each poll found them), apart from any process,
+and each poll classifies waiting names, oldest first, for ``classify_budget_seconds``
+(``KernelClassifier.decide_all``, 6-10 us a name), then adds what the decided ones gained to their
+precision. So a first poll of 100,000
 new names takes the budget, not seconds; the rest follow over the next polls
 (``blackwell_dispatch_kernel_names_pending`` says how many wait), and nothing is lost when the
 process that listed them exits or restarts meanwhile. A name decided after a table change gives
@@ -41,7 +42,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import add, is_, mul, ne, rshift, sub
@@ -279,15 +280,19 @@ class DispatchSource(Source):
         for gpu, entry in state["gpus"].items():
             names, counts = entry["names"], entry["counts"]
             before, unlisted = _aligned(process.listed.get(gpu), names)
-            moved = list(compress(range(len(before.counts)), map(ne, counts, before.counts)))
-            moved += range(len(before.counts), len(counts))  # the names new in their place
-            values = list(map(counts.__getitem__, moved))
+            if before.counts:
+                moved: Sequence[int] = list(compress(range(len(before.counts)), map(ne, counts, before.counts)))
+                moved += range(len(before.counts), len(counts))  # the names new in their place
+                values = list(map(counts.__getitem__, moved))
+            else:  # a GPU seen for the first time (or matched by name): every name is new
+                moved, values = range(len(counts)), counts
             if not (set(map(type, values)) <= {int} and min(values, default=0) >= 0):  # in C; Python finds which
                 slot = next(index for index, value in zip(moved, values, strict=True)
                             if type(value) is not int or value < 0) >> 1
                 raise StateError(f"{path}: gpus[{gpu}].names[{names[slot]!r}]: expected [launches, gpu_ns], "
                                  f"got {counts[2 * slot:2 * slot + 2]!r}", "invalid")
-            updates.append((gpu, entry, before, dict.fromkeys(map(rshift, moved, repeat(1))), unlisted))
+            slots = range(len(names)) if not before.counts else dict.fromkeys(map(rshift, moved, repeat(1)))
+            updates.append((gpu, entry, before, slots, unlisted))
         for gpu, entry, before, slots, unlisted in updates:
             self._count_names(process, gpu, entry, before, slots)
             process.listed[gpu] = _Listed(entry["names"], entry["counts"], unlisted)
@@ -334,14 +339,18 @@ class DispatchSource(Source):
 
         In C where it can: a first poll of a large file puts every name here.
         """
+        if len(slots) == len(names) and not before.counts and not before.unlisted:  # a first look: all as listed
+            self._waiting.append(_Waiting(gpu, names, counts[0::2], counts[1::2]))
+            return
         split = bisect_left(slots, len(before.counts) >> 1)  # the names in their place before, then the new ones
         at = list(map(mul, slots, repeat(2)))
         launches = list(map(counts.__getitem__, at))
         nanoseconds = list(map(counts.__getitem__, map(add, at, repeat(1))))
         if split:
-            last = before.counts
-            launches[:split] = map(max, map(sub, launches[:split], map(last.__getitem__, at[:split])), repeat(0))
-            nanoseconds[:split] = map(max, map(sub, nanoseconds[:split], map(last.__getitem__, map(add, at[:split], repeat(1)))), repeat(0))
+            last, before_at = before.counts, at[:split]
+            launches[:split] = map(max, map(sub, launches[:split], map(last.__getitem__, before_at)), repeat(0))
+            nanoseconds[:split] = map(max, map(sub, nanoseconds[:split],
+                                               map(last.__getitem__, map(add, before_at, repeat(1)))), repeat(0))
         waiting = list(map(names.__getitem__, slots))
         for index in range(split, len(slots)) if before.unlisted else ():  # back after a writer dropped it
             prior = before.unlisted.get(waiting[index])
