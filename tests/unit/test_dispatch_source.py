@@ -486,6 +486,23 @@ def test_names_waiting_when_their_process_exits_or_restarts_are_counted_all_the_
     assert launches(got, "fp8") == 2 * fp8 + 400 + 4  # both processes, rank0's last write, the new process
 
 
+def test_a_writer_that_reorders_and_drops_names_while_they_wait_counts_nothing_twice(tmp_path):
+    names = many_names(1500)
+    keys = list(names)
+    reordered = {key: [names[key][0] + 2, names[key][1] + 20] for key in reversed(keys[500:])}  # the first 500 dropped
+    back = {**reordered, **{key: [names[key][0] + 4, names[key][1] + 40] for key in keys[:500]}}  # and back, advanced
+    bounded, unbounded = source(tmp_path / "bounded", budget=TIGHT), source(tmp_path / "unbounded")
+    for content in (names, reordered, back):
+        for directory in ("bounded", "unbounded"):
+            write(tmp_path / directory, "rank0", state(content))
+        poll(unbounded)
+        got = poll(bounded)
+    assert pending(got) > 0
+    got = poll_until_classified(bounded)
+    assert counters(got) == counters(poll(unbounded))
+    assert launches(got, "fp8") == sum(pair[0] for key, pair in back.items() if key.startswith(FP8))
+
+
 def test_a_table_change_while_names_wait_loses_nothing_and_the_waiting_names_follow_the_new_table(tmp_path):
     table = tmp_path / "table.yaml"
     shutil.copy(DEFAULT_TABLE, table)
