@@ -120,10 +120,15 @@ class _Process:
 
 @dataclass
 class _Waiting:
-    """Names of one GPU not classified yet, as one poll found them (a name may wait in several), from ``start`` on."""
+    """Names of one GPU of one process not classified yet, as one poll found them, from ``start`` on.
 
+    A name may wait in several (of other processes, or again after it moved in a later poll).
+    """
+
+    process: _Process  # where each name is listed: its list of unrecognized names follows the decisions
     gpu: str
     names: list[str]
+    slots: Sequence[int] | None  # each name's place in the process's names of that GPU; None: no longer listed
     launches: list[int]  # what each gained while waiting
     nanoseconds: list[int]
     start: int = 0
@@ -306,7 +311,7 @@ class DispatchSource(Source):
         slots = list(slots)
         decisions = list(map(self._table.known, map(names.__getitem__, slots)))
         if None in decisions:
-            self._wait(gpu, names, counts, before, list(compress(slots, map(is_, decisions, repeat(None)))))
+            self._wait(process, gpu, names, counts, before, list(compress(slots, map(is_, decisions, repeat(None)))))
         known_slots = len(last) >> 1
         gained: dict[str, list[int]] = {precision: [0, 0] for precision in PRECISIONS}
         unrecognized = 0
@@ -334,13 +339,14 @@ class DispatchSource(Source):
             totals.gemm_ns[(gpu, precision)] += nanoseconds
         totals.unrecognized[gpu] += unrecognized
 
-    def _wait(self, gpu: str, names: list[str], counts: list[int], before: _Listed, slots: list[int]) -> None:
+    def _wait(self, process: _Process, gpu: str, names: list[str], counts: list[int], before: _Listed,
+              slots: list[int]) -> None:
         """Hold what the names in ``slots`` (ascending) gained since the last poll until the table decides them.
 
         In C where it can: a first poll of a large file puts every name here.
         """
         if len(slots) == len(names) and not before.counts and not before.unlisted:  # a first look: all as listed
-            self._waiting.append(_Waiting(gpu, names, counts[0::2], counts[1::2]))
+            self._waiting.append(_Waiting(process, gpu, names, range(len(names)), counts[0::2], counts[1::2]))
             return
         split = bisect_left(slots, len(before.counts) >> 1)  # the names in their place before, then the new ones
         at = list(map(mul, slots, repeat(2)))
@@ -357,29 +363,28 @@ class DispatchSource(Source):
             if prior is not None:
                 launches[index] = max(0, launches[index] - prior[0])
                 nanoseconds[index] = max(0, nanoseconds[index] - prior[1])
-        self._waiting.append(_Waiting(gpu, waiting, launches, nanoseconds))
+        self._waiting.append(_Waiting(process, gpu, waiting, slots, launches, nanoseconds))
 
     def _classify_pending(self) -> None:
         """Classify waiting names, oldest first, for up to ``classify_budget_seconds``; count what they gained."""
         assert self._table is not None
         table, budget, totals = self._table, self.config.classify_budget_seconds, self._totals
-        unrecognized: set[str] = set()
         began, done, chunk = time.perf_counter(), 0, FIRST_CHUNK
         while self._waiting:
             block = self._waiting[0]
-            end = block.start + chunk
-            names = block.names[block.start:end]
+            begin, end = block.start, block.start + chunk
+            names = block.names[begin:end]
             gpu = block.gpu
-            for name, (precision, rule), launches, nanoseconds in zip(
-                    names, table.decide_all(names), block.launches[block.start:end],
-                    block.nanoseconds[block.start:end], strict=True):
+            for index, name, (precision, rule), launches, nanoseconds in zip(
+                    range(begin, begin + len(names)), names, table.decide_all(names), block.launches[begin:end],
+                    block.nanoseconds[begin:end], strict=True):
                 if precision is None:
                     continue
                 totals.gemm[(gpu, precision)] += launches
                 totals.gemm_ns[(gpu, precision)] += nanoseconds
                 if rule.startswith("default:"):
                     totals.unrecognized[gpu] += launches
-                    unrecognized.add(name)
+                    _list_unrecognized(block.process, gpu, name, block.slots[index] if block.slots else None)
             block.start += len(names)
             done += len(names)
             if not block:
@@ -389,20 +394,6 @@ class DispatchSource(Source):
                 break
             # As many names as the time left holds at the rate so far, in chunks big enough to be cheap.
             chunk = max(MIN_CHUNK, min(MAX_CHUNK, int((budget - elapsed) * done / elapsed))) if elapsed else MAX_CHUNK
-        if unrecognized:
-            self._list_unrecognized(unrecognized)
-
-    def _list_unrecognized(self, names: set[str]) -> None:
-        """Names just found unrecognized join the list of each live process that lists them, with its count."""
-        for process in self._processes.values():
-            for gpu, listed in process.listed.items():
-                found = [(listed.names[slot], listed.counts[2 * slot]) for slot in
-                         compress(range(len(listed.names)), map(names.__contains__, listed.names))]
-                found += [(name, pair[0]) for name, pair in listed.unlisted.items() if name in names]
-                for name, launches in found:
-                    if (gpu, name) not in process.unrecognized:
-                        process.unrecognized_names[gpu] += 1
-                    process.unrecognized[(gpu, name)] = launches
 
     def _count_kernels(self, process: _Process, gpu: str, entry: dict[str, Any]) -> None:
         totals = self._totals
@@ -453,9 +444,9 @@ class DispatchSource(Source):
             process.unrecognized = {}
             process.unrecognized_names = Counter()
             for gpu, listed in process.listed.items():
-                for names in (listed.names, list(listed.unlisted)):
+                for names, slots in ((listed.names, range(len(listed.names))), (list(listed.unlisted), None)):
                     if names:
-                        self._waiting.append(_Waiting(gpu, names, [0] * len(names), [0] * len(names)))
+                        self._waiting.append(_Waiting(process, gpu, names, slots, [0] * len(names), [0] * len(names)))
 
     # -- what is exported -----------------------------------------------------------------------------
     def _families(self, now: float) -> list[Family]:
@@ -523,6 +514,24 @@ class DispatchSource(Source):
         top = heapq.nsmallest(NOTE_NAMES, launches.items(), key=lambda item: (-item[1], item[0]))
         notes += [f"unrecognized GEMM on gpu {gpu} ({count} launches): {name}" for (gpu, name), count in top]
         return notes
+
+
+def _list_unrecognized(process: _Process, gpu: str, name: str, slot: int | None) -> None:
+    """A name just found unrecognized joins the process's list, with its launches as the process lists them now."""
+    listed = process.listed.get(gpu)
+    if listed is None:
+        return
+    if slot is None or slot >= len(listed.names) or listed.names[slot] != name:  # dropped or moved since
+        if name in listed.unlisted:
+            slot = None
+        elif name in listed.names:
+            slot = listed.names.index(name)
+        else:
+            return
+    key = (gpu, name)
+    if key not in process.unrecognized:
+        process.unrecognized_names[gpu] += 1
+    process.unrecognized[key] = listed.counts[2 * slot] if slot is not None else listed.unlisted[name][0]
 
 
 def _aligned(listed: _Listed | None, names: list[str]) -> tuple[_Listed, dict[str, tuple[int, int]]]:

@@ -465,6 +465,17 @@ def test_a_tight_budget_classifies_part_of_a_poll_and_the_rest_over_the_next_pol
     assert not any("wait to be classified" in note for note in bounded.notes())
 
 
+def test_names_two_processes_list_while_they_wait_end_up_in_both_lists_of_unrecognized_names(tmp_path):
+    names = many_names(1500)
+    write(tmp_path, "rank0", state(names, pid=1))
+    write(tmp_path, "rank1", state({**{f"{CUSTOM_GEMM}_only_rank1": [2, 20]}, **names}, pid=2))
+    bounded, unbounded = source(tmp_path, budget=TIGHT), source(tmp_path)
+    got = poll_until_classified(bounded)
+    assert counters(got) == counters(poll(unbounded))
+    assert got[("blackwell_dispatch_unrecognized_gemm_names", ("0",))] == 300 + 301  # per process, summed
+    assert bounded.notes() == unbounded.notes()
+
+
 def test_names_waiting_when_their_process_exits_or_restarts_are_counted_all_the_same(tmp_path):
     names = many_names(2000)
     final = {key: [pair[0] + 1, pair[1] + 1] for key, pair in names.items()}
