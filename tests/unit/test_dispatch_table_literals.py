@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,9 +46,12 @@ ADVERSARIAL = [
     r"(?i)[qr]f8", r"[^a-z0-9]fp4", r"(\w+)_\1", r"(?i)(fp)(?(1)8|4)", r"(?i:FP8)_x", r"(?-i:Gemm)", r"(?i)a(?-i:B)c",
     r"(?i)e[0-9]m[0-9]", r"(?i)x{0}gemm", r"(?i)(ab){2,3}", r"(?i)gem+", r"(?i)gem*v", r"(?i)ge??mm", r"(?i)(?:nv)?jet",
     "", "|", "(?i)fp8|", r"(?x) g e m m  # verbose", r"(?s)a.b", r"(?m)^gemm", r"(?a)(?i)k", r"(?i)\u212a", r"(?i)\u017f",
-    r"(?i)[\u212a]ernel", "é", "(?i)É", r"(?i)[^\W\d]+gemm", r"(?>ab|a)c", r"a++b", r"(?i)[k-m]ernel", r"[\x00-\x7f]x",
+    r"(?i)[\u212a]ernel", "é", "(?i)É", r"(?i)[^\W\d]+gemm", r"(?i)[k-m]ernel", r"[\x00-\x7f]x",
     r"(?i)(?P<t>fp)(?P=t)", r"\Afp", r"fp\Z", r"(?i)qqtst|rqtst|_(?:qq|rq)sss_",
 ]
+MODERN = sys.version_info >= (3, 11)  # atomic groups and possessive repeats, which refuse what backtracking finds
+if MODERN:
+    ADVERSARIAL += [r"(?>ab|a)c", r"(?>a|ab)c", r"(?i)(?>fp|fp8)8", r"a++b", r"(?:a)*+a", r"(?:fp)?+fp", r"_?+_gemm"]
 
 
 def plain(table: KernelClassifier, name: str) -> tuple[str | None, str]:
@@ -153,3 +157,32 @@ def test_a_rule_made_only_of_words_is_decided_without_its_regex_and_an_anchored_
 def test_explain_names_the_same_rule_as_before_for_every_real_name():
     table = KernelClassifier.load()
     assert [table.explain(name) for name in REAL] == [plain(table, name)[1] for name in REAL]
+
+
+ATOMS = ["gemm", "fp8", "F", "_", "a", "8", "[qr]", "[a-c]", "[^a]", ".", r"\d", r"\w", "^", "$", r"\b", "(?=fp)",
+         "(?<!x)", "(?!8)", "\u017f", "\u212a", "é", "K", "s"]
+SUFFIXES = ["*", "+", "?", "{2}", "{0,2}", "{1,3}", "*?", "+?", "{3,}", *(["*+", "?+"] if MODERN else [])]
+PATTERNS = st.recursive(st.sampled_from(ATOMS), lambda inner: st.one_of(
+    st.tuples(inner, inner).map("".join),
+    st.tuples(inner, inner).map("|".join),
+    inner.map(lambda p: f"(?:{p})"),
+    inner.map(lambda p: f"({p})"),
+    inner.map(lambda p: f"(?>{p})") if MODERN else inner,
+    st.tuples(inner, st.sampled_from(SUFFIXES)).map(lambda t: f"(?:{t[0]}){t[1]}"),
+), max_leaves=8)
+TEXTS = st.one_of(st.sampled_from(NAMES), st.lists(st.sampled_from(ATOMS[:6] + FRAGMENTS), max_size=8).map("".join),
+                  st.text(alphabet="gemfpFP8_aqrKks\u017f\u212aé0x ", max_size=20))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=PATTERNS, flags=st.sampled_from(["", "(?i)"]), texts=st.lists(TEXTS, min_size=1, max_size=20))
+def test_random_patterns_are_decided_by_their_literals_as_by_the_regex(body, flags, texts):
+    compiled = re.compile(flags + body)
+    needs = literals(compiled)
+    for text in texts:
+        if needs is not None and not (needs.folded and not text.isascii()):
+            assert needs.decide(text.lower() if needs.folded else text) in (None, compiled.search(text) is not None)
+    rule = Rule("random", compiled, "fp8")
+    table = KernelClassifier(list(KernelClassifier.load().not_gemm), [rule, Rule("any", re.compile(""))], [rule],
+                             default="other")
+    assert table.decide_all(texts) == [plain(table, text) for text in texts]
