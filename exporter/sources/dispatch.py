@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 
 NOTE_NAMES = 20  # unrecognized GEMM names listed on the landing page
 RETIRED_KEPT = 64  # finished processes remembered, in case one writes again
-FIRST_CHUNK, MIN_CHUNK, MAX_CHUNK = 256, 64, 4096  # names classified at a time within the poll's budget
+FIRST_CHUNK, MIN_CHUNK, MAX_CHUNK = 256, 64, 1024  # names classified at a time within the poll's budget
 START_HINT = ("start sampling in the serving process: CUDA_INJECTION64_PATH=$(blackwell-exporter inject-path) in its "
               "environment (any C++ or Python runtime), or exporter.inprocess.start_sampler() in Python")
 
