@@ -5,21 +5,27 @@ each varied with a suffix so that all 100,000 are distinct and every rule of the
 exercised. One run measures, on the same generated names and counts:
 
 - ``old``: the algorithm before issue 13, kept below as ``BaselineSource`` (a faithful copy of
-  its reader and its per-name folding): the whole file parsed by ``json.loads`` into a mapping of
+  its reader, its per-name folding and its classification: every rule's regex searched in turn,
+  each name decided within its poll): the whole file parsed by ``json.loads`` into a mapping of
   name -> pair, compared with the last poll's mapping name by name. It reads format version 2.
 - ``new-v2``: today's DispatchSource on the same version 2 file (what a serving process started
   with an earlier release keeps writing); ``new-v3``: on the same content as version 3 (what both
-  writers write now); ``new-v3-stdlib``: version 3 read without msgspec.
+  writers write now); ``new-v3-stdlib``: version 3 read without msgspec. These classify new names
+  for the default ``classify_budget_seconds`` per poll, the rest over the next polls.
+- ``new-v3-unbounded``: ``new-v3`` with a budget no poll reaches: every name classified in the
+  first poll, i.e. what the literal prefilter of the table (``decide_all``) alone does.
 
-and for each: (a) the first poll (a fresh source: every name classified by the table's regular
-expressions), (b) the steady poll: the writer rewrote the file with 5% of the names advanced, as
-a live sampler does between two polls (the same names as last poll), (c) a poll that finds the
-file not rewritten since, and (d) the poll right after the classification table changed (every
-name seen is classified again by the new table). Each poll is timed end to end through
-``poll()``, wall clock (the figure that counts) and the polling process's CPU time. Each path runs
-in a process of its own, as the source does in an exporter, and the paths take turns within each
-round, so a change of load on the shared machine falls
-on all of them alike.
+and for each: (a) the first poll (a fresh source: every name to classify), (b) the steady poll:
+the writer rewrote the file with 5% of the names advanced, as a live sampler does between two
+polls (the same names as last poll), (c) a poll that finds the file not rewritten since, and (d)
+the poll right after the classification table changed (every name seen to classify again with
+the new table). For (a) and (d) each path is polled again, the file unchanged, until no name
+waits (``blackwell_dispatch_kernel_names_pending`` 0): ``until_classified`` gives the polls that
+took and their total, and ``polls_ms`` each poll. Only then are the paths' counters compared (they
+must agree) and the steady polls taken. Each poll is timed end to end through ``poll()``, wall
+clock (the figure that counts) and the polling process's CPU time. Each path runs in a process of
+its own, as the source does in an exporter, and the paths take turns within each round, so a
+change of load on the shared machine falls on all of them alike.
 
     .venv/bin/python bench/dispatch_classify.py [--names 100000] [--polls 10] [--first 3]
 """
@@ -39,6 +45,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from functools import lru_cache, partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -49,12 +56,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from exporter.dispatch_reader import StateReader, msgspec  # noqa: E402
-from exporter.dispatch_table import DEFAULT_TABLE, PRECISIONS  # noqa: E402
+from exporter.dispatch_table import CACHE_SIZE, DEFAULT_TABLE, PRECISIONS, KernelClassifier  # noqa: E402
 from exporter.inprocess.state import FORMAT, StateError, _check_header, write_atomic  # noqa: E402
 from exporter.sources.dispatch import DispatchConfig, DispatchSource  # noqa: E402
 
 KERNELS = REPO / "tests" / "fixtures" / "kernels"
-PATHS = ("old", "new-v2", "new-v3", "new-v3-stdlib")
+PATHS = ("old", "new-v2", "new-v3", "new-v3-stdlib", "new-v3-unbounded")
+UNBOUNDED = 3600.0  # a classification budget no poll reaches
+MOST_POLLS = 1000  # polls of an unchanged file to wait for every name to be classified
 
 
 # -- the baseline: the reader and the fold as they were before issue 13 (commit 62fb9da) ---------------
@@ -95,6 +104,19 @@ def baseline_read_state(path: Path) -> dict[str, Any]:
     return state
 
 
+def baseline_decide(table: KernelClassifier, name: str) -> tuple[str | None, str]:
+    """The old ``KernelClassifier._decide``: every rule's regex searched, in table order."""
+    for rule in table.not_gemm:
+        if rule.pattern.search(name):
+            return None, f"not_gemm:{rule.name}"
+    if not any(rule.pattern.search(name) for rule in table.gemm):
+        return None, "not_gemm:no-gemm-rule"
+    for rule in table.precision:
+        if rule.pattern.search(name):
+            return rule.precision, f"precision:{rule.name}"
+    return table.default, f"default:{table.default}"
+
+
 class _BaselineReader:
     def read(self, path: Path) -> dict[str, Any]:
         return baseline_read_state(path)
@@ -112,8 +134,7 @@ class BaselineSource(DispatchSource):
         self._seen: dict[str, dict[str, dict[str, list[int]]]] = {}  # process file -> gpu -> name -> pair
 
     def _fold(self, path: Path, process, state: dict[str, Any]) -> None:
-        assert self._table is not None
-        decide = self._table.decide
+        decide = self._decide
         seen_of_process = self._seen.setdefault(path.name, {})
         updates = []
         for gpu, entry in state["gpus"].items():
@@ -154,12 +175,14 @@ class BaselineSource(DispatchSource):
             totals.overflow[gpu] += 0
 
     def _reclassify_unrecognized(self) -> None:
+        """Called with each table loaded: the old per-name cache of the old decisions, and every name decided now."""
         assert self._table is not None
+        self._decide = decide = lru_cache(maxsize=CACHE_SIZE)(partial(baseline_decide, self._table))
         for name, process in self._processes.items():
             process.unrecognized = {
                 (gpu, kernel): pair[0] for gpu, names in self._seen.get(name, {}).items()
                 for kernel, pair in names.items()
-                if self._table.decide(kernel)[0] is not None and self._table.decide(kernel)[1].startswith("default:")}
+                if decide(kernel)[0] is not None and decide(kernel)[1].startswith("default:")}
             process.unrecognized_names = Counter(gpu for gpu, _ in process.unrecognized)
 
 
@@ -199,7 +222,8 @@ class Bench:
     def source(self, path: str) -> DispatchSource:
         """A fresh source of one path (its table cache empty, as after a start)."""
         config = DispatchConfig(enabled=True, state_dir=self.root / ("v2" if path in ("old", "new-v2") else "v3"),
-                                table=self.table)
+                                table=self.table, **({"classify_budget_seconds": UNBOUNDED}
+                                                     if path == "new-v3-unbounded" else {}))
         clock = lambda: self.now  # noqa: E731
         if path == "old":
             return BaselineSource(config, clock)
@@ -221,29 +245,43 @@ class Bench:
         os.utime(self.table, ns=(step, step))
 
 
-def timed(source: DispatchSource) -> tuple[tuple[float, float], dict]:
-    """(wall seconds, CPU seconds of this process) of one poll, and the counters it exported."""
+def timed(source: DispatchSource) -> tuple[tuple[float, float], dict, float]:
+    """(wall seconds, CPU seconds of this process) of one poll, the counters it exported, the names still pending."""
     gc.collect()  # each poll starts from a collected heap; the collections it causes itself are timed with it
     began, began_cpu = time.perf_counter(), time.process_time()
     families = source.poll()
     elapsed = (time.perf_counter() - began, time.process_time() - began_cpu)
-    return elapsed, {(f.metric.name, labels): value for f in families for labels, value in f.samples
-                     if f.metric.name.startswith(("blackwell_gemm", "blackwell_dispatch_kernel",
-                                                  "blackwell_dispatch_unrecognized"))}
+    samples = {(f.metric.name, labels): value for f in families for labels, value in f.samples}
+    return elapsed, {key: value for key, value in samples.items()
+                     if key[0].startswith(("blackwell_gemm", "blackwell_dispatch_kernel", "blackwell_dispatch_unrecognized"))
+                     and key[0] != "blackwell_dispatch_kernel_names_pending"}, samples[
+        ("blackwell_dispatch_kernel_names_pending", ())]
 
 
 def worker(bench: Bench, path: str, connection: Connection) -> None:
-    """One path in a process of its own, as in an exporter: it polls when told and answers with its timing."""
+    """One path in a process of its own, as in an exporter: it polls when told and answers with its timing.
+
+    ``settle``: poll until no name waits for classification, and answer with every poll's timing.
+    """
     source = None
     while (command := connection.recv()) != "stop":
         if command == "fresh":
             source = bench.source(path)
+        elif command == "poll":
+            elapsed, answer, _ = timed(source)
+            connection.send((elapsed, answer))
         else:
-            connection.send(timed(source))
+            polls = []
+            for _ in range(MOST_POLLS):
+                elapsed, answer, pending = timed(source)
+                polls.append(elapsed)
+                if not pending:
+                    break
+            connection.send((polls, answer))
 
 
 class Paths:
-    """The four paths, each in its own process (no path pays for another's memory or garbage), polled in turn."""
+    """The paths, each in its own process (no path pays for another's memory or garbage), polled in turn."""
 
     def __init__(self, bench: Bench) -> None:
         context = multiprocessing.get_context("fork")
@@ -266,6 +304,17 @@ class Paths:
             times[path].append(elapsed)
         assert all(answer == answers["old"] for answer in answers.values()), f"the paths disagree: {what}"
 
+    def settle(self, times: dict[str, list[tuple[float, float]]], series: dict[str, list[list[float]]],
+               what: str) -> None:
+        """Each path polled until it has classified every name: its first poll, and every poll it took."""
+        answers = {}
+        for path, connection in self.connections.items():
+            connection.send("settle")
+            polls, answers[path] = connection.recv()
+            times[path].append(polls[0])
+            series[path].append([wall for wall, _ in polls])
+        assert all(answer == answers["old"] for answer in answers.values()), f"the paths disagree: {what}"
+
     def stop(self) -> None:
         for connection in self.connections.values():
             connection.send("stop")
@@ -281,12 +330,14 @@ def run(args: argparse.Namespace) -> dict:
     bench = Bench(names, time.time())
     times: dict[str, dict[str, list[tuple[float, float]]]] = {
         case: {path: [] for path in PATHS} for case in ("first", "steady", "unchanged", "table_change")}
+    series: dict[str, dict[str, list[list[float]]]] = {case: {path: [] for path in PATHS}
+                                                       for case in ("first", "table_change")}
     paths = Paths(bench)
     loads = [os.getloadavg()]
     for attempt in range(args.first):
         bench.write()
         paths.fresh()
-        paths.poll(times["first"], f"first poll {attempt}")
+        paths.settle(times["first"], series["first"], f"first poll {attempt}")
     for step in range(args.polls):
         bench.advance(rng)
         bench.write()
@@ -294,7 +345,7 @@ def run(args: argparse.Namespace) -> dict:
         paths.poll(times["unchanged"], f"unchanged file {step}")
         if step % 4 == 3:
             bench.change_table(step)
-            paths.poll(times["table_change"], f"after table change {step}")
+            paths.settle(times["table_change"], series["table_change"], f"after table change {step}")
     loads.append(os.getloadavg())
     paths.stop()
     medians = {case: {path: round(statistics.median(v[0] for v in values) * 1000, 2)
@@ -313,8 +364,18 @@ def run(args: argparse.Namespace) -> dict:
                          for case, by_path in medians.items()},
         "median_cpu_ms": cpu,
         "target_ms": 50,
+        "classify_budget_seconds": DispatchConfig(enabled=True).classify_budget_seconds,
+        "until_classified": {case: {path: {
+            "polls": statistics.median(map(len, runs)),
+            "total_ms": round(statistics.median(map(sum, runs)) * 1000, 1),
+            "slowest_poll_ms": round(statistics.median(map(max, runs)) * 1000, 1),
+            "later_polls_median_ms": round(statistics.median(wall for run in runs for wall in run[1:]) * 1000, 1)
+            if any(len(run) > 1 for run in runs) else None,
+        } for path, runs in by_path.items()} for case, by_path in series.items()},
         "polls_ms": {case: {path: [round(v[0] * 1000, 1) for v in values] for path, values in by_path.items()}
                      for case, by_path in times.items()},
+        "until_classified_polls_ms": {case: {path: [[round(wall * 1000, 1) for wall in run] for run in runs]
+                                             for path, runs in by_path.items()} for case, by_path in series.items()},
     }
 
 
@@ -327,7 +388,7 @@ def main() -> None:
     args = parser.parse_args()
     result = run(args)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({key: value for key, value in result.items() if key != "polls_ms"}, indent=2))
+    print(json.dumps({key: value for key, value in result.items() if not key.endswith("polls_ms")}, indent=2))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,11 @@ METRICS = [
     gauge("blackwell_dispatch_unrecognized_gemm_names",
           "Distinct GEMM kernel names of the live processes that no precision rule matches.",
           ("gpu",), sources=_DISPATCH),
+    gauge("blackwell_dispatch_kernel_names_pending",
+          "Kernel names (per process and GPU) the dispatch source has not classified yet (new, or not since the "
+          "table changed): each poll classifies for sources.dispatch.classify_budget_seconds. Their launches are "
+          "added to the GEMM totals when they are; while this is above 0 the GEMM shares are not final.",
+          (), sources=_DISPATCH),
     gauge("blackwell_dispatch_table_last_reload_successful",
           "1 when the last (re)load of the kernel classification table succeeded; 0 while the last good table "
           "stays in use because the file changed into something that does not load.",

@@ -21,6 +21,16 @@ compared with the last poll's position by position, in C (``map(operator.ne, ...
 the names whose counts moved are looked at in Python: their decision comes from the table's
 per-name cache, which a new table starts empty. A file whose names moved or vanished is matched
 by name instead.
+
+A name the current table has not decided yet (new, or listed when the table changed) waits: what
+it gains is held in ``_waiting`` (blocks of names as each poll found them), apart from any process,
+and each poll classifies waiting names, oldest first, for ``classify_budget_seconds``
+(``KernelClassifier.decide_all``, 6-10 us a name), then adds what the decided ones gained to their
+precision. So a first poll of 100,000
+new names takes the budget, not seconds; the rest follow over the next polls
+(``blackwell_dispatch_kernel_names_pending`` says how many wait), and nothing is lost when the
+process that listed them exits or restarts meanwhile. A name decided after a table change gives
+the new table's precision to what it gained while waiting.
 """
 
 from __future__ import annotations
@@ -30,11 +40,12 @@ import logging
 import os
 import threading
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from bisect import bisect_left
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import compress
-from operator import ne
+from itertools import compress, repeat
+from operator import add, is_, mul, ne, rshift, sub
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -50,6 +61,7 @@ log = logging.getLogger(__name__)
 
 NOTE_NAMES = 20  # unrecognized GEMM names listed on the landing page
 RETIRED_KEPT = 64  # finished processes remembered, in case one writes again
+FIRST_CHUNK, MIN_CHUNK, MAX_CHUNK = 256, 64, 1024  # names classified at a time within the poll's budget
 START_HINT = ("start sampling in the serving process: CUDA_INJECTION64_PATH=$(blackwell-exporter inject-path) in its "
               "environment (any C++ or Python runtime), or exporter.inprocess.start_sampler() in Python")
 
@@ -61,6 +73,11 @@ class DispatchConfig(SourceConfig):
     table: Path | None = Field(None, description="kernel classification table (unset: the one shipped in the package, "
                                                  "exporter/dispatch_table.yaml); re-read when its modification time "
                                                  "changes, so a change needs no model-server restart")
+    classify_budget_seconds: float = Field(
+        0.02, gt=0, description="time a poll spends classifying kernel names it has not seen (or not since the "
+                                "table changed); the rest wait for the next polls, their launches uncounted until "
+                                "then (blackwell_dispatch_kernel_names_pending), so that a state file of 100,000 "
+                                "new names does not hold one poll for seconds")
 
 
 @dataclass
@@ -101,6 +118,25 @@ class _Process:
     unrecognized_names: Counter[str] = field(default_factory=Counter)  # gpu -> len of the above on that GPU
 
 
+@dataclass
+class _Waiting:
+    """Names of one GPU of one process not classified yet, as one poll found them, from ``start`` on.
+
+    A name may wait in several (of other processes, or again after it moved in a later poll).
+    """
+
+    process: _Process  # where each name is listed: its list of unrecognized names follows the decisions
+    gpu: str
+    names: list[str]
+    slots: Sequence[int] | None  # each name's place in the process's names of that GPU; None: no longer listed
+    launches: list[int]  # what each gained while waiting
+    nanoseconds: list[int]
+    start: int = 0
+
+    def __len__(self) -> int:
+        return len(self.names) - self.start
+
+
 class DispatchSource(Source):
     name: ClassVar[str] = "dispatch"
     stand_in: ClassVar[str | None] = "simulated"
@@ -119,6 +155,9 @@ class DispatchSource(Source):
         self._table: KernelClassifier | None = None
         self._table_stamp: tuple[int, int] | None = None
         self._table_error = ""
+        # Names waiting for a decision of the current table, oldest first, with what each gained meanwhile:
+        # added to the totals when the name is classified, whatever became of the process that listed it.
+        self._waiting: deque[_Waiting] = deque()
         self._reader = StateReader()
         self._faults: list[StateError] = []
         self._lock = threading.Lock()  # poll() against notes(), which the HTTP thread calls
@@ -150,6 +189,7 @@ class DispatchSource(Source):
             for gone in set(kept) - present:
                 del kept[gone]
         self._reader.forget_all_but(set(self._processes))
+        self._classify_pending()
         families = self._families(now)
         self._faults = faults
         if faults:
@@ -245,15 +285,19 @@ class DispatchSource(Source):
         for gpu, entry in state["gpus"].items():
             names, counts = entry["names"], entry["counts"]
             before, unlisted = _aligned(process.listed.get(gpu), names)
-            moved = list(compress(range(len(before.counts)), map(ne, counts, before.counts)))
-            moved += range(len(before.counts), len(counts))  # the names new in their place
-            values = list(map(counts.__getitem__, moved))
+            if before.counts:
+                moved: Sequence[int] = list(compress(range(len(before.counts)), map(ne, counts, before.counts)))
+                moved += range(len(before.counts), len(counts))  # the names new in their place
+                values = list(map(counts.__getitem__, moved))
+            else:  # a GPU seen for the first time (or matched by name): every name is new
+                moved, values = range(len(counts)), counts
             if not (set(map(type, values)) <= {int} and min(values, default=0) >= 0):  # in C; Python finds which
                 slot = next(index for index, value in zip(moved, values, strict=True)
                             if type(value) is not int or value < 0) >> 1
                 raise StateError(f"{path}: gpus[{gpu}].names[{names[slot]!r}]: expected [launches, gpu_ns], "
                                  f"got {counts[2 * slot:2 * slot + 2]!r}", "invalid")
-            updates.append((gpu, entry, before, dict.fromkeys([index >> 1 for index in moved]), unlisted))
+            slots = range(len(names)) if not before.counts else dict.fromkeys(map(rshift, moved, repeat(1)))
+            updates.append((gpu, entry, before, slots, unlisted))
         for gpu, entry, before, slots, unlisted in updates:
             self._count_names(process, gpu, entry, before, slots)
             process.listed[gpu] = _Listed(entry["names"], entry["counts"], unlisted)
@@ -261,21 +305,23 @@ class DispatchSource(Source):
 
     def _count_names(self, process: _Process, gpu: str, entry: dict[str, Any], before: _Listed,
                      slots: Iterable[int]) -> None:
-        """The hot loop of a poll: one pass over the names whose counts moved."""
+        """The hot loop of a poll: one pass over the names whose counts moved and the table has decided."""
         assert self._table is not None
-        decide = self._table.decide
         names, counts, last, unlisted = entry["names"], entry["counts"], before.counts, before.unlisted
-        known = len(last) >> 1
+        slots = list(slots)
+        decisions = list(map(self._table.known, map(names.__getitem__, slots)))
+        if None in decisions:
+            self._wait(process, gpu, names, counts, before, list(compress(slots, map(is_, decisions, repeat(None)))))
+        known_slots = len(last) >> 1
         gained: dict[str, list[int]] = {precision: [0, 0] for precision in PRECISIONS}
         unrecognized = 0
-        for slot in slots:
-            name = names[slot]
-            precision, rule = decide(name)
+        for slot, (precision, rule) in compress(zip(slots, decisions, strict=True), decisions):
             if precision is None:
                 continue
+            name = names[slot]
             at = 2 * slot
             launches, nanoseconds = counts[at], counts[at + 1]
-            prior = (last[at], last[at + 1]) if slot < known else unlisted.get(name) if unlisted else None
+            prior = (last[at], last[at + 1]) if slot < known_slots else unlisted.get(name) if unlisted else None
             if prior is not None:
                 launches = launches - prior[0] if launches > prior[0] else 0
                 nanoseconds = nanoseconds - prior[1] if nanoseconds > prior[1] else 0
@@ -292,6 +338,62 @@ class DispatchSource(Source):
             totals.gemm[(gpu, precision)] += launches
             totals.gemm_ns[(gpu, precision)] += nanoseconds
         totals.unrecognized[gpu] += unrecognized
+
+    def _wait(self, process: _Process, gpu: str, names: list[str], counts: list[int], before: _Listed,
+              slots: list[int]) -> None:
+        """Hold what the names in ``slots`` (ascending) gained since the last poll until the table decides them.
+
+        In C where it can: a first poll of a large file puts every name here.
+        """
+        if len(slots) == len(names) and not before.counts and not before.unlisted:  # a first look: all as listed
+            self._waiting.append(_Waiting(process, gpu, names, range(len(names)), counts[0::2], counts[1::2]))
+            return
+        split = bisect_left(slots, len(before.counts) >> 1)  # the names in their place before, then the new ones
+        at = list(map(mul, slots, repeat(2)))
+        launches = list(map(counts.__getitem__, at))
+        nanoseconds = list(map(counts.__getitem__, map(add, at, repeat(1))))
+        if split:
+            last, before_at = before.counts, at[:split]
+            launches[:split] = map(max, map(sub, launches[:split], map(last.__getitem__, before_at)), repeat(0))
+            nanoseconds[:split] = map(max, map(sub, nanoseconds[:split],
+                                               map(last.__getitem__, map(add, before_at, repeat(1)))), repeat(0))
+        waiting = list(map(names.__getitem__, slots))
+        for index in range(split, len(slots)) if before.unlisted else ():  # back after a writer dropped it
+            prior = before.unlisted.get(waiting[index])
+            if prior is not None:
+                launches[index] = max(0, launches[index] - prior[0])
+                nanoseconds[index] = max(0, nanoseconds[index] - prior[1])
+        self._waiting.append(_Waiting(process, gpu, waiting, slots, launches, nanoseconds))
+
+    def _classify_pending(self) -> None:
+        """Classify waiting names, oldest first, for up to ``classify_budget_seconds``; count what they gained."""
+        assert self._table is not None
+        table, budget, totals = self._table, self.config.classify_budget_seconds, self._totals
+        began, done, chunk = time.perf_counter(), 0, FIRST_CHUNK
+        while self._waiting:
+            block = self._waiting[0]
+            begin, end = block.start, block.start + chunk
+            names = block.names[begin:end]
+            gpu = block.gpu
+            for index, name, (precision, rule), launches, nanoseconds in zip(
+                    range(begin, begin + len(names)), names, table.decide_all(names), block.launches[begin:end],
+                    block.nanoseconds[begin:end], strict=True):
+                if precision is None:
+                    continue
+                totals.gemm[(gpu, precision)] += launches
+                totals.gemm_ns[(gpu, precision)] += nanoseconds
+                if rule.startswith("default:"):
+                    totals.unrecognized[gpu] += launches
+                    _list_unrecognized(block.process, gpu, name, block.slots[index] if block.slots else None)
+            block.start += len(names)
+            done += len(names)
+            if not block:
+                self._waiting.popleft()
+            elapsed = time.perf_counter() - began
+            if elapsed >= budget:
+                break
+            # As many names as the time left holds at the rate so far, in chunks big enough to be cheap.
+            chunk = max(MIN_CHUNK, min(MAX_CHUNK, int((budget - elapsed) * done / elapsed))) if elapsed else MAX_CHUNK
 
     def _count_kernels(self, process: _Process, gpu: str, entry: dict[str, Any]) -> None:
         totals = self._totals
@@ -336,15 +438,15 @@ class DispatchSource(Source):
             raise PollError(error, "table")
 
     def _reclassify_unrecognized(self) -> None:
-        """The list of names the table does not know follows the table now in use."""
-        assert self._table is not None
-        decide = self._table.decide
+        """A new table has decided nothing yet: every name a live process lists waits for its decision, and the
+        lists of names the table does not know fill again as the decisions come."""
         for process in self._processes.values():
-            process.unrecognized = {
-                (gpu, name): pair[0] for gpu, listed in process.listed.items()
-                for name, pair in listed.counts_by_name().items()
-                if decide(name)[0] is not None and decide(name)[1].startswith("default:")}
-            process.unrecognized_names = Counter(gpu for gpu, _ in process.unrecognized)
+            process.unrecognized = {}
+            process.unrecognized_names = Counter()
+            for gpu, listed in process.listed.items():
+                for names, slots in ((listed.names, range(len(listed.names))), (list(listed.unlisted), None)):
+                    if names:
+                        self._waiting.append(_Waiting(process, gpu, names, slots, [0] * len(names), [0] * len(names)))
 
     # -- what is exported -----------------------------------------------------------------------------
     def _families(self, now: float) -> list[Family]:
@@ -354,6 +456,7 @@ class DispatchSource(Source):
             "blackwell_dispatch_kernel_launches_total", "blackwell_dispatch_kernel_seconds_total",
             "blackwell_dispatch_overflow_kernel_launches_total", "blackwell_dispatch_unrecognized_gemm_launches_total",
             "blackwell_dispatch_unrecognized_gemm_names", "blackwell_dispatch_table_last_reload_successful",
+            "blackwell_dispatch_kernel_names_pending",
         )}
         for key in sorted(t.gemm):
             f["blackwell_gemm_kernel_launches_total"].add(key, t.gemm[key])
@@ -366,6 +469,7 @@ class DispatchSource(Source):
             f["blackwell_dispatch_unrecognized_gemm_launches_total"].add((gpu,), t.unrecognized[gpu])
             f["blackwell_dispatch_unrecognized_gemm_names"].add((gpu,), names[gpu])
         f["blackwell_dispatch_table_last_reload_successful"].add((), 0 if self._table_error else 1)
+        f["blackwell_dispatch_kernel_names_pending"].add((), sum(map(len, self._waiting)))
         return [*f.values(), *self._health(now)]
 
     def _health(self, now: float) -> list[Family]:
@@ -398,6 +502,9 @@ class DispatchSource(Source):
             if state["status"] != "sampling":
                 notes.append(f"{name} (pid {state['pid']}, {state.get('writer', '?')}): {state['status']}, "
                              f"reason {state.get('reason') or '-'}: {state.get('detail') or 'no detail'}")
+        if self._waiting:
+            notes.append(f"{sum(map(len, self._waiting))} kernel names wait to be classified: their launches are added to the "
+                         "GEMM totals when they are (classify_budget_seconds per poll)")
         if self._ignored:
             notes.append(f"finished but not removable (ignored): {', '.join(sorted(self._ignored))}")
         launches: dict[tuple[str, str], int] = defaultdict(int)
@@ -407,6 +514,24 @@ class DispatchSource(Source):
         top = heapq.nsmallest(NOTE_NAMES, launches.items(), key=lambda item: (-item[1], item[0]))
         notes += [f"unrecognized GEMM on gpu {gpu} ({count} launches): {name}" for (gpu, name), count in top]
         return notes
+
+
+def _list_unrecognized(process: _Process, gpu: str, name: str, slot: int | None) -> None:
+    """A name just found unrecognized joins the process's list, with its launches as the process lists them now."""
+    listed = process.listed.get(gpu)
+    if listed is None:
+        return
+    if slot is None or slot >= len(listed.names) or listed.names[slot] != name:  # dropped or moved since
+        if name in listed.unlisted:
+            slot = None
+        elif name in listed.names:
+            slot = listed.names.index(name)
+        else:
+            return
+    key = (gpu, name)
+    if key not in process.unrecognized:
+        process.unrecognized_names[gpu] += 1
+    process.unrecognized[key] = listed.counts[2 * slot] if slot is not None else listed.unlisted[name][0]
 
 
 def _aligned(listed: _Listed | None, names: list[str]) -> tuple[_Listed, dict[str, tuple[int, int]]]:

@@ -60,9 +60,9 @@ def write(directory: Path, name: str, content: dict) -> Path:
 
 
 def source(directory: Path, clock: Clock | None = None, table: Path = DEFAULT_TABLE,
-           stale_after: float = 120.0) -> DispatchSource:
-    return DispatchSource(DispatchConfig(enabled=True, state_dir=directory, stale_after=stale_after, table=table),
-                          clock=clock or Clock())
+           stale_after: float = 120.0, budget: float = 60.0) -> DispatchSource:
+    return DispatchSource(DispatchConfig(enabled=True, state_dir=directory, stale_after=stale_after, table=table,
+                                         classify_budget_seconds=budget), clock=clock or Clock())
 
 
 def samples(families) -> dict[tuple[str, tuple[str, ...]], float]:
@@ -408,6 +408,151 @@ def test_a_state_file_with_wrong_contents_is_refused_as_invalid(tmp_path, mutate
     with pytest.raises(PollError, match=message) as err:
         source(tmp_path).poll()
     assert err.value.reason == "invalid"
+
+
+# -- a bounded poll: names beyond the classification budget wait for the next polls -----------------
+
+TIGHT = 1e-9  # each poll classifies one first batch of names, however fast the machine
+
+
+def many_names(count: int) -> dict[str, list[int]]:
+    """Distinct names of every kind: GEMMs of each precision, an unknown GEMM, a non-GEMM."""
+    kinds = (BF16, FP8, FP4, SOFTMAX, CUSTOM_GEMM)
+    return {f"{kinds[i % len(kinds)]}_{i}": [1 + i % 7, 10 * (1 + i % 7)] for i in range(count)}
+
+
+def counters(got: dict) -> dict:
+    return {key: value for key, value in got.items()
+            if key[0].startswith(("blackwell_gemm", "blackwell_dispatch_kernel", "blackwell_dispatch_unrecognized"))
+            and key[0] != "blackwell_dispatch_kernel_names_pending"}
+
+
+def pending(got: dict) -> float:
+    return got[("blackwell_dispatch_kernel_names_pending", ())]
+
+
+def poll_until_classified(src: DispatchSource, before: dict | None = None, most: int = 100) -> dict:
+    """Poll until no name waits; no counter (``*_total``) may go down on the way."""
+    for _ in range(most):
+        try:
+            got = poll(src)
+        except PartialPollError as err:
+            got = samples(err.families)
+        for key, value in (before or {}).items():
+            assert not key[0].endswith("_total") or counters(got).get(key, value) >= value, key
+        before = counters(got)
+        if pending(got) == 0:
+            return got
+    raise AssertionError(f"names still pending after {most} polls")
+
+
+def test_a_tight_budget_classifies_part_of_a_poll_and_the_rest_over_the_next_polls_to_the_same_totals(tmp_path):
+    names = many_names(3000)
+    write(tmp_path, "rank0", state(names))
+    bounded, unbounded = source(tmp_path, budget=TIGHT), source(tmp_path)
+    first = poll(bounded)
+    assert 0 < pending(first) < 3000  # some classified, the rest waiting
+    assert sum(launches(first, p) for p in ("fp4", "fp8", "16bit", "other")) < sum(
+        launches(poll(unbounded), p) for p in ("fp4", "fp8", "16bit", "other"))
+    assert first[("blackwell_dispatch_kernel_launches_total", ("0",))] == sum(p[0] for p in names.values())
+    for key in list(names)[::3]:  # the writer goes on: waiting names and classified ones gain launches
+        names[key] = [names[key][0] + 5, names[key][1] + 50]
+    names[f"{FP8}_late"] = [3, 30]
+    write(tmp_path, "rank0", state(names))
+    got = poll_until_classified(bounded, counters(first))
+    assert counters(got) == counters(poll(unbounded))
+    assert got[("blackwell_dispatch_unrecognized_gemm_names", ("0",))] == 600
+    assert not any("wait to be classified" in note for note in bounded.notes())
+
+
+def test_names_two_processes_list_while_they_wait_end_up_in_both_lists_of_unrecognized_names(tmp_path):
+    names = many_names(1500)
+    write(tmp_path, "rank0", state(names, pid=1))
+    write(tmp_path, "rank1", state({**{f"{CUSTOM_GEMM}_only_rank1": [2, 20]}, **names}, pid=2))
+    bounded, unbounded = source(tmp_path, budget=TIGHT), source(tmp_path)
+    got = poll_until_classified(bounded)
+    assert counters(got) == counters(poll(unbounded))
+    assert got[("blackwell_dispatch_unrecognized_gemm_names", ("0",))] == 300 + 301  # per process, summed
+    assert bounded.notes() == unbounded.notes()
+
+
+def test_names_waiting_when_their_process_exits_or_restarts_are_counted_all_the_same(tmp_path):
+    names = many_names(2000)
+    final = {key: [pair[0] + 1, pair[1] + 1] for key, pair in names.items()}
+    bounded, unbounded = source(tmp_path / "bounded", budget=TIGHT), source(tmp_path / "unbounded")
+    for directory in ("bounded", "unbounded"):  # each source removes the files of finished processes it reads
+        write(tmp_path / directory, "rank0", state(names, pid=1))
+        write(tmp_path / directory, "rank1", state(names, pid=2))
+    poll(unbounded)
+    assert pending(poll(bounded)) > 0
+    assert any("wait to be classified" in note for note in bounded.notes())
+    for directory in ("bounded", "unbounded"):
+        write(tmp_path / directory, "rank0", state(final, pid=1, status="exited", reason="exited"))  # then gone
+        write(tmp_path / directory, "rank1", state({FP8: [4, 40]}, pid=3, started_at=NOW + 9))  # a new process
+    poll(unbounded)
+    got = poll_until_classified(bounded)
+    assert not (tmp_path / "bounded" / "rank0.json").exists()
+    assert counters(got) == counters(poll(unbounded))
+    fp8 = sum(pair[0] for key, pair in names.items() if key.startswith(FP8))
+    assert launches(got, "fp8") == 2 * fp8 + 400 + 4  # both processes, rank0's last write, the new process
+
+
+def test_a_writer_that_reorders_and_drops_names_while_they_wait_counts_nothing_twice(tmp_path):
+    names = many_names(1500)
+    keys = list(names)
+    reordered = {key: [names[key][0] + 2, names[key][1] + 20] for key in reversed(keys[500:])}  # the first 500 dropped
+    back = {**reordered, **{key: [names[key][0] + 4, names[key][1] + 40] for key in keys[:500]}}  # and back, advanced
+    bounded, unbounded = source(tmp_path / "bounded", budget=TIGHT), source(tmp_path / "unbounded")
+    for content in (names, reordered, back):
+        for directory in ("bounded", "unbounded"):
+            write(tmp_path / directory, "rank0", state(content))
+        poll(unbounded)
+        got = poll(bounded)
+    assert pending(got) > 0
+    got = poll_until_classified(bounded)
+    assert counters(got) == counters(poll(unbounded))
+    assert launches(got, "fp8") == sum(pair[0] for key, pair in back.items() if key.startswith(FP8))
+
+
+def test_a_table_change_while_names_wait_loses_nothing_and_the_waiting_names_follow_the_new_table(tmp_path):
+    table = tmp_path / "table.yaml"
+    shutil.copy(DEFAULT_TABLE, table)
+    states = tmp_path / "states"
+    names = many_names(2000)
+    write(states, "rank0", state(names))
+    bounded = source(states, table=table, budget=TIGHT)
+    first = poll(bounded)
+    custom_gemm_as_fp8(table, 1)
+    got = poll_until_classified(bounded, counters(first))
+    gemm = sum(pair[0] for key, pair in names.items() if not key.startswith(SOFTMAX))
+    assert sum(launches(got, p) for p in ("fp4", "fp8", "16bit", "other")) == gemm  # each launch counted once
+    custom = sum(pair[0] for key, pair in names.items() if key.startswith(CUSTOM_GEMM))
+    assert launches(got, "fp8") >= custom  # the custom GEMMs still waiting were classified by the new table
+    assert got[("blackwell_dispatch_unrecognized_gemm_names", ("0",))] == 0
+
+
+def test_after_a_table_change_every_name_waits_for_the_new_table_and_the_unrecognized_list_fills_again(tmp_path):
+    table = tmp_path / "table.yaml"
+    shutil.copy(DEFAULT_TABLE, table)
+    states = tmp_path / "states"
+    write(states, "rank0", state(many_names(2000)))
+    bounded = source(states, table=table, budget=TIGHT)
+    before = poll_until_classified(bounded)
+    assert before[("blackwell_dispatch_unrecognized_gemm_names", ("0",))] == 400
+    os.utime(table, ns=(5, 5))  # the same rules, a new modification time: read again, nothing decided yet
+    changed = poll(bounded)  # the file is as it was: nothing to count, every name to classify again
+    assert 0 < pending(changed) < 2000
+    assert counters(changed) == {key: value for key, value in counters(before).items()
+                                 if key[0] != "blackwell_dispatch_unrecognized_gemm_names"} | {
+        key: value for key, value in counters(changed).items() if key[0] == "blackwell_dispatch_unrecognized_gemm_names"}
+    got = poll_until_classified(bounded)
+    assert counters(got) == counters(before)
+
+
+def test_the_classification_budget_is_a_positive_number_of_seconds():
+    with pytest.raises(ValueError, match="classify_budget_seconds"):
+        DispatchConfig(enabled=True, classify_budget_seconds=0)
+    assert DispatchConfig(enabled=True).classify_budget_seconds > 0
 
 
 # -- the Python writer ------------------------------------------------------------------------------

@@ -101,6 +101,7 @@ class PrecisionExtras:
             Family("blackwell_dispatch_sampler_windows_skipped_total").add((process,), 0),
             Family("blackwell_dispatch_sampler_status").add((process, "python", "sampling", ""), 1),
             Family("blackwell_dispatch_table_last_reload_successful").add((), 1),
+            Family("blackwell_dispatch_kernel_names_pending").add((), 0),  # every name classified as it comes
         ]
         kernels = Family("blackwell_dispatch_kernel_launches_total")
         kernel_seconds = Family("blackwell_dispatch_kernel_seconds_total")
