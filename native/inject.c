@@ -420,7 +420,8 @@ static size_t detach_dropped;
 
 static void CUPTIAPI detach_callback(void *data, CUpti_CallbackDomain domain, CUpti_CallbackId id, const void *info) {
     (void)data, (void)id; /* only the sites' callbacks are enabled, and only while a detach is asked for */
-    if (domain != CUPTI_CB_DOMAIN_RUNTIME_API || ((const CUpti_CallbackData *)info)->callbackSite != CUPTI_API_EXIT)
+    if (domain != CUPTI_CB_DOMAIN_RUNTIME_API || ((const CUpti_CallbackData *)info)->callbackSite != CUPTI_API_EXIT ||
+        getpid() != owner_pid) /* a fork()ed child: the window is its parent's */
         return;
     int expected = DETACH_PENDING;
     if (!atomic_compare_exchange_strong(&detach_state, &expected, DETACH_RUNNING)) return;
