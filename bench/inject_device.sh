@@ -86,6 +86,7 @@ if [ "$stage" = bench ] || [ "$stage" = all ]; then
     --delay ${DELAY:-8} --period ${BENCH_PERIOD:-4} ${CPUS:+--cpus $CPUS} ${MODES:+--modes "$MODES"}
 fi
 if [ "$stage" = timeline ]; then
-  python3 bench/inject_timeline.py "$OUT" $LIB --seconds ${TIMELINE_SECONDS:-60} --period ${BENCH_PERIOD:-2}
+  python3 bench/inject_timeline.py "$OUT" $LIB --seconds ${TIMELINE_SECONDS:-60} --period ${BENCH_PERIOD:-2} \
+    ${MODES:+--modes "$MODES"}
 fi
 tar czf "$OUT/states.tar.gz" -C $S .

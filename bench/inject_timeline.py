@@ -16,7 +16,7 @@ gives the noise floor. "attached between windows" (BLACKWELL_DISPATCH_DETACH=0) 
 same way, but its between slices are themselves slowed by CUPTI staying attached, which this design
 cannot see (bench/cupti_detach_probe.cu measures that per launch).
 
-    python3 bench/inject_timeline.py OUT_DIR LIBRARY [--seconds 60] [--period 2] [--duty 0.1]
+    python3 bench/inject_timeline.py OUT_DIR LIBRARY [--seconds 60] [--period 2] [--duty 0.1] [--modes "off|..."]
 """
 
 from __future__ import annotations
@@ -97,8 +97,9 @@ def main() -> None:
     out_dir, library = Path(sys.argv[1]), sys.argv[2]
     option = {k: float(sys.argv[sys.argv.index(k) + 1]) for k in ("--seconds", "--period", "--duty") if k in sys.argv}
     seconds, period, duty = option.get("--seconds", 60.0), option.get("--period", 2.0), option.get("--duty", 0.1)
+    chosen = sys.argv[sys.argv.index("--modes") + 1].split("|") if "--modes" in sys.argv else list(MODES)
     report: dict = {"seconds": seconds, "period_seconds": period, "duty_cycle": duty, "modes": {}}
-    for name, mode in MODES.items():
+    for name, mode in ((name, MODES[name]) for name in chosen):
         state_dir = tempfile.mkdtemp(prefix="inject-timeline-")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BLACKWELL_", "CUDA_INJECTION64"))}
         env.update({"BLACKWELL_DISPATCH_STATE_DIR": state_dir, "BLACKWELL_DISPATCH_PROCESS": "bench",
@@ -117,7 +118,7 @@ def main() -> None:
         report["modes"][name] = result
         print(name, json.dumps(result), flush=True)
         (out_dir / f"timeline_{len(report['modes'])}.json").write_text(json.dumps(slices))
-    (out_dir / "inject_timeline.json").write_text(json.dumps(report, indent=1))
+        (out_dir / "inject_timeline.json").write_text(json.dumps(report, indent=1))  # after each mode: a cut-off run keeps them
 
 
 if __name__ == "__main__":
