@@ -73,22 +73,31 @@ print(json.dumps({"before_first_window": before_first_window, "sampling": sampli
 """
 
 
-def run_mode(mode: dict, library: str, seconds: float, delay: float, period: float, cpus: set[int] | None) -> dict:
-    state_dir = tempfile.mkdtemp(prefix="inject-bench-")
+def run_child(child: str, args: list[str], mode: dict, library: str, settings: dict[str, str], timeout: float,
+              cpus: set[int] | None = None) -> tuple[dict, Path]:
+    """Run ``child`` in a fresh process under ``mode`` (the library injected or not, its settings); its last line's JSON.
+
+    Also used by bench/inject_timeline.py. The process's own BLACKWELL_* and injection variables are dropped.
+    """
+    state_dir = Path(tempfile.mkdtemp(prefix="inject-bench-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BLACKWELL_", "CUDA_INJECTION64"))}
-    env.update({"BLACKWELL_DISPATCH_STATE_DIR": state_dir, "BLACKWELL_DISPATCH_PROCESS": "bench",
-                "BLACKWELL_DISPATCH_PERIOD": str(period), "BLACKWELL_DISPATCH_START_DELAY": str(delay)})
+    env.update({"BLACKWELL_DISPATCH_STATE_DIR": str(state_dir), "BLACKWELL_DISPATCH_PROCESS": "bench", **settings})
     env.update({k: v for k, v in mode.items() if k.startswith("BLACKWELL_")})
     if mode.get("inject"):
         env["CUDA_INJECTION64_PATH"] = library
     if mode.get("python"):
         env["PYTHON_SAMPLER"] = "1"
-    out = subprocess.run([sys.executable, "-c", CHILD, str(seconds), str(delay)], env=env, capture_output=True,
-                         text=True, timeout=seconds + delay + 120,
-                         preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+    out = subprocess.run([sys.executable, "-c", child, *args], env=env, capture_output=True, text=True,
+                         timeout=timeout, preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1]), state_dir
+
+
+def run_mode(mode: dict, library: str, seconds: float, delay: float, period: float, cpus: set[int] | None) -> dict:
+    result, _ = run_child(CHILD, [str(seconds), str(delay)], mode, library,
+                          {"BLACKWELL_DISPATCH_PERIOD": str(period), "BLACKWELL_DISPATCH_START_DELAY": str(delay)},
+                          seconds + delay + 120, cpus)
     result["coverage"] = result["sampled_seconds"] / seconds
     return result
 

@@ -22,12 +22,11 @@ cannot see (bench/cupti_detach_probe.cu measures that per launch).
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from inject_bench import run_child  # bench/ is this script's folder
 
 CHILD = """
 import json, os, sys, time
@@ -100,19 +99,9 @@ def main() -> None:
     chosen = sys.argv[sys.argv.index("--modes") + 1].split("|") if "--modes" in sys.argv else list(MODES)
     report: dict = {"seconds": seconds, "period_seconds": period, "duty_cycle": duty, "modes": {}}
     for name, mode in ((name, MODES[name]) for name in chosen):
-        state_dir = tempfile.mkdtemp(prefix="inject-timeline-")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("BLACKWELL_", "CUDA_INJECTION64"))}
-        env.update({"BLACKWELL_DISPATCH_STATE_DIR": state_dir, "BLACKWELL_DISPATCH_PROCESS": "bench",
-                    "BLACKWELL_DISPATCH_PERIOD": str(period), "BLACKWELL_DISPATCH_DUTY_CYCLE": str(duty)})
-        env.update({k: v for k, v in mode.items() if k.startswith("BLACKWELL_")})
-        if mode.get("inject"):
-            env["CUDA_INJECTION64_PATH"] = library
-        out = subprocess.run([sys.executable, "-c", CHILD, str(seconds)], env=env, capture_output=True, text=True,
-                             timeout=seconds + 120)
-        if out.returncode != 0:
-            raise RuntimeError(out.stderr[-2000:])
-        slices = json.loads(out.stdout.strip().splitlines()[-1])
-        final = json.loads((Path(state_dir) / "bench.json").read_text()) if mode.get("inject") else {}
+        slices, state_dir = run_child(CHILD, [str(seconds)], mode, library, {
+            "BLACKWELL_DISPATCH_PERIOD": str(period), "BLACKWELL_DISPATCH_DUTY_CYCLE": str(duty)}, seconds + 120)
+        final = json.loads((state_dir / "bench.json").read_text()) if mode.get("inject") else {}
         result = analyse(slices, window_ends(slices, period, duty, drawn=not mode.get("inject")), duty * period)
         result.update({k: final.get(k) for k in ("windows", "detaches", "sampled_seconds")} if final else {})
         report["modes"][name] = result
