@@ -72,7 +72,6 @@ static pthread_cond_t wake;
 static pthread_t sampler_thread;
 static pid_t owner_pid;
 static atomic_int initialized, thread_started, stopping, finished, outstanding_buffers;
-static atomic_ullong detaches; /* cuptiFinalize calls made by detach_callback */
 static int write_failing;
 
 static void log_line(const char *format, ...) {
@@ -183,7 +182,6 @@ static void set_status(const char *status, const char *reason, const char *forma
 
 /* Caller holds the lock. */
 static void write_state_locked(void) {
-    stats.detaches = atomic_load(&detaches);
     int error = bw_state_write(config.state_dir, config.file_name, &stats);
     if (error && !write_failing)
         log_line("cannot write the state file %s/%s: %s; the process keeps running, unsampled by the exporter",
@@ -430,7 +428,6 @@ static void CUPTIAPI detach_callback(void *data, CUpti_CallbackDomain domain, CU
     api.flush_all(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED); /* the window's last records, through buffer_completed */
     if (api.dropped(NULL, 0, &detach_dropped) != CUPTI_SUCCESS) detach_dropped = 0;
     api.finalize(); /* which flushes nothing itself */
-    atomic_fetch_add(&detaches, 1);
     atomic_store(&detach_state, DETACH_NONE);
 }
 
@@ -545,6 +542,7 @@ static void close_window(CUpti_SubscriberHandle subscriber, double began, int st
     pthread_mutex_lock(&lock);
     int resumed = strcmp(stats.status, "sampling") != 0;
     stats.windows++;
+    stats.detaches += (uint64_t)detached;
     stats.sampled_seconds += ended - began;
     stats.dropped_records += dropped;
     set_status("sampling", "", "");
