@@ -3,7 +3,8 @@
 Two exporter processes run side by side, each polling every second:
 
 - ``simulated``: ``--simulate hgx-b200`` with the scenario switched through ``POST /-/scenario``
-  every ``--scenario-every`` seconds, cycling through every scenario the profile supports;
+  every ``--scenario-every`` seconds, cycling through every scenario the profile supports (each
+  is visited once before the clock starts, so growth figures judge revisits: see ``prime``);
 - ``triton`` (when the triton source is registered): hardware mode, its triton source reading a
   fake Triton metrics endpoint (a recorded Triton 2.51 body whose counters and histograms grow
   with uptime) that is killed and restarted every ``--restart-every`` seconds, down for
@@ -360,6 +361,36 @@ def start_exporter(name: str, config: str, extra: list[str], workdir: Path) -> W
     raise RuntimeError(f"{name} exporter did not become ready; see {workdir / (name + '.log')}")
 
 
+def prime(watched: Watched, scenarios: list[str]) -> float:
+    """Visit every scenario once, each until it shows in /metrics, and return the seconds taken.
+
+    A scenario's first visit adds series that stay (counters keep what they counted, so an XID
+    or a retired link is never forgotten), and with it memory that stays. Priming before the
+    measured run means its growth figures judge revisits, where a leak shows, instead of first
+    visits, which end once every scenario has been seen (the committed 30-minute run grows for
+    its first ~900 s, one scenario per 20 s, then stays flat). Floods raise memory the same way
+    (the threads an exporter starts for them get malloc arenas that outlive them): a warm-up
+    that takes in the first flood leaves that out."""
+    began = time.monotonic()
+    for name in [*scenarios, scenarios[0]]:
+        switch(watched.port, name)
+        deadline = time.monotonic() + 10
+        while f'scenario="{name}"' not in watched.last_body and time.monotonic() < deadline:
+            time.sleep(0.1)
+            watched.scrape(0)
+        watched.scrape(1)  # one render of the scenario's series in every encoding
+        watched.scrape(2)
+    return round(time.monotonic() - began, 1)
+
+
+def switch(port: int, scenario: str) -> bool:
+    """POST the scenario to the simulated exporter; True when it was accepted."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/-/scenario", json.dumps({"scenario": scenario}).encode(),
+                                     {"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.status == 200
+
+
 def triton_registered() -> bool:
     from exporter.sources.registry import SOURCES
 
@@ -378,11 +409,11 @@ def only(source: str, settings: str) -> str:
 def run(duration: float, scenario_every: float, restart_every: float, downtime: float,
         sample_every: float = 5.0, warmup: float | None = None, flood_every: float = 60.0,
         flood_sockets: int = 200, flood_hold: float = 8.0, flap_every: float = 5.0) -> dict:
-    from exporter.sources.simulated.profiles import PROFILES
     from exporter.sources.simulated.scenarios import SCENARIOS
+    from exporter.sources.simulated.source import scenario_fits
 
     warmup = warmup if warmup is not None else min(300.0, max(15.0, duration * 0.2))
-    scenarios = [s.name for s in SCENARIOS.values() if not s.needs_c2c or PROFILES["hgx-b200"].c2c]
+    scenarios = [s.name for s in SCENARIOS.values() if scenario_fits(s, "hgx-b200")]
     workdir = Path(tempfile.mkdtemp(prefix="soak-"))
     watched: list[Watched] = []
     upstream = None
@@ -405,6 +436,7 @@ def run(duration: float, scenario_every: float, restart_every: float, downtime: 
                                "        api: false\n"),
                 [], workdir))
             watched[1].counters = CounterWatch(re.compile(r'-flap"|^blackwell_exporter_'))
+        primed = prime(watched[0], scenarios)
         flood = Flood([w.port for w in watched], flood_sockets, flood_hold)
         flap_up = re.compile(rf'^blackwell_serving_up\{{[^}}]*:{flapper.port if flapper else 0}/metrics"[^}}]*\}} (\d)$',
                              re.M)
@@ -431,12 +463,8 @@ def run(duration: float, scenario_every: float, restart_every: float, downtime: 
             if now >= next_switch:
                 name = scenarios[scenario_index % len(scenarios)]
                 scenario_index += 1
-                request = urllib.request.Request(f"http://127.0.0.1:{watched[0].port}/-/scenario",
-                                                 json.dumps({"scenario": name}).encode(),
-                                                 {"Content-Type": "application/json"}, method="POST")
-                with urllib.request.urlopen(request, timeout=5) as response:
-                    switches.append({"at": round(now, 1), "name": name, "accepted": response.status == 200,
-                                     "seen": False})
+                switches.append({"at": round(now, 1), "name": name, "accepted": switch(watched[0].port, name),
+                                 "seen": False})
                 next_switch += scenario_every
             if upstream is not None:
                 triton = watched[1]
@@ -479,6 +507,7 @@ def run(duration: float, scenario_every: float, restart_every: float, downtime: 
         if flapper is not None:
             flapper.close()
     result = summarize(duration, warmup, watched, switches, restarts, stop_times, scenarios)
+    result["primed_s"] = primed
     result["floods"] = flood.floods
     checks = result["checks"]
     checks["every flood was opened in full (no connect refused)"] = bool(flood.floods) and all(
@@ -540,6 +569,7 @@ def summarize(duration: float, warmup: float, watched: list[Watched], switches: 
 
 def markdown(result: dict) -> str:
     lines = [f"# Soak: {result['duration_s'] / 60:g} minutes, 1-second polls", "",
+             f"Before the clock started, every scenario was visited once ({result.get('primed_s', 0):g} s). "
              f"Warm-up excluded from growth figures: first {result['warmup_s']:g} s. "
              f"Scenario switches: {result['scenario_switches']} (cycling {len(result['scenarios_cycled'])} scenarios). "
              f"Upstream restarts: {len(result['upstream_restarts'])}.", "",
