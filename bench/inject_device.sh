@@ -7,7 +7,7 @@
 # cuptiFinalize); cupti12: the C++ proof under the libcupti.so.12 in CUPTI12 (CUDA 12.8's);
 # WHEELS=DIR holds cupti-python wheels (the one matching the image's Python is installed) where the
 # image has none; CPUS=4-7 pins the bench's processes; MODES, ROUNDS, SECONDS_PER_BLOCK, DELAY and
-# BENCH_PERIOD set the bench.
+# BENCH_PERIOD set the bench; TIMELINE_SECONDS and TIMELINE_DUTY the timeline.
 set -u
 stage=$1 OUT=$2
 export PYTHONPATH=$PWD
@@ -87,6 +87,6 @@ if [ "$stage" = bench ] || [ "$stage" = all ]; then
 fi
 if [ "$stage" = timeline ]; then
   python3 bench/inject_timeline.py "$OUT" $LIB --seconds ${TIMELINE_SECONDS:-60} --period ${BENCH_PERIOD:-2} \
-    ${MODES:+--modes "$MODES"}
+    ${TIMELINE_DUTY:+--duty $TIMELINE_DUTY} ${MODES:+--modes "$MODES"}
 fi
 tar czf "$OUT/states.tar.gz" -C $S .

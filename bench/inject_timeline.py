@@ -11,6 +11,14 @@ plus 50 ms before and 150 ms after for attaching and detaching) are "window" sli
 
     1 - (mean speed over the whole run) / (mean speed in between slices)
 
+and the cost while a window is open, from the slices wholly inside one (50 ms after its start to
+50 ms before its end), is ``1 - open speed / between speed``. The same analysis of a process
+running the cupti-python sampler (``exporter.inprocess`` DispatchSampler, started after warm-up,
+the same duty cycle and period) gives its window-open cost in the same run, so the target "the
+library's window-open cost at most 1/4 of cupti-python's" is a ratio of two in-process figures
+(``ratio_window_open_library_to_cupti_python``). The sampler stays subscribed between its windows:
+its between slices are slowed too, so its cost reads lower than it is and the ratio higher.
+
 An uninstrumented process run through the same analysis, with windows drawn at the same cadence,
 gives the noise floor. "attached between windows" (BLACKWELL_DISPATCH_DETACH=0) is reported the
 same way, but its between slices are themselves slowed by CUPTI staying attached, which this design
@@ -38,6 +46,10 @@ seconds = float(sys.argv[1])
 state = Path(os.environ["BLACKWELL_DISPATCH_STATE_DIR"]) / "bench.json"
 work = Decode()
 throughput(work, 2.0)
+if os.environ.get("PYTHON_SAMPLER"):
+    from exporter.inprocess.sampler import DispatchSampler
+    DispatchSampler(state, float(os.environ["BLACKWELL_DISPATCH_DUTY_CYCLE"]),
+                    float(os.environ["BLACKWELL_DISPATCH_PERIOD"]), "bench").start()
 slices, stamp, windows = [], None, 0
 steps, end = 0, time.monotonic() + seconds
 torch.cuda.synchronize()
@@ -63,7 +75,10 @@ MODES = {
     "off": {},
     "library (detaches after each window)": {"inject": True},
     "library, attached between windows": {"inject": True, "BLACKWELL_DISPATCH_DETACH": "0"},
+    "cupti-python sampler": {"python": True},
 }
+LIBRARY = "library (detaches after each window)"
+CUPTI_PYTHON = "cupti-python sampler"
 
 
 def window_ends(slices: list[list[float]], period: float, duty: float, drawn: bool) -> list[float]:
@@ -79,17 +94,24 @@ def window_ends(slices: list[list[float]], period: float, duty: float, drawn: bo
 
 def analyse(slices: list[list[float]], ends: list[float], window: float) -> dict:
     near = [(end - window - 0.05, end + 0.15) for end in ends]
-    spent = {"window": [0.0, 0], "between": [0.0, 0]}
+    inside = [(end - window + 0.05, end - 0.05) for end in ends]
+    spent = {"window": [0.0, 0], "between": [0.0, 0], "open": [0.0, 0]}
     for (t0, s0, _), (t1, s1, _) in zip(slices, slices[1:], strict=False):
         kind = "window" if any(lo <= t1 and t0 <= hi for lo, hi in near) else "between"
         spent[kind][0] += t1 - t0
         spent[kind][1] += s1 - s0
+        if any(lo <= t0 and t1 <= hi for lo, hi in inside):
+            spent["open"][0] += t1 - t0
+            spent["open"][1] += s1 - s0
     between = spent["between"][1] / spent["between"][0]
     window_speed = spent["window"][1] / spent["window"][0] if spent["window"][0] else between
+    open_speed = spent["open"][1] / spent["open"][0] if spent["open"][0] else between
     overall = (spent["window"][1] + spent["between"][1]) / (spent["window"][0] + spent["between"][0])
     return {"windows_seen": len(ends), "steps_per_second_between": between, "steps_per_second_near_windows": window_speed,
+            "steps_per_second_window_open": open_speed, "seconds_window_open": spent["open"][0],
             "share_of_time_near_windows": spent["window"][0] / (spent["window"][0] + spent["between"][0]),
-            "cost_near_windows": 1 - window_speed / between, "cost_at_duty": 1 - overall / between}
+            "cost_near_windows": 1 - window_speed / between, "cost_window_open": 1 - open_speed / between,
+            "cost_at_duty": 1 - overall / between}
 
 
 def main() -> None:
@@ -101,10 +123,14 @@ def main() -> None:
     for name, mode in ((name, MODES[name]) for name in chosen):
         slices, state_dir = run_child(CHILD, [str(seconds)], mode, library, {
             "BLACKWELL_DISPATCH_PERIOD": str(period), "BLACKWELL_DISPATCH_DUTY_CYCLE": str(duty)}, seconds + 120)
-        final = json.loads((state_dir / "bench.json").read_text()) if mode.get("inject") else {}
-        result = analyse(slices, window_ends(slices, period, duty, drawn=not mode.get("inject")), duty * period)
+        sampled = mode.get("inject") or mode.get("python")
+        final = json.loads((state_dir / "bench.json").read_text()) if sampled else {}
+        result = analyse(slices, window_ends(slices, period, duty, drawn=not sampled), duty * period)
         result.update({k: final.get(k) for k in ("windows", "detaches", "sampled_seconds")} if final else {})
         report["modes"][name] = result
+        if LIBRARY in report["modes"] and CUPTI_PYTHON in report["modes"]:
+            report["ratio_window_open_library_to_cupti_python"] = (
+                report["modes"][LIBRARY]["cost_window_open"] / report["modes"][CUPTI_PYTHON]["cost_window_open"])
         print(name, json.dumps(result), flush=True)
         (out_dir / f"timeline_{len(report['modes'])}.json").write_text(json.dumps(slices))
         (out_dir / "inject_timeline.json").write_text(json.dumps(report, indent=1))  # after each mode: a cut-off run keeps them
