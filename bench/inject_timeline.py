@@ -5,7 +5,8 @@ On the lent GPU machine the launch-bound loop's speed jumps between two levels e
 the time before sampling with the time after, cannot resolve a 2% cost. Here one process runs
 bench/dispatch_bench.py's eager decode loop for a minute while the library samples (windows every
 PERIOD seconds at random phase) and records steps in ~20 ms slices, plus when each window ended
-(the state file's ``windows`` count moves then). Slices near a window (its length before its end,
+(the state file's ``windows`` count moves then). Slices near a window (its mean length, the state
+file's ``sampled_seconds / windows``, before its end,
 plus 50 ms before and 150 ms after for attaching and detaching) are "window" slices, the rest
 "between" slices; both see the same speed jumps. The cost at the duty cycle is
 
@@ -125,7 +126,11 @@ def main() -> None:
             "BLACKWELL_DISPATCH_PERIOD": str(period), "BLACKWELL_DISPATCH_DUTY_CYCLE": str(duty)}, seconds + 120)
         sampled = mode.get("inject") or mode.get("python")
         final = json.loads((state_dir / "bench.json").read_text()) if sampled else {}
-        result = analyse(slices, window_ends(slices, period, duty, drawn=not sampled), duty * period)
+        # Each window's length as it was: the cupti-python sampler's run long (its thread waits for the GIL
+        # the loop holds, and its buffer callbacks are Python), about 3 s for a 1 s window at duty 0.5.
+        window = final["sampled_seconds"] / final["windows"] if final.get("windows") else duty * period
+        result = analyse(slices, window_ends(slices, period, duty, drawn=not sampled), window)
+        result["window_seconds"] = window
         result.update({k: final.get(k) for k in ("windows", "detaches", "sampled_seconds")} if final else {})
         report["modes"][name] = result
         if LIBRARY in report["modes"] and CUPTI_PYTHON in report["modes"]:
