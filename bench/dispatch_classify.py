@@ -131,18 +131,19 @@ class BaselineSource(DispatchSource):
     def __init__(self, config: DispatchConfig, clock) -> None:
         super().__init__(config, clock)
         self._reader = _BaselineReader()
-        self._seen: dict[str, dict[str, dict[str, list[int]]]] = {}  # process file -> gpu -> name -> pair
+        self._seen: dict[tuple, dict[str, dict[str, list[int]]]] = {}  # process -> gpu -> name -> pair
 
-    def _fold(self, path: Path, process, state: dict[str, Any]) -> None:
+    def _fold(self, process, state: dict[str, Any]) -> None:
         decide = self._decide
-        seen_of_process = self._seen.setdefault(path.name, {})
+        seen_of_process = self._seen.setdefault(process.identity, {})  # the old one keyed by file name
         updates = []
         for gpu, entry in state["gpus"].items():
             last = seen_of_process.get(gpu, {}).get
             changed = [(name, pair) for name, pair in entry["names"].items() if pair != last(name)]
             for name, pair in changed:
                 if not baseline_is_pair(pair):
-                    raise StateError(f"{path}: gpus[{gpu}].names[{name!r}]: expected [launches, gpu_ns]", "invalid")
+                    raise StateError(f"pid {process.identity[0]}: gpus[{gpu}].names[{name!r}]: expected [launches, gpu_ns]",
+                                     "invalid")
             updates.append((gpu, entry, changed))
         totals = self._totals
         for gpu, entry, changed in updates:
@@ -178,9 +179,9 @@ class BaselineSource(DispatchSource):
         """Called with each table loaded: the old per-name cache of the old decisions, and every name decided now."""
         assert self._table is not None
         self._decide = decide = lru_cache(maxsize=CACHE_SIZE)(partial(baseline_decide, self._table))
-        for name, process in self._processes.items():
+        for process in self._processes.values():
             process.unrecognized = {
-                (gpu, kernel): pair[0] for gpu, names in self._seen.get(name, {}).items()
+                (gpu, kernel): pair[0] for gpu, names in self._seen.get(process.identity, {}).items()
                 for kernel, pair in names.items()
                 if decide(kernel)[0] is not None and decide(kernel)[1].startswith("default:")}
             process.unrecognized_names = Counter(gpu for gpu, _ in process.unrecognized)

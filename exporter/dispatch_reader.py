@@ -1,18 +1,31 @@
 """Reads dispatch state files for the exporter's dispatch source, fast where msgspec is installed.
 
 A state file of 100,000 kernel names is about 16 MB, and at each poll most of it is the same
-list of names as at the last poll (names only ever get appended). With msgspec the file is
-decoded in one pass that keeps each GPU's ``names`` list undecoded (``msgspec.Raw``): a list
-byte-for-byte equal to the one read last time from the same file and GPU is not decoded again,
-and one that only grew has only its new names decoded. Without msgspec (or for a file whose
-shape msgspec refuses, so that the message is the same either way) the standard library reads
-the whole file (``exporter.inprocess.state.read_state``). Both give what ``check_state`` gives.
+list of names as at the last poll (names only ever get appended). With msgspec:
+
+- A file read for the first time is decoded in one typed pass (names as strings, counts as
+  integers, checked in C).
+- At the next reads the names already known are cut out of the bytes before decoding, so that
+  the decoder does not scan them again: where the file holds a ``"names":`` key whose value
+  begins with the bytes of a list known from that file (all but its closing bracket: a memcmp;
+  for a list known from the first, typed read, its bytes as msgspec encodes it), those bytes
+  are replaced by a marker, ``[7`` for the 7th such cut, which no real list of names can hold (a
+  name is a string). That pass keeps each GPU's ``names`` undecoded (``msgspec.Raw``): ``[7]``
+  is the known list again, ``[7,"new",...]`` the list grown (only the new names are decoded), any
+  other list is decoded whole. A marker that does not come back where a GPU's names are, or a
+  file that does not decode with the cuts, is decoded again uncut, so the cuts change how fast a
+  file is read, never what is read or the error a bad one gets.
+
+Without msgspec (or for a file whose shape msgspec refuses, so that the message is the same
+either way) the standard library reads the whole file (``exporter.inprocess.state.read_state``).
+Both give what ``check_state`` gives.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from exporter.inprocess.state import check_state, read_bytes, read_state, torn_file_error
 
@@ -30,15 +43,24 @@ GPU_KEYS = ("uuid", "kernels", "kernel_ns", "overflow")  # and names, counts
 
 if msgspec is not None:
     _UNSET = msgspec.UNSET
+    _Counts = list[Annotated[int, msgspec.Meta(ge=0)]] | msgspec.UnsetType  # a negative count: the standard reader
+    _OTHER_GPU_KEYS = [(key, Any, _UNSET) for key in GPU_KEYS]
+    _HEADER = [(key, Any, _UNSET) for key in HEADER_KEYS]
     # Keys the format does not define are skipped; UNSET tells a key that is absent from one that is null.
     _Gpu = msgspec.defstruct("_Gpu", [("names", msgspec.Raw, msgspec.Raw(b"null")),
-                                      ("counts", list[int] | msgspec.UnsetType, _UNSET),
-                                      *((key, Any, _UNSET) for key in GPU_KEYS)])
-    _State = msgspec.defstruct("_State", [("gpus", dict[str, _Gpu] | None, None),
-                                          *((key, Any, _UNSET) for key in HEADER_KEYS)])
+                                      ("counts", _Counts, _UNSET), *_OTHER_GPU_KEYS])
+    _State = msgspec.defstruct("_State", [("gpus", dict[str, _Gpu] | None, None), *_HEADER])
+    _TypedGpu = msgspec.defstruct("_TypedGpu", [("names", list[str] | None, None),
+                                                ("counts", _Counts, _UNSET), *_OTHER_GPU_KEYS])
+    _TypedState = msgspec.defstruct("_TypedState", [("gpus", dict[str, _TypedGpu] | None, None), *_HEADER])
     _decode_state = msgspec.json.Decoder(_State).decode
+    _decode_typed = msgspec.json.Decoder(_TypedState).decode
     _decode_names = msgspec.json.Decoder(list[str]).decode
     _decode_any = msgspec.json.Decoder().decode
+    _encode = msgspec.json.encode
+
+# What is remembered of one GPU's names: the list's bytes in the file (None: not known yet, read typed) and the names.
+Known = tuple[bytes | None, list[str]]
 
 
 class StateReader:
@@ -47,49 +69,126 @@ class StateReader:
     def __init__(self, use_msgspec: bool = True) -> None:
         """``use_msgspec=False``: the standard library only, as where msgspec is not installed."""
         self.fast = use_msgspec and msgspec is not None
-        self._names: dict[tuple[str, str], tuple[Any, list[str]]] = {}  # (file name, gpu) -> (raw list, names)
+        self._names: dict[str, list[Known]] = {}  # file name -> its GPUs' name lists at the last read, in file order
 
     def read(self, path: Path) -> dict[str, Any]:
         if not self.fast:
             return read_state(path)
         raw = read_bytes(path)
         try:
-            decoded = _decode_state(raw)
-            state = {key: getattr(decoded, key) for key in HEADER_KEYS if getattr(decoded, key) is not _UNSET}
-            if decoded.gpus is not None:
-                state["gpus"] = {gpu: self._gpu(path.name, gpu, entry, state.get("version"))
-                                 for gpu, entry in decoded.gpus.items()}
+            state, lists = self._decode(raw, self._names.get(path.name))
         except msgspec.ValidationError:  # not the shape of a state file: the standard reader says exactly what
             return read_state(path)
         except msgspec.DecodeError as exc:
             raise torn_file_error(path, raw, exc) from None
+        if lists is not None:
+            self._names[path.name] = lists
         return check_state(path, state, typed=state.get("version") == 3)
 
     def forget_all_but(self, files: set[str]) -> None:
         """Drop what is remembered of files no longer present."""
-        for key in [key for key in self._names if key[0] not in files]:
-            del self._names[key]
+        for name in [name for name in self._names if name not in files]:
+            del self._names[name]
 
-    def _gpu(self, file: str, gpu: str, entry: Any, version: Any) -> dict[str, Any]:
-        fields = {key: getattr(entry, key) for key in (*GPU_KEYS, "counts") if getattr(entry, key) is not _UNSET}
-        if version != 3:
-            fields["names"] = _decode_any(entry.names)
-            return fields
-        known = self._names.get((file, gpu))
-        if known is not None and known[0] == entry.names:
-            names = known[1]
-        elif known is not None and _extends(entry.names, known[0]):
-            names = known[1] + _decode_names(b"[" + memoryview(entry.names)[len(known[0]):])
-        else:
-            names = _decode_names(entry.names)
-        self._names[(file, gpu)] = (entry.names, names)
-        fields["names"] = names
-        return fields
+    def _decode(self, raw: bytes, known: list[Known] | None) -> tuple[dict[str, Any], list[Known] | None]:
+        """The state, and each GPU's name list to remember (None: nothing to remember, a version 2 file)."""
+        if known is None:
+            try:
+                return _typed(_decode_typed(raw))
+            except msgspec.ValidationError:
+                pass  # version 2, or not a state file: the general pass below decides
+        known = known or []
+        cut, used = _cut_known(raw, known)
+        if used:
+            try:
+                return self._state(_decode_state(cut), [known[index] for index in used])
+            except (msgspec.DecodeError, _MarkerLost):
+                pass  # the file decides, as if nothing had been cut
+        return self._state(_decode_state(raw), [])
+
+    def _state(self, decoded: Any, cuts: list[Known]) -> tuple[dict[str, Any], list[Known] | None]:
+        state = _header(decoded)
+        if decoded.gpus is None:
+            return state, []
+        version = state.get("version")
+        gpus, lists, found = {}, [], set()
+        for gpu, entry in decoded.gpus.items():
+            fields = {key: getattr(entry, key) for key in (*GPU_KEYS, "counts") if getattr(entry, key) is not _UNSET}
+            if version != 3:
+                fields["names"] = _decode_any(entry.names)
+                gpus[gpu] = fields
+                continue
+            listed = bytes(entry.names)
+            marker = _MARKER.match(listed) if cuts else None  # with no cut, a list like [7] is just invalid
+            if marker is None:
+                names = _decode_names(listed)
+            else:
+                index = int(marker[1])
+                if index >= len(cuts) or index in found:
+                    raise _MarkerLost
+                before, names = cuts[index]
+                assert before is not None  # _cut_known cut it
+                found.add(index)
+                rest = listed[marker.end():]
+                if rest != b"]":  # the list grew: decode the new names only
+                    names = names + _decode_names(b"[" + rest[1:])
+                    listed = before[:-1] + rest
+                else:
+                    listed = before
+            lists.append((listed, names))
+            fields["names"] = names
+            gpus[gpu] = fields
+        if len(found) != len(cuts):  # a marker ended up somewhere other than a GPU's names
+            raise _MarkerLost
+        state["gpus"] = gpus
+        return state, lists if version == 3 else None
 
 
-def _extends(new: Any, old: Any) -> bool:
-    """Whether the JSON list ``new`` is the (non-empty) list ``old`` with more elements after its last one."""
-    old_bytes, new_bytes = memoryview(old), memoryview(new)
-    end = len(old_bytes) - 1  # where old's closing bracket is
-    return (end > 1 and len(new_bytes) > end and old_bytes[end:] == b"]" and new_bytes[end:end + 1] == b","
-            and new_bytes[:end] == old_bytes[:end])
+def _header(decoded: Any) -> dict[str, Any]:
+    return {key: getattr(decoded, key) for key in HEADER_KEYS if getattr(decoded, key) is not _UNSET}
+
+
+def _typed(decoded: Any) -> tuple[dict[str, Any], list[Known] | None]:
+    """A file decoded in one typed pass (names strings, counts integers): its lists' bytes are not known yet."""
+    state = _header(decoded)
+    if decoded.gpus is not None:
+        state["gpus"] = {gpu: {key: getattr(entry, key) for key in ("names", *GPU_KEYS, "counts")
+                               if getattr(entry, key) is not _UNSET} for gpu, entry in decoded.gpus.items()}
+    lists = [(None, entry.names) for entry in (decoded.gpus or {}).values() if entry.names is not None]
+    return state, lists if state.get("version") == 3 else None
+
+
+class _MarkerLost(Exception):
+    """A cut of ``_cut_known`` did not come back as a GPU's names: the file is decoded whole instead."""
+
+
+_MARKER = re.compile(rb"\[(\d+)(?=[,\]])")
+_NAMES_KEY = b'"names":'
+
+
+def _cut_known(raw: bytes, known: list[Known]) -> tuple[bytes, list[int]]:
+    """``raw`` with each known list that is still there (maybe followed by more names) replaced by a
+    marker, and which of ``known`` each marker stands for, in file order.
+
+    Each ``"names":`` key of the file, in order, is tried against the known lists not matched yet,
+    in the order they were in the file last time (a GPU that appeared in between is passed over)."""
+    for index, (listed, names) in enumerate(known):
+        if listed is None:  # read typed last time: the bytes a compact writer gives it (msgspec's are those)
+            known[index] = (_encode(names), names)
+    pieces, used, at, search, next_known = [], [], 0, 0, 0
+    candidates = [(index, memoryview(listed)[:-1]) for index, (listed, _) in enumerate(known)
+                  if listed is not None and len(listed) > 2]  # an empty list: nothing to save, and "[" is no list
+    while next_known < len(candidates) and (key := raw.find(_NAMES_KEY, search)) >= 0:
+        value = search = key + len(_NAMES_KEY)
+        for position in range(next_known, len(candidates)):
+            index, head = candidates[position]
+            if raw.startswith(head, value):
+                pieces += [raw[at:value], b"[%d" % len(used)]
+                used.append(index)
+                at = search = value + len(head)
+                next_known = position + 1
+                break
+    if not used:
+        return raw, []
+    pieces.append(raw[at:])
+    return b"".join(pieces), used

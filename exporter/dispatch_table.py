@@ -91,6 +91,11 @@ class KernelClassifier:
         self._decisions: dict[str, tuple[str | None, str]] = {}
         self.known = self._decisions.get  # the decision already made for a name, or None: never classifies
 
+    @property
+    def decided(self) -> int:
+        """How many names the cache holds a decision for: 0 for a table that has decided nothing yet."""
+        return len(self._decisions)
+
     def decide(self, name: str) -> tuple[str | None, str]:
         """(precision or None for not a GEMM, the rule that decided: 'precision:nvjet-fp8', 'default:other', ...)."""
         decision = self._decisions.get(name)

@@ -98,11 +98,10 @@ def check_state(path: Path, state: Any, typed: bool = False) -> dict[str, Any]:
     """Check a decoded state file but its per-name counts; raise StateError saying what is wrong.
 
     Each ``gpus`` entry comes back with ``names`` (a list of kernel names) and ``counts`` (two
-    integers per name: launches, gpu_ns), whichever version the file is; a version 2 mapping is
-    turned into these lists. That the counts are integers is checked here (in C, ``map(type, ...)``);
-    that they are not negative, by the reader that compares them with the last poll, for those that
-    moved. ``typed``: the decoder already checked that names are strings and counts integers (the
-    fast reader's typed decoding of version 3).
+    non-negative integers per name: launches, gpu_ns), whichever version the file is; a version 2
+    mapping is turned into these lists. The counts are checked in C (``map(type, ...)``, ``min``).
+    ``typed``: the decoder already checked that names are strings and counts non-negative integers
+    (the fast reader's typed decoding of version 3).
     """
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise StateError(f"{path}: not a dispatch state file (format is not {FORMAT!r})", "invalid")
@@ -146,7 +145,7 @@ def _positional(where: str, names: Any) -> tuple[list[str], list[Any]]:
         counts = list(chain.from_iterable(pairs))
     except TypeError:  # a pair that is a number
         paired, counts = False, []
-    if not paired or not set(map(type, counts)) <= {int}:
+    if not paired or not set(map(type, counts)) <= {int} or min(counts, default=0) < 0:
         bad = next((name for name, pair in names.items() if not is_pair(pair)), "")
         raise StateError(f"{where}.names[{bad!r}]: expected [launches, gpu_ns], got {names.get(bad)!r}", "invalid")
     return list(names), counts
@@ -165,6 +164,10 @@ def _check_lists(where: str, entry: dict[str, Any], typed: bool) -> None:
             got = repr(next(count for count in counts if type(count) is not int))
         raise StateError(f"{where}.counts: expected a list of two integers per name ({2 * len(names)}), got {got}",
                          "invalid")
+    if not typed and min(counts, default=0) < 0:
+        slot = next(index for index, count in enumerate(counts) if count < 0) >> 1
+        raise StateError(f"{where}.names[{names[slot]!r}]: expected [launches, gpu_ns], "
+                         f"got {counts[2 * slot:2 * slot + 2]!r}", "invalid")
 
 
 def _check_header(path: Path, state: dict[str, Any]) -> None:

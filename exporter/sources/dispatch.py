@@ -249,7 +249,7 @@ class DispatchSource(Source):
                 self._retire(path, signature, "ended before this exporter started")
                 return
             self._processes[path.name] = process
-        self._fold(path, process, state)
+        self._fold(process, state)
         process.state = {key: value for key, value in state.items() if key != "gpus"}  # the names live in listed
         process.signature = signature
         if self._is_finished(state, now):
@@ -279,28 +279,20 @@ class DispatchSource(Source):
             self._ignored[path.name] = signature
 
     # -- counting ------------------------------------------------------------------------------------
-    def _fold(self, path: Path, process: _Process, state: dict[str, Any]) -> None:
-        """Add what each name gained since the last poll; all or nothing for the file (a bad pair adds nothing)."""
-        updates = []
+    def _fold(self, process: _Process, state: dict[str, Any]) -> None:
+        """Add what each name gained since the last poll (the reader has checked every count)."""
         for gpu, entry in state["gpus"].items():
             names, counts = entry["names"], entry["counts"]
             before, unlisted = _aligned(process.listed.get(gpu), names)
+            slots: Iterable[int]
             if before.counts:
-                moved: Sequence[int] = list(compress(range(len(before.counts)), map(ne, counts, before.counts)))
+                moved = list(compress(range(len(before.counts)), map(ne, counts, before.counts)))
                 moved += range(len(before.counts), len(counts))  # the names new in their place
-                values = list(map(counts.__getitem__, moved))
+                slots = dict.fromkeys(map(rshift, moved, repeat(1)))
             else:  # a GPU seen for the first time (or matched by name): every name is new
-                moved, values = range(len(counts)), counts
-            if not (set(map(type, values)) <= {int} and min(values, default=0) >= 0):  # in C; Python finds which
-                slot = next(index for index, value in zip(moved, values, strict=True)
-                            if type(value) is not int or value < 0) >> 1
-                raise StateError(f"{path}: gpus[{gpu}].names[{names[slot]!r}]: expected [launches, gpu_ns], "
-                                 f"got {counts[2 * slot:2 * slot + 2]!r}", "invalid")
-            slots = range(len(names)) if not before.counts else dict.fromkeys(map(rshift, moved, repeat(1)))
-            updates.append((gpu, entry, before, slots, unlisted))
-        for gpu, entry, before, slots, unlisted in updates:
+                slots = range(len(names))
             self._count_names(process, gpu, entry, before, slots)
-            process.listed[gpu] = _Listed(entry["names"], entry["counts"], unlisted)
+            process.listed[gpu] = _Listed(names, counts, unlisted)
             self._count_kernels(process, gpu, entry)
 
     def _count_names(self, process: _Process, gpu: str, entry: dict[str, Any], before: _Listed,
@@ -309,6 +301,9 @@ class DispatchSource(Source):
         assert self._table is not None
         names, counts, last, unlisted = entry["names"], entry["counts"], before.counts, before.unlisted
         slots = list(slots)
+        if not self._table.decided:  # a new table (or a new exporter): every name waits, no need to look each up
+            self._wait(process, gpu, names, counts, before, slots)
+            return
         decisions = list(map(self._table.known, map(names.__getitem__, slots)))
         if None in decisions:
             self._wait(process, gpu, names, counts, before, list(compress(slots, map(is_, decisions, repeat(None)))))

@@ -94,6 +94,46 @@ def test_a_torn_file_is_torn_for_both_readers_and_a_name_list_that_stopped_growi
     assert fast.read(path)["gpus"]["0"]["names"] == ["a_gemm"]
 
 
+KNOWN = {"a_gemm": [1, 10], "b_gemm": [2, 20]}
+KNOWN_LIST = json.dumps(list(KNOWN), separators=(",", ":"))
+
+
+@pytest.mark.parametrize(("second", "expected"), [
+    # the known list followed by a name that is no string: the error of a file read for the first time
+    (lambda text: text.replace(f'"names":{KNOWN_LIST}', f'"names":{KNOWN_LIST[:-1]},5]', 1),
+     "names: must be a list of kernel names"),
+    # a list that looks like the fast reader's own marker
+    (lambda text: text.replace(f'"names":{KNOWN_LIST}', '"names":[0]', 1), "names: must be a list of kernel names"),
+    # the known bytes first under a key the format does not define, then in their place
+    (lambda text: text.replace('"pid":', f'"extension":{{"names":{KNOWN_LIST}}},"pid":', 1), None),
+    # GPUs swapped, one of them grown
+    (lambda text: json.dumps(content({"1": {"x_gemm": [1, 1], "y_gemm": [1, 1]}, "0": {**KNOWN, "c": [1, 1]}})), None),
+    # a GPU new in front of the known one, which lost a name
+    (lambda text: json.dumps(content({"9": KNOWN, "0": {"a_gemm": [1, 10]}})), None),
+    (lambda text: text[:text.index(KNOWN_LIST) + 8], "torn or not JSON"),
+])
+def test_a_file_read_again_reads_as_if_read_for_the_first_time(tmp_path, second, expected):
+    """The fast reader skips the names it read last time: whatever the next file holds, it reads what a
+    reader that never saw the first file reads, or fails with the same message."""
+    path = tmp_path / "rank0.json"
+    fast = StateReader()
+    write_atomic(path, content({"0": KNOWN, "1": {"x_gemm": [1, 1]}}))
+    first = fast.read(path)
+    assert fast.read(path) == first  # read twice: the second time with the known lists cut out
+    path.write_text(second(path.read_text()))
+    outcomes = []
+    for reader in (fast, StateReader(), StateReader(use_msgspec=False)):
+        try:
+            outcomes.append(reader.read(path))
+        except StateError as exc:
+            outcomes.append((str(exc), exc.reason))
+    assert outcomes[0] == outcomes[1]
+    if expected is None:
+        assert isinstance(outcomes[0], dict)  # the standard reader keeps keys the format does not define
+        assert outcomes[0] == {key: outcomes[2][key] for key in outcomes[0]}
+    else:  # msgspec and json word a torn file differently
+        assert re.search(expected, outcomes[0][0]) and outcomes[0][1] == outcomes[2][1], outcomes
+
 
 def test_the_fast_reader_keeps_every_key_the_format_documents():
     doc = (REPO / "docs" / "dispatch-state.md").read_text()
