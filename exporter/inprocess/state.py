@@ -95,7 +95,7 @@ def read_state(path: Path) -> dict[str, Any]:
 
 
 def check_state(path: Path, state: Any, typed: bool = False) -> dict[str, Any]:
-    """Check a decoded state file but its per-name counts; raise StateError saying what is wrong.
+    """Check a decoded state file, its counts included; raise StateError saying what is wrong.
 
     Each ``gpus`` entry comes back with ``names`` (a list of kernel names) and ``counts`` (two
     non-negative integers per name: launches, gpu_ns), whichever version the file is; a version 2
