@@ -81,10 +81,19 @@ def test_no_engine_dir_skips_and_an_empty_dir_fails(tmp_path: Path) -> None:
 
 # -- serving process environment ---------------------------------------------------------------
 
+def sleeper(env: dict[str, str]) -> subprocess.Popen:
+    """A child that sleeps, returned once it has started: until its exec, /proc/PID/environ is the forking
+    parent's environment, not the one it was given."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; print(flush=True); time.sleep(60)"], env=env,
+                             stdout=subprocess.PIPE)
+    assert child.stdout is not None
+    child.stdout.readline()
+    return child
+
+
 @pytest.fixture
 def server_process() -> Iterator[subprocess.Popen]:
-    env = {**os.environ, "NCCL_P2P_LEVEL": "NVL", "CUDA_VISIBLE_DEVICES": "1"}
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
+    child = sleeper({**os.environ, "NCCL_P2P_LEVEL": "NVL", "CUDA_VISIBLE_DEVICES": "1"})
     yield child
     child.kill()
     child.wait()
@@ -239,7 +248,7 @@ def test_serving_environment_against_each_simulated_box(profile: str) -> None:
     count = PROFILES[profile].gpu_count
     host = preflight_host(profile)
     env = {**os.environ, "NCCL_P2P_LEVEL": "NVL", "CUDA_VISIBLE_DEVICES": ",".join(map(str, range(count)))}
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
+    child = sleeper(env)
     try:
         facts = process.read(child.pid)
         assert process_checks.nccl_p2p_level(facts, CFG).status is Status.PASS
