@@ -40,6 +40,8 @@ import argparse
 import gzip
 import json
 import math
+import multiprocessing
+import multiprocessing.process
 import os
 import re
 import signal
@@ -54,6 +56,7 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,56 +202,79 @@ class FlappingUpstream:
 
 
 class Flood:
-    """Slowloris against every exporter: half requests held open from several loopback addresses."""
+    """Slowloris against every exporter: half requests held open from several loopback addresses.
+
+    Each flood runs in a process of its own, so that opening and feeding its sockets never holds
+    the GIL of this process, whose scrape timings the latency check judges."""
 
     def __init__(self, ports: list[int], sockets: int, hold: float) -> None:
         self.ports, self.sockets, self.hold = ports, sockets, hold
         self.active_until = 0.0
         self.created = time.monotonic()
-        self.floods: list[dict] = []
-        self._thread: threading.Thread | None = None
+        self._floods: list[dict] = []
+        self._running: tuple[multiprocessing.process.BaseProcess, Connection] | None = None
 
     def start(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, daemon=True)
-            self._thread.start()
+        if self._running is not None and self._running[0].is_alive():
+            return
+        self._collect()
+        mine, theirs = multiprocessing.Pipe(duplex=False)
+        process = multiprocessing.get_context("spawn").Process(
+            target=flood, args=(self.ports, self.sockets, self.hold, theirs), daemon=True)
+        self.active_until = time.monotonic() + self.hold + 0.5  # the child's start included
+        process.start()
+        theirs.close()
+        self._running = (process, mine)
 
     def flooding(self) -> bool:
         return time.monotonic() < self.active_until + 1.0
 
-    def _run(self) -> None:
-        began = time.monotonic()
-        self.active_until = began + self.hold
-        opened, failed = [], 0
-        for i in range(self.sockets):
-            try:
-                sock = socket.create_connection(("127.0.0.1", self.ports[i % len(self.ports)]), timeout=2,
-                                                source_address=(f"127.0.0.{2 + i % 5}", 0))
-            except OSError:
-                failed += 1
-                continue
-            opened.append(sock)
-            try:
-                sock.sendall(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
-            except OSError:
-                pass  # already shut by the exporter to make room
-        while time.monotonic() < began + self.hold:
-            time.sleep(2.0)
-            for sock in opened:
-                try:
-                    sock.send(b"a")
-                except OSError:
-                    pass
-        shut = 0
+    @property
+    def floods(self) -> list[dict]:
+        """The floods that have finished, each with when it began (seconds after this object was made)."""
+        self._collect()
+        return self._floods
+
+    def _collect(self) -> None:
+        if self._running is not None and self._running[1].poll():
+            report = self._running[1].recv()
+            report["at"] = round(report.pop("began") - self.created, 1)
+            self._floods.append(report)
+            self._running = None
+
+
+def flood(ports: list[int], sockets: int, hold: float, report: Connection) -> None:
+    """One flood (a child process's entry point): open, feed and close the half requests; send what happened."""
+    began = time.monotonic()
+    opened, failed = [], 0
+    for i in range(sockets):
+        try:
+            sock = socket.create_connection(("127.0.0.1", ports[i % len(ports)]), timeout=2,
+                                            source_address=(f"127.0.0.{2 + i % 5}", 0))
+        except OSError:
+            failed += 1
+            continue
+        opened.append(sock)
+        try:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
+        except OSError:
+            pass  # already shut by the exporter to make room
+    while time.monotonic() < began + hold:
+        time.sleep(2.0)
         for sock in opened:
             try:
-                sock.setblocking(False)
-                shut += sock.recv(1) == b""
-            except (BlockingIOError, OSError):
+                sock.send(b"a")
+            except OSError:
                 pass
-            sock.close()
-        self.floods.append({"at": round(began - self.created, 1), "sockets": len(opened), "connect_failed": failed,
-                            "closed_by_exporters": shut})
+    shut = 0
+    for sock in opened:
+        try:
+            sock.setblocking(False)
+            shut += sock.recv(1) == b""
+        except (BlockingIOError, OSError):
+            pass
+        sock.close()
+    report.send({"began": began, "sockets": len(opened), "connect_failed": failed, "closed_by_exporters": shut})
 
 
 class CounterWatch:
