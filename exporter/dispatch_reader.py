@@ -76,7 +76,7 @@ class StateReader:
             return read_state(path)
         raw = read_bytes(path)
         try:
-            state, lists = self._decode(raw, self._names.get(path.name))
+            state, lists = _decode(raw, self._names.get(path.name))
         except msgspec.ValidationError:  # not the shape of a state file: the standard reader says exactly what
             return read_state(path)
         except msgspec.DecodeError as exc:
@@ -90,58 +90,61 @@ class StateReader:
         for name in [name for name in self._names if name not in files]:
             del self._names[name]
 
-    def _decode(self, raw: bytes, known: list[Known] | None) -> tuple[dict[str, Any], list[Known] | None]:
-        """The state, and each GPU's name list to remember (None: nothing to remember, a version 2 file)."""
-        if known is None:
-            try:
-                return _typed(_decode_typed(raw))
-            except msgspec.ValidationError:
-                pass  # version 2, or not a state file: the general pass below decides
-        known = known or []
-        cut, used = _cut_known(raw, known)
-        if used:
-            try:
-                return self._state(_decode_state(cut), [known[index] for index in used])
-            except (msgspec.DecodeError, _MarkerLost):
-                pass  # the file decides, as if nothing had been cut
-        return self._state(_decode_state(raw), [])
 
-    def _state(self, decoded: Any, cuts: list[Known]) -> tuple[dict[str, Any], list[Known] | None]:
-        state = _header(decoded)
-        if decoded.gpus is None:
-            return state, []
-        version = state.get("version")
-        gpus, lists, found = {}, [], set()
-        for gpu, entry in decoded.gpus.items():
-            fields = {key: getattr(entry, key) for key in (*GPU_KEYS, "counts") if getattr(entry, key) is not _UNSET}
-            if version != 3:
-                fields["names"] = _decode_any(entry.names)
-                gpus[gpu] = fields
-                continue
-            listed = bytes(entry.names)
-            marker = _MARKER.match(listed) if cuts else None  # with no cut, a list like [7] is just invalid
-            if marker is None:
-                names = _decode_names(listed)
-            else:
-                index = int(marker[1])
-                if index >= len(cuts) or index in found:
-                    raise _MarkerLost
-                before, names = cuts[index]
-                assert before is not None  # _cut_known cut it
-                found.add(index)
-                rest = listed[marker.end():]
-                if rest != b"]":  # the list grew: decode the new names only
-                    names = names + _decode_names(b"[" + rest[1:])
-                    listed = before[:-1] + rest
-                else:
-                    listed = before
-            lists.append((listed, names))
-            fields["names"] = names
+def _decode(raw: bytes, known: list[Known] | None) -> tuple[dict[str, Any], list[Known] | None]:
+    """The state, and each GPU's name list to remember (None: nothing to remember, a version 2 file)."""
+    if known is None:
+        try:
+            return _typed(_decode_typed(raw))
+        except msgspec.ValidationError:
+            pass  # version 2, or not a state file: the general pass below decides
+    # A list read typed last time: its bytes as a compact writer writes it (msgspec's are those).
+    lists = [(_encode(names) if listed is None else listed, names) for listed, names in known or []]
+    cut, used = _cut_known(raw, lists)
+    if used:
+        try:
+            return _state(_decode_state(cut), [lists[index] for index in used])
+        except (msgspec.DecodeError, _MarkerLost):
+            pass  # the file decides, as if nothing had been cut
+    return _state(_decode_state(raw), [])
+
+
+def _state(decoded: Any, cuts: list[tuple[bytes, list[str]]]) -> tuple[dict[str, Any], list[Known] | None]:
+    """A file decoded with its names undecoded, the known lists ``cuts`` (by marker) cut out of it."""
+    state = _header(decoded)
+    if decoded.gpus is None:
+        return state, []
+    version = state.get("version")
+    gpus, lists, found = {}, [], set()
+    for gpu, entry in decoded.gpus.items():
+        fields = {key: getattr(entry, key) for key in (*GPU_KEYS, "counts") if getattr(entry, key) is not _UNSET}
+        if version != 3:
+            fields["names"] = _decode_any(entry.names)
             gpus[gpu] = fields
-        if len(found) != len(cuts):  # a marker ended up somewhere other than a GPU's names
-            raise _MarkerLost
-        state["gpus"] = gpus
-        return state, lists if version == 3 else None
+            continue
+        listed = bytes(entry.names)
+        marker = _MARKER.match(listed) if cuts else None  # with no cut, a list like [7] is just invalid
+        if marker is None:
+            names = _decode_names(listed)
+        else:
+            index = int(marker[1])
+            if index >= len(cuts) or index in found:
+                raise _MarkerLost
+            before, names = cuts[index]
+            found.add(index)
+            rest = listed[marker.end():]
+            if rest != b"]":  # the list grew: decode the new names only
+                names = names + _decode_names(b"[" + rest[1:])
+                listed = before[:-1] + rest
+            else:
+                listed = before
+        lists.append((listed, names))
+        fields["names"] = names
+        gpus[gpu] = fields
+    if len(found) != len(cuts):  # a marker ended up somewhere other than a GPU's names
+        raise _MarkerLost
+    state["gpus"] = gpus
+    return state, lists if version == 3 else None
 
 
 def _header(decoded: Any) -> dict[str, Any]:
@@ -166,18 +169,15 @@ _MARKER = re.compile(rb"\[(\d+)(?=[,\]])")
 _NAMES_KEY = b'"names":'
 
 
-def _cut_known(raw: bytes, known: list[Known]) -> tuple[bytes, list[int]]:
+def _cut_known(raw: bytes, known: list[tuple[bytes, list[str]]]) -> tuple[bytes, list[int]]:
     """``raw`` with each known list that is still there (maybe followed by more names) replaced by a
     marker, and which of ``known`` each marker stands for, in file order.
 
     Each ``"names":`` key of the file, in order, is tried against the known lists not matched yet,
     in the order they were in the file last time (a GPU that appeared in between is passed over)."""
-    for index, (listed, names) in enumerate(known):
-        if listed is None:  # read typed last time: the bytes a compact writer gives it (msgspec's are those)
-            known[index] = (_encode(names), names)
     pieces, used, at, search, next_known = [], [], 0, 0, 0
     candidates = [(index, memoryview(listed)[:-1]) for index, (listed, _) in enumerate(known)
-                  if listed is not None and len(listed) > 2]  # an empty list: nothing to save, and "[" is no list
+                  if len(listed) > 2]  # an empty list: nothing to save, and "[" alone is no list to extend
     while next_known < len(candidates) and (key := raw.find(_NAMES_KEY, search)) >= 0:
         value = search = key + len(_NAMES_KEY)
         for position in range(next_known, len(candidates)):
