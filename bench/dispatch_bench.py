@@ -22,10 +22,10 @@ from pathlib import Path
 
 import torch
 
+from exporter.dispatch_reader import StateReader
 from exporter.dispatch_table import KernelClassifier
 from exporter.inprocess import DEFAULT_DUTY_CYCLE, DEFAULT_PERIOD
 from exporter.inprocess.sampler import DispatchSampler
-from exporter.inprocess.state import read_state
 
 DEV = "cuda"
 
@@ -72,7 +72,7 @@ def kernel_ms(fn, reps: int = 200) -> float:
 
 def totals(path: Path) -> dict[str, dict[str, float]]:
     """Launches and GPU seconds per precision of one state file, classified as the dispatch source does."""
-    state = read_state(path)
+    state = StateReader().read(path)
     table = KernelClassifier.load()
     out = {"launches": {}, "seconds": {}, "kernels": 0.0}
     unrecognized = {}

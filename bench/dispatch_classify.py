@@ -8,11 +8,13 @@ exercised. One run measures, on the same generated names and counts:
   its reader, its per-name folding and its classification: every rule's regex searched in turn,
   each name decided within its poll): the whole file parsed by ``json.loads`` into a mapping of
   name -> pair, compared with the last poll's mapping name by name. It reads format version 2.
-- ``new-v2``: today's DispatchSource on the same version 2 file (what a serving process started
-  with an earlier release keeps writing); ``new-v3``: on the same content as version 3 (what both
-  writers write now); ``new-v3-stdlib``: version 3 read without msgspec. These classify new names
-  for the default ``classify_budget_seconds`` per poll, the rest over the next polls.
-- ``new-v3-unbounded``: ``new-v3`` with a budget no poll reaches: every name classified in the
+- ``new-v2``, ``new-v3``: today's DispatchSource on the same content as version 2 and 3 (what a
+  serving process started with an earlier release keeps writing); ``new-v4``: as version 4, what
+  both writers write now (the counts in the state file, the names in a names file beside it,
+  written by ``StateWriter``); ``new-v4-stdlib``: version 4 read without msgspec. These classify
+  new names until the poll has run the default ``classify_budget_seconds``, the rest over the
+  next polls.
+- ``new-v4-unbounded``: ``new-v4`` with a budget no poll reaches: every name classified in the
   first poll, i.e. what the literal prefilter of the table (``decide_all``) alone does.
 
 and for each: (a) the first poll (a fresh source: every name to classify), (b) the steady poll:
@@ -57,11 +59,12 @@ sys.path.insert(0, str(REPO))
 
 from exporter.dispatch_reader import StateReader, msgspec  # noqa: E402
 from exporter.dispatch_table import CACHE_SIZE, DEFAULT_TABLE, PRECISIONS, KernelClassifier  # noqa: E402
-from exporter.inprocess.state import FORMAT, StateError, _check_header, write_atomic  # noqa: E402
+from exporter.inprocess.state import FORMAT, StateError, StateWriter, _check_header, write_atomic  # noqa: E402
 from exporter.sources.dispatch import DispatchConfig, DispatchSource  # noqa: E402
 
 KERNELS = REPO / "tests" / "fixtures" / "kernels"
-PATHS = ("old", "new-v2", "new-v3", "new-v3-stdlib", "new-v3-unbounded")
+PATHS = ("old", "new-v2", "new-v3", "new-v4", "new-v4-stdlib", "new-v4-unbounded")
+VERSIONS = (2, 3, 4)
 UNBOUNDED = 3600.0  # a classification budget no poll reaches
 MOST_POLLS = 1000  # polls of an unchanged file to wait for every name to be classified
 
@@ -213,23 +216,25 @@ class Bench:
         self.root = Path(tempfile.mkdtemp(prefix="dispatch-classify-"))
         self.table = self.root / "table.yaml"
         shutil.copy(DEFAULT_TABLE, self.table)
-        for version in (2, 3):
+        for version in VERSIONS:
             (self.root / f"v{version}").mkdir()
+        self.writer = StateWriter(self.root / "v4" / "rank0.json")
 
     def write(self) -> None:
         for version in (2, 3):
             write_atomic(self.root / f"v{version}" / "rank0.json", state(self.names, self.now, version))
+        self.writer.write(state(self.names, self.now, 3))  # the writer writes it as version 4
 
     def source(self, path: str) -> DispatchSource:
         """A fresh source of one path (its table cache empty, as after a start)."""
-        config = DispatchConfig(enabled=True, state_dir=self.root / ("v2" if path in ("old", "new-v2") else "v3"),
-                                table=self.table, **({"classify_budget_seconds": UNBOUNDED}
-                                                     if path == "new-v3-unbounded" else {}))
+        version = "v2" if path in ("old", "new-v2") else path[4:6]
+        config = DispatchConfig(enabled=True, state_dir=self.root / version, table=self.table,
+                                **({"classify_budget_seconds": UNBOUNDED} if path.endswith("-unbounded") else {}))
         clock = lambda: self.now  # noqa: E731
         if path == "old":
             return BaselineSource(config, clock)
         source = DispatchSource(config, clock)
-        if path == "new-v3-stdlib":
+        if path.endswith("-stdlib"):
             source._reader = StateReader(use_msgspec=False)  # as where msgspec is not installed
         return source
 
@@ -355,7 +360,8 @@ def run(args: argparse.Namespace) -> dict:
            for case, by_path in times.items()}
     return {
         "names": args.names, "distinct_base_names": len(base),
-        "file_bytes": {f"v{v}": (bench.root / f"v{v}" / "rank0.json").stat().st_size for v in (2, 3)},
+        "file_bytes": {f"v{v}": sum(f.stat().st_size for f in (bench.root / f"v{v}").iterdir()) for v in VERSIONS},
+        "v4_state_file_bytes": (bench.root / "v4" / "rank0.json").stat().st_size,
         "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
         "msgspec": msgspec.__version__ if msgspec is not None else None,
         "load_average_1_5_15": {"before": [round(x, 2) for x in loads[0]], "after": [round(x, 2) for x in loads[1]]},

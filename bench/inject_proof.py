@@ -17,13 +17,25 @@ import sys
 import time
 from pathlib import Path
 
+from exporter.dispatch_reader import StateReader
 from exporter.dispatch_table import KernelClassifier
+from exporter.inprocess.state import StateError
 
 PRECISIONS = ("fp4", "fp8", "16bit", "other")
 
 
+def read(path: Path) -> dict:
+    """A state file as the exporter reads it (names from a version 4 names file); a version 1 file as it is."""
+    try:
+        return StateReader().read(path)
+    except StateError as exc:
+        if exc.reason != "outdated":
+            raise
+        return json.loads(path.read_text())
+
+
 def classify_state(state: dict, table: KernelClassifier) -> dict:
-    """Launches and GPU ns per precision path; v3 and v2 files (raw names) and v1 python-sampler files."""
+    """Launches and GPU ns per precision path of a state as ``read`` gives it (raw names; v1: classified)."""
     launches = dict.fromkeys(PRECISIONS, 0)
     unknown: dict[str, int] = {}
     for gpu in state["gpus"].values():
@@ -31,10 +43,8 @@ def classify_state(state: dict, table: KernelClassifier) -> dict:
             for precision, count in gpu["gemm_launches"].items():
                 launches[precision] += count
             continue
-        names = gpu["names"]  # version 3: a list, its [launches, gpu_ns] pairs flat in counts; version 2: a mapping
-        counts = gpu.get("counts", [])
-        pairs = names.items() if isinstance(names, dict) else zip(
-            names, zip(counts[::2], counts[1::2], strict=True), strict=True)
+        names, counts = gpu["names"], gpu["counts"]  # its [launches, gpu_ns] pairs flat in counts
+        pairs = zip(names, zip(counts[::2], counts[1::2], strict=True), strict=True)
         for name, (count, _ns) in pairs:
             precision = table.classify(name)
             if precision is not None:
@@ -50,7 +60,7 @@ def classify_state(state: dict, table: KernelClassifier) -> dict:
 
 def shares(directory: Path) -> dict:
     table = KernelClassifier.load()
-    files = {p.name: classify_state(json.loads(p.read_text()), table) for p in sorted(directory.glob("*.json"))}
+    files = {p.name: classify_state(read(p), table) for p in sorted(directory.glob("*.json"))}
     total = dict.fromkeys(PRECISIONS, 0)
     for entry in files.values():
         for precision, count in entry["gemm_launches"].items():

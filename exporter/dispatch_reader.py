@@ -1,194 +1,259 @@
-"""Reads dispatch state files for the exporter's dispatch source, fast where msgspec is installed.
+"""Reads dispatch state files for the exporter's dispatch source, and the names files of version 4.
 
-A state file of 100,000 kernel names is about 16 MB, and at each poll most of it is the same
-list of names as at the last poll (names only ever get appended). With msgspec:
+A version 4 state file holds each GPU's counts, and the number of its names; the names are in a
+names file beside it, one JSON string a line, only ever appended to. A process of 100,000 kernel
+names writes about 16 MB of names once and 1.4 MB of counts at each write, so this reader decodes
+the counts at each poll and a name only once, when the source first asks for it: ``NameList`` is
+the sequence of one GPU's names, and decodes the lines of its file in batches as they are indexed.
+So the first poll of a file of 100,000 new names reads no name at all but those the poll's
+classification budget reaches (the source puts every name of a new file in its waiting list by
+position). Version 3 (names inline) and version 2 (a mapping of name to pair) are decoded whole.
 
-- A file read for the first time is decoded in one typed pass (names as strings, counts as
-  integers, checked in C).
-- At the next reads the names already known are cut out of the bytes before decoding, so that
-  the decoder does not scan them again: where the file holds a ``"names":`` key whose value
-  begins with the bytes of a list known from that file (all but its closing bracket: a memcmp;
-  for a list known from the first, typed read, its bytes as msgspec encodes it), those bytes
-  are replaced by a marker, ``[7`` for the 7th such cut, which no real list of names can hold (a
-  name is a string). That pass keeps each GPU's ``names`` undecoded (``msgspec.Raw``): ``[7]``
-  is the known list again, ``[7,"new",...]`` the list grown (only the new names are decoded), any
-  other list is decoded whole. A marker that does not come back where a GPU's names are, or a
-  file that does not decode with the cuts, is decoded again uncut, so the cuts change how fast a
-  file is read, never what is read or the error a bad one gets.
+A names file must be as long as the state says (``names_bytes``), or the state file is refused,
+as a torn one. A line that is not one JSON string is only found when it is decoded: it is logged
+once and its slot gets a name that says so (``<line 7 of .rank0.0.x.names: not a JSON string>``),
+which no table rule takes for a GEMM; its counts still count in the kernel totals.
 
-Without msgspec (or for a file whose shape msgspec refuses, so that the message is the same
-either way) the standard library reads the whole file (``exporter.inprocess.state.read_state``).
+With msgspec installed, decoding is msgspec's (typed, in C); without it the standard library's.
 Both give what ``check_state`` gives.
 """
 
 from __future__ import annotations
 
-import re
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, overload
 
-from exporter.inprocess.state import check_state, read_bytes, read_state, torn_file_error
+from exporter.inprocess.state import StateError, check_state, read_bytes, read_state, torn_file_error
 
 try:
     import msgspec
 except ImportError:  # optional: the standard library reads the same files, slower
     msgspec = None
 
+log = logging.getLogger(__name__)
+
 # The keys of docs/dispatch-state.md's tables (a test holds them together): the fast reader skips any
 # other key, so a key the exporter starts to read must be documented, and so listed, first.
 HEADER_KEYS = ("format", "version", "writer", "writer_version", "pid", "process", "started_at", "updated_at", "status",
-          "reason", "detail", "duty_cycle", "period_seconds", "windows", "windows_skipped", "sampled_seconds",
-          "records", "incomplete_records", "dropped_records", "detaches", "max_names")
-GPU_KEYS = ("uuid", "kernels", "kernel_ns", "overflow")  # and names, counts
+               "reason", "detail", "duty_cycle", "period_seconds", "windows", "windows_skipped", "sampled_seconds",
+               "records", "incomplete_records", "dropped_records", "detaches", "max_names")
+GPU_KEYS = ("uuid", "kernels", "kernel_ns", "overflow", "names_file", "names_listed", "names_bytes")  # and names, counts
+BATCH = 1024  # names decoded at a time, at least
+BLOCK = 1 << 20  # bytes of a names file read at a time, at least
 
 if msgspec is not None:
     _UNSET = msgspec.UNSET
     _Counts = list[Annotated[int, msgspec.Meta(ge=0)]] | msgspec.UnsetType  # a negative count: the standard reader
-    _OTHER_GPU_KEYS = [(key, Any, _UNSET) for key in GPU_KEYS]
-    _HEADER = [(key, Any, _UNSET) for key in HEADER_KEYS]
     # Keys the format does not define are skipped; UNSET tells a key that is absent from one that is null.
-    _Gpu = msgspec.defstruct("_Gpu", [("names", msgspec.Raw, msgspec.Raw(b"null")),
-                                      ("counts", _Counts, _UNSET), *_OTHER_GPU_KEYS])
-    _State = msgspec.defstruct("_State", [("gpus", dict[str, _Gpu] | None, None), *_HEADER])
-    _TypedGpu = msgspec.defstruct("_TypedGpu", [("names", list[str] | None, None),
-                                                ("counts", _Counts, _UNSET), *_OTHER_GPU_KEYS])
-    _TypedState = msgspec.defstruct("_TypedState", [("gpus", dict[str, _TypedGpu] | None, None), *_HEADER])
+    _Gpu = msgspec.defstruct("_Gpu", [("names", list[str] | dict[str, Any] | None, None), ("counts", _Counts, _UNSET),
+                                      *[(key, Any, _UNSET) for key in GPU_KEYS]])
+    _State = msgspec.defstruct("_State", [("gpus", dict[str, _Gpu] | None, None),
+                                          *[(key, Any, _UNSET) for key in HEADER_KEYS]])
     _decode_state = msgspec.json.Decoder(_State).decode
-    _decode_typed = msgspec.json.Decoder(_TypedState).decode
     _decode_names = msgspec.json.Decoder(list[str]).decode
-    _decode_any = msgspec.json.Decoder().decode
-    _encode = msgspec.json.encode
-
-# What is remembered of one GPU's names: the list's bytes in the file (None: not known yet, read typed) and the names.
-Known = tuple[bytes | None, list[str]]
+    _DecodeError: tuple[type[Exception], ...] = (msgspec.DecodeError,)
+else:
+    _decode_names = json.loads
+    _DecodeError = (ValueError, RecursionError)
 
 
 class StateReader:
-    """Reads state files; remembers each file's per-GPU name lists (undecoded and decoded) between polls."""
+    """Reads state files; keeps each version 4 file's names files (what of them is decoded) between polls."""
 
     def __init__(self, use_msgspec: bool = True) -> None:
         """``use_msgspec=False``: the standard library only, as where msgspec is not installed."""
         self.fast = use_msgspec and msgspec is not None
-        self._names: dict[str, list[Known]] = {}  # file name -> its GPUs' name lists at the last read, in file order
+        self._names: dict[str, dict[str, NamesFile]] = {}  # state file name -> its GPUs' names files, by file name
 
     def read(self, path: Path) -> dict[str, Any]:
+        state = self._decode(path)
+        if state["version"] == 4:
+            known = self._names.get(path.name, {})
+            files = {}
+            for entry in state["gpus"].values():
+                names_file = files[entry["names_file"]] = self._names_file(path.parent, entry, known)
+                entry["names"] = NameList(names_file, entry["names_listed"])
+            self._names[path.name] = files
+        return state
+
+    def forget_all_but(self, files: set[str]) -> None:
+        """Drop what is remembered of state files no longer present."""
+        for name in [name for name in self._names if name not in files]:
+            del self._names[name]
+
+    def _decode(self, path: Path) -> dict[str, Any]:
         if not self.fast:
             return read_state(path)
         raw = read_bytes(path)
         try:
-            state, lists = _decode(raw, self._names.get(path.name))
+            decoded = _decode_state(raw)
         except msgspec.ValidationError:  # not the shape of a state file: the standard reader says exactly what
             return read_state(path)
         except msgspec.DecodeError as exc:
             raise torn_file_error(path, raw, exc) from None
-        if lists is not None:
-            self._names[path.name] = lists
-        return check_state(path, state, typed=state.get("version") == 3)
+        state = {key: getattr(decoded, key) for key in HEADER_KEYS if getattr(decoded, key) is not _UNSET}
+        if decoded.gpus is not None:
+            state["gpus"] = {gpu: _fields(entry) for gpu, entry in decoded.gpus.items()}
+        return check_state(path, state, typed=True)
 
-    def forget_all_but(self, files: set[str]) -> None:
-        """Drop what is remembered of files no longer present."""
-        for name in [name for name in self._names if name not in files]:
-            del self._names[name]
-
-
-def _decode(raw: bytes, known: list[Known] | None) -> tuple[dict[str, Any], list[Known] | None]:
-    """The state, and each GPU's name list to remember (None: nothing to remember, a version 2 file)."""
-    if known is None:
+    def _names_file(self, directory: Path, entry: dict[str, Any], known: dict[str, NamesFile]) -> NamesFile:
+        """The names file of one GPU entry, checked to hold ``names_bytes`` bytes: the one of the last read if it
+        is the same file, else a new one."""
+        path, size = directory / entry["names_file"], entry["names_bytes"]
         try:
-            return _typed(_decode_typed(raw))
-        except msgspec.ValidationError:
-            pass  # version 2, or not a state file: the general pass below decides
-    # A list read typed last time: its bytes as a compact writer writes it (msgspec's are those).
-    lists = [(_encode(names) if listed is None else listed, names) for listed, names in known or []]
-    cut, used = _cut_known(raw, lists)
-    if used:
-        try:
-            return _state(_decode_state(cut), [lists[index] for index in used])
-        except (msgspec.DecodeError, _MarkerLost):
-            pass  # the file decides, as if nothing had been cut
-    return _state(_decode_state(raw), [])
+            stat = os.stat(path)
+        except OSError as exc:
+            raise StateError(f"{path}: cannot read the names file: {exc.strerror or exc}", "missing") from None
+        if stat.st_size < size:
+            raise StateError(f"{path}: the names file has {stat.st_size} bytes, the state file lists {size}", "torn")
+        names_file = known.get(entry["names_file"])
+        if names_file is None or names_file.inode != stat.st_ino or names_file.size > size:  # replaced, or cut
+            names_file = NamesFile(path, stat.st_ino, self.fast)
+        names_file.size = size
+        return names_file
 
 
-def _state(decoded: Any, cuts: list[tuple[bytes, list[str]]]) -> tuple[dict[str, Any], list[Known] | None]:
-    """A file decoded with its names undecoded, the known lists ``cuts`` (by marker) cut out of it."""
-    state = _header(decoded)
-    if decoded.gpus is None:
-        return state, []
-    version = state.get("version")
-    gpus, lists, found = {}, [], set()
-    for gpu, entry in decoded.gpus.items():
-        fields = {key: getattr(entry, key) for key in (*GPU_KEYS, "counts") if getattr(entry, key) is not _UNSET}
-        if version != 3:
-            fields["names"] = _decode_any(entry.names)
-            gpus[gpu] = fields
-            continue
-        listed = bytes(entry.names)
-        marker = _MARKER.match(listed) if cuts else None  # with no cut, a list like [7] is just invalid
-        if marker is None:
-            names = _decode_names(listed)
-        else:
-            index = int(marker[1])
-            if index >= len(cuts) or index in found:
-                raise _MarkerLost
-            before, names = cuts[index]
-            found.add(index)
-            rest = listed[marker.end():]
-            if rest != b"]":  # the list grew: decode the new names only
-                names = names + _decode_names(b"[" + rest[1:])
-                listed = before[:-1] + rest
-            else:
-                listed = before
-        lists.append((listed, names))
-        fields["names"] = names
-        gpus[gpu] = fields
-    if len(found) != len(cuts):  # a marker ended up somewhere other than a GPU's names
-        raise _MarkerLost
-    state["gpus"] = gpus
-    return state, lists if version == 3 else None
+def _fields(entry: Any) -> dict[str, Any]:
+    """A decoded GPU entry's keys that the file holds (names absent also when null: check_state says what)."""
+    fields = {key: getattr(entry, key) for key in (*GPU_KEYS, "counts") if getattr(entry, key) is not _UNSET}
+    if entry.names is not None:
+        fields["names"] = entry.names
+    return fields
 
 
-def _header(decoded: Any) -> dict[str, Any]:
-    return {key: getattr(decoded, key) for key in HEADER_KEYS if getattr(decoded, key) is not _UNSET}
+class NamesFile:
+    """One names file as far as it has been decoded: its names so far, the bytes read but not decoded yet."""
 
+    def __init__(self, path: Path, inode: int, fast: bool) -> None:
+        self.path, self.inode = path, inode
+        self.size = 0  # bytes that hold names: the state file's names_bytes
+        self.names: list[str] = []
+        self._fast = fast
+        self._raw = b""  # read, not decoded yet: from _at on
+        self._at = 0
+        self._read_to = 0  # the file offset after _raw
+        self._problems = 0
 
-def _typed(decoded: Any) -> tuple[dict[str, Any], list[Known] | None]:
-    """A file decoded in one typed pass (names strings, counts integers): its lists' bytes are not known yet."""
-    state = _header(decoded)
-    if decoded.gpus is not None:
-        state["gpus"] = {gpu: {key: getattr(entry, key) for key in ("names", *GPU_KEYS, "counts")
-                               if getattr(entry, key) is not _UNSET} for gpu, entry in decoded.gpus.items()}
-    lists = [(None, entry.names) for entry in (decoded.gpus or {}).values() if entry.names is not None]
-    return state, lists if state.get("version") == 3 else None
-
-
-class _MarkerLost(Exception):
-    """A cut of ``_cut_known`` did not come back as a GPU's names: the file is decoded whole instead."""
-
-
-_MARKER = re.compile(rb"\[(\d+)(?=[,\]])")
-_NAMES_KEY = b'"names":'
-
-
-def _cut_known(raw: bytes, known: list[tuple[bytes, list[str]]]) -> tuple[bytes, list[int]]:
-    """``raw`` with each known list that is still there (maybe followed by more names) replaced by a
-    marker, and which of ``known`` each marker stands for, in file order.
-
-    Each ``"names":`` key of the file, in order, is tried against the known lists not matched yet,
-    in the order they were in the file last time (a GPU that appeared in between is passed over)."""
-    pieces, used, at, search, next_known = [], [], 0, 0, 0
-    candidates = [(index, memoryview(listed)[:-1]) for index, (listed, _) in enumerate(known)
-                  if len(listed) > 2]  # an empty list: nothing to save, and "[" alone is no list to extend
-    while next_known < len(candidates) and (key := raw.find(_NAMES_KEY, search)) >= 0:
-        value = search = key + len(_NAMES_KEY)
-        for position in range(next_known, len(candidates)):
-            index, head = candidates[position]
-            if raw.startswith(head, value):
-                pieces += [raw[at:value], b"[%d" % len(used)]
-                used.append(index)
-                at = search = value + len(head)
-                next_known = position + 1
+    def decode_to(self, end: int) -> list[str]:
+        """The names, decoded at least up to ``end`` (fewer only if the file holds fewer lines)."""
+        names = self.names
+        while len(names) < end:
+            lines = self._lines(max(BATCH, end - len(names)))
+            if not lines:
+                self._problem(f"{self.path}: {len(names)} names in its {self.size} bytes, the state file lists more; "
+                              "the missing ones are named <missing>")
+                names += [f"<line {slot + 1} of {self.path.name}: missing>" for slot in range(len(names), end)]
                 break
-    if not used:
-        return raw, []
-    pieces.append(raw[at:])
-    return b"".join(pieces), used
+            names += self._decoded(lines, len(names))
+        return names
+
+    def _lines(self, count: int) -> list[bytes]:
+        """Up to ``count`` complete lines after those decoded, reading more of the file as needed."""
+        raw, at, lines = self._raw, self._at, []
+        while len(lines) < count:
+            end = raw.find(b"\n", at)
+            if end < 0:
+                if self._read_to >= self.size:
+                    break
+                raw = raw[at:] + self._read(max(BLOCK, 256 * (count - len(lines))))
+                at = 0
+                continue
+            lines.append(raw[at:end])
+            at = end + 1
+        self._raw, self._at = raw, at
+        return lines
+
+    def _read(self, most: int) -> bytes:
+        try:
+            with open(self.path, "rb") as fh:
+                if os.fstat(fh.fileno()).st_ino != self.inode:
+                    raise OSError(f"replaced since it was first read (inode {self.inode})")
+                fh.seek(self._read_to)
+                block = fh.read(min(most, self.size - self._read_to))
+        except OSError as exc:
+            self._problem(f"{self.path}: cannot read more names: {exc.strerror or exc}")
+            block = b""
+        if not block:  # nothing more to read: what is left counts as missing
+            self.size = self._read_to
+        self._read_to += len(block)
+        return block
+
+    def _decoded(self, lines: list[bytes], first: int) -> list[str]:
+        """The names of ``lines``, the ``first``th line of the file on; a line that is not one JSON string gets a
+        name that says so."""
+        try:
+            names = _decode_names(b"[" + b",".join(lines) + b"]")
+            if len(names) == len(lines) and (self._fast or all(type(name) is str for name in names)):
+                return names
+        except (*_DecodeError, UnicodeDecodeError, TypeError):  # msgspec.ValidationError is a DecodeError
+            pass
+        names = []  # one line at a time, to name the bad ones
+        for slot, line in enumerate(lines, first):
+            try:
+                name = json.loads(line)
+            except (ValueError, RecursionError):
+                name = None
+            if type(name) is not str:
+                self._problem(f"{self.path}: line {slot + 1} is not one JSON string: {line[:80]!r}")
+                name = f"<line {slot + 1} of {self.path.name}: not a JSON string>"
+            names.append(name)
+        return names
+
+    def _problem(self, message: str) -> None:
+        self._problems += 1
+        if self._problems <= 3:  # a file of bad lines must not flood the log
+            log.warning("dispatch: %s", message)
+
+
+class NameList(Sequence[str]):
+    """The first ``length`` names of a names file, decoded as they are indexed (and kept by the file)."""
+
+    def __init__(self, names_file: NamesFile, length: int) -> None:
+        self.file, self.length = names_file, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self.length)
+            if step == 1:
+                return self.file.decode_to(stop)[start:stop]
+            slots = range(start, stop, step)
+            names = self.file.decode_to(max(slots, default=-1) + 1)
+            return [names[slot] for slot in slots]
+        if index < 0:
+            index += self.length
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        return self.file.decode_to(index + 1)[index]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self[:])
+
+    def __contains__(self, name: object) -> bool:
+        return name in self[:]
+
+    def index(self, name: Any, start: int = 0, stop: int | None = None) -> int:
+        return self[:].index(name, start, self.length if stop is None else stop)
+
+
+def extends(names: Sequence[str], before: Sequence[str]) -> bool:
+    """Whether ``names`` begins with ``before``: without decoding a name where both are of one names file."""
+    if names is before:
+        return True
+    if len(before) > len(names):
+        return False
+    if isinstance(names, NameList) and isinstance(before, NameList) and names.file is before.file:
+        return True
+    return (before if isinstance(before, list) else list(before)) == names[:len(before)]

@@ -1,8 +1,8 @@
 /* The CUPTI injection library of blackwell-exporter: shared declarations.
  *
  * inject.c holds the lifecycle (InitializeInjection, the window thread, fork and exit) and finds
- * and binds libcupti at run time; table.c the bounded per-GPU name table and the JSON state file
- * (format: docs/dispatch-state.md, version 3). */
+ * and binds libcupti at run time; table.c the bounded per-GPU name table, the JSON state file and
+ * the names files beside it (format: docs/dispatch-state.md, version 4). */
 #ifndef BLACKWELL_INJECT_H
 #define BLACKWELL_INJECT_H
 
@@ -54,6 +54,9 @@ typedef struct bw_gpu {
     size_t count, capacity; /* open addressing, capacity a power of two >= 2 * max_names */
     bw_entry *slots;
     size_t *order;          /* slot indices in insertion order, for a stable file */
+    char names_file[256];   /* the names file's name in the state directory; empty until its first write */
+    size_t names_written;   /* names of order[] appended to it so far */
+    uint64_t names_bytes;   /* its length after them */
 } bw_gpu;
 
 typedef struct bw_stats {
@@ -73,7 +76,8 @@ void bw_table_init(size_t max_names, bw_demangler demangle);
 int bw_table_add(uint32_t device, const char *name, uint64_t start, uint64_t end);
 void bw_table_set_label(uint32_t device, const char *label, const char *uuid);
 int bw_table_has_label(uint32_t device);
-/* Writes the state file atomically; returns 0 or an errno value. */
+/* Appends each GPU's new names to its names file, then writes the state file atomically; returns 0
+ * or an errno value (a names file that cannot be written leaves its new names out of the state). */
 int bw_state_write(const char *directory, const char *file_name, const bw_stats *stats);
 
 #endif

@@ -1,5 +1,6 @@
-/* Bounded per-GPU kernel name table and the atomic JSON state file writer.
- * Callers hold the library's lock; nothing here is thread-safe on its own. */
+/* Bounded per-GPU kernel name table and the writers of the atomic JSON state file and of the
+ * append-only names files beside it. Callers hold the library's lock; nothing here is thread-safe
+ * on its own. */
 #define _GNU_SOURCE
 #include "inject.h"
 
@@ -189,16 +190,14 @@ static void put_gpu(out_buffer *out, const bw_gpu *gpu) {
     put_string(out, gpu->label);
     put_literal(out, ":{\"uuid\":");
     put_string(out, gpu->uuid);
-    putf(out, ",\"kernels\":%llu,\"kernel_ns\":%llu,\"names\":[", (unsigned long long)gpu->kernels,
+    putf(out, ",\"kernels\":%llu,\"kernel_ns\":%llu,\"names_file\":", (unsigned long long)gpu->kernels,
          (unsigned long long)gpu->kernel_ns);
-    /* version 3: the names in the order first seen (each keeps its place), then their counts in
-     * that order, so the exporter decodes the names again only when the list grew */
-    for (size_t i = 0; i < gpu->count; i++) {
-        if (i) put_literal(out, ",");
-        put_string(out, gpu->slots[gpu->order[i]].demangled);
-    }
-    put_literal(out, "],\"counts\":[");
-    for (size_t i = 0; i < gpu->count; i++) {
+    /* version 4: the names are in the names file (each line one name, in the order first seen); the
+     * counts of the names written there, in that order */
+    put_string(out, gpu->names_file);
+    putf(out, ",\"names_listed\":%zu,\"names_bytes\":%llu,\"counts\":[", gpu->names_written,
+         (unsigned long long)gpu->names_bytes);
+    for (size_t i = 0; i < gpu->names_written; i++) {
         const bw_entry *entry = &gpu->slots[gpu->order[i]];
         putf(out, i ? ",%llu,%llu" : "%llu,%llu", (unsigned long long)entry->launches, (unsigned long long)entry->ns);
     }
@@ -213,7 +212,7 @@ static double now_seconds(void) {
 }
 
 static void put_header(out_buffer *out, const bw_stats *stats) {
-    put_literal(out, "{\"format\":\"blackwell-exporter/dispatch-state\",\"version\":3,\"writer\":\"inject\",\"writer_version\":");
+    put_literal(out, "{\"format\":\"blackwell-exporter/dispatch-state\",\"version\":4,\"writer\":\"inject\",\"writer_version\":");
     put_string(out, BLACKWELL_VERSION);
     putf(out, ",\"pid\":%d,\"process\":", stats->pid);
     put_string(out, stats->process);
@@ -256,6 +255,70 @@ static void make_directories(const char *directory) {
     mkdir(path, 0777);
 }
 
+/* Appends the names of gpu not written yet to its names file (named at its first write:
+ * .<state file stem>.<label>.<pid>-<ns>.names), then fsyncs it; 0 or an errno value. Written at
+ * names_bytes, and cut there after, so an append that failed halfway is overwritten by the next.
+ * A names file that is gone or shorter than written is started again under a new name. */
+static int append_names(const char *directory, const char *file_name, bw_gpu *gpu) {
+    char path[4096];
+    struct stat file;
+    snprintf(path, sizeof path, "%s/%s", directory, gpu->names_file);
+    if (gpu->names_file[0] && (stat(path, &file) != 0 || (uint64_t)file.st_size < gpu->names_bytes)) {
+        /* removed (by an exporter that took this process for gone while it was stopped): start a new one */
+        gpu->names_file[0] = 0;
+        gpu->names_written = 0;
+        gpu->names_bytes = 0;
+    }
+    if (gpu->names_file[0] && gpu->names_written == gpu->count) return 0;
+    if (!gpu->names_file[0]) {
+        char label[sizeof gpu->label];
+        size_t i = 0;
+        for (; gpu->label[i] && i + 1 < sizeof label; i++) {
+            char c = gpu->label[i];
+            label[i] = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ? c : '_';
+        }
+        label[i] = 0;
+        size_t stem = strlen(file_name);
+        if (stem > 5 && strcmp(file_name + stem - 5, ".json") == 0) stem -= 5;
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        snprintf(gpu->names_file, sizeof gpu->names_file, ".%.*s.%s.%d-%llx.names", (int)stem, file_name, label,
+                 (int)getpid(), (unsigned long long)now.tv_sec * 1000000000ULL + (unsigned long long)now.tv_nsec);
+    }
+    out_buffer out = {0};
+    for (size_t i = gpu->names_written; i < gpu->count; i++) {
+        put_string(&out, gpu->slots[gpu->order[i]].demangled);
+        put_literal(&out, "\n");
+    }
+    if (out.failed) {
+        free(out.data);
+        return ENOMEM;
+    }
+    snprintf(path, sizeof path, "%s/%s", directory, gpu->names_file);
+    make_directories(directory);
+    int error = 0, fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        free(out.data);
+        return errno;
+    }
+    fchmod(fd, 0644);
+    for (size_t done = 0; done < out.length && !error;) {
+        ssize_t n = pwrite(fd, out.data + done, out.length - done, (off_t)(gpu->names_bytes + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) error = errno ? errno : EIO;
+        else done += (size_t)n;
+    }
+    if (!error && ftruncate(fd, (off_t)(gpu->names_bytes + out.length)) != 0) error = errno;
+    if (!error && fsync(fd) != 0) error = errno;
+    if (close(fd) != 0 && !error) error = errno;
+    if (!error) {
+        gpu->names_written = gpu->count;
+        gpu->names_bytes += out.length;
+    }
+    free(out.data);
+    return error;
+}
+
 static int replace_file(const char *directory, const char *file_name, const out_buffer *out) {
     char tmp[4096], path[4096];
     snprintf(path, sizeof path, "%s/%s", directory, file_name);
@@ -273,11 +336,16 @@ static int replace_file(const char *directory, const char *file_name, const out_
 }
 
 int bw_state_write(const char *directory, const char *file_name, const bw_stats *stats) {
+    int names_error = 0;
+    for (size_t i = 0; i < BW_MAX_GPUS; i++) {
+        int error = gpus[i].seen ? append_names(directory, file_name, &gpus[i]) : 0;
+        if (!names_error) names_error = error;
+    }
     out_buffer out = {0};
     put_header(&out, stats);
     int first = 1;
     for (size_t i = 0; i < BW_MAX_GPUS; i++) {
-        if (!gpus[i].seen) continue;
+        if (!gpus[i].seen || !gpus[i].names_file[0]) continue;
         if (!first) put_literal(&out, ",");
         first = 0;
         put_gpu(&out, &gpus[i]);
@@ -285,5 +353,5 @@ int bw_state_write(const char *directory, const char *file_name, const bw_stats 
     put_literal(&out, "}}\n");
     int error = out.failed ? ENOMEM : replace_file(directory, file_name, &out);
     free(out.data);
-    return error;
+    return error ? error : names_error;
 }

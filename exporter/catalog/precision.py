@@ -43,7 +43,8 @@ METRICS = [
           ("gpu",), sources=_DISPATCH),
     gauge("blackwell_dispatch_kernel_names_pending",
           "Kernel names (per process and GPU) the dispatch source has not classified yet (new, or not since the "
-          "table changed): each poll classifies for sources.dispatch.classify_budget_seconds. Their launches are "
+          "table changed): each poll classifies until it has run sources.dispatch.classify_budget_seconds. Their "
+          "launches are "
           "added to the GEMM totals when they are; while this is above 0 the GEMM shares are not final.",
           (), sources=_DISPATCH),
     gauge("blackwell_dispatch_table_last_reload_successful",

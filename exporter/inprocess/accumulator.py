@@ -2,7 +2,7 @@
 
 Kept apart from CUPTI so the arithmetic is testable anywhere: the sampler feeds it
 (name, device, start_ns, end_ns) tuples from CUPTI's buffers and asks it for the state to write
-(format version 3, docs/dispatch-state.md). Nothing is classified here: the exporter does that,
+(what ``state.StateWriter`` writes as format version 4, docs/dispatch-state.md). Nothing is classified here: the exporter does that,
 so a table change needs no restart of the serving process.
 """
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.inprocess.accumulator import DEFAULT_MAX_NAMES, Accumulator
-from exporter.inprocess.state import write_atomic
+from exporter.inprocess.state import StateWriter
 
 log = logging.getLogger("blackwell_exporter.inprocess")
 
@@ -89,6 +89,7 @@ class DispatchSampler:
         if period <= 0:
             raise ValueError(f"period must be positive, got {period}")
         self.state_path = state_path
+        self._writer = StateWriter(state_path)
         self.duty_cycle = duty_cycle
         self.period = period
         self.window = duty_cycle * period
@@ -149,7 +150,7 @@ class DispatchSampler:
         except SamplerUnavailableError as exc:
             log.warning("blackwell dispatch sampler not sampling: %s", exc)
             self.accumulator.set_status("unavailable", exc.reason, str(exc))
-        write_atomic(self.state_path, self.accumulator.state())
+        self._writer.write(self.accumulator.state())
         self._thread = threading.Thread(target=self._run, name="blackwell-dispatch-sampler", daemon=True)
         self._thread.start()
         if self.sampling:
@@ -166,7 +167,7 @@ class DispatchSampler:
             else:
                 self.accumulator.skip_window()
             try:
-                write_atomic(self.state_path, self.accumulator.state())
+                self._writer.write(self.accumulator.state())
             except OSError as exc:  # an unwritable directory must not end the thread: try again next period
                 log.warning("dispatch sampler: cannot write %s: %s", self.state_path, exc)
             if self._stop.is_set():
@@ -196,6 +197,6 @@ class DispatchSampler:
             self._thread.join(timeout)
         self.accumulator.set_status("exited", "exited", "the process stopped its sampler")
         try:
-            write_atomic(self.state_path, self.accumulator.state())
+            self._writer.write(self.accumulator.state())
         except OSError as exc:
             log.warning("dispatch sampler: cannot write the final state to %s: %s", self.state_path, exc)

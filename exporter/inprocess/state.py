@@ -1,12 +1,14 @@
-"""The dispatch state file, version 3 (docs/dispatch-state.md): written in the serving process, read by the exporter.
+"""The dispatch state file, version 4 (docs/dispatch-state.md): written in the serving process, read by the exporter.
 
 One JSON file per serving process, replaced atomically (write a temporary file in the same
 directory, fsync, rename over the old one), so a reader sees the previous or the next complete
-state and never a half-written one. It carries raw kernel names per GPU, in the order they were
-first seen, and beside them their cumulative ``[launches, gpu_ns]`` as one flat list of integers;
-the exporter classifies them. Two writers produce it: the CUPTI injection library (``native/``)
-and the Python sampler of this package. Version 2 files (a mapping of name to pair) are still
-read, turned into the same positional lists.
+state and never a half-written one. It carries, per GPU, the cumulative ``[launches, gpu_ns]`` of
+each raw kernel name as one flat list of integers, in the order the names were first seen; the
+names themselves go to a names file per GPU beside it, one JSON string a line, appended to and
+never rewritten (``StateWriter``), so neither side handles a name more than once. The exporter
+classifies them. Two writers produce it: the CUPTI injection library (``native/``) and the Python
+sampler of this package. Version 3 (the names inline, a list) and version 2 (a mapping of name to
+pair) files are still read, turned into the same positional lists.
 
 Only the standard library is used: this module is imported inside the serving process. The
 exporter reads through ``exporter.dispatch_reader``, which is faster where msgspec is installed.
@@ -16,14 +18,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import time
+from collections.abc import Callable
 from itertools import chain
 from pathlib import Path
 from typing import Any
 
 FORMAT = "blackwell-exporter/dispatch-state"
-VERSION = 3  # what the writers of this release write
-READABLE_VERSIONS = (2, 3)
+VERSION = 4  # what the writers of this release write
+READABLE_VERSIONS = (2, 3, 4)
 DEFAULT_DIR = Path(os.environ.get("BLACKWELL_DISPATCH_STATE_DIR", "/tmp/blackwell-exporter/dispatch"))
 STATUSES = ("sampling", "unavailable", "paused", "exited")
 REASONS = ("", "cupti_missing", "cupti_incompatible", "multiple_subscribers", "cupti_error", "disabled", "exited")
@@ -55,6 +60,65 @@ def write_atomic(path: Path, state: dict[str, Any]) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+# A names file is a bare file name in the state directory (the exporter reads and removes it): never a path.
+NAMES_FILE = re.compile(r"\.[^/\x00]+\.names")
+
+
+class StateWriter:
+    """Writes one process's state file (version 4) from its state as the accumulator holds it.
+
+    ``write`` takes each GPU's ``names`` and ``counts`` lists, appends to that GPU's names file the
+    names it has not written yet (then fsyncs it), and only then replaces the state file, whose
+    ``names_listed`` says how many lines of the names file are the GPU's names: a reader that sees
+    the state always finds them (and ``names_bytes``, their length in bytes). A list that does not begin with the names already written (a
+    caller that reordered or dropped names) starts a new names file (the exporter removes the old one
+    when it no longer needs it); so does a names file that is gone or shorter than written (the
+    exporter removes the files of a process it took for gone, e.g. one stopped for a while).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._files: dict[str, tuple[str, list[str], int]] = {}  # gpu -> (names file, names in it, its bytes)
+
+    def write(self, state: dict[str, Any]) -> None:
+        gpus = {}
+        for gpu, entry in state["gpus"].items():
+            names_file, listed, size = self._append(gpu, entry["names"])
+            gpus[gpu] = {key: value for key, value in entry.items() if key != "names"} | {
+                "names_file": names_file, "names_listed": listed, "names_bytes": size}
+        write_atomic(self.path, {**state, "version": VERSION, "gpus": gpus})
+
+    def _append(self, gpu: str, names: list[str]) -> tuple[str, int, int]:
+        name, written, size = self._files.get(gpu) or ("", [], 0)
+        if written != names[:len(written)] or (name and not _holds(self.path.parent / name, size)):
+            name, written, size = "", [], 0  # reordered names, or a file removed (by an exporter that took us for gone)
+        if not name:
+            safe = re.sub(r"[^A-Za-z0-9_-]", "_", gpu)
+            name = f".{self.path.stem}.{safe}.{os.getpid()}-{time.time_ns():x}.names"
+        new = names[len(written):]
+        if new or not size:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            lines = "".join(json.dumps(n) + "\n" for n in new).encode()
+            fd = os.open(self.path.parent / name, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                os.fchmod(fd, 0o644)  # the exporter, often another user, reads it
+                os.pwrite(fd, lines, size)  # at the end of what was written whole: a torn earlier append is overwritten
+                os.ftruncate(fd, size + len(lines))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            written, size = written + new, size + len(lines)
+        self._files[gpu] = (name, written, size)
+        return name, len(written), size
+
+
+def _holds(path: Path, size: int) -> bool:
+    try:
+        return os.stat(path).st_size >= size
+    except OSError:
+        return False
 
 
 def _number(value: Any, where: str) -> float:
@@ -97,11 +161,12 @@ def read_state(path: Path) -> dict[str, Any]:
 def check_state(path: Path, state: Any, typed: bool = False) -> dict[str, Any]:
     """Check a decoded state file, its counts included; raise StateError saying what is wrong.
 
-    Each ``gpus`` entry comes back with ``names`` (a list of kernel names) and ``counts`` (two
-    non-negative integers per name: launches, gpu_ns), whichever version the file is; a version 2
-    mapping is turned into these lists. The counts are checked in C (``map(type, ...)``, ``min``).
-    ``typed``: the decoder already checked that names are strings and counts non-negative integers
-    (the fast reader's typed decoding of version 3).
+    Each ``gpus`` entry comes back with ``counts`` (two non-negative integers per name: launches,
+    gpu_ns) and, for versions 2 and 3, ``names`` (a list of kernel names; a version 2 mapping is
+    turned into these lists); a version 4 entry's names are the ``names_listed`` lines of the first
+    ``names_bytes`` bytes of its ``names_file`` (checked to be a bare file name), which the caller reads. The counts are checked in C
+    (``map(type, ...)``, ``min``). ``typed``: the decoder already checked that names are strings and
+    counts non-negative integers (the fast reader's typed decoding).
     """
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise StateError(f"{path}: not a dispatch state file (format is not {FORMAT!r})", "invalid")
@@ -125,8 +190,21 @@ def check_state(path: Path, state: Any, typed: bool = False) -> dict[str, Any]:
                 raise StateError(f"{where}.{key}: expected a non-negative integer, got {entry.get(key)!r}", "invalid")
         if version == 2:
             entry["names"], entry["counts"] = _positional(where, entry.get("names"))
+        elif version == 3:
+            names = entry.get("names")
+            if not isinstance(names, list) or not (typed or set(map(type, names)) <= {str}):
+                raise StateError(f"{where}.names: must be a list of kernel names", "invalid")
+            _check_counts(where, entry.get("counts"), len(names), typed, names.__getitem__)
         else:
-            _check_lists(where, entry, typed)
+            names_file = entry.get("names_file")
+            if not isinstance(names_file, str) or not NAMES_FILE.fullmatch(names_file):
+                raise StateError(f"{where}.names_file: expected the name of a .names file in {path.parent}, got "
+                                 f"{names_file!r}", "invalid")
+            for key in ("names_listed", "names_bytes"):
+                if type(entry.get(key)) is not int or entry[key] < 0:
+                    raise StateError(f"{where}.{key}: expected a non-negative integer, got {entry.get(key)!r}",
+                                     "invalid")
+            _check_counts(where, entry.get("counts"), entry["names_listed"], typed, lambda slot, file=names_file: f"{file} line {slot + 1}")
         if not is_pair(entry.get("overflow", [0, 0])):
             raise StateError(f"{where}.overflow: expected [launches, gpu_ns], got {entry.get('overflow')!r}",
                              "invalid")
@@ -151,22 +229,21 @@ def _positional(where: str, names: Any) -> tuple[list[str], list[Any]]:
     return list(names), counts
 
 
-def _check_lists(where: str, entry: dict[str, Any], typed: bool) -> None:
-    names, counts = entry.get("names"), entry.get("counts")
-    if not isinstance(names, list) or not (typed or set(map(type, names)) <= {str}):
-        raise StateError(f"{where}.names: must be a list of kernel names", "invalid")
-    if not isinstance(counts, list) or len(counts) != 2 * len(names) or not (typed or set(map(type, counts)) <= {int}):
+def _check_counts(where: str, counts: Any, listed: int, typed: bool, name: Callable[[int], str]) -> None:
+    """Two non-negative integers per name of the ``listed`` names; ``name(slot)`` says which name a bad pair is of
+    (a version 4 file's: its line, counted from 1)."""
+    if not isinstance(counts, list) or len(counts) != 2 * listed or not (typed or set(map(type, counts)) <= {int}):
         if not isinstance(counts, list):
             got = repr(counts)
-        elif len(counts) != 2 * len(names):
+        elif len(counts) != 2 * listed:
             got = f"{len(counts)} values"
         else:
             got = repr(next(count for count in counts if type(count) is not int))
-        raise StateError(f"{where}.counts: expected a list of two integers per name ({2 * len(names)}), got {got}",
+        raise StateError(f"{where}.counts: expected a list of two integers per name ({2 * listed}), got {got}",
                          "invalid")
     if not typed and min(counts, default=0) < 0:
         slot = next(index for index, count in enumerate(counts) if count < 0) >> 1
-        raise StateError(f"{where}.names[{names[slot]!r}]: expected [launches, gpu_ns], "
+        raise StateError(f"{where}.names[{name(slot)!r}]: expected [launches, gpu_ns], "
                          f"got {counts[2 * slot:2 * slot + 2]!r}", "invalid")
 
 

@@ -18,16 +18,17 @@ last good one and says why) and exports totals that never go backwards:
 
 Names keep their place in a file (a writer appends new ones), so the counts of one poll are
 compared with the last poll's position by position, in C (``map(operator.ne, ...)``), and only
-the names whose counts moved are looked at in Python: their decision comes from the table's
-per-name cache, which a new table starts empty. A file whose names moved or vanished is matched
-by name instead.
+the names whose counts moved are looked at: each place remembers its name's decision as a small
+integer (``_code``), so what moved is summed per decision in C; a place with no decision yet asks
+the table's per-name cache, which a new table starts empty. A version 4 file's names are a
+``NameList`` that decodes them as they are indexed: a place is only turned into its name when
+that is needed. A file whose names moved or vanished is matched by name instead.
 
 A name the current table has not decided yet (new, or listed when the table changed) waits: what
 it gains is held in ``_waiting`` (blocks of names as each poll found them), apart from any process,
-and each poll classifies waiting names, oldest first, for ``classify_budget_seconds``
+and each poll classifies waiting names, oldest first, until it has run ``classify_budget_seconds``
 (``KernelClassifier.decide_all``, 6-10 us a name), then adds what the decided ones gained to their
-precision. So a first poll of 100,000
-new names takes the budget, not seconds; the rest follow over the next polls
+precision. So a first poll of 100,000 new names takes the budget, not seconds; the rest follow over the next polls
 (``blackwell_dispatch_kernel_names_pending`` says how many wait), and nothing is lost when the
 process that listed them exits or restarts meanwhile. A name decided after a table change gives
 the new table's precision to what it gained while waiting.
@@ -44,16 +45,16 @@ from bisect import bisect_left
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import compress, repeat
-from operator import add, is_, mul, ne, rshift, sub
+from itertools import chain, compress, repeat
+from operator import add, eq, ge, lshift, mul, ne, rshift, sub
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field
 
-from exporter.dispatch_reader import StateReader
+from exporter.dispatch_reader import NameList, StateReader, extends
 from exporter.dispatch_table import DEFAULT_TABLE, PRECISIONS, KernelClassifier
-from exporter.inprocess.state import DEFAULT_DIR, StateError
+from exporter.inprocess.state import DEFAULT_DIR, NAMES_FILE, StateError
 from exporter.snapshot import Family
 from exporter.sources.base import PartialPollError, PollError, Source, SourceConfig
 
@@ -62,6 +63,9 @@ log = logging.getLogger(__name__)
 NOTE_NAMES = 20  # unrecognized GEMM names listed on the landing page
 RETIRED_KEPT = 64  # finished processes remembered, in case one writes again
 FIRST_CHUNK, MIN_CHUNK, MAX_CHUNK = 256, 64, 1024  # names classified at a time within the poll's budget
+# A name's decision as one small integer, so that a poll sums what moved per decision in C: UNDECIDED (the
+# table has not decided it yet), NOT_GEMM, or FIRST_GEMM + 2 * (index in PRECISIONS) (+1: a GEMM no rule knows).
+UNDECIDED, NOT_GEMM, FIRST_GEMM = 0, 1, 2
 START_HINT = ("start sampling in the serving process: CUDA_INJECTION64_PATH=$(blackwell-exporter inject-path) in its "
               "environment (any C++ or Python runtime), or exporter.inprocess.start_sampler() in Python")
 
@@ -74,10 +78,11 @@ class DispatchConfig(SourceConfig):
                                                  "exporter/dispatch_table.yaml); re-read when its modification time "
                                                  "changes, so a change needs no model-server restart")
     classify_budget_seconds: float = Field(
-        0.02, gt=0, description="time a poll spends classifying kernel names it has not seen (or not since the "
-                                "table changed); the rest wait for the next polls, their launches uncounted until "
-                                "then (blackwell_dispatch_kernel_names_pending), so that a state file of 100,000 "
-                                "new names does not hold one poll for seconds")
+        0.02, gt=0, description="how long a poll may run (reading the state files included) before it stops "
+                                "classifying kernel names it has not seen (or not since the table changed); it "
+                                "classifies one batch at least. The rest wait for the next polls, their launches "
+                                "uncounted until then (blackwell_dispatch_kernel_names_pending), so that a state "
+                                "file of 100,000 new names does not hold one poll for seconds")
 
 
 @dataclass
@@ -96,9 +101,10 @@ class _Totals:
 class _Listed:
     """One GPU of one process as last folded: its names in file order and their counts, two per name."""
 
-    names: list[str]
+    names: Sequence[str]  # a list, or a version 4 file's NameList (decoded as it is indexed)
     counts: list[int]
     unlisted: dict[str, tuple[int, int]] = field(default_factory=dict)  # names a writer stopped listing -> counts
+    codes: list[int] = field(default_factory=list)  # per name: its decision by the current table (_code), or UNDECIDED
 
     def counts_by_name(self) -> dict[str, tuple[int, int]]:
         listed = {name: (self.counts[2 * slot], self.counts[2 * slot + 1]) for slot, name in enumerate(self.names)}
@@ -127,7 +133,7 @@ class _Waiting:
 
     process: _Process  # where each name is listed: its list of unrecognized names follows the decisions
     gpu: str
-    names: list[str]
+    names: Sequence[str]
     slots: Sequence[int] | None  # each name's place in the process's names of that GPU; None: no longer listed
     launches: list[int]  # what each gained while waiting
     nanoseconds: list[int]
@@ -173,11 +179,13 @@ class DispatchSource(Source):
             return self._poll()
 
     def _poll(self) -> list[Family]:
+        began = time.perf_counter()
         self._refresh_table()
         now = self._clock()
         faults: list[StateError] = []
         present = set()
-        for path in self._state_files():
+        state_files, names_files = self._listing()
+        for path in state_files:
             present.add(path.name)
             try:
                 self._read(path, now)
@@ -189,7 +197,8 @@ class DispatchSource(Source):
             for gone in set(kept) - present:
                 del kept[gone]
         self._reader.forget_all_but(set(self._processes))
-        self._classify_pending()
+        self._classify_pending(began + self.config.classify_budget_seconds)
+        self._remove_orphans(names_files, now)
         families = self._families(now)
         self._faults = faults
         if faults:
@@ -201,12 +210,33 @@ class DispatchSource(Source):
             raise PollError(message, "missing")
         return families
 
-    def _state_files(self) -> list[Path]:
+    def _listing(self) -> tuple[list[Path], list[Path]]:
+        """The state files (``*.json``, not hidden) and the names files (``.*.names``) of the state directory."""
         directory = self.config.state_dir
         try:
-            return sorted(p for p in directory.glob("*.json") if not p.name.startswith(".") and p.is_file())
+            with os.scandir(directory) as entries:
+                files = [Path(entry.path) for entry in entries if entry.is_file()]
         except OSError as exc:
-            raise PollError(f"{directory}: cannot list state files: {exc}", "missing") from None
+            raise PollError(f"{directory}: cannot list state files: {exc.strerror or exc}", "missing") from None
+        return (sorted(p for p in files if p.suffix == ".json" and not p.name.startswith(".")),
+                [p for p in files if NAMES_FILE.fullmatch(p.name)])
+
+    def _remove_orphans(self, names_files: list[Path], now: float) -> None:
+        """Remove the names files that no live process lists, no waiting name needs, and nothing wrote for
+        ``stale_after``: those of finished processes (once their names are classified), of a writer killed
+        between its first names and its first state file, of a state file removed by hand."""
+        lists = chain((listed.names for process in self._processes.values() for listed in process.listed.values()),
+                      (block.names for block in self._waiting))
+        needed = {names.file.path.name for names in lists if isinstance(names, NameList)}
+        for path in names_files:
+            if path.name in needed:
+                continue
+            try:
+                if now - path.stat().st_mtime > self.config.stale_after:
+                    path.unlink()
+                    log.info("dispatch: %s belongs to no live state file; removed", path)
+            except OSError:
+                pass  # gone already, or not ours to remove: tried again next poll
 
     def _read(self, path: Path, now: float) -> None:
         """Fold one file into the totals; raise StateError for a corrupt file of a live process."""
@@ -291,50 +321,66 @@ class DispatchSource(Source):
                 slots = dict.fromkeys(map(rshift, moved, repeat(1)))
             else:  # a GPU seen for the first time (or matched by name): every name is new
                 slots = range(len(names))
-            self._count_names(process, gpu, entry, before, slots)
-            process.listed[gpu] = _Listed(names, counts, unlisted)
+            codes = before.codes
+            codes += [UNDECIDED] * (len(names) - len(codes))
+            self._count_names(process, gpu, entry, before, codes, slots)
+            process.listed[gpu] = _Listed(names, counts, unlisted, codes)
             self._count_kernels(process, gpu, entry)
 
-    def _count_names(self, process: _Process, gpu: str, entry: dict[str, Any], before: _Listed,
+    def _count_names(self, process: _Process, gpu: str, entry: dict[str, Any], before: _Listed, codes: list[int],
                      slots: Iterable[int]) -> None:
-        """The hot loop of a poll: one pass over the names whose counts moved and the table has decided."""
+        """The hot part of a poll: the names whose counts moved, each with its slot's decision code (``codes``),
+        summed per code in C; names no decision is remembered for are looked up in the table's cache once."""
         assert self._table is not None
         names, counts, last, unlisted = entry["names"], entry["counts"], before.counts, before.unlisted
         slots = list(slots)
-        if not self._table.decided:  # a new table (or a new exporter): every name waits, no need to look each up
-            self._wait(process, gpu, names, counts, before, slots)
+        slot_codes = list(map(codes.__getitem__, slots))
+        if UNDECIDED in slot_codes:
+            undecided = list(compress(slots, map(eq, slot_codes, repeat(UNDECIDED))))
+            if self._table.decided:  # else a new table (or a new exporter): every name waits, none to look up
+                listed = names[:undecided[-1] + 1]  # a list (a NameList decodes them here, once)
+                for slot, decision in zip(undecided, map(self._table.known, map(listed.__getitem__, undecided)),
+                                          strict=True):
+                    if decision is not None:
+                        codes[slot] = _code(decision)
+                undecided = list(compress(undecided, map(eq, map(codes.__getitem__, undecided), repeat(UNDECIDED))))
+                slot_codes = list(map(codes.__getitem__, slots))
+            if undecided:
+                self._wait(process, gpu, names, counts, before, undecided)
+        gemms = list(map(ge, slot_codes, repeat(FIRST_GEMM)))
+        if not any(gemms):
             return
-        decisions = list(map(self._table.known, map(names.__getitem__, slots)))
-        if None in decisions:
-            self._wait(process, gpu, names, counts, before, list(compress(slots, map(is_, decisions, repeat(None)))))
-        known_slots = len(last) >> 1
-        gained: dict[str, list[int]] = {precision: [0, 0] for precision in PRECISIONS}
-        unrecognized = 0
-        for slot, (precision, rule) in compress(zip(slots, decisions, strict=True), decisions):
-            if precision is None:
-                continue
-            name = names[slot]
-            at = 2 * slot
-            launches, nanoseconds = counts[at], counts[at + 1]
-            prior = (last[at], last[at + 1]) if slot < known_slots else unlisted.get(name) if unlisted else None
+        slots, slot_codes = list(compress(slots, gemms)), list(compress(slot_codes, gemms))
+        split = bisect_left(slots, len(last) >> 1)  # the names in their place before, then the new ones
+        at = list(map(lshift, slots, repeat(1)))
+        launches = list(map(counts.__getitem__, at))
+        nanoseconds = list(map(counts.__getitem__, map(add, at, repeat(1))))
+        if split:
+            before_at = at[:split]
+            launches[:split] = map(max, map(sub, launches[:split], map(last.__getitem__, before_at)), repeat(0))
+            nanoseconds[:split] = map(max, map(sub, nanoseconds[:split],
+                                               map(last.__getitem__, map(add, before_at, repeat(1)))), repeat(0))
+        for index in range(split, len(slots)) if unlisted else ():  # back after a writer dropped it
+            prior = unlisted.get(names[slots[index]])
             if prior is not None:
-                launches = launches - prior[0] if launches > prior[0] else 0
-                nanoseconds = nanoseconds - prior[1] if nanoseconds > prior[1] else 0
-            sums = gained[precision]
-            sums[0] += launches
-            sums[1] += nanoseconds
-            if rule.startswith("default:"):
-                unrecognized += launches
-                if (gpu, name) not in process.unrecognized:
-                    process.unrecognized_names[gpu] += 1
-                process.unrecognized[(gpu, name)] = counts[at]
+                launches[index] = max(0, launches[index] - prior[0])
+                nanoseconds[index] = max(0, nanoseconds[index] - prior[1])
         totals = self._totals
-        for precision, (launches, nanoseconds) in gained.items():
-            totals.gemm[(gpu, precision)] += launches
-            totals.gemm_ns[(gpu, precision)] += nanoseconds
-        totals.unrecognized[gpu] += unrecognized
+        for code in set(slot_codes):
+            mask = list(map(eq, slot_codes, repeat(code)))
+            gained = sum(compress(launches, mask))
+            precision = PRECISIONS[(code - FIRST_GEMM) >> 1]
+            totals.gemm[(gpu, precision)] += gained
+            totals.gemm_ns[(gpu, precision)] += sum(compress(nanoseconds, mask))
+            if (code - FIRST_GEMM) & 1:  # a GEMM no rule knows: listed on the landing page
+                totals.unrecognized[gpu] += gained
+                for slot in compress(slots, mask):
+                    key = (gpu, names[slot])
+                    if key not in process.unrecognized:
+                        process.unrecognized_names[gpu] += 1
+                    process.unrecognized[key] = counts[2 * slot]
 
-    def _wait(self, process: _Process, gpu: str, names: list[str], counts: list[int], before: _Listed,
+    def _wait(self, process: _Process, gpu: str, names: Sequence[str], counts: list[int], before: _Listed,
               slots: list[int]) -> None:
         """Hold what the names in ``slots`` (ascending) gained since the last poll until the table decides them.
 
@@ -352,7 +398,7 @@ class DispatchSource(Source):
             launches[:split] = map(max, map(sub, launches[:split], map(last.__getitem__, before_at)), repeat(0))
             nanoseconds[:split] = map(max, map(sub, nanoseconds[:split],
                                                map(last.__getitem__, map(add, before_at, repeat(1)))), repeat(0))
-        waiting = list(map(names.__getitem__, slots))
+        waiting = list(map(names[:slots[-1] + 1].__getitem__, slots)) if slots else []
         for index in range(split, len(slots)) if before.unlisted else ():  # back after a writer dropped it
             prior = before.unlisted.get(waiting[index])
             if prior is not None:
@@ -360,10 +406,11 @@ class DispatchSource(Source):
                 nanoseconds[index] = max(0, nanoseconds[index] - prior[1])
         self._waiting.append(_Waiting(process, gpu, waiting, slots, launches, nanoseconds))
 
-    def _classify_pending(self) -> None:
-        """Classify waiting names, oldest first, for up to ``classify_budget_seconds``; count what they gained."""
+    def _classify_pending(self, deadline: float) -> None:
+        """Classify waiting names, oldest first, until ``deadline`` (``perf_counter``; one batch at least); count
+        what they gained."""
         assert self._table is not None
-        table, budget, totals = self._table, self.config.classify_budget_seconds, self._totals
+        table, totals = self._table, self._totals
         began, done, chunk = time.perf_counter(), 0, FIRST_CHUNK
         while self._waiting:
             block = self._waiting[0]
@@ -384,11 +431,11 @@ class DispatchSource(Source):
             done += len(names)
             if not block:
                 self._waiting.popleft()
-            elapsed = time.perf_counter() - began
-            if elapsed >= budget:
+            at = time.perf_counter()
+            if at >= deadline:
                 break
             # As many names as the time left holds at the rate so far, in chunks big enough to be cheap.
-            chunk = max(MIN_CHUNK, min(MAX_CHUNK, int((budget - elapsed) * done / elapsed))) if elapsed else MAX_CHUNK
+            chunk = max(MIN_CHUNK, min(MAX_CHUNK, int((deadline - at) * done / (at - began)))) if at > began else MAX_CHUNK
 
     def _count_kernels(self, process: _Process, gpu: str, entry: dict[str, Any]) -> None:
         totals = self._totals
@@ -439,6 +486,7 @@ class DispatchSource(Source):
             process.unrecognized = {}
             process.unrecognized_names = Counter()
             for gpu, listed in process.listed.items():
+                listed.codes[:] = repeat(UNDECIDED, len(listed.codes))
                 for names, slots in ((listed.names, range(len(listed.names))), (list(listed.unlisted), None)):
                     if names:
                         self._waiting.append(_Waiting(process, gpu, names, slots, [0] * len(names), [0] * len(names)))
@@ -499,7 +547,7 @@ class DispatchSource(Source):
                              f"reason {state.get('reason') or '-'}: {state.get('detail') or 'no detail'}")
         if self._waiting:
             notes.append(f"{sum(map(len, self._waiting))} kernel names wait to be classified: their launches are added to the "
-                         "GEMM totals when they are (classify_budget_seconds per poll)")
+                         "GEMM totals when they are (each poll classifies until it has run classify_budget_seconds)")
         if self._ignored:
             notes.append(f"finished but not removable (ignored): {', '.join(sorted(self._ignored))}")
         launches: dict[tuple[str, str], int] = defaultdict(int)
@@ -509,6 +557,13 @@ class DispatchSource(Source):
         top = heapq.nsmallest(NOTE_NAMES, launches.items(), key=lambda item: (-item[1], item[0]))
         notes += [f"unrecognized GEMM on gpu {gpu} ({count} launches): {name}" for (gpu, name), count in top]
         return notes
+
+
+def _code(decision: tuple[str | None, str]) -> int:
+    precision, rule = decision
+    if precision is None:
+        return NOT_GEMM
+    return FIRST_GEMM + 2 * PRECISIONS.index(precision) + rule.startswith("default:")
 
 
 def _list_unrecognized(process: _Process, gpu: str, name: str, slot: int | None) -> None:
@@ -529,14 +584,14 @@ def _list_unrecognized(process: _Process, gpu: str, name: str, slot: int | None)
     process.unrecognized[key] = listed.counts[2 * slot] if slot is not None else listed.unlisted[name][0]
 
 
-def _aligned(listed: _Listed | None, names: list[str]) -> tuple[_Listed, dict[str, tuple[int, int]]]:
+def _aligned(listed: _Listed | None, names: Sequence[str]) -> tuple[_Listed, dict[str, tuple[int, int]]]:
     """What was counted of these names at the last poll, in their places now, and the names no longer listed.
 
     A name past the returned ``names`` is new in its place: counted from zero, or from ``unlisted``.
     """
     if listed is None:
         return _Listed([], []), {}
-    if listed.names is names or listed.names == names[:len(listed.names)]:  # appended, as both writers do
+    if extends(names, listed.names):  # appended, as both writers do
         return listed, listed.unlisted
     # A writer that reordered or dropped names: every name is matched by name; the dropped ones are kept.
     by_name = listed.counts_by_name()

@@ -1,7 +1,9 @@
-"""The dispatch state file, version 3: the Python writer's accumulator, and the source that classifies raw names.
+"""The dispatch state file: the Python writer's accumulator, and the source that classifies raw names.
 
 State files are real files in a temporary directory, written as the injection library and the
-Python sampler write them (docs/dispatch-state.md); the source is driven through poll().
+Python sampler write them (docs/dispatch-state.md): version 4 through ``StateWriter`` (the counts
+in the state file, the names in a names file beside it), versions 3 and 2 as JSON as older
+writers wrote them; the source is driven through poll().
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pytest
 
 from exporter.dispatch_table import DEFAULT_TABLE
 from exporter.inprocess.accumulator import Accumulator
-from exporter.inprocess.state import FORMAT, VERSION, write_atomic
+from exporter.inprocess.state import FORMAT, VERSION, StateWriter, write_atomic
 from exporter.snapshot import Snapshot
 from exporter.sources.base import PartialPollError, PollError
 from exporter.sources.dispatch import DispatchConfig, DispatchSource
@@ -40,8 +42,8 @@ class Clock:
 def state(names: dict[str, list[int]], pid: int = 100, started_at: float = NOW, updated_at: float | None = None,
           status: str = "sampling", reason: str = "", gpu: str = "0", overflow: tuple[int, int] = (0, 0),
           extra_kernels: int = 0, version: int = VERSION, **header) -> dict:
-    """A state file as the writers write it (version 3, or 2 as older injection libraries do): all kernels counted,
-    GEMMs among them."""
+    """A state file as the writers hold it (names inline: ``write`` writes version 4 as the writers do, 3 and 2 as older
+    ones did): all kernels counted, GEMMs among them."""
     launches = sum(p[0] for p in names.values()) + overflow[0] + extra_kernels
     nanoseconds = sum(p[1] for p in names.values()) + overflow[1]
     listed = {"names": names} if version == 2 else {"names": list(names), "counts": [n for p in names.values() for n in p]}
@@ -54,9 +56,16 @@ def state(names: dict[str, list[int]], pid: int = 100, started_at: float = NOW, 
                            "overflow": list(overflow)}}, **header}
 
 
+_writers: dict[tuple[Path, int, float], StateWriter] = {}  # one per process, as in a serving process
+
+
 def write(directory: Path, name: str, content: dict) -> Path:
-    write_atomic(directory / f"{name}.json", content)
-    return directory / f"{name}.json"
+    path = directory / f"{name}.json"
+    if content.get("version") == VERSION and all("names" in gpu for gpu in content["gpus"].values()):  # as held
+        _writers.setdefault((path, content["pid"], content["started_at"]), StateWriter(path)).write(content)
+    else:
+        write_atomic(path, content)
+    return path
 
 
 def source(directory: Path, clock: Clock | None = None, table: Path = DEFAULT_TABLE,
@@ -81,7 +90,7 @@ def poll(src: DispatchSource) -> dict:
 
 # -- raw names to classified metrics ----------------------------------------------------------------
 
-@pytest.mark.parametrize("version", [3, 2])
+@pytest.mark.parametrize("version", [4, 3, 2])
 def test_raw_names_are_classified_per_gpu_and_precision_and_non_gemms_count_only_as_kernels(tmp_path, version):
     write(tmp_path, "rank0", state({BF16: [2, 4000], FP8: [3, 3000], FP4: [1, 500], SOFTMAX: [7, 700]}, version=version))
     got = poll(source(tmp_path))
@@ -185,7 +194,7 @@ def test_a_table_change_reclassifies_names_already_seen_even_in_a_file_not_rewri
     assert got[("blackwell_dispatch_unrecognized_gemm_names", ("0",))] == 2
 
 
-@pytest.mark.parametrize("version", [3, 2])
+@pytest.mark.parametrize("version", [4, 3, 2])
 def test_a_poll_counts_only_what_moved_among_many_names_and_names_a_writer_appends(tmp_path, version):
     names = {f"{BF16}_{i}": [i, 10 * i] for i in range(500)}
     write(tmp_path, "rank0", state(names, version=version))
@@ -273,9 +282,49 @@ def test_a_stale_file_is_folded_in_removed_and_its_process_series_end(tmp_path):
     write(tmp_path, "rank1", state({BF16: [2, 20]}, pid=2, updated_at=clock.now))
     got = poll(src)
     assert launches(got, "fp8") == 11 and launches(got, "16bit") == 2
-    assert [p.name for p in tmp_path.iterdir()] == ["rank1.json"]
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".rank1.")] == ["rank1.json"]  # names too
     assert {labels for (name, labels) in got if name == "blackwell_dispatch_sampler_status"} == {
         ("rank1", "inject", "sampling", "")}
+
+
+def test_names_files_are_removed_once_no_live_process_lists_them_and_no_waiting_name_needs_them(tmp_path):
+    clock = Clock(os.stat(tmp_path).st_mtime)  # the files' own clock: a names file is as old as its last write
+    write(tmp_path, "rank0", state({FP8: [1, 10]}, pid=1))
+    names_file = next(tmp_path.glob(".rank0.*.names"))
+    orphan = tmp_path / ".rank9.0.99-1.names"  # a writer killed between its first names and its first state file
+    orphan.write_text('"x_gemm"\n')
+    src = source(tmp_path, clock, stale_after=60.0)
+    assert launches(poll(src), "fp8") == 1
+    assert orphan.exists() and names_file.exists()  # both too recent
+    clock.now += 61
+    write(tmp_path, "rank0", state({FP8: [2, 20]}, pid=1, updated_at=clock.now, status="exited", reason="exited"))
+    with pytest.raises(PartialPollError, match="no live dispatch state files") as err:
+        src.poll()
+    assert launches(samples(err.value.families), "fp8") == 2
+    assert list(tmp_path.iterdir()) == []  # the state file, its names file and the orphan
+
+
+def test_names_that_wait_keep_their_names_file_after_their_process_is_gone(tmp_path):
+    clock = Clock(os.stat(tmp_path).st_mtime + 3600)
+    write(tmp_path, "rank0", state(many_names(3000), pid=1, updated_at=clock.now))
+    src = source(tmp_path, clock, budget=TIGHT)
+    poll(src)
+    write(tmp_path, "rank0", state(many_names(3000), pid=1, updated_at=clock.now, status="exited", reason="exited"))
+    with pytest.raises(PartialPollError, match="no live dispatch state files"):
+        src.poll()
+    assert not (tmp_path / "rank0.json").exists() and list(tmp_path.glob(".rank0.*.names"))  # still needed
+    got, whole = poll_until_classified(src), poll(source_of_all(tmp_path, many_names(3000)))
+    assert {key: value for key, value in counters(got).items() if key[0].endswith("_total")} == {
+        key: value for key, value in counters(whole).items() if key[0].endswith("_total")}
+    assert list(tmp_path.glob(".rank0.*.names")) == []
+
+
+def source_of_all(directory: Path, names: dict[str, list[int]]) -> DispatchSource:
+    """A fresh source that classifies every name of ``names`` at its first poll."""
+    other = directory / "all"
+    other.mkdir()
+    write(other, "rank0", state(names, pid=1))
+    return source(other)
 
 
 def test_a_process_taken_for_stale_that_writes_again_goes_on_from_what_was_counted(tmp_path):
@@ -354,15 +403,16 @@ def test_a_corrupt_file_of_a_live_process_is_a_partial_error_naming_it_and_drops
     assert got[("blackwell_dispatch_sampler_windows_total", ("rank1",))] == 3  # its last good series stay
 
 
-def test_a_bad_name_pair_adds_nothing_from_that_file(tmp_path):
-    write(tmp_path, "rank0", state({FP8: [10, 100]}))
+@pytest.mark.parametrize(("version", "which"), [(4, r"\.rank0\.0\..*\.names line 2"), (3, "nvjet_sm90_tst.*")])
+def test_a_bad_name_pair_adds_nothing_from_that_file(tmp_path, version, which):
+    write(tmp_path, "rank0", state({FP8: [10, 100]}, version=version))
     src = source(tmp_path)
     poll(src)
-    write(tmp_path, "rank0", state({FP8: [20, 200], BF16: [-1, 5]}))
-    with pytest.raises(PartialPollError, match=r"names\['nvjet_sm90_tst.*expected \[launches, gpu_ns\]") as err:
+    write(tmp_path, "rank0", state({FP8: [20, 200], BF16: [-1, 5]}, version=version))
+    with pytest.raises(PartialPollError, match=rf"names\['{which}'\]: expected \[launches, gpu_ns\]") as err:
         src.poll()
     assert launches(samples(err.value.families), "fp8") == 10
-    write(tmp_path, "rank0", state({FP8: [20, 200], BF16: [1, 5]}))
+    write(tmp_path, "rank0", state({FP8: [20, 200], BF16: [1, 5]}, version=version))
     assert launches(poll(src), "fp8") == 20
 
 
@@ -402,7 +452,7 @@ def test_no_state_file_means_the_source_is_down_and_says_how_to_start_sampling(t
     (lambda s: s.update(windows="many"), "windows: expected a non-negative number"),
 ])
 def test_a_state_file_with_wrong_contents_is_refused_as_invalid(tmp_path, mutate, message):
-    content = state({FP8: [1, 10]})
+    content = state({FP8: [1, 10]}, version=3)
     mutate(content)
     (tmp_path / "rank0.json").write_text(json.dumps(content))
     with pytest.raises(PollError, match=message) as err:
@@ -568,11 +618,11 @@ def test_the_python_accumulator_writes_raw_names_that_the_source_classifies(tmp_
                      (SOFTMAX, 0, 0, 100), (FP8, 0, 500, 0)])
     acc.add_window(0.3, dropped=2)
     written = acc.state()
-    assert (written["version"], written["writer"], written["status"]) == (3, "python", "sampling")
+    assert (written["version"], written["writer"], written["status"]) == (VERSION, "python", "sampling")
     assert written["gpus"]["3"]["names"] == [BF16, FP8, SOFTMAX]  # in the order first seen
     assert written["gpus"]["3"]["counts"] == [1, 2000, 1, 1000, 1, 100]
     assert (written["records"], written["incomplete_records"], written["dropped_records"]) == (6, 1, 2)
-    write_atomic(tmp_path / "rank0.json", written)
+    StateWriter(tmp_path / "rank0.json").write(written)
     got = poll(source(tmp_path))
     assert launches(got, "fp8", "3") == 1 and launches(got, "16bit", "3") == 1 and launches(got, "fp4", "5") == 1
     assert got[("blackwell_dispatch_kernel_launches_total", ("3",))] == 3
@@ -591,13 +641,14 @@ def test_atomic_writes_never_show_a_reader_a_partial_file(tmp_path):
     acc = accumulator()
     acc.add_records([(f"{BF16}_{i}", 0, 0, 10) for i in range(2000)])  # big enough to need several write() calls
     path = tmp_path / "rank0.json"
-    write_atomic(path, acc.state())
+    state_writer = StateWriter(path)
+    state_writer.write(acc.state())
     stop = threading.Event()
     errors: list[str] = []
 
     def writer() -> None:
         while not stop.is_set():
-            write_atomic(path, acc.state())
+            state_writer.write(acc.state())
 
     thread = threading.Thread(target=writer)
     thread.start()
@@ -610,7 +661,7 @@ def test_atomic_writes_never_show_a_reader_a_partial_file(tmp_path):
         stop.set()
         thread.join()
     assert errors == []
-    assert [p.name for p in tmp_path.iterdir()] == ["rank0.json"]  # no temporary files left behind
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".names")] == ["rank0.json"]  # no temporary files
 
 
 def test_a_file_unreadable_and_unchanged_for_longer_than_stale_after_is_removed(tmp_path):

@@ -2,7 +2,8 @@
 
 Each test starts a real Python process that loads the built library the way the CUDA driver
 does (dlopen + InitializeInjection) with a stand-in libcupti (native/testing/fake_cupti.c,
-compiled here) or none at all, and reads the state file it writes (docs/dispatch-state.md).
+compiled here) or none at all, and reads the state file and names files it writes with the
+exporter's reader (docs/dispatch-state.md).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from exporter.dispatch_reader import StateReader
 from exporter.inject import library_path
+from exporter.inprocess.state import VERSION
 from exporter.sources.dispatch import DispatchConfig, DispatchSource
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,13 +61,18 @@ def names_file(tmp_path: Path, names: list[bytes]) -> str:
 
 
 def name_counts(gpu: dict) -> dict[str, list[int]]:
-    """A GPU entry of a version 3 file as name -> [launches, gpu_ns]."""
+    """A GPU entry as the exporter reads it, as name -> [launches, gpu_ns]."""
     counts = gpu["counts"]
     return {name: counts[2 * i:2 * i + 2] for i, name in enumerate(gpu["names"])}
 
 
 def final_state(state_dir: Path, name: str = "host.json") -> dict:
-    return json.loads((state_dir / name).read_bytes().decode("utf-8"))
+    return StateReader().read(state_dir / name)
+
+
+def state_files(state_dir: Path) -> list[str]:
+    """The files of the directory but the names files."""
+    return sorted(p.name for p in state_dir.iterdir() if not p.name.endswith(".names"))
 
 
 def test_without_cupti_the_host_runs_on_and_the_file_says_cupti_missing(tmp_path: Path) -> None:
@@ -74,7 +82,7 @@ def test_without_cupti_the_host_runs_on_and_the_file_says_cupti_missing(tmp_path
     while_running = json.loads(process.stdout)
     assert (while_running["status"], while_running["reason"]) == ("unavailable", "cupti_missing")
     assert "no/libcupti.so.13" in while_running["detail"]
-    assert while_running["writer"] == "inject" and while_running["version"] == 3
+    assert while_running["writer"] == "inject" and while_running["version"] == VERSION
     assert process.stderr.count("no libcupti loadable") == 1
     assert final_state(state_dir)["status"] == "exited"
 
@@ -105,7 +113,14 @@ def test_the_exporter_classifies_what_the_library_wrote(tmp_path: Path, fake_cup
     bf16, fp8 = b"nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_NNT", b"nvjet_sm90_qqtst_128x128_128x6_2x1_v_bz_coopA_algo2_TNT"
     live = tmp_path / "live"  # the file as the exporter finds it while the process runs
     live.mkdir()
-    process, _ = run_host(tmp_path, f"time.sleep(0.6); import shutil; shutil.copy(state_file, {str(live)!r})",
+    process, _ = run_host(tmp_path, f"""
+        time.sleep(0.6)
+        import shutil
+        shutil.copy(state_file, {str(live)!r})  # then its names files: appended to, they hold what it lists
+        for name in os.listdir(os.path.dirname(state_file)):
+            if name.endswith(".names"):
+                shutil.copy(os.path.join(os.path.dirname(state_file), name), {str(live)!r})
+    """,
                           BLACKWELL_DISPATCH_CUPTI=str(fake_cupti),
                           FAKE_CUPTI_NAMES=names_file(tmp_path, [bf16, bf16, bf16, fp8, b"softmax"]),
                           BLACKWELL_DISPATCH_PERIOD="0.1", BLACKWELL_DISPATCH_DUTY_CYCLE="0.5")
@@ -128,10 +143,27 @@ def test_names_beyond_max_names_go_to_the_overflow_bucket(tmp_path: Path, fake_c
     state = final_state(state_dir)
     windows, gpu = state["windows"], state["gpus"]["0"]
     assert state["max_names"] == 4
-    assert gpu["names"] == ["kernel_0", "kernel_1", "kernel_2", "kernel_3"]  # in the order first seen
+    assert list(gpu["names"]) == ["kernel_0", "kernel_1", "kernel_2", "kernel_3"]  # in the order first seen
     assert len(gpu["counts"]) == 2 * len(gpu["names"])
     assert gpu["overflow"] == [6 * windows, 600 * windows]
     assert gpu["kernels"] == 10 * windows
+
+
+def test_each_name_is_appended_to_the_names_file_once_and_the_state_lists_exactly_those_bytes(
+        tmp_path: Path, fake_cupti: Path) -> None:
+    names = [f"kernel_{i}".encode() for i in range(5)] + [b'quote"and\nnewline']
+    process, state_dir = run_host(tmp_path, "time.sleep(0.8)", BLACKWELL_DISPATCH_CUPTI=str(fake_cupti),
+                                  FAKE_CUPTI_NAMES=names_file(tmp_path, names), FAKE_CUPTI_DEVICE="2",
+                                  BLACKWELL_DISPATCH_PERIOD="0.1", BLACKWELL_DISPATCH_DUTY_CYCLE="0.5")
+    assert process.returncode == 0, process.stderr
+    raw = json.loads((state_dir / "host.json").read_bytes())
+    assert raw["version"] == VERSION and raw["windows"] >= 3  # many writes, each after more launches of the same names
+    gpu = raw["gpus"]["2"]
+    assert "names" not in gpu and gpu["names_file"].startswith(".host.2.") and gpu["names_file"].endswith(".names")
+    lines = (state_dir / gpu["names_file"]).read_bytes()
+    assert gpu["names_bytes"] == len(lines) and gpu["names_listed"] == 6 == lines.count(b"\n")
+    assert [json.loads(line) for line in lines.splitlines()] == [name.decode() for name in names]
+    assert os.stat(state_dir / gpu["names_file"]).st_mode & 0o777 == 0o644  # the exporter runs as another user
 
 
 def test_bad_settings_fall_back_to_the_defaults_with_one_line_each(tmp_path: Path) -> None:
@@ -252,7 +284,7 @@ def test_readers_only_ever_see_whole_files(tmp_path: Path, fake_cupti: Path) -> 
     assert process.returncode == 0, process.stderr
     seen = json.loads(process.stdout)
     assert seen["replaced"] > 5 and seen["parsed"] > 100  # replaced by rename, many times
-    assert [p.name for p in state_dir.iterdir()] == ["host.json"]  # no temporary files left
+    assert state_files(state_dir) == ["host.json"]  # no temporary files left
 
 
 def test_an_unwritable_state_directory_is_one_line_and_the_host_runs_on(tmp_path: Path, fake_cupti: Path) -> None:
@@ -277,7 +309,8 @@ def test_a_forked_child_never_samples_nor_touches_the_parents_file(tmp_path: Pat
     seen = json.loads(process.stdout)
     assert seen["unchanged"]
     assert process.stderr.count("forked child: not sampled") == 1
-    assert [p.name for p in state_dir.iterdir()] == ["host.json"]
+    assert state_files(state_dir) == ["host.json"]
+    assert not [p for p in state_dir.iterdir() if f".{seen['child']}-" in p.name]  # nor a names file of its own
     assert final_state(state_dir)["status"] == "exited"
 
 
@@ -288,7 +321,7 @@ def test_two_live_processes_with_one_name_write_two_files(tmp_path: Path, fake_c
     """, BLACKWELL_DISPATCH_CUPTI=str(fake_cupti), BLACKWELL_DISPATCH_PERIOD="3600",
                                 SECOND=HOST + "print(os.getpid())")
     assert first.returncode == 0, first.stderr
-    files = {p.name for p in state_dir.iterdir()}
+    files = state_files(state_dir)
     assert "host.json" in files and len(files) == 2
     assert any(name.startswith("host-pid") for name in files)
 

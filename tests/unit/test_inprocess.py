@@ -20,7 +20,9 @@ import types
 import pytest
 
 import exporter.inprocess as inprocess
+from exporter.dispatch_reader import StateReader
 from exporter.inprocess.sampler import DispatchSampler
+from exporter.inprocess.state import VERSION
 
 
 class _Kind(enum.IntEnum):
@@ -84,7 +86,7 @@ def test_without_cupti_python_the_sampler_logs_how_to_install_it_and_its_state_f
     inprocess.stop_sampler()
     assert not sampler.sampling
     assert "pip install 'blackwell-exporter[cupti]'" in caplog.text
-    assert (state["version"], state["status"], state["reason"]) == (3, "unavailable", "cupti_missing")
+    assert (state["version"], state["status"], state["reason"]) == (VERSION, "unavailable", "cupti_missing")
     assert "cupti-python is not importable" in state["detail"]
 
 
@@ -119,7 +121,7 @@ def test_kernels_are_recorded_only_inside_windows_and_the_coverage_matches_the_d
     elapsed = time.monotonic() - began
     last_written = json.loads((tmp_path / "p.json").read_text())
     sampler.stop()
-    state = json.loads((tmp_path / "p.json").read_text())
+    state = StateReader().read(tmp_path / "p.json")  # as the exporter reads it, its names from the names file
     assert (state["status"], state["reason"]) == ("exited", "exited"), "the final write tells the exporter it ended"
     assert state["windows"] >= last_written["windows"]
     names, counts = state["gpus"]["0"]["names"], state["gpus"]["0"]["counts"]

@@ -277,7 +277,7 @@ def test_engine_directory_swapped_during_a_deploy(tmp_path: Path) -> None:
 # -- the serving process (dispatch sampler) restarts ------------------------------------------------
 
 def test_dispatch_writer_restart_adds_to_the_totals_and_a_dead_writers_counts_stay(tmp_path: Path) -> None:
-    from exporter.inprocess.state import FORMAT, VERSION, write_atomic
+    from exporter.inprocess.state import FORMAT, VERSION, StateWriter
     from exporter.sources.dispatch import DispatchConfig, DispatchSource
 
     def state(pid: int, launches: int, at: float) -> dict:
@@ -293,7 +293,7 @@ def test_dispatch_writer_restart_adds_to_the_totals_and_a_dead_writers_counts_st
                             clock=lambda: wall[0])
     run, store = runner(source, clock)
     fp4 = ("blackwell_gemm_kernel_launches_total", (("gpu", "0"), ("precision", "fp4")))
-    write_atomic(tmp_path / "serving.json", state(100, 5000, wall[0]))
+    StateWriter(tmp_path / "serving.json").write(state(100, 5000, wall[0]))
     run.run_once()
     assert served(store)[fp4] == 5000
 
@@ -304,7 +304,7 @@ def test_dispatch_writer_restart_adds_to_the_totals_and_a_dead_writers_counts_st
     assert served(store)[fp4] == 5000, "its counts stay in the totals"
     assert not (tmp_path / "serving.json").exists(), "its stale file is removed"
 
-    write_atomic(tmp_path / "serving.json", state(200, 40, wall[0]))  # restarted: counting from zero
+    StateWriter(tmp_path / "serving.json").write(state(200, 40, wall[0]))  # restarted: counting from zero
     clock.now += 20
     run.run_once()
     assert run.up and served(store)[fp4] == 5040
