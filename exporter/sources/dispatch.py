@@ -19,7 +19,7 @@ last good one and says why) and exports totals that never go backwards:
 Names keep their place in a file (a writer appends new ones), so the counts of one poll are
 compared with the last poll's position by position, in C (``map(operator.ne, ...)``), and only
 the names whose counts moved are looked at: each place remembers its name's decision as a small
-integer (``_code``), so what moved is summed per decision in C; a place with no decision yet asks
+integer (``_CODES``), so what moved is summed per decision in C; a place with no decision yet asks
 the table's per-name cache, which a new table starts empty. A version 4 file's names are a
 ``NameList`` that decodes them as they are indexed: a place is only turned into its name when
 that is needed. A file whose names moved or vanished is matched by name instead.
@@ -104,7 +104,7 @@ class _Listed:
     names: Sequence[str]  # a list, or a version 4 file's NameList (decoded as it is indexed)
     counts: list[int]
     unlisted: dict[str, tuple[int, int]] = field(default_factory=dict)  # names a writer stopped listing -> counts
-    codes: list[int] = field(default_factory=list)  # per name: its decision by the current table (_code), or UNDECIDED
+    codes: list[int] = field(default_factory=list)  # per name: its decision by the current table (_CODES), or UNDECIDED
 
     def counts_by_name(self) -> dict[str, tuple[int, int]]:
         listed = {name: (self.counts[2 * slot], self.counts[2 * slot + 1]) for slot, name in enumerate(self.names)}
@@ -339,11 +339,10 @@ class DispatchSource(Source):
             undecided = list(compress(slots, map(eq, slot_codes, repeat(UNDECIDED))))
             if self._table.decided:  # else a new table (or a new exporter): every name waits, none to look up
                 listed = names[:undecided[-1] + 1]  # a list (a NameList decodes them here, once)
-                for slot, decision in zip(undecided, map(self._table.known, map(listed.__getitem__, undecided)),
-                                          strict=True):
-                    if decision is not None:
-                        codes[slot] = _code(decision)
-                undecided = list(compress(undecided, map(eq, map(codes.__getitem__, undecided), repeat(UNDECIDED))))
+                decided = list(map(_CODES.__getitem__, map(self._table.known, map(listed.__getitem__, undecided))))
+                for slot, code in zip(undecided, decided, strict=True):
+                    codes[slot] = code
+                undecided = list(compress(undecided, map(eq, decided, repeat(UNDECIDED))))
                 slot_codes = list(map(codes.__getitem__, slots))
             if undecided:
                 self._wait(process, gpu, names, counts, before, undecided)
@@ -559,11 +558,17 @@ class DispatchSource(Source):
         return notes
 
 
-def _code(decision: tuple[str | None, str]) -> int:
-    precision, rule = decision
-    if precision is None:
-        return NOT_GEMM
-    return FIRST_GEMM + 2 * PRECISIONS.index(precision) + rule.startswith("default:")
+class _Codes(dict):
+    """A decision (or None: not decided) -> its code, filled as decisions come (a table has a few dozen)."""
+
+    def __missing__(self, decision: tuple[str | None, str]) -> int:
+        precision, rule = decision
+        code = self[decision] = NOT_GEMM if precision is None else (
+            FIRST_GEMM + 2 * PRECISIONS.index(precision) + rule.startswith("default:"))
+        return code
+
+
+_CODES = _Codes({None: UNDECIDED})
 
 
 def _list_unrecognized(process: _Process, gpu: str, name: str, slot: int | None) -> None:
