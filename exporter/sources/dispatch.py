@@ -46,7 +46,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, compress, repeat
-from operator import add, eq, ge, lshift, mul, ne, rshift, sub
+from operator import add, eq, ge, lshift, ne, rshift, sub
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -332,7 +332,7 @@ class DispatchSource(Source):
         """The hot part of a poll: the names whose counts moved, each with its slot's decision code (``codes``),
         summed per code in C; names no decision is remembered for are looked up in the table's cache once."""
         assert self._table is not None
-        names, counts, last, unlisted = entry["names"], entry["counts"], before.counts, before.unlisted
+        names, counts = entry["names"], entry["counts"]
         slots = list(slots)
         slot_codes = list(map(codes.__getitem__, slots))
         if UNDECIDED in slot_codes:
@@ -350,20 +350,7 @@ class DispatchSource(Source):
         if not any(gemms):
             return
         slots, slot_codes = list(compress(slots, gemms)), list(compress(slot_codes, gemms))
-        split = bisect_left(slots, len(last) >> 1)  # the names in their place before, then the new ones
-        at = list(map(lshift, slots, repeat(1)))
-        launches = list(map(counts.__getitem__, at))
-        nanoseconds = list(map(counts.__getitem__, map(add, at, repeat(1))))
-        if split:
-            before_at = at[:split]
-            launches[:split] = map(max, map(sub, launches[:split], map(last.__getitem__, before_at)), repeat(0))
-            nanoseconds[:split] = map(max, map(sub, nanoseconds[:split],
-                                               map(last.__getitem__, map(add, before_at, repeat(1)))), repeat(0))
-        for index in range(split, len(slots)) if unlisted else ():  # back after a writer dropped it
-            prior = unlisted.get(names[slots[index]])
-            if prior is not None:
-                launches[index] = max(0, launches[index] - prior[0])
-                nanoseconds[index] = max(0, nanoseconds[index] - prior[1])
+        launches, nanoseconds = _gains(names, counts, before, slots)
         totals = self._totals
         for code in set(slot_codes):
             mask = list(map(eq, slot_codes, repeat(code)))
@@ -388,21 +375,8 @@ class DispatchSource(Source):
         if len(slots) == len(names) and not before.counts and not before.unlisted:  # a first look: all as listed
             self._waiting.append(_Waiting(process, gpu, names, range(len(names)), counts[0::2], counts[1::2]))
             return
-        split = bisect_left(slots, len(before.counts) >> 1)  # the names in their place before, then the new ones
-        at = list(map(mul, slots, repeat(2)))
-        launches = list(map(counts.__getitem__, at))
-        nanoseconds = list(map(counts.__getitem__, map(add, at, repeat(1))))
-        if split:
-            last, before_at = before.counts, at[:split]
-            launches[:split] = map(max, map(sub, launches[:split], map(last.__getitem__, before_at)), repeat(0))
-            nanoseconds[:split] = map(max, map(sub, nanoseconds[:split],
-                                               map(last.__getitem__, map(add, before_at, repeat(1)))), repeat(0))
+        launches, nanoseconds = _gains(names, counts, before, slots)
         waiting = list(map(names[:slots[-1] + 1].__getitem__, slots)) if slots else []
-        for index in range(split, len(slots)) if before.unlisted else ():  # back after a writer dropped it
-            prior = before.unlisted.get(waiting[index])
-            if prior is not None:
-                launches[index] = max(0, launches[index] - prior[0])
-                nanoseconds[index] = max(0, nanoseconds[index] - prior[1])
         self._waiting.append(_Waiting(process, gpu, waiting, slots, launches, nanoseconds))
 
     def _classify_pending(self, deadline: float) -> None:
@@ -556,6 +530,27 @@ class DispatchSource(Source):
         top = heapq.nsmallest(NOTE_NAMES, launches.items(), key=lambda item: (-item[1], item[0]))
         notes += [f"unrecognized GEMM on gpu {gpu} ({count} launches): {name}" for (gpu, name), count in top]
         return notes
+
+
+def _gains(names: Sequence[str], counts: list[int], before: _Listed, slots: list[int]) -> tuple[list[int], list[int]]:
+    """What the names in ``slots`` (ascending) gained since ``before``, launches and nanoseconds, in C where it can:
+    a name in its place of before from its pair then, a name new in its place from zero (or from what it had when
+    a writer stopped listing it)."""
+    split = bisect_left(slots, len(before.counts) >> 1)  # the names in their place before, then the new ones
+    at = list(map(lshift, slots, repeat(1)))
+    launches = list(map(counts.__getitem__, at))
+    nanoseconds = list(map(counts.__getitem__, map(add, at, repeat(1))))
+    if split:
+        last, before_at = before.counts, at[:split]
+        launches[:split] = map(max, map(sub, launches[:split], map(last.__getitem__, before_at)), repeat(0))
+        nanoseconds[:split] = map(max, map(sub, nanoseconds[:split],
+                                           map(last.__getitem__, map(add, before_at, repeat(1)))), repeat(0))
+    for index in range(split, len(slots)) if before.unlisted else ():  # back after a writer dropped it
+        prior = before.unlisted.get(names[slots[index]])
+        if prior is not None:
+            launches[index] = max(0, launches[index] - prior[0])
+            nanoseconds[index] = max(0, nanoseconds[index] - prior[1])
+    return launches, nanoseconds
 
 
 class _Codes(dict):
