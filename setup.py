@@ -1,4 +1,5 @@
-"""Builds the CUPTI injection library (native/) into the package as exporter/_blackwell_inject*.so.
+"""Builds the CUPTI injection library (native/) into the package as exporter/_blackwell_inject*.so, and
+the dispatch source's small C helper (native/moved.c) as exporter._moved.
 
 The headers come from PyPI wheels listed as build requirements in pyproject.toml
 (nvidia-cuda-cupti: cupti.h; nvidia-cuda-runtime: cuda.h), so a C compiler is all the machine
@@ -55,4 +56,7 @@ inject = Extension(
     optional=True,
 )
 
-setup(ext_modules=[inject])
+# The dispatch source's comparison of two polls' counts (exporter/moved.py falls back to Python without it).
+moved = Extension("exporter._moved", sources=["native/moved.c"], extra_compile_args=["-std=c11", "-O2"], optional=True)
+
+setup(ext_modules=[inject, moved])

@@ -248,6 +248,12 @@ class NameList(Sequence[str]):
         return self[:].index(name, start, self.length if stop is None else stop)
 
 
+def decoded(names: Sequence[str], end: int) -> Sequence[str]:
+    """``names`` as a sequence indexed in C, decoded at least up to ``end``: a NameList's decoded names themselves
+    (not a copy, and maybe longer: index it only below its length), any other sequence as it is."""
+    return names.file.decode_to(end) if isinstance(names, NameList) else names
+
+
 def extends(names: Sequence[str], before: Sequence[str]) -> bool:
     """Whether ``names`` begins with ``before``: without decoding a name where both are of one names file."""
     if names is before:

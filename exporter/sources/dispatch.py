@@ -17,7 +17,7 @@ last good one and says why) and exports totals that never go backwards:
   per-process series stay.
 
 Names keep their place in a file (a writer appends new ones), so the counts of one poll are
-compared with the last poll's position by position, in C (``map(operator.ne, ...)``), and only
+compared with the last poll's position by position, in C (``exporter.moved``), and only
 the names whose counts moved are looked at: each place remembers its name's decision as a small
 integer (``_CODES``), so what moved is summed per decision in C; a place with no decision yet asks
 the table's per-name cache, which a new table starts empty. A version 4 file's names are a
@@ -46,15 +46,16 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, compress, repeat
-from operator import add, eq, ge, lshift, ne, rshift, sub
+from operator import add, eq, ge, lshift, sub
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field
 
-from exporter.dispatch_reader import NameList, StateReader, extends
+from exporter.dispatch_reader import NameList, StateReader, decoded, extends
 from exporter.dispatch_table import DEFAULT_TABLE, PRECISIONS, KernelClassifier
 from exporter.inprocess.state import DEFAULT_DIR, NAMES_FILE, StateError
+from exporter.moved import moved_slots
 from exporter.snapshot import Family
 from exporter.sources.base import PartialPollError, PollError, Source, SourceConfig
 
@@ -316,9 +317,7 @@ class DispatchSource(Source):
             before, unlisted = _aligned(process.listed.get(gpu), names)
             slots: Iterable[int]
             if before.counts:
-                moved = list(compress(range(len(before.counts)), map(ne, counts, before.counts)))
-                moved += range(len(before.counts), len(counts))  # the names new in their place
-                slots = dict.fromkeys(map(rshift, moved, repeat(1)))
+                slots = moved_slots(counts, before.counts)
             else:  # a GPU seen for the first time (or matched by name): every name is new
                 slots = range(len(names))
             codes = before.codes
@@ -338,7 +337,7 @@ class DispatchSource(Source):
         if UNDECIDED in slot_codes:
             undecided = list(compress(slots, map(eq, slot_codes, repeat(UNDECIDED))))
             if self._table.decided:  # else a new table (or a new exporter): every name waits, none to look up
-                listed = names[:undecided[-1] + 1]  # a list (a NameList decodes them here, once)
+                listed = decoded(names, undecided[-1] + 1)
                 decided = list(map(_CODES.__getitem__, map(self._table.known, map(listed.__getitem__, undecided))))
                 for slot, code in zip(undecided, decided, strict=True):
                     codes[slot] = code
@@ -360,11 +359,13 @@ class DispatchSource(Source):
             totals.gemm_ns[(gpu, precision)] += sum(compress(nanoseconds, mask))
             if (code - FIRST_GEMM) & 1:  # a GEMM no rule knows: listed on the landing page
                 totals.unrecognized[gpu] += gained
-                for slot in compress(slots, mask):
-                    key = (gpu, names[slot])
-                    if key not in process.unrecognized:
+                unknown = list(compress(slots, mask))
+                listed, unrecognized = decoded(names, unknown[-1] + 1), process.unrecognized
+                for slot in unknown:
+                    key = (gpu, listed[slot])
+                    if key not in unrecognized:
                         process.unrecognized_names[gpu] += 1
-                    process.unrecognized[key] = counts[2 * slot]
+                    unrecognized[key] = counts[2 * slot]
 
     def _wait(self, process: _Process, gpu: str, names: Sequence[str], counts: list[int], before: _Listed,
               slots: list[int]) -> None:
@@ -376,7 +377,7 @@ class DispatchSource(Source):
             self._waiting.append(_Waiting(process, gpu, names, range(len(names)), counts[0::2], counts[1::2]))
             return
         launches, nanoseconds = _gains(names, counts, before, slots)
-        waiting = list(map(names[:slots[-1] + 1].__getitem__, slots)) if slots else []
+        waiting = list(map(decoded(names, slots[-1] + 1).__getitem__, slots)) if slots else []
         self._waiting.append(_Waiting(process, gpu, waiting, slots, launches, nanoseconds))
 
     def _classify_pending(self, deadline: float) -> None:

@@ -22,6 +22,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     # Imported inside the serving process (the Python sampler): nothing of the exporter's.
     "exporter.inprocess": set(),
     "exporter.dispatch_reader": {"exporter.inprocess"},
+    "exporter.moved": {"exporter._moved"},  # its C half
     "exporter.scheduler": {"exporter.foundation", "exporter.backoff", "exporter.snapshot", "exporter.sources"},
     "exporter.connection_slots": set(),
     "exporter.server": {"exporter.scheduler", "exporter.snapshot", "exporter.webconfig", "exporter.connection_slots"},
