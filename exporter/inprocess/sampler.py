@@ -150,7 +150,7 @@ class DispatchSampler:
         except SamplerUnavailableError as exc:
             log.warning("blackwell dispatch sampler not sampling: %s", exc)
             self.accumulator.set_status("unavailable", exc.reason, str(exc))
-        self._writer.write(self.accumulator.state())
+        self._write("")
         self._thread = threading.Thread(target=self._run, name="blackwell-dispatch-sampler", daemon=True)
         self._thread.start()
         if self.sampling:
@@ -166,10 +166,7 @@ class DispatchSampler:
                 self._window()
             else:
                 self.accumulator.skip_window()
-            try:
-                self._writer.write(self.accumulator.state())
-            except OSError as exc:  # an unwritable directory must not end the thread: try again next period
-                log.warning("dispatch sampler: cannot write %s: %s", self.state_path, exc)
+            self._write("")
             if self._stop.is_set():
                 return
 
@@ -196,7 +193,12 @@ class DispatchSampler:
         if self._thread is not None:
             self._thread.join(timeout)
         self.accumulator.set_status("exited", "exited", "the process stopped its sampler")
+        self._write("the final state ")
+
+    def _write(self, what: str) -> None:
+        """Write the state; an unwritable directory is one log line, never an error of the serving process (the
+        thread tries again each period)."""
         try:
             self._writer.write(self.accumulator.state())
         except OSError as exc:
-            log.warning("dispatch sampler: cannot write the final state to %s: %s", self.state_path, exc)
+            log.warning("dispatch sampler: cannot write %sto %s: %s", what, self.state_path, exc)

@@ -90,6 +90,18 @@ def test_without_cupti_python_the_sampler_logs_how_to_install_it_and_its_state_f
     assert "cupti-python is not importable" in state["detail"]
 
 
+def test_an_unwritable_state_directory_is_a_log_line_and_the_sampler_runs_on(fake_cupti, tmp_path, caplog):
+    (tmp_path / "a_file").write_text("")
+    sampler = DispatchSampler(tmp_path / "a_file" / "dir" / "p.json", duty_cycle=0.5, period=0.05, process="p")
+    with caplog.at_level(logging.WARNING):
+        sampler.start()  # does not raise
+        time.sleep(0.3)
+        windows = sampler.accumulator.windows
+        sampler.stop()
+    assert windows >= 2  # it went on sampling, trying to write after each window
+    assert "cannot write to" in caplog.text and "cannot write the final state to" in caplog.text
+
+
 def test_the_process_name_follows_the_launchers_local_rank(monkeypatch):
     for variable in ("BLACKWELL_DISPATCH_PROCESS", "LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID",
                      "MPI_LOCALRANKID"):
