@@ -71,11 +71,12 @@ class StateWriter:
 
     ``write`` takes each GPU's ``names`` and ``counts`` lists, appends to that GPU's names file the
     names it has not written yet (then fsyncs it), and only then replaces the state file, whose
-    ``names_listed`` says how many lines of the names file are the GPU's names: a reader that sees
-    the state always finds them (and ``names_bytes``, their length in bytes). A list that does not begin with the names already written (a
-    caller that reordered or dropped names) starts a new names file (the exporter removes the old one
-    when it no longer needs it); so does a names file that is gone or shorter than written (the
-    exporter removes the files of a process it took for gone, e.g. one stopped for a while).
+    ``names_listed`` says how many lines of the names file are the GPU's names (``names_bytes``: their
+    length in bytes): a reader that sees the state always finds them. A list that does not begin
+    with the names already written (a caller that reordered or dropped names) starts a new names
+    file (the exporter removes the old one when it no longer needs it); so does a names file that
+    is gone or shorter than written (the exporter removes the files of a process it took for gone,
+    e.g. one stopped for a while).
     """
 
     def __init__(self, path: Path) -> None:
@@ -104,7 +105,9 @@ class StateWriter:
             fd = os.open(self.path.parent / name, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
                 os.fchmod(fd, 0o644)  # the exporter, often another user, reads it
-                os.pwrite(fd, lines, size)  # at the end of what was written whole: a torn earlier append is overwritten
+                done = 0  # written at the end of what was written whole: a torn earlier append is overwritten
+                while done < len(lines):
+                    done += os.pwrite(fd, lines[done:], size + done)
                 os.ftruncate(fd, size + len(lines))
                 os.fsync(fd)
             finally:
