@@ -2,7 +2,7 @@
 
 A version 4 state file holds each GPU's counts, and the number of its names; the names are in a
 names file beside it, one JSON string a line, only ever appended to. A process of 100,000 kernel
-names writes about 16 MB of names once and 1.4 MB of counts at each write, so this reader decodes
+names writes about 16 MB of names once and 1.1 MB of counts at each write, so this reader decodes
 the counts at each poll and a name only once, when the source first asks for it: ``NameList`` is
 the sequence of one GPU's names, and decodes the lines of its file in batches as they are indexed.
 So the first poll of a file of 100,000 new names reads no name at all but those the poll's
@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 HEADER_KEYS = ("format", "version", "writer", "writer_version", "pid", "process", "started_at", "updated_at", "status",
                "reason", "detail", "duty_cycle", "period_seconds", "windows", "windows_skipped", "sampled_seconds",
                "records", "incomplete_records", "dropped_records", "detaches", "max_names")
-GPU_KEYS = ("uuid", "kernels", "kernel_ns", "overflow", "names_file", "names_listed", "names_bytes")  # and names, counts
+GPU_KEYS = ("uuid", "kernels", "kernel_ns", "overflow",  # and names, counts
+            "names_file", "names_listed", "names_bytes")
 BATCH = 1024  # names decoded at a time, at least
 BLOCK = 1 << 20  # bytes of a names file read at a time, at least
 

@@ -150,7 +150,7 @@ class DispatchSampler:
         except SamplerUnavailableError as exc:
             log.warning("blackwell dispatch sampler not sampling: %s", exc)
             self.accumulator.set_status("unavailable", exc.reason, str(exc))
-        self._write("")
+        self._write()
         self._thread = threading.Thread(target=self._run, name="blackwell-dispatch-sampler", daemon=True)
         self._thread.start()
         if self.sampling:
@@ -166,7 +166,7 @@ class DispatchSampler:
                 self._window()
             else:
                 self.accumulator.skip_window()
-            self._write("")
+            self._write()
             if self._stop.is_set():
                 return
 
@@ -193,12 +193,13 @@ class DispatchSampler:
         if self._thread is not None:
             self._thread.join(timeout)
         self.accumulator.set_status("exited", "exited", "the process stopped its sampler")
-        self._write("the final state ")
+        self._write(final=True)
 
-    def _write(self, what: str) -> None:
+    def _write(self, final: bool = False) -> None:
         """Write the state; an unwritable directory is one log line, never an error of the serving process (the
         thread tries again each period)."""
         try:
             self._writer.write(self.accumulator.state())
         except OSError as exc:
-            log.warning("dispatch sampler: cannot write %sto %s: %s", what, self.state_path, exc)
+            log.warning("dispatch sampler: cannot write %s %s: %s", "the final state to" if final else "to",
+                        self.state_path, exc)

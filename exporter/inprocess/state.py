@@ -167,8 +167,8 @@ def check_state(path: Path, state: Any, typed: bool = False) -> dict[str, Any]:
     Each ``gpus`` entry comes back with ``counts`` (two non-negative integers per name: launches,
     gpu_ns) and, for versions 2 and 3, ``names`` (a list of kernel names; a version 2 mapping is
     turned into these lists); a version 4 entry's names are the ``names_listed`` lines of the first
-    ``names_bytes`` bytes of its ``names_file`` (checked to be a bare file name), which the caller reads. The counts are checked in C
-    (``map(type, ...)``, ``min``). ``typed``: the decoder already checked that names are strings and
+    ``names_bytes`` bytes of its ``names_file`` (checked to be a bare file name), which the caller
+    reads. The counts are checked in C (``map(type, ...)``, ``min``). ``typed``: the decoder already checked that names are strings and
     counts non-negative integers (the fast reader's typed decoding).
     """
     if not isinstance(state, dict) or state.get("format") != FORMAT:
@@ -207,7 +207,8 @@ def check_state(path: Path, state: Any, typed: bool = False) -> dict[str, Any]:
                 if type(entry.get(key)) is not int or entry[key] < 0:
                     raise StateError(f"{where}.{key}: expected a non-negative integer, got {entry.get(key)!r}",
                                      "invalid")
-            _check_counts(where, entry.get("counts"), entry["names_listed"], typed, lambda slot, file=names_file: f"{file} line {slot + 1}")
+            _check_counts(where, entry.get("counts"), entry["names_listed"], typed,
+                          lambda slot, file=names_file: f"{file} line {slot + 1}")
         if not is_pair(entry.get("overflow", [0, 0])):
             raise StateError(f"{where}.overflow: expected [launches, gpu_ns], got {entry.get('overflow')!r}",
                              "invalid")

@@ -28,8 +28,8 @@ A name the current table has not decided yet (new, or listed when the table chan
 it gains is held in ``_waiting`` (blocks of names as each poll found them), apart from any process,
 and each poll classifies waiting names, oldest first, until it has run ``classify_budget_seconds``
 (``KernelClassifier.decide_all``, 6-10 us a name), then adds what the decided ones gained to their
-precision. So a first poll of 100,000 new names takes the budget, not seconds; the rest follow over the next polls
-(``blackwell_dispatch_kernel_names_pending`` says how many wait), and nothing is lost when the
+precision. So a first poll of 100,000 new names takes the budget, not seconds; the rest follow
+over the next polls (``blackwell_dispatch_kernel_names_pending`` says how many wait), and nothing is lost when the
 process that listed them exits or restarts meanwhile. A name decided after a table change gives
 the new table's precision to what it gained while waiting.
 """
@@ -409,7 +409,8 @@ class DispatchSource(Source):
             if at >= deadline:
                 break
             # As many names as the time left holds at the rate so far, in chunks big enough to be cheap.
-            chunk = max(MIN_CHUNK, min(MAX_CHUNK, int((deadline - at) * done / (at - began)))) if at > began else MAX_CHUNK
+            chunk = (max(MIN_CHUNK, min(MAX_CHUNK, int((deadline - at) * done / (at - began)))) if at > began
+                     else MAX_CHUNK)
 
     def _count_kernels(self, process: _Process, gpu: str, entry: dict[str, Any]) -> None:
         totals = self._totals
@@ -520,8 +521,9 @@ class DispatchSource(Source):
                 notes.append(f"{name} (pid {state['pid']}, {state.get('writer', '?')}): {state['status']}, "
                              f"reason {state.get('reason') or '-'}: {state.get('detail') or 'no detail'}")
         if self._waiting:
-            notes.append(f"{sum(map(len, self._waiting))} kernel names wait to be classified: their launches are added to the "
-                         "GEMM totals when they are (each poll classifies until it has run classify_budget_seconds)")
+            notes.append(f"{sum(map(len, self._waiting))} kernel names wait to be classified: their launches are "
+                         "added to the GEMM totals when they are (each poll classifies until it has run "
+                         "classify_budget_seconds)")
         if self._ignored:
             notes.append(f"finished but not removable (ignored): {', '.join(sorted(self._ignored))}")
         launches: dict[tuple[str, str], int] = defaultdict(int)

@@ -23,7 +23,8 @@ pytest.importorskip("msgspec")
 
 
 def content(gpus: dict[str, dict[str, list[int]]], version: int = 3, **header) -> dict:
-    """A state as the writers hold it (names inline): version 3 and 2 files as they are; StateWriter writes version 4."""
+    """A state as the writers hold it (names inline): version 3 and 2 files as they are; StateWriter writes
+    version 4."""
     def entry(names: dict[str, list[int]]) -> dict:
         listed = {"names": names} if version == 2 else {
             "names": list(names), "counts": [n for pair in names.values() for n in pair]}
